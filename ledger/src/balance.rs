@@ -1,0 +1,211 @@
+//! Balance accounting: the one implementation of every household's points figures.
+//!
+//! The write-model uses it to refuse overdrafts and to check a settlement's balance digest;
+//! the balances projection reads the same [`BalanceBook`]. Figures are integer points.
+//!
+//! ```text
+//! available = basic + contribution − deducted − redeemed + carried_in − carried_out − expired
+//! ever_earned = basic + contribution   (never reduced by redemption or expiry)
+//! ```
+//!
+//! The balance digest (docs/FORMAT.md, "Balance digest") is
+//! `SHA-256("jifen/balances/v1" || 0x00 || u32 n || n × household row)` over households in
+//! ascending byte order of their id, each row
+//! `u16 len(id) || id || i64 basic || i64 contribution || i64 deducted || i64 redeemed ||
+//! i64 carried_in || i64 carried_out || i64 expired`, all big-endian.
+
+use crate::hash::{Hash, BALANCES_TAG};
+use std::collections::BTreeMap;
+
+/// Whether a final score is basic, contribution or a deduction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Category {
+    Basic,
+    Contribution,
+    Deduction,
+}
+
+/// One household's points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    /// Final 基础积分 earned.
+    pub basic: i64,
+    /// Final 贡献积分 earned.
+    pub contribution: i64,
+    /// Final deductions (扣分), as a positive number.
+    pub deducted: i64,
+    /// Points spent at the supermarket, net of reversals.
+    pub redeemed: i64,
+    /// Points carried in from a split or merge.
+    pub carried_in: i64,
+    /// Points carried out to a split or merge.
+    pub carried_out: i64,
+    /// Points that expired under an annual expiry policy.
+    pub expired: i64,
+}
+
+impl Balance {
+    /// Points available to spend.
+    pub fn available(&self) -> i64 {
+        self.basic + self.contribution - self.deducted - self.redeemed + self.carried_in - self.carried_out - self.expired
+    }
+
+    /// Points ever earned (for honours and rankings): never reduced by spending or expiry.
+    pub fn ever_earned(&self) -> i64 {
+        self.basic + self.contribution
+    }
+}
+
+/// Every household's balance, keyed by household id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalanceBook {
+    households: BTreeMap<String, Balance>,
+    /// The calendar year the available figures belong to (for annual expiry).
+    year: Option<i32>,
+}
+
+impl BalanceBook {
+    /// An empty book.
+    pub fn new() -> BalanceBook {
+        BalanceBook::default()
+    }
+
+    /// Opens a zero balance for a new household.
+    pub fn open(&mut self, household: &str) {
+        self.households.entry(household.to_owned()).or_default();
+    }
+
+    /// A household's balance, if it has one.
+    pub fn get(&self, household: &str) -> Option<&Balance> {
+        self.households.get(household)
+    }
+
+    /// All balances in household id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Balance)> {
+        self.households.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The number of households in the book.
+    pub fn len(&self) -> usize {
+        self.households.len()
+    }
+
+    /// Whether the book is empty.
+    pub fn is_empty(&self) -> bool {
+        self.households.is_empty()
+    }
+
+    /// Available points of a household (0 if unknown).
+    pub fn available(&self, household: &str) -> i64 {
+        self.get(household).map_or(0, Balance::available)
+    }
+
+    fn entry(&mut self, household: &str) -> &mut Balance {
+        self.households.entry(household.to_owned()).or_default()
+    }
+
+    /// Books a change of a final score's points (a score becoming final, or a correction of a
+    /// final score). `delta` is signed: deductions are negative points.
+    pub fn post_score(&mut self, household: &str, category: Category, delta: i64) {
+        let b = self.entry(household);
+        match category {
+            Category::Basic => b.basic += delta,
+            Category::Contribution => b.contribution += delta,
+            Category::Deduction => b.deducted -= delta,
+        }
+    }
+
+    /// Books a redemption (positive) or its reversal (negative).
+    pub fn post_redemption(&mut self, household: &str, points: i64) {
+        self.entry(household).redeemed += points;
+    }
+
+    /// Carries points from one household to another (split or merge).
+    pub fn carry(&mut self, from: &str, to: &str, points: i64) {
+        self.entry(from).carried_out += points;
+        self.entry(to).carried_in += points;
+    }
+
+    /// Enters `year`: under annual expiry, every positive available balance of an earlier
+    /// year expires. Years never go backwards.
+    pub fn enter_year(&mut self, year: i32, annual_expiry: bool) {
+        match self.year {
+            Some(y) if y >= year => {}
+            Some(_) if annual_expiry => {
+                for b in self.households.values_mut() {
+                    let a = b.available();
+                    if a > 0 {
+                        b.expired += a;
+                    }
+                }
+                self.year = Some(year);
+            }
+            _ => self.year = Some(year),
+        }
+    }
+
+    /// The balance digest (module docs).
+    pub fn digest(&self) -> Hash {
+        let mut data = Vec::with_capacity(4 + self.households.len() * 72);
+        data.extend_from_slice(&(self.households.len() as u32).to_be_bytes());
+        for (id, b) in &self.households {
+            data.extend_from_slice(&(id.len() as u16).to_be_bytes());
+            data.extend_from_slice(id.as_bytes());
+            for v in [b.basic, b.contribution, b.deducted, b.redeemed, b.carried_in, b.carried_out, b.expired] {
+                data.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+        Hash::tagged(BALANCES_TAG, &data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn available_and_ever_earned_follow_the_postings() {
+        let mut book = BalanceBook::new();
+        book.open("H0001");
+        book.post_score("H0001", Category::Basic, 10);
+        book.post_score("H0001", Category::Contribution, 5);
+        book.post_score("H0001", Category::Deduction, -3);
+        book.post_redemption("H0001", 4);
+        let b = book.get("H0001").unwrap();
+        assert_eq!((b.available(), b.ever_earned(), b.deducted), (8, 15, 3));
+        book.carry("H0001", "H0002", 8);
+        assert_eq!((book.available("H0001"), book.available("H0002")), (0, 8));
+    }
+
+    #[test]
+    fn annual_expiry_expires_only_positive_balances_once_per_year() {
+        let mut book = BalanceBook::new();
+        book.enter_year(2025, true);
+        book.post_score("A", Category::Basic, 10);
+        book.post_score("B", Category::Deduction, -2);
+        book.enter_year(2025, true);
+        assert_eq!(book.available("A"), 10);
+        book.enter_year(2026, true);
+        assert_eq!((book.available("A"), book.available("B")), (0, -2));
+        assert_eq!(book.get("A").unwrap().ever_earned(), 10);
+        let mut never = BalanceBook::new();
+        never.enter_year(2025, false);
+        never.post_score("A", Category::Basic, 10);
+        never.enter_year(2026, false);
+        assert_eq!(never.available("A"), 10);
+    }
+
+    #[test]
+    fn digest_depends_on_every_figure_and_household() {
+        let mut a = BalanceBook::new();
+        a.post_score("H1", Category::Basic, 1);
+        let d = a.digest();
+        let mut b = a.clone();
+        b.post_redemption("H1", 1);
+        assert_ne!(d, b.digest());
+        let mut c = a.clone();
+        c.open("H2");
+        assert_ne!(d, c.digest());
+        assert_eq!(d, a.clone().digest());
+    }
+}

@@ -1,0 +1,164 @@
+//! Full verification of a village ledger: the chain, every signature, the Merkle root against
+//! a checkpoint, and a replay of the write-model showing every record was admissible.
+//!
+//! The stages are separate functions so a caller can time them and show progress (this crate
+//! reads no clock). [`verify_ledger`] runs them all and names the first bad record.
+//!
+//! Signatures are checked with the batch equation in chunks spread over all cores (rayon);
+//! a failing chunk is re-checked one by one with `verify_strict` to name the bad signature.
+
+use crate::checkpoint::Checkpoint;
+use crate::hash::Hash;
+use crate::merkle::Tree;
+use crate::record::Record;
+use crate::signature::{verify_batch, verify_event, EventSignature, SignatureError};
+use crate::village::{Command, Decision, Rejection, VillageState};
+use rayon::prelude::*;
+use thiserror::Error;
+
+/// Records per batch-verification chunk.
+pub const SIGNATURE_CHUNK: usize = 256;
+
+/// The first reason a ledger fails verification.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum VerifyError {
+    #[error("seq {seq}: expected seq {expected} (a gap, a duplicate or a reordering)")]
+    Gap { seq: u64, expected: u64 },
+    #[error("seq {seq}: ledger id {got} differs from {expected}")]
+    WrongLedger { seq: u64, expected: String, got: String },
+    #[error("seq {seq}: prev_hash does not match the hash of record {prev} (the chain is broken)")]
+    BrokenLink { seq: u64, prev: u64 },
+    #[error("seq {seq}: recorded_at goes backwards")]
+    TimeRegressed { seq: u64 },
+    #[error("seq {seq}: {error}")]
+    BadSignature { seq: u64, error: SignatureError },
+    #[error("seq {seq}: inadmissible event: {rejection}")]
+    Inadmissible { seq: u64, rejection: Rejection },
+    #[error("seq {seq}: replay does not reproduce the stored record")]
+    NotReproduced { seq: u64 },
+    #[error("checkpoint covers {size} records but only {have} are present (truncated)")]
+    Truncated { size: u64, have: u64 },
+    #[error("Merkle root of the first {size} records is {computed}, the checkpoint says {expected}")]
+    RootMismatch { size: u64, computed: Hash, expected: Hash },
+}
+
+impl VerifyError {
+    /// The seq of the bad record, where one is named.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            VerifyError::Gap { seq, .. }
+            | VerifyError::WrongLedger { seq, .. }
+            | VerifyError::BrokenLink { seq, .. }
+            | VerifyError::TimeRegressed { seq }
+            | VerifyError::BadSignature { seq, .. }
+            | VerifyError::Inadmissible { seq, .. }
+            | VerifyError::NotReproduced { seq } => Some(*seq),
+            VerifyError::Truncated { .. } | VerifyError::RootMismatch { .. } => None,
+        }
+    }
+}
+
+/// Computes every record hash (in parallel) and checks seq continuity, ledger id, the
+/// `prev_hash` links and monotone time. Returns the record hashes.
+pub fn check_chain(records: &[Record]) -> Result<Vec<Hash>, VerifyError> {
+    let hashes: Vec<Hash> = records.par_iter().map(Record::hash).collect();
+    let Some(first) = records.first() else { return Ok(hashes) };
+    let ledger = first.ledger_id();
+    for (i, r) in records.iter().enumerate() {
+        let expected = i as u64;
+        if r.seq() != expected {
+            return Err(VerifyError::Gap { seq: r.seq(), expected });
+        }
+        if r.ledger_id() != ledger {
+            return Err(VerifyError::WrongLedger { seq: expected, expected: ledger.to_string(), got: r.ledger_id().to_string() });
+        }
+        let prev = if i == 0 { Hash::ZERO } else { hashes[i - 1] };
+        if *r.prev_hash() != prev {
+            return Err(VerifyError::BrokenLink { seq: expected, prev: expected.saturating_sub(1) });
+        }
+        if i > 0 && r.recorded_at() < records[i - 1].recorded_at() {
+            return Err(VerifyError::TimeRegressed { seq: expected });
+        }
+    }
+    Ok(hashes)
+}
+
+/// How signatures are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureMode {
+    /// Batch equation per chunk, chunks on all cores.
+    BatchParallel,
+    /// `verify_strict` one by one on the calling thread (the baseline).
+    SingleSerial,
+}
+
+/// Checks every signature of every record. Returns the first bad record.
+pub fn check_signatures(records: &[Record], mode: SignatureMode) -> Result<(), VerifyError> {
+    let check_chunk = |chunk: &[Record]| -> Result<(), VerifyError> {
+        let items: Vec<(&EventSignature, &[u8], u64)> =
+            chunk.iter().flat_map(|r| r.signatures().iter().map(move |s| (s, r.body(), r.seq()))).collect();
+        let pairs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b, _)| (*s, *b)).collect();
+        verify_batch(&pairs).map_err(|(i, error)| VerifyError::BadSignature { seq: items[i].2, error })
+    };
+    match mode {
+        SignatureMode::BatchParallel => {
+            let failures: Vec<VerifyError> =
+                records.par_chunks(SIGNATURE_CHUNK).filter_map(|c| check_chunk(c).err()).collect();
+            failures.into_iter().min_by_key(|e| e.seq()).map_or(Ok(()), Err)
+        }
+        SignatureMode::SingleSerial => {
+            for r in records {
+                for s in r.signatures() {
+                    verify_event(s, r.body()).map_err(|error| VerifyError::BadSignature { seq: r.seq(), error })?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Builds the Merkle tree over the record hashes and checks the checkpoint's root.
+pub fn check_root(hashes: &[Hash], checkpoint: &Checkpoint) -> Result<Tree, VerifyError> {
+    if checkpoint.size > hashes.len() as u64 {
+        return Err(VerifyError::Truncated { size: checkpoint.size, have: hashes.len() as u64 });
+    }
+    let tree = Tree::from_record_hashes(hashes);
+    let computed = tree.root(checkpoint.size).expect("size checked");
+    if computed != checkpoint.root {
+        return Err(VerifyError::RootMismatch { size: checkpoint.size, computed, expected: checkpoint.root });
+    }
+    Ok(tree)
+}
+
+/// Replays the write-model over records whose signatures were verified, showing each record
+/// was admissible where it stands. `on_record` is called after each record (for progress).
+pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<VillageState, VerifyError> {
+    let mut state = VillageState::new();
+    for r in records {
+        let seq = r.seq();
+        match state.decide(Command::replay(r)) {
+            Ok(Decision::Append(a)) if a.record() == r => state.apply(&a),
+            Ok(_) => return Err(VerifyError::NotReproduced { seq }),
+            Err(rejection) => return Err(VerifyError::Inadmissible { seq, rejection }),
+        }
+        on_record(seq);
+    }
+    Ok(state)
+}
+
+/// Runs every stage and returns the replayed state, or the failure at the lowest seq.
+pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint) -> Result<VillageState, VerifyError> {
+    let chain = check_chain(records);
+    let sigs = check_signatures(records, SignatureMode::BatchParallel);
+    let replayed = replay(records, |_| {});
+    let mut failures: Vec<VerifyError> = [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
+    if let Ok(hashes) = &chain {
+        if let Err(e) = check_root(hashes, checkpoint) {
+            failures.push(e);
+        }
+    }
+    match failures.into_iter().min_by_key(|e| e.seq().unwrap_or(u64::MAX)) {
+        Some(e) => Err(e),
+        None => Ok(replayed.expect("no failure")),
+    }
+}

@@ -1,0 +1,510 @@
+//! The village write-model: given the state of a village ledger and a signed event, accept it
+//! (producing the next record) or reject it with a specific [`Rejection`].
+//!
+//! `decide` is pure and checks everything; `apply` only records what an accepted event did.
+//! The state is rebuilt from records alone, so the server, a second server process and an
+//! offline auditor reach the same state and the same decisions.
+//!
+//! Every event passes the envelope checks here (canonical body, signature format and validity,
+//! the ledger id, monotone `recorded_at`, idempotency, keys and terms in force at this position
+//! in the log, the author among the signers); then the rules of its family:
+//!
+//! - [`actors`] — genesis, enrolment, key rotation, revocation;
+//! - [`rules`] — rulebook adoption by congress resolution;
+//! - [`households`] — registration, members, split, merge, closing;
+//! - [`scoring`] — self-declarations, scores, corrections;
+//! - [`publication`] — 公示, objections, decisions, closing, settlement;
+//! - [`supermarket`] — stock, prices, redemptions and reversals;
+//! - [`results`] — honours, inspections and satisfaction surveys.
+
+mod actors;
+mod error;
+mod households;
+mod publication;
+mod results;
+mod rules;
+mod scoring;
+mod supermarket;
+
+pub use actors::{Actor, RoleSet};
+pub use error::Rejection;
+pub use households::Household;
+pub use publication::{Objection, Publication};
+pub use rules::{Item, Rulebook};
+pub use scoring::Entry;
+pub use supermarket::{Goods, Redemption};
+
+use crate::balance::BalanceBook;
+use crate::body::decode_body;
+use crate::hash::Hash;
+use crate::ids::VillageCode;
+use crate::pb::{event_body::Payload, EventBody};
+use crate::record::{canonical_signatures, Record};
+use crate::signature::{verify_event, EventSignature, PublicKey};
+use crate::time::{Date, Period};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// How far an author's `occurred_at` may run ahead of the server's `recorded_at` (clock skew).
+pub const MAX_CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
+/// The longest free-text field (reasons, findings, names), in bytes.
+pub const MAX_TEXT: usize = 1000;
+
+/// A signed event offered to the ledger, with the server's time of recording.
+#[derive(Clone, Debug)]
+pub struct Command {
+    body: Vec<u8>,
+    signatures: Vec<EventSignature>,
+    recorded_at: i64,
+    signatures_verified: bool,
+}
+
+impl Command {
+    /// An event as submitted: body bytes, signatures, and the server's `recorded_at` (µs).
+    pub fn new(body: Vec<u8>, signatures: Vec<EventSignature>, recorded_at: i64) -> Command {
+        Command { body, signatures, recorded_at, signatures_verified: false }
+    }
+
+    /// Replays a stored record whose signatures were already verified (in a batch).
+    pub(crate) fn replay(record: &Record) -> Command {
+        Command {
+            body: record.body().to_vec(),
+            signatures: record.signatures().to_vec(),
+            recorded_at: record.recorded_at(),
+            signatures_verified: true,
+        }
+    }
+}
+
+/// An accepted event: the record and its decoded body.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    record: Record,
+    hash: Hash,
+    body: EventBody,
+}
+
+impl Accepted {
+    /// The record to append.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+    /// The record hash.
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+    /// The decoded body.
+    pub fn body(&self) -> &EventBody {
+        &self.body
+    }
+    /// The payload.
+    pub fn payload(&self) -> &Payload {
+        self.body.payload.as_ref().expect("accepted bodies have a payload")
+    }
+    /// Splits into record and body.
+    pub fn into_parts(self) -> (Record, EventBody) {
+        (self.record, self.body)
+    }
+
+    /// Decodes an already verified record (for projections): no rule is checked.
+    pub fn from_verified_record(record: Record) -> Result<Accepted, Rejection> {
+        let body = decode_body(record.body())?;
+        let hash = record.hash();
+        Ok(Accepted { record, hash, body })
+    }
+}
+
+/// What the write-model decided about a command.
+#[derive(Clone, Debug)]
+pub enum Decision {
+    /// Append this record.
+    Append(Box<Accepted>),
+    /// The same event (same idempotency key and body) is already at `seq`.
+    Duplicate { seq: u64 },
+}
+
+/// The actor behind one signature, at this position in the log.
+#[derive(Clone, Debug)]
+pub(crate) struct Signer {
+    pub actor_id: String,
+    pub roles: RoleSet,
+    pub household: Option<String>,
+}
+
+/// What every family's rules see of the event being decided.
+pub(crate) struct Ctx<'a> {
+    pub recorded_at: i64,
+    pub today: Date,
+    pub author: &'a Signer,
+    pub signers: &'a [Signer],
+}
+
+impl Ctx<'_> {
+    /// Requires the author to hold one of `roles`.
+    pub fn author_has(&self, roles: RoleSet, action: &'static str) -> Result<(), Rejection> {
+        if self.author.roles.intersects(roles) {
+            Ok(())
+        } else {
+            Err(Rejection::RoleNotAllowed { actor: self.author.actor_id.clone(), action })
+        }
+    }
+
+    /// The distinct signers holding one of `roles`, other than those in `except`.
+    pub fn count_with(&self, roles: RoleSet, except: Option<&str>) -> u32 {
+        self.signers.iter().filter(|s| s.roles.intersects(roles) && Some(s.actor_id.as_str()) != except).count() as u32
+    }
+}
+
+/// The genesis facts.
+#[derive(Clone, Debug)]
+pub struct Genesis {
+    pub ledger_id: VillageCode,
+    pub origin: String,
+    pub village_name: String,
+    pub township_actor: String,
+}
+
+/// The state of one village ledger, rebuilt from its records.
+#[derive(Clone, Debug, Default)]
+pub struct VillageState {
+    genesis: Option<Genesis>,
+    next_seq: u64,
+    head: Hash,
+    last_recorded_at: i64,
+    idempotency: HashMap<String, (u64, Hash)>,
+    pub(crate) actors: HashMap<String, Actor>,
+    pub(crate) keys: HashMap<PublicKey, String>,
+    pub(crate) rulebooks: Vec<Rulebook>,
+    pub(crate) households: BTreeMap<String, Household>,
+    pub(crate) members: HashSet<String>,
+    pub(crate) claims: HashMap<String, scoring::Claim>,
+    pub(crate) entries: HashMap<String, Entry>,
+    pub(crate) caps: HashMap<(String, String, Period), i64>,
+    pub(crate) publications: HashMap<String, Publication>,
+    pub(crate) objections: HashMap<String, Objection>,
+    pub(crate) settled: BTreeMap<Period, String>,
+    pub(crate) goods: BTreeMap<String, Goods>,
+    pub(crate) receipts: HashSet<String>,
+    pub(crate) redemptions: HashMap<String, Redemption>,
+    pub(crate) result_ids: HashSet<String>,
+    pub(crate) book: BalanceBook,
+}
+
+impl VillageState {
+    /// The state of a ledger with no records.
+    pub fn new() -> VillageState {
+        VillageState::default()
+    }
+
+    /// The genesis facts, once the ledger is opened.
+    pub fn genesis(&self) -> Option<&Genesis> {
+        self.genesis.as_ref()
+    }
+    /// The seq the next record will have (= the number of records).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+    /// The hash of the last record (zero before the first).
+    pub fn head(&self) -> Hash {
+        self.head
+    }
+    /// The balance book.
+    pub fn balances(&self) -> &BalanceBook {
+        &self.book
+    }
+    /// An actor by id.
+    pub fn actor(&self, id: &str) -> Option<&Actor> {
+        self.actors.get(id)
+    }
+    /// All actors.
+    pub fn actors(&self) -> impl Iterator<Item = &Actor> {
+        self.actors.values()
+    }
+    /// The actor that owns a key (current or retired).
+    pub fn actor_of_key(&self, key: &PublicKey) -> Option<&Actor> {
+        self.keys.get(key).and_then(|id| self.actors.get(id))
+    }
+    /// A household by id.
+    pub fn household(&self, id: &str) -> Option<&Household> {
+        self.households.get(id)
+    }
+    /// All households in id order.
+    pub fn households(&self) -> impl Iterator<Item = &Household> {
+        self.households.values()
+    }
+    /// An entry (score) by id.
+    pub fn entry(&self, id: &str) -> Option<&Entry> {
+        self.entries.get(id)
+    }
+    /// A publication by id.
+    pub fn publication(&self, id: &str) -> Option<&Publication> {
+        self.publications.get(id)
+    }
+    /// An objection by id.
+    pub fn objection(&self, id: &str) -> Option<&Objection> {
+        self.objections.get(id)
+    }
+    /// The rulebook versions adopted, in order.
+    pub fn rulebooks(&self) -> &[Rulebook] {
+        &self.rulebooks
+    }
+    /// Goods of the supermarket.
+    pub fn goods(&self) -> impl Iterator<Item = (&str, &Goods)> {
+        self.goods.iter().map(|(k, v)| (k.as_str(), v))
+    }
+    /// Settled periods and their publication.
+    pub fn settled_periods(&self) -> impl Iterator<Item = (Period, &str)> {
+        self.settled.iter().map(|(p, s)| (*p, s.as_str()))
+    }
+
+    /// The rulebook in force on `date`: the highest version whose effective date is not later.
+    pub fn rulebook_on(&self, date: Date) -> Option<&Rulebook> {
+        self.rulebooks.iter().rev().find(|r| r.effective_from <= date)
+    }
+
+    /// Decides a command: the record to append, a duplicate, or the rule it breaks.
+    pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
+        let body = decode_body(&cmd.body)?;
+        let signatures = canonical_signatures(cmd.signatures)?;
+        let payload = body.payload.as_ref().expect("decode_body requires a payload");
+        match (&self.genesis, payload) {
+            (None, Payload::LedgerOpened(_)) => {}
+            (None, _) => return Err(Rejection::NotOpened),
+            (Some(_), Payload::LedgerOpened(_)) => return Err(Rejection::AlreadyOpened),
+            (Some(g), _) if g.ledger_id.as_str() != body.ledger_id => {
+                return Err(Rejection::WrongLedger { expected: g.ledger_id.to_string(), got: body.ledger_id.clone() })
+            }
+            _ => {}
+        }
+        let ledger_id = VillageCode::parse(&body.ledger_id)?;
+        if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 || body.idempotency_key.chars().any(char::is_control) {
+            return Err(Rejection::field("idempotency_key", "must be 1 to 128 bytes without control characters"));
+        }
+        let body_hash = Hash::of(&cmd.body);
+        if let Some(&(seq, h)) = self.idempotency.get(&body.idempotency_key) {
+            return if h == body_hash {
+                Ok(Decision::Duplicate { seq })
+            } else {
+                Err(Rejection::IdempotencyConflict { key: body.idempotency_key.clone(), seq })
+            };
+        }
+        if cmd.recorded_at < self.last_recorded_at {
+            return Err(Rejection::RecordedAtRegressed { previous: self.last_recorded_at, got: cmd.recorded_at });
+        }
+        if body.occurred_at > cmd.recorded_at + MAX_CLOCK_SKEW_MICROS {
+            return Err(Rejection::OccurredInFuture { occurred_at: body.occurred_at, recorded_at: cmd.recorded_at });
+        }
+        if !cmd.signatures_verified {
+            for s in &signatures {
+                verify_event(s, &cmd.body)?;
+            }
+        }
+        let signers = match payload {
+            Payload::LedgerOpened(p) => vec![actors::genesis_signer(p, &body, &signatures)?],
+            _ => signatures.iter().map(|s| self.signer(&s.public_key, cmd.recorded_at)).collect::<Result<Vec<_>, _>>()?,
+        };
+        let author = signers
+            .iter()
+            .find(|s| s.actor_id == body.actor_id)
+            .ok_or_else(|| Rejection::AuthorNotSigner { actor: body.actor_id.clone() })?;
+        let ctx = Ctx {
+            recorded_at: cmd.recorded_at,
+            today: Date::of_micros(cmd.recorded_at),
+            author,
+            signers: &signers,
+        };
+        match payload {
+            Payload::LedgerOpened(p) => actors::decide_opened(p, &ledger_id),
+            Payload::ActorEnrolled(p) => self.decide_enrolled(&ctx, p),
+            Payload::ActorKeyRotated(p) => self.decide_rotated(&ctx, p),
+            Payload::ActorRevoked(p) => self.decide_revoked(&ctx, p),
+            Payload::RulebookAdopted(p) => self.decide_rulebook(&ctx, p),
+            Payload::HouseholdRegistered(p) => self.decide_registered(&ctx, p),
+            Payload::MemberAdded(p) => self.decide_member_added(&ctx, p),
+            Payload::MemberRemoved(p) => self.decide_member_removed(&ctx, p),
+            Payload::HouseholdSplit(p) => self.decide_split(&ctx, p),
+            Payload::HouseholdMerged(p) => self.decide_merged(&ctx, p),
+            Payload::HouseholdClosed(p) => self.decide_closed(&ctx, p),
+            Payload::PointsClaimed(p) => self.decide_claim(&ctx, p),
+            Payload::ScoreRecorded(p) => self.decide_score(&ctx, p),
+            Payload::ScoreCorrected(p) => self.decide_correction(&ctx, p),
+            Payload::PublicationOpened(p) => self.decide_publication(&ctx, p),
+            Payload::ObjectionFiled(p) => self.decide_objection(&ctx, p),
+            Payload::ObjectionDecided(p) => self.decide_decision(&ctx, p),
+            Payload::PublicationClosed(p) => self.decide_close(&ctx, p),
+            Payload::PeriodSettled(p) => self.decide_settlement(&ctx, p),
+            Payload::StockReceived(p) => self.decide_stock(&ctx, p),
+            Payload::PricesSet(p) => self.decide_prices(&ctx, p),
+            Payload::RedemptionRecorded(p) => self.decide_redemption(&ctx, p),
+            Payload::RedemptionReversed(p) => self.decide_reversal(&ctx, p),
+            Payload::HonourAwarded(p) => self.decide_honour(&ctx, p),
+            Payload::InspectionRecorded(p) => self.decide_inspection(&ctx, p),
+            Payload::SatisfactionSurveyRecorded(p) => self.decide_survey(&ctx, p),
+        }?;
+        let record = Record::new(ledger_id, self.next_seq, self.head, cmd.recorded_at, cmd.body, signatures)?;
+        let hash = record.hash();
+        Ok(Decision::Append(Box::new(Accepted { record, hash, body })))
+    }
+
+    /// Applies an accepted event. It must be the event `decide` produced for this state.
+    pub fn apply(&mut self, accepted: &Accepted) {
+        let rec = &accepted.record;
+        debug_assert_eq!(rec.seq(), self.next_seq);
+        let body = &accepted.body;
+        let recorded_at = rec.recorded_at();
+        let today = Date::of_micros(recorded_at);
+        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
+        self.book.enter_year(today.year(), annual);
+        self.idempotency.insert(body.idempotency_key.clone(), (rec.seq(), Hash::of(rec.body())));
+        let seq = rec.seq();
+        match accepted.payload() {
+            Payload::LedgerOpened(p) => {
+                self.genesis = Some(Genesis {
+                    ledger_id: rec.ledger_id().clone(),
+                    origin: p.origin.clone(),
+                    village_name: p.village_name.clone(),
+                    township_actor: p.township_actor_id.clone(),
+                });
+                self.apply_opened(p);
+            }
+            Payload::ActorEnrolled(p) => self.apply_enrolled(p),
+            Payload::ActorKeyRotated(p) => self.apply_rotated(p, seq),
+            Payload::ActorRevoked(p) => self.apply_revoked(p, seq),
+            Payload::RulebookAdopted(p) => self.apply_rulebook(p),
+            Payload::HouseholdRegistered(p) => self.apply_registered(p),
+            Payload::MemberAdded(p) => self.apply_member_added(p),
+            Payload::MemberRemoved(p) => self.apply_member_removed(p),
+            Payload::HouseholdSplit(p) => self.apply_split(p),
+            Payload::HouseholdMerged(p) => self.apply_merged(p),
+            Payload::HouseholdClosed(p) => self.apply_closed(p),
+            Payload::PointsClaimed(p) => self.apply_claim(p),
+            Payload::ScoreRecorded(p) => self.apply_score(p, seq),
+            Payload::ScoreCorrected(p) => self.apply_correction(p),
+            Payload::PublicationOpened(p) => self.apply_publication(p),
+            Payload::ObjectionFiled(p) => self.apply_objection(p, seq),
+            Payload::ObjectionDecided(p) => self.apply_decision(p),
+            Payload::PublicationClosed(p) => self.apply_close(p),
+            Payload::PeriodSettled(p) => self.apply_settlement(p),
+            Payload::StockReceived(p) => self.apply_stock(p),
+            Payload::PricesSet(p) => self.apply_prices(p),
+            Payload::RedemptionRecorded(p) => self.apply_redemption(p),
+            Payload::RedemptionReversed(p) => self.apply_reversal(p),
+            Payload::HonourAwarded(p) => {
+                self.result_ids.insert(format!("honour:{}", p.honour_id));
+            }
+            Payload::InspectionRecorded(p) => {
+                self.result_ids.insert(format!("inspection:{}", p.inspection_id));
+            }
+            Payload::SatisfactionSurveyRecorded(p) => {
+                self.result_ids.insert(format!("survey:{}", p.survey_id));
+            }
+        }
+        self.next_seq += 1;
+        self.head = accepted.hash;
+        self.last_recorded_at = recorded_at;
+    }
+
+    /// Decides and, if accepted, applies: the convenience of a single writer.
+    pub fn execute(&mut self, cmd: Command) -> Result<Decision, Rejection> {
+        let d = self.decide(cmd)?;
+        if let Decision::Append(a) = &d {
+            self.apply(a);
+        }
+        Ok(d)
+    }
+
+    /// The actor behind a key at `at` (µs), if the key is in force then.
+    fn signer(&self, key: &PublicKey, at: i64) -> Result<Signer, Rejection> {
+        let actor = self.actor_of_key(key).ok_or(Rejection::UnknownKey(*key))?;
+        if let Some(seq) = actor.revoked_at {
+            return Err(Rejection::KeyRevoked { actor: actor.id.clone(), seq });
+        }
+        if &actor.key != key {
+            let seq = actor.rotations.iter().find(|(old, _)| old == key).map_or(0, |(_, s)| *s);
+            return Err(Rejection::KeySuperseded { actor: actor.id.clone(), seq });
+        }
+        if at < actor.term_start || (actor.term_end != 0 && at >= actor.term_end) {
+            return Err(Rejection::OutsideTerm { actor: actor.id.clone() });
+        }
+        Ok(Signer { actor_id: actor.id.clone(), roles: actor.roles, household: actor.household.clone() })
+    }
+
+    /// Follows merges to the household that now holds `id`'s members and points.
+    pub fn resolve_household<'a>(&'a self, mut id: &'a str) -> &'a str {
+        for _ in 0..self.households.len() {
+            match self.households.get(id).and_then(|h| h.merged_into.as_deref()) {
+                Some(next) => id = next,
+                None => break,
+            }
+        }
+        id
+    }
+
+    /// Rejects if any signer belongs to `household` (following merges).
+    pub(crate) fn check_not_own(&self, ctx: &Ctx, household: &str) -> Result<(), Rejection> {
+        let target = self.resolve_household(household);
+        for s in ctx.signers {
+            if let Some(h) = &s.household {
+                if self.resolve_household(h) == target {
+                    return Err(Rejection::SelfScoring { actor: s.actor_id.clone(), household: household.to_owned() });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An active household, or the reason it cannot be used.
+    pub(crate) fn active_household(&self, id: &str) -> Result<&Household, Rejection> {
+        let h = self.households.get(id).ok_or_else(|| Rejection::Unknown { kind: "household", id: id.to_owned() })?;
+        if h.closed {
+            return Err(Rejection::HouseholdClosed(id.to_owned()));
+        }
+        Ok(h)
+    }
+}
+
+/// Checks a free-text field: at most [`MAX_TEXT`] bytes, no control characters but newline.
+pub(crate) fn check_text(field: &'static str, s: &str, required: bool) -> Result<(), Rejection> {
+    if required && s.trim().is_empty() {
+        return Err(Rejection::field(field, "is required"));
+    }
+    if s.len() > MAX_TEXT {
+        return Err(Rejection::field(field, format!("is longer than {MAX_TEXT} bytes")));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Rejection::field(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// Checks an optional 32-byte hash field.
+pub(crate) fn check_hash(field: &'static str, b: &[u8], required: bool) -> Result<(), Rejection> {
+    match b.len() {
+        32 => Ok(()),
+        0 if !required => Ok(()),
+        n => Err(Rejection::field(field, format!("must be a 32-byte SHA-256 hash, got {n} bytes"))),
+    }
+}
+
+/// The village write-model as an esrs aggregate: commands are signed events, events are the
+/// accepted records, and a duplicate submission produces no new event.
+pub struct Village;
+
+impl esrs::Aggregate for Village {
+    const NAME: &'static str = "village";
+    type State = VillageState;
+    type Command = Command;
+    type Event = Accepted;
+    type Error = Rejection;
+
+    fn handle_command(state: &VillageState, command: Command) -> Result<Vec<Accepted>, Rejection> {
+        Ok(match state.decide(command)? {
+            Decision::Append(a) => vec![*a],
+            Decision::Duplicate { .. } => vec![],
+        })
+    }
+
+    fn apply_event(mut state: VillageState, event: Accepted) -> VillageState {
+        state.apply(&event);
+        state
+    }
+}

@@ -1,0 +1,264 @@
+//! Publication (公示), objections (异议) and their decisions, closing, and monthly settlement.
+//!
+//! The 公示 window is judged by the server's `recorded_at`, never by the author's clock.
+
+use super::{Ctx, RoleSet, Rejection, VillageState};
+use crate::hash::Hash;
+use crate::ids::check_id;
+use crate::pb::{correction, ObjectionDecided, ObjectionFiled, ObjectionOutcome, PeriodSettled, PublicationClosed, PublicationOpened};
+use crate::time::{Period, MICROS_PER_DAY};
+use std::collections::BTreeSet;
+
+/// A publication of entries for objection.
+#[derive(Clone, Debug)]
+pub struct Publication {
+    pub id: String,
+    pub period: Period,
+    pub entries: Vec<String>,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub closed: bool,
+    pub objections: Vec<String>,
+}
+
+/// An objection and its decision.
+#[derive(Clone, Debug)]
+pub struct Objection {
+    pub id: String,
+    pub publication: String,
+    pub entry: String,
+    pub objector: String,
+    pub filed_seq: u64,
+    pub outcome: Option<ObjectionOutcome>,
+}
+
+fn correction_points(c: &Option<crate::pb::Correction>) -> Option<Result<Option<i64>, Rejection>> {
+    match c.as_ref().map(|c| c.change) {
+        None => None,
+        Some(Some(correction::Change::NewPoints(n))) => Some(Ok(Some(n))),
+        Some(Some(correction::Change::Void(true))) => Some(Ok(None)),
+        Some(_) => Some(Err(Rejection::field("correction", "new_points or void = true is required"))),
+    }
+}
+
+impl VillageState {
+    fn open_publication(&self, id: &str) -> Result<&Publication, Rejection> {
+        let p = self.publications.get(id).ok_or_else(|| Rejection::Unknown { kind: "publication", id: id.to_owned() })?;
+        if p.closed {
+            return Err(Rejection::PublicationClosed(id.to_owned()));
+        }
+        Ok(p)
+    }
+
+    pub(super) fn decide_publication(&self, ctx: &Ctx, p: &PublicationOpened) -> Result<(), Rejection> {
+        ctx.author_has(RoleSet::ADMIN, "open a publication")?;
+        check_id("publication_id", &p.publication_id)?;
+        if self.publications.contains_key(&p.publication_id) {
+            return Err(Rejection::Duplicate { kind: "publication", id: p.publication_id.clone() });
+        }
+        let period = Period::parse("period", &p.period)?;
+        if self.settled.contains_key(&period) {
+            return Err(Rejection::PeriodSettled(period.to_string()));
+        }
+        if p.entry_ids.is_empty() {
+            return Err(Rejection::field("entry_ids", "a publication covers at least one entry"));
+        }
+        let mut seen = BTreeSet::new();
+        for id in &p.entry_ids {
+            if !seen.insert(id) {
+                return Err(Rejection::field("entry_ids", format!("entry {id} repeated")));
+            }
+            let e = self.correctable(id)?;
+            if e.period != period {
+                return Err(Rejection::EntryOutsidePeriod { entry: id.clone(), entry_period: e.period.to_string(), period: period.to_string() });
+            }
+            if let Some(publication) = &e.publication {
+                return Err(Rejection::EntryAlreadyPublished { entry: id.clone(), publication: publication.clone() });
+            }
+        }
+        if p.window_start < ctx.recorded_at {
+            return Err(Rejection::WindowInPast);
+        }
+        let rb = self.rulebook_on(ctx.today).ok_or_else(|| Rejection::NoRulebook { date: ctx.today.to_string() })?;
+        let min = rb.publication_window_days as i64 * MICROS_PER_DAY;
+        if p.window_end - p.window_start < min {
+            return Err(Rejection::WindowTooShort {
+                min_days: rb.publication_window_days,
+                got_hours: (p.window_end - p.window_start) / 3_600_000_000,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn decide_objection(&self, ctx: &Ctx, p: &ObjectionFiled) -> Result<(), Rejection> {
+        if !ctx.author.roles.intersects(RoleSet::VILLAGER.or(RoleSet::ADMIN)) {
+            return Err(Rejection::RoleNotAllowed { actor: ctx.author.actor_id.clone(), action: "file an objection" });
+        }
+        check_id("objection_id", &p.objection_id)?;
+        if self.objections.contains_key(&p.objection_id) {
+            return Err(Rejection::Duplicate { kind: "objection", id: p.objection_id.clone() });
+        }
+        let publication = self.open_publication(&p.publication_id)?;
+        if !publication.entries.contains(&p.entry_id) {
+            return Err(Rejection::EntryNotPublished { entry: p.entry_id.clone(), publication: p.publication_id.clone() });
+        }
+        if ctx.recorded_at < publication.window_start || ctx.recorded_at >= publication.window_end {
+            return Err(Rejection::OutsideWindow { start: publication.window_start, end: publication.window_end, recorded_at: ctx.recorded_at });
+        }
+        let entry = self.correctable(&p.entry_id)?;
+        if entry.pending_objection.is_some() {
+            return Err(Rejection::EntryUnderObjection(entry.id.clone()));
+        }
+        check_id("objector", &p.objector)?;
+        if !self.households.contains_key(&p.objector) && !self.members.contains(&p.objector) {
+            return Err(Rejection::Unknown { kind: "household or member", id: p.objector.clone() });
+        }
+        super::check_text("reason", &p.reason, true)?;
+        super::check_hash("evidence_hash", &p.evidence_hash, false)
+    }
+
+    pub(super) fn decide_decision(&self, ctx: &Ctx, p: &ObjectionDecided) -> Result<(), Rejection> {
+        ctx.author_has(RoleSet::PANEL, "decide an objection")?;
+        let o = self.objections.get(&p.objection_id).ok_or_else(|| Rejection::Unknown { kind: "objection", id: p.objection_id.clone() })?;
+        if o.outcome.is_some() {
+            return Err(Rejection::AlreadyDecided(o.id.clone()));
+        }
+        let entry = &self.entries[&o.entry];
+        self.check_not_own(ctx, &entry.household)?;
+        let supervisors = ctx.count_with(RoleSet::SUPERVISOR, Some(&ctx.author.actor_id));
+        if supervisors < 1 {
+            return Err(Rejection::QuorumNotMet { what: "objection decision (supervisor co-signature)", needed: 1, got: 0 });
+        }
+        super::check_text("finding", &p.finding, true)?;
+        match (ObjectionOutcome::try_from(p.outcome), correction_points(&p.correction)) {
+            (Ok(ObjectionOutcome::Upheld), None) => Err(Rejection::CorrectionRequired),
+            (Ok(ObjectionOutcome::Upheld), Some(c)) => self.corrected_points(entry, c?).map(|_| ()),
+            (Ok(ObjectionOutcome::Dismissed), None) => Ok(()),
+            (Ok(ObjectionOutcome::Dismissed), Some(_)) => Err(Rejection::CorrectionNotAllowed),
+            _ => Err(Rejection::field("outcome", "must be UPHELD or DISMISSED")),
+        }
+    }
+
+    pub(super) fn decide_close(&self, ctx: &Ctx, p: &PublicationClosed) -> Result<(), Rejection> {
+        ctx.author_has(RoleSet::ADMIN, "close a publication")?;
+        let publication = self.open_publication(&p.publication_id)?;
+        if ctx.recorded_at < publication.window_end {
+            return Err(Rejection::WindowNotOver { end: publication.window_end, recorded_at: ctx.recorded_at });
+        }
+        let pending = publication.objections.iter().filter(|o| self.objections[*o].outcome.is_none()).count();
+        if pending > 0 {
+            return Err(Rejection::ObjectionsPending(pending));
+        }
+        Ok(())
+    }
+
+    /// The sum of final points of a period's entries.
+    pub fn period_points(&self, period: Period) -> i64 {
+        self.entries.values().filter(|e| e.period == period && e.is_final && !e.void).map(|e| e.points).sum()
+    }
+
+    pub(super) fn decide_settlement(&self, ctx: &Ctx, p: &PeriodSettled) -> Result<(), Rejection> {
+        ctx.author_has(RoleSet::ADMIN, "settle a period")?;
+        let period = Period::parse("period", &p.period)?;
+        if self.settled.contains_key(&period) {
+            return Err(Rejection::PeriodSettled(period.to_string()));
+        }
+        let publication = self.publications.get(&p.publication_id).ok_or_else(|| Rejection::Unknown { kind: "publication", id: p.publication_id.clone() })?;
+        if !publication.closed {
+            return Err(Rejection::PublicationOpen(p.publication_id.clone()));
+        }
+        if publication.period != period {
+            return Err(Rejection::field("period", format!("publication {} is for {}", publication.id, publication.period)));
+        }
+        let rb = self.rulebook_on(ctx.today).ok_or_else(|| Rejection::NoRulebook { date: ctx.today.to_string() })?;
+        let got = ctx.count_with(RoleSet::SUPERVISOR, Some(&ctx.author.actor_id));
+        if got < rb.settlement_quorum {
+            return Err(Rejection::QuorumNotMet { what: "settlement (supervisor co-signatures)", needed: rb.settlement_quorum, got });
+        }
+        let unpublished = self.entries.values().filter(|e| e.period == period && !e.void && !e.is_final).count();
+        if unpublished > 0 {
+            return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
+        }
+        let households = self.book.len() as u32;
+        if p.households != households {
+            return Err(Rejection::SettlementMismatch { field: "households", expected: households.to_string(), got: p.households.to_string() });
+        }
+        let points = self.period_points(period);
+        if p.period_points != points {
+            return Err(Rejection::SettlementMismatch { field: "period_points", expected: points.to_string(), got: p.period_points.to_string() });
+        }
+        let digest = self.book.digest();
+        if p.balance_digest != digest.as_bytes() {
+            return Err(Rejection::SettlementMismatch {
+                field: "balance_digest",
+                expected: digest.to_hex(),
+                got: Hash::from_slice(&p.balance_digest).map_or_else(|| format!("{} bytes", p.balance_digest.len()), |h| h.to_hex()),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply_publication(&mut self, p: &PublicationOpened) {
+        for id in &p.entry_ids {
+            self.entries.get_mut(id).expect("checked").publication = Some(p.publication_id.clone());
+        }
+        self.publications.insert(
+            p.publication_id.clone(),
+            Publication {
+                id: p.publication_id.clone(),
+                period: Period::parse("period", &p.period).expect("checked"),
+                entries: p.entry_ids.clone(),
+                window_start: p.window_start,
+                window_end: p.window_end,
+                closed: false,
+                objections: Vec::new(),
+            },
+        );
+    }
+
+    pub(super) fn apply_objection(&mut self, p: &ObjectionFiled, seq: u64) {
+        self.entries.get_mut(&p.entry_id).expect("checked").pending_objection = Some(p.objection_id.clone());
+        self.publications.get_mut(&p.publication_id).expect("checked").objections.push(p.objection_id.clone());
+        self.objections.insert(
+            p.objection_id.clone(),
+            Objection {
+                id: p.objection_id.clone(),
+                publication: p.publication_id.clone(),
+                entry: p.entry_id.clone(),
+                objector: p.objector.clone(),
+                filed_seq: seq,
+                outcome: None,
+            },
+        );
+    }
+
+    pub(super) fn apply_decision(&mut self, p: &ObjectionDecided) {
+        let outcome = ObjectionOutcome::try_from(p.outcome).expect("checked");
+        let o = self.objections.get_mut(&p.objection_id).expect("checked");
+        o.outcome = Some(outcome);
+        let entry = o.entry.clone();
+        self.entries.get_mut(&entry).expect("checked").pending_objection = None;
+        if let Some(Ok(points)) = correction_points(&p.correction) {
+            self.change_entry(&entry, points);
+        }
+    }
+
+    pub(super) fn apply_close(&mut self, p: &PublicationClosed) {
+        let publication = self.publications.get_mut(&p.publication_id).expect("checked");
+        publication.closed = true;
+        let ids = publication.entries.clone();
+        for id in ids {
+            let e = self.entries.get_mut(&id).expect("checked");
+            e.is_final = true;
+            if !e.void {
+                let (h, c, pts) = (e.household.clone(), e.category, e.points);
+                let holder = self.resolve_household(&h).to_owned();
+                self.book.post_score(&holder, c, pts);
+            }
+        }
+    }
+
+    pub(super) fn apply_settlement(&mut self, p: &PeriodSettled) {
+        self.settled.insert(Period::parse("period", &p.period).expect("checked"), p.publication_id.clone());
+    }
+}
