@@ -126,6 +126,11 @@ impl BalanceBook {
         self.entry(to).carried_in += points;
     }
 
+    /// Whether entering `year` would expire balances.
+    pub fn expires_on_entering(&self, year: i32, annual_expiry: bool) -> bool {
+        annual_expiry && matches!(self.year, Some(y) if y < year)
+    }
+
     /// Enters `year`: under annual expiry, every positive available balance of an earlier
     /// year expires. Years never go backwards.
     pub fn enter_year(&mut self, year: i32, annual_expiry: bool) {

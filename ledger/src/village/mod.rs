@@ -262,7 +262,22 @@ impl VillageState {
     }
 
     /// Decides a command: the record to append, a duplicate, or the rule it breaks.
+    ///
+    /// The event is judged on the state as it stands at its `recorded_at`: when that opens a
+    /// new calendar year under annual expiry, the decision sees the balances after expiry
+    /// (exactly what `apply` will book before the event itself).
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
+        let today = Date::of_micros(cmd.recorded_at);
+        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
+        if self.book.expires_on_entering(today.year(), annual) {
+            let mut rolled = self.clone();
+            rolled.book.enter_year(today.year(), annual);
+            return rolled.decide_at(cmd);
+        }
+        self.decide_at(cmd)
+    }
+
+    fn decide_at(&self, cmd: Command) -> Result<Decision, Rejection> {
         let body = decode_body(&cmd.body)?;
         let signatures = canonical_signatures(cmd.signatures)?;
         let payload = body.payload.as_ref().expect("decode_body requires a payload");

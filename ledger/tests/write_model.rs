@@ -1,0 +1,930 @@
+//! Given/when/then tests of the village write-model: for every rule, an accepted event and each
+//! way to break it. A rejection must name the rule and append nothing.
+
+use jifen_ledger::body::encode_body;
+use jifen_ledger::pb::{self, event_body::Payload, EventBody};
+use jifen_ledger::sample::{open_village, rulebook, sign, stock, ActorKey, Cast, Writer};
+use jifen_ledger::signature::{sign_event, EventSignature, PublicKey};
+use jifen_ledger::time::Date;
+use jifen_ledger::village::{Command, Decision, Rejection, Village, VillageState};
+use jifen_ledger::verify::verify_ledger;
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+
+/// A village with four households; panel-01..03 live in H0001..H0003, villager-H000n in H000n.
+struct Given {
+    cast: Cast,
+    w: Writer,
+    n: u32,
+}
+
+fn given() -> Given {
+    let hs: Vec<(String, Vec<String>)> =
+        (1..=4).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01"), format!("H000{i}-02")])).collect();
+    let (cast, w) = open_village(11, &hs, 3).expect("fixture opens");
+    Given { cast, w, n: 0 }
+}
+
+/// Asserts that submitting is rejected as `$pat` and that nothing was appended.
+macro_rules! assert_rejects {
+    ($g:expr, $author:expr, $cos:expr, $payload:expr, $pat:pat) => {{
+        let payload = $payload;
+        let cos = $cos;
+        let before = ($g.w.records.len(), $g.w.state.head());
+        let r = $g.w.submit($author, cos, payload);
+        assert!(matches!(r, Err($pat)), "expected {}, got {:?}", stringify!($pat), r);
+        assert_eq!(before, ($g.w.records.len(), $g.w.state.head()), "a rejection appended something");
+    }};
+}
+
+/// Submits and expects acceptance, evaluating the payload before borrowing the writer.
+macro_rules! ok {
+    ($g:expr, $author:expr, $cos:expr, $payload:expr) => {{
+        let payload = $payload;
+        let cos = $cos;
+        $g.ok($author, cos, payload)
+    }};
+}
+
+impl Given {
+    fn today(&self) -> String {
+        Date::of_micros(self.w.now).to_string()
+    }
+    fn admin(&self) -> ActorKey {
+        self.cast.admin.clone()
+    }
+    fn panel(&self, i: usize) -> ActorKey {
+        self.cast.panel[i].clone()
+    }
+    fn sup(&self, i: usize) -> ActorKey {
+        self.cast.supervisors[i].clone()
+    }
+    fn keeper(&self) -> ActorKey {
+        self.cast.keeper.clone()
+    }
+    fn villager(&self, i: usize) -> ActorKey {
+        self.cast.villagers[i].clone()
+    }
+    fn ok(&mut self, author: &ActorKey, cos: &[&ActorKey], p: Payload) -> u64 {
+        self.w.submit(author, cos, p).expect("accepted")
+    }
+    fn score(&mut self, household: &str, item: &str, points: i64) -> pb::ScoreRecorded {
+        self.n += 1;
+        pb::ScoreRecorded {
+            entry_id: format!("E{}", self.n),
+            household_id: household.into(),
+            member_id: String::new(),
+            item_code: item.into(),
+            rulebook_version: 1,
+            points,
+            occurred_on: self.today(),
+            source: pb::ScoreSource::Inspection as i32,
+            evidence_hashes: vec![],
+            claim_id: String::new(),
+        }
+    }
+    /// Records a score by panel-04-free member panel-03 (household H0003) for `household`.
+    fn scored(&mut self, household: &str, item: &str, points: i64) -> String {
+        let s = self.score(household, item, points);
+        let id = s.entry_id.clone();
+        let author = if household == "H0003" { self.panel(0) } else { self.panel(2) };
+        let ev = if item.starts_with('C') || item == "B04" || item == "D01" { vec![vec![7u8; 32]] } else { vec![] };
+        self.ok(&author, &[], Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: ev, ..s }));
+        id
+    }
+    fn open_publication(&mut self, id: &str, period: &str, entries: &[String]) -> i64 {
+        let start = self.w.now;
+        let admin = self.admin();
+        self.ok(
+            &admin,
+            &[],
+            Payload::PublicationOpened(pb::PublicationOpened {
+                publication_id: id.into(),
+                period: period.into(),
+                entry_ids: entries.to_vec(),
+                window_start: start,
+                window_end: start + 7 * DAY,
+            }),
+        );
+        start
+    }
+    fn close(&mut self, id: &str, start: i64) {
+        self.w.advance_to(start + 7 * DAY);
+        let admin = self.admin();
+        self.ok(&admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: id.into() }));
+    }
+    /// Gives `household` final points under B01 in January, through a closed publication.
+    fn final_points(&mut self, household: &str, points: i64) {
+        let e = self.scored(household, "B01", points);
+        let start = self.open_publication("P-final", "2025-01", &[e]);
+        self.close("P-final", start);
+    }
+    fn objection(&mut self, id: &str, publication: &str, entry: &str) -> pb::ObjectionFiled {
+        pb::ObjectionFiled {
+            objection_id: id.into(),
+            publication_id: publication.into(),
+            entry_id: entry.into(),
+            objector: "H0004".into(),
+            reason: "与事实不符".into(),
+            evidence_hash: vec![],
+        }
+    }
+    fn settlement(&self, period: &str, publication: &str) -> pb::PeriodSettled {
+        let book = self.w.state.balances();
+        pb::PeriodSettled {
+            period: period.into(),
+            publication_id: publication.into(),
+            households: book.len() as u32,
+            period_points: self.w.state.period_points(jifen_ledger::time::Period::parse("p", period).unwrap()),
+            balance_digest: book.digest().0.to_vec(),
+        }
+    }
+    fn enrol(&self, a: &ActorKey, roles: &[pb::Role], start: i64, end: i64) -> Payload {
+        Payload::ActorEnrolled(pb::ActorEnrolled {
+            actor_id: a.id.clone(),
+            public_key: a.public(),
+            roles: roles.iter().map(|r| *r as i32).collect(),
+            term_start: start,
+            term_end: end,
+            household_id: a.household.clone().unwrap_or_default(),
+        })
+    }
+}
+
+fn decided(id: &str, outcome: pb::ObjectionOutcome, change: Option<pb::correction::Change>) -> Payload {
+    Payload::ObjectionDecided(pb::ObjectionDecided {
+        objection_id: id.into(),
+        outcome: outcome as i32,
+        finding: "经核实".into(),
+        correction: change.map(|c| pb::Correction { change: Some(c) }),
+    })
+}
+
+// ---- envelope --------------------------------------------------------------------------------
+
+#[test]
+fn the_first_event_must_open_the_ledger_and_only_once() {
+    let g = given();
+    let mut fresh = Writer::new(&g.w.ledger, g.w.now);
+    assert_rejects!(fresh_given(&mut fresh), &g.cast.admin, &[], g.enrol(&ActorKey::derive(1, "x", None), &[pb::Role::Panel], 0, 0), Rejection::NotOpened);
+    let mut g = g;
+    let t = g.cast.township.clone();
+    let again = Payload::LedgerOpened(pb::LedgerOpened {
+        origin: "jifen.example.cn/village/150602101201".into(),
+        village_name: "示范村".into(),
+        township_actor_id: t.id.clone(),
+        township_key: t.public(),
+    });
+    assert_rejects!(g, &t, &[], again, Rejection::AlreadyOpened);
+}
+
+/// Wraps a bare writer so the macro can use it like a fixture.
+struct Bare<'a> {
+    w: &'a mut Writer,
+}
+fn fresh_given(w: &mut Writer) -> Bare<'_> {
+    Bare { w }
+}
+
+#[test]
+fn genesis_must_be_signed_by_the_key_it_names_with_a_proper_origin() {
+    let t = ActorKey::derive(5, "township", None);
+    let other = ActorKey::derive(5, "other", None);
+    let opened = |origin: &str| {
+        Payload::LedgerOpened(pb::LedgerOpened {
+            origin: origin.into(),
+            village_name: "示范村".into(),
+            township_actor_id: t.id.clone(),
+            township_key: t.public(),
+        })
+    };
+    let mut w = Writer::new("150602101201", 1_735_000_000_000_000);
+    let b = fresh_given(&mut w);
+    assert_rejects!(b, &t, &[&other], opened("jifen.example.cn/village/150602101201"), Rejection::UnknownKey(_));
+    assert_rejects!(b, &t, &[], opened("jifen.example.cn/village/150602101299"), Rejection::InvalidField { field: "origin", .. });
+    assert_rejects!(b, &t, &[], opened("/village/150602101201"), Rejection::InvalidField { field: "origin", .. });
+    b.w.submit(&t, &[], opened("jifen.example.cn/village/150602101201")).expect("genesis accepted");
+    let mut bad_code = Writer::new("15060210120", 0);
+    let b = fresh_given(&mut bad_code);
+    assert_rejects!(b, &t, &[], opened("jifen.example.cn/village/15060210120"), Rejection::Id(_));
+}
+
+#[test]
+fn bodies_must_be_canonical_and_for_this_ledger() {
+    let mut g = given();
+    let admin = g.admin();
+    let submit_raw = |g: &mut Given, body: Vec<u8>, sigs: Vec<EventSignature>| {
+        let before = g.w.records.len();
+        let r = g.w.submit_signed(body, sigs);
+        assert_eq!(before, g.w.records.len());
+        r.unwrap_err()
+    };
+    let (body, _) = sign(&g.w.ledger, &admin, &[], g.w.now, "canon", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    // An unknown field appended (field 99, varint 1).
+    let mut extra = body.clone();
+    extra.extend_from_slice(&[0x98, 0x06, 0x01]);
+    let sig = sign_event(&admin.key, &extra);
+    assert!(matches!(submit_raw(&mut g, extra, vec![sig]), Rejection::Body(jifen_ledger::body::BodyError::NotCanonical)));
+    let garbage = vec![0xff, 0xff, 0xff];
+    let sig = sign_event(&admin.key, &garbage);
+    assert!(matches!(submit_raw(&mut g, garbage, vec![sig]), Rejection::Body(jifen_ledger::body::BodyError::Malformed(_))));
+    let empty = encode_body(&EventBody { ledger_id: g.w.ledger.clone(), actor_id: admin.id.clone(), occurred_at: 0, idempotency_key: "k".into(), payload: None });
+    let sig = sign_event(&admin.key, &empty);
+    assert!(matches!(submit_raw(&mut g, empty, vec![sig]), Rejection::Body(jifen_ledger::body::BodyError::NoPayload)));
+    assert!(matches!(submit_raw(&mut g, body.clone(), vec![]), Rejection::Record(jifen_ledger::record::RecordError::NoSignatures)));
+    let sig = sign_event(&admin.key, &body);
+    assert!(matches!(submit_raw(&mut g, body.clone(), vec![sig, sig]), Rejection::Record(jifen_ledger::record::RecordError::UnsortedSignatures)));
+    let mut forged = sig;
+    forged.signature[10] ^= 1;
+    assert!(matches!(submit_raw(&mut g, body.clone(), vec![forged]), Rejection::Signature(_)));
+    let (other, sigs) = sign("150602101299", &admin, &[], g.w.now, "other", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    assert!(matches!(submit_raw(&mut g, other, sigs), Rejection::WrongLedger { .. }));
+    let (nokey, sigs) = sign(&g.w.ledger.clone(), &admin, &[], g.w.now, "", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    assert!(matches!(submit_raw(&mut g, nokey, sigs), Rejection::InvalidField { field: "idempotency_key", .. }));
+    let sig = sign_event(&admin.key, &body);
+    g.w.submit_signed(body, vec![sig]).expect("the canonical body is accepted");
+}
+
+#[test]
+fn idempotency_keys_make_retries_safe() {
+    let mut g = given();
+    let admin = g.admin();
+    let payload = Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() });
+    let (body, sigs) = sign(&g.w.ledger, &admin, &[], g.w.now, "retry-1", payload);
+    let seq = g.w.submit_signed(body.clone(), sigs.clone()).unwrap();
+    let len = g.w.records.len();
+    // The same body again: the same event, nothing appended.
+    let d = g.w.state.decide(Command::new(body.clone(), sigs.clone(), g.w.now)).unwrap();
+    assert!(matches!(d, Decision::Duplicate { seq: s } if s == seq));
+    assert_eq!(g.w.submit_signed(body, sigs).unwrap(), seq);
+    assert_eq!(g.w.records.len(), len);
+    // Another body under the same key: a conflict.
+    let (other, sigs) = sign(&g.w.ledger, &admin, &[], g.w.now, "retry-1", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    assert!(matches!(g.w.submit_signed(other, sigs), Err(Rejection::IdempotencyConflict { seq: s, .. }) if s == seq));
+}
+
+#[test]
+fn time_only_moves_forward_and_acts_are_not_claimed_in_the_future() {
+    let mut g = given();
+    let admin = g.admin();
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    g.w.now -= 3_600_000_000;
+    assert_rejects!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }), Rejection::RecordedAtRegressed { .. });
+    g.w.now += 2 * 3_600_000_000;
+    let (body, sigs) = sign(&g.w.ledger, &admin, &[], g.w.now + HOUR, "future", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    assert!(matches!(g.w.submit_signed(body, sigs), Err(Rejection::OccurredInFuture { .. })));
+}
+
+// ---- trust model -----------------------------------------------------------------------------
+
+#[test]
+fn only_enrolled_keys_sign_and_the_author_must_sign() {
+    let mut g = given();
+    let stranger = ActorKey::derive(99, "stranger", None);
+    assert_rejects!(g, &stranger, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }), Rejection::UnknownKey(_));
+    // The body names the admin as author but only the keeper signs.
+    let keeper = g.keeper();
+    let impostor = ActorKey { id: g.cast.admin.id.clone(), key: keeper.key.clone(), household: None };
+    let (body, sigs) = sign(&g.w.ledger, &impostor, &[], g.w.now, "imp", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }));
+    assert!(matches!(g.w.submit_signed(body, sigs), Err(Rejection::AuthorNotSigner { .. })));
+}
+
+#[test]
+fn roles_decide_who_may_act() {
+    let mut g = given();
+    let (keeper, admin, township) = (g.keeper(), g.admin(), g.cast.township.clone());
+    assert_rejects!(g, &keeper, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }), Rejection::RoleNotAllowed { .. });
+    let admin2 = ActorKey::derive(1, "admin-02", None);
+    let p = g.enrol(&admin2, &[pb::Role::Admin], 0, 0);
+    assert_rejects!(g, &admin, &[], p.clone(), Rejection::RoleNotAllowed { .. });
+    ok!(g, &township, &[], p);
+    let p = g.enrol(&ActorKey::derive(1, "panel-09", None), &[pb::Role::Panel], 0, 0);
+    assert_rejects!(g, &keeper, &[], p.clone(), Rejection::RoleNotAllowed { .. });
+    ok!(g, &admin2, &[], p);
+}
+
+#[test]
+fn enrolment_refuses_weak_reused_and_duplicate_keys() {
+    let mut g = given();
+    let admin = g.admin();
+    let mut weak = pb::ActorEnrolled {
+        actor_id: "panel-09".into(),
+        public_key: {
+            let mut k = vec![0u8; 32];
+            k[0] = 1; // the identity point: small order
+            k
+        },
+        roles: vec![pb::Role::Panel as i32],
+        term_start: 0,
+        term_end: 0,
+        household_id: String::new(),
+    };
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::WeakKey);
+    weak.public_key = admin.public();
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::KeyInUse { .. });
+    weak.public_key = ActorKey::derive(1, "p9", None).public();
+    weak.actor_id = g.cast.panel[0].id.clone();
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::Duplicate { kind: "actor", .. });
+    weak.actor_id = "panel-09".into();
+    weak.roles = vec![pb::Role::Panel as i32, pb::Role::Panel as i32];
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::InvalidField { field: "roles", .. });
+    weak.roles = vec![];
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::InvalidField { field: "roles", .. });
+    weak.roles = vec![pb::Role::Panel as i32];
+    weak.term_start = 10;
+    weak.term_end = 5;
+    assert_rejects!(g, &admin, &[], Payload::ActorEnrolled(weak.clone()), Rejection::InvalidField { field: "term_end", .. });
+}
+
+#[test]
+fn a_revoked_key_signs_nothing_after_and_everything_before_stays_valid() {
+    let mut g = given();
+    let (keeper, admin, township) = (g.keeper(), g.admin(), g.cast.township.clone());
+    ok!(g, &keeper, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")));
+    ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
+    assert_rejects!(g, &keeper, &[], Payload::StockReceived(stock("R-2", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")), Rejection::KeyRevoked { .. });
+    assert_rejects!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "again".into() }), Rejection::KeyRevoked { .. });
+    assert_rejects!(g, &township, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: township.id.clone(), reason: "x".into() }), Rejection::CannotRevokeTownship);
+    // An admin cannot revoke an admin.
+    assert_rejects!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: admin.id.clone(), reason: "x".into() }), Rejection::RoleNotAllowed { .. });
+    let sample_cp = {
+        let tree = jifen_ledger::merkle::Tree::from_record_hashes(g.w.records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
+        jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
+    };
+    verify_ledger(&g.w.records, &sample_cp).expect("the keeper's earlier receipt still verifies");
+}
+
+#[test]
+fn a_rotated_key_is_superseded_and_the_new_one_signs() {
+    let mut g = given();
+    let keeper = g.keeper();
+    let new = ActorKey { key: ActorKey::derive(2, "keeper-new", None).key, ..keeper.clone() };
+    ok!(g, &keeper, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: new.public() }));
+    assert_rejects!(g, &keeper, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")), Rejection::KeySuperseded { .. });
+    ok!(g, &new, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")));
+    // A panel member cannot rotate the keeper's key; the admin can.
+    let p = g.panel(0);
+    let newer = ActorKey::derive(3, "keeper-newer", None);
+    assert_rejects!(g, &p, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: newer.public() }), Rejection::RoleNotAllowed { .. });
+    let admin = g.admin();
+    ok!(g, &admin, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: newer.public() }));
+}
+
+#[test]
+fn signatures_count_only_within_the_actors_term() {
+    let mut g = given();
+    let admin = g.admin();
+    let later = ActorKey::derive(4, "panel-later", None);
+    let over = ActorKey::derive(4, "panel-over", None);
+    let now = g.w.now;
+    let p = g.enrol(&later, &[pb::Role::Panel], now + 30 * DAY, 0);
+    ok!(g, &admin, &[], p);
+    let p = g.enrol(&over, &[pb::Role::Panel], 0, now + HOUR);
+    ok!(g, &admin, &[], p);
+    let s = g.score("H0004", "B01", 2);
+    assert_rejects!(g, &later, &[], Payload::ScoreRecorded(s.clone()), Rejection::OutsideTerm { .. });
+    ok!(g, &over, &[], Payload::ScoreRecorded(s));
+    g.w.advance_to(now + 2 * HOUR);
+    let s = g.score("H0004", "B01", 2);
+    assert_rejects!(g, &over, &[], Payload::ScoreRecorded(s), Rejection::OutsideTerm { .. });
+}
+
+// ---- rules -----------------------------------------------------------------------------------
+
+#[test]
+fn rulebooks_are_adopted_in_order_by_a_valid_congress_and_never_retroactively() {
+    let mut g = given();
+    let admin = g.admin();
+    let panel = g.panel(0);
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(rulebook(3, "2025-03-01", "2025-01-01")), Rejection::RulebookVersion { expected: 2, got: 3 });
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(rulebook(2, "2024-12-31", "2025-01-01")), Rejection::RulebookRetroactive { .. });
+    assert_rejects!(g, &panel, &[], Payload::RulebookAdopted(rulebook(2, "2025-03-01", "2025-01-01")), Rejection::RoleNotAllowed { .. });
+    let mut thin = rulebook(2, "2025-03-01", "2025-01-01");
+    thin.resolution.as_mut().unwrap().attendance = 20;
+    thin.resolution.as_mut().unwrap().votes_for = 19;
+    thin.resolution.as_mut().unwrap().votes_against = 1;
+    thin.resolution.as_mut().unwrap().abstentions = 0;
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(thin), Rejection::CongressResolution(_));
+    let mut split = rulebook(2, "2025-03-01", "2025-01-01");
+    split.resolution.as_mut().unwrap().votes_for = 15;
+    split.resolution.as_mut().unwrap().votes_against = 15;
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(split), Rejection::CongressResolution(_));
+    let mut none = rulebook(2, "2025-03-01", "2025-01-01");
+    none.resolution = None;
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(none), Rejection::CongressResolution(_));
+    let mut future_meeting = rulebook(2, "2025-03-01", "2025-02-01");
+    future_meeting.effective_from = "2025-03-01".into();
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(future_meeting), Rejection::CongressResolution(_));
+    let mut bad_item = rulebook(2, "2025-03-01", "2025-01-01");
+    bad_item.items[10].max_points = 3; // a deduction with a positive value
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(bad_item), Rejection::InvalidField { field: "items.points", .. });
+    let mut dup = rulebook(2, "2025-03-01", "2025-01-01");
+    dup.items[1].code = "B01".into();
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(dup), Rejection::InvalidField { field: "items.code", .. });
+    let mut q0 = rulebook(2, "2025-03-01", "2025-01-01");
+    q0.score_quorum = 0;
+    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(q0), Rejection::InvalidField { field: "score_quorum", .. });
+    ok!(g, &admin, &[], Payload::RulebookAdopted(rulebook(2, "2025-03-01", "2025-01-01")));
+    assert_eq!(g.w.state.rulebooks().len(), 2);
+}
+
+#[test]
+fn the_rulebook_in_force_on_the_day_of_the_act_governs_it() {
+    let mut g = given();
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-01-10", "2025-01-01");
+    v2.items[0].max_points = 8;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    g.w.advance_to(Date::parse("d", "2025-01-12").unwrap().start_micros() + 8 * HOUR);
+    let p = g.panel(2);
+    // An act of 1 January is judged by version 1 (max 5) ...
+    let mut old = g.score("H0004", "B01", 5);
+    old.occurred_on = "2025-01-01".into();
+    ok!(g, &p, &[], Payload::ScoreRecorded(old.clone()));
+    let mut wrong = g.score("H0004", "B01", 2);
+    wrong.occurred_on = "2025-01-01".into();
+    wrong.rulebook_version = 2;
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(wrong), Rejection::WrongRulebookVersion { in_force: 1, .. });
+    // ... and an act of today by version 2 (max 8).
+    let mut new = g.score("H0001", "B01", 8);
+    new.rulebook_version = 2;
+    ok!(g, &p, &[], Payload::ScoreRecorded(new));
+    let mut before = g.score("H0004", "B02", 1);
+    before.occurred_on = "2024-12-30".into();
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(before), Rejection::NoRulebook { .. });
+}
+
+// ---- households ------------------------------------------------------------------------------
+
+#[test]
+fn households_and_members_are_registered_once() {
+    let mut g = given();
+    let admin = g.admin();
+    let reg = |id: &str, members: &[&str]| {
+        Payload::HouseholdRegistered(pb::HouseholdRegistered {
+            household_id: id.into(),
+            group: "G01".into(),
+            residency: pb::Residency::Registered as i32,
+            members: members.iter().map(|m| pb::Member { member_id: (*m).into(), identity_commitment: vec![] }).collect(),
+        })
+    };
+    assert_rejects!(g, &admin, &[], reg("H0001", &["H0009-01"]), Rejection::Duplicate { kind: "household", .. });
+    assert_rejects!(g, &admin, &[], reg("H0009", &["H0001-01"]), Rejection::Duplicate { kind: "member", .. });
+    assert_rejects!(g, &admin, &[], reg("H0009", &[]), Rejection::InvalidField { field: "members", .. });
+    assert_rejects!(g, &admin, &[], reg("张三家", &["H0009-01"]), Rejection::Id(_));
+    let mut nores = pb::HouseholdRegistered { household_id: "H0009".into(), group: "G01".into(), residency: 0, members: vec![pb::Member { member_id: "H0009-01".into(), identity_commitment: vec![1, 2] }] };
+    assert_rejects!(g, &admin, &[], Payload::HouseholdRegistered(nores.clone()), Rejection::InvalidField { field: "residency", .. });
+    nores.residency = pb::Residency::NonRegisteredResident as i32;
+    assert_rejects!(g, &admin, &[], Payload::HouseholdRegistered(nores.clone()), Rejection::InvalidField { field: "identity_commitment", .. });
+    nores.members[0].identity_commitment = vec![9; 32];
+    ok!(g, &admin, &[], Payload::HouseholdRegistered(nores));
+    ok!(g, &admin, &[], Payload::MemberAdded(pb::MemberAdded { household_id: "H0009".into(), member: Some(pb::Member { member_id: "H0009-02".into(), identity_commitment: vec![] }) }));
+    assert_rejects!(g, &admin, &[], Payload::MemberAdded(pb::MemberAdded { household_id: "H0008".into(), member: Some(pb::Member { member_id: "H0008-02".into(), identity_commitment: vec![] }) }), Rejection::Unknown { kind: "household", .. });
+    let removed = |h: &str, m: &str| Payload::MemberRemoved(pb::MemberRemoved { household_id: h.into(), member_id: m.into(), reason: pb::MemberRemovalReason::MovedAway as i32 });
+    assert_rejects!(g, &admin, &[], removed("H0009", "H0001-01"), Rejection::NotAMember { .. });
+    ok!(g, &admin, &[], removed("H0009", "H0009-02"));
+    assert_rejects!(g, &admin, &[], removed("H0009", "H0009-01"), Rejection::LastMember(_));
+}
+
+#[test]
+fn split_carries_points_and_merge_carries_the_balance_and_closes() {
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let admin = g.admin();
+    let split = |points: i64, members: &[&str]| {
+        Payload::HouseholdSplit(pb::HouseholdSplit {
+            from_household_id: "H0004".into(),
+            new_household_id: "H0005".into(),
+            group: "G01".into(),
+            residency: pb::Residency::Registered as i32,
+            member_ids: members.iter().map(|m| (*m).to_string()).collect(),
+            points_transferred: points,
+        })
+    };
+    assert_rejects!(g, &admin, &[], split(6, &["H0004-02"]), Rejection::CarryOverBalance { available: 5, .. });
+    assert_rejects!(g, &admin, &[], split(1, &["H0004-01", "H0004-02"]), Rejection::LastMember(_));
+    assert_rejects!(g, &admin, &[], split(1, &["H0003-01"]), Rejection::NotAMember { .. });
+    ok!(g, &admin, &[], split(2, &["H0004-02"]));
+    assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0005")), (3, 2));
+    let merged = |from: &str, into: &str| Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: from.into(), into_household_id: into.into() });
+    assert_rejects!(g, &admin, &[], merged("H0005", "H0005"), Rejection::InvalidField { .. });
+    ok!(g, &admin, &[], merged("H0005", "H0004"));
+    assert_eq!(g.w.state.balances().available("H0004"), 5);
+    assert!(g.w.state.household("H0004").unwrap().members.contains("H0004-02"));
+    let p = g.panel(2);
+    let s = g.score("H0005", "B01", 1);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::HouseholdClosed(_));
+    assert_rejects!(g, &admin, &[], merged("H0005", "H0004"), Rejection::HouseholdClosed(_));
+}
+
+#[test]
+fn a_household_with_pending_scores_cannot_be_closed() {
+    let mut g = given();
+    g.scored("H0004", "B01", 2);
+    let admin = g.admin();
+    assert_rejects!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }), Rejection::InvalidField { field: "household_id", .. });
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+}
+
+// ---- scoring ---------------------------------------------------------------------------------
+
+#[test]
+fn panel_members_score_within_the_items_rules() {
+    let mut g = given();
+    let p = g.panel(2);
+    let keeper = g.keeper();
+    let s = g.score("H0004", "B01", 3);
+    assert_rejects!(g, &keeper, &[], Payload::ScoreRecorded(s.clone()), Rejection::RoleNotAllowed { .. });
+    ok!(g, &p, &[], Payload::ScoreRecorded(s.clone()));
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::Duplicate { kind: "entry", .. });
+    let s = g.score("H0004", "B01", 6);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PointsOutOfRange { min: 1, max: 5, got: 6, .. });
+    let s = g.score("H0004", "D02", 2);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PointsOutOfRange { .. });
+    let s = g.score("H0004", "X99", 2);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::Unknown { kind: "item", .. });
+    let s = g.score("H0004", "C01", 10);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s.clone()), Rejection::EvidenceRequired { .. });
+    ok!(g, &p, &[], Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: vec![vec![1; 32]], ..s }));
+    let s = g.score("H0004", "C01", 10);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: vec![vec![1; 31]], ..s }), Rejection::InvalidField { field: "evidence_hashes", .. });
+    let mut future = g.score("H0004", "B02", 1);
+    future.occurred_on = Date::of_micros(g.w.now).add_days(1).to_string();
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(future), Rejection::ActInFuture { .. });
+    let mut nomember = g.score("H0004", "B02", 1);
+    nomember.member_id = "H0001-01".into();
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(nomember), Rejection::NotAMember { .. });
+    let mut nosource = g.score("H0004", "B02", 1);
+    nosource.source = 0;
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(nosource), Rejection::InvalidField { field: "source", .. });
+    ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0004", "D02", -2)));
+}
+
+#[test]
+fn monthly_caps_hold_per_household_and_item() {
+    let mut g = given();
+    let p = g.panel(2);
+    // B01 caps at 15 per month.
+    for pts in [5, 5, 5] {
+        ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0004", "B01", pts)));
+    }
+    let s = g.score("H0004", "B01", 1);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::CapExceeded { cap: 15, already: 15, got: 1, .. });
+    ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0002", "B01", 5)));
+}
+
+#[test]
+fn nobody_scores_or_judges_their_own_household() {
+    let mut g = given();
+    let (p0, p1) = (g.panel(0), g.panel(1));
+    let s = g.score("H0001", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s.clone()), Rejection::SelfScoring { .. });
+    // Nor as a co-signer.
+    assert_rejects!(g, &p1, &[&p0], Payload::ScoreRecorded(s.clone()), Rejection::SelfScoring { .. });
+    ok!(g, &p1, &[], Payload::ScoreRecorded(s));
+}
+
+#[test]
+fn a_score_quorum_requires_that_many_panel_signatures() {
+    let mut g = given();
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-01-02", "2025-01-01");
+    v2.score_quorum = 2;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    g.w.advance_to(Date::parse("d", "2025-01-02").unwrap().start_micros() + 8 * HOUR);
+    let (p1, p2, sup) = (g.panel(1), g.panel(2), g.sup(0));
+    let mut s = g.score("H0004", "B01", 2);
+    s.rulebook_version = 2;
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s.clone()), Rejection::QuorumNotMet { needed: 2, got: 1, .. });
+    assert_rejects!(g, &p1, &[&sup], Payload::ScoreRecorded(s.clone()), Rejection::QuorumNotMet { needed: 2, got: 1, .. });
+    ok!(g, &p1, &[&p2], Payload::ScoreRecorded(s));
+}
+
+#[test]
+fn self_declarations_are_made_for_ones_own_household_and_scored_once() {
+    let mut g = given();
+    let (v4, v3, p) = (g.villager(3), g.villager(2), g.panel(2));
+    let claim = |id: &str, h: &str, item: &str, pts: i64, day: &str| {
+        Payload::PointsClaimed(pb::PointsClaimed {
+            claim_id: id.into(),
+            household_id: h.into(),
+            member_id: String::new(),
+            item_code: item.into(),
+            points: pts,
+            occurred_on: day.into(),
+            evidence_hashes: vec![],
+        })
+    };
+    let today = g.today();
+    assert_rejects!(g, &v3, &[], claim("C1", "H0004", "B01", 2, &today), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "D02", -2, &today), Rejection::NotClaimable { .. });
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "B01", 9, &today), Rejection::PointsOutOfRange { .. });
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today), Rejection::Duplicate { kind: "claim", .. });
+    let admin = g.admin();
+    ok!(g, &admin, &[], claim("C2", "H0002", "B03", 2, &today));
+    let from_claim = |g: &mut Given, claim_id: &str, h: &str, item: &str| pb::ScoreRecorded {
+        source: pb::ScoreSource::SelfDeclaration as i32,
+        claim_id: claim_id.into(),
+        ..g.score(h, item, 2)
+    };
+    let s = from_claim(&mut g, "C1", "H0003", "B01");
+    let p1 = g.panel(1);
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s), Rejection::ClaimMismatch { reason: "household differs", .. });
+    let s = from_claim(&mut g, "C1", "H0004", "B02");
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::ClaimMismatch { reason: "item differs", .. });
+    let s = from_claim(&mut g, "C9", "H0004", "B01");
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::Unknown { kind: "claim", .. });
+    let s = from_claim(&mut g, "C1", "H0004", "B01");
+    ok!(g, &p, &[], Payload::ScoreRecorded(s));
+    let s = from_claim(&mut g, "C1", "H0004", "B01");
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::ClaimAlreadyScored(_));
+    let s = pb::ScoreRecorded { claim_id: "C2".into(), ..g.score("H0002", "B03", 2) };
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::InvalidField { field: "claim_id", .. });
+}
+
+#[test]
+fn corrections_change_live_entries_only() {
+    let mut g = given();
+    let p = g.panel(2);
+    let e = g.scored("H0004", "B01", 4);
+    let fix = |e: &str, c: pb::score_corrected::Correction| Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e.into(), correction: Some(c), reason: "复核".into() });
+    use pb::score_corrected::Correction::{NewPoints, Void};
+    assert_rejects!(g, &p, &[], fix(&e, NewPoints(9)), Rejection::PointsOutOfRange { .. });
+    assert_rejects!(g, &p, &[], fix("E404", NewPoints(1)), Rejection::Unknown { kind: "entry", .. });
+    assert_rejects!(g, &p, &[], fix(&e, Void(false)), Rejection::InvalidField { field: "correction", .. });
+    let p0 = g.panel(0);
+    let e1 = g.scored("H0001", "B01", 2);
+    assert_rejects!(g, &p0, &[], fix(&e1, NewPoints(1)), Rejection::SelfScoring { .. });
+    ok!(g, &p, &[], fix(&e, NewPoints(2)));
+    assert_eq!(g.w.state.entry(&e).unwrap().points, 2);
+    ok!(g, &p, &[], fix(&e, Void(true)));
+    assert_rejects!(g, &p, &[], fix(&e, NewPoints(1)), Rejection::EntryVoid(_));
+}
+
+// ---- publication, objections, settlement ----------------------------------------------------
+
+#[test]
+fn a_publication_covers_unpublished_entries_of_its_period_for_the_required_window() {
+    let mut g = given();
+    let admin = g.admin();
+    let e = g.scored("H0004", "B01", 3);
+    let open = |id: &str, period: &str, entries: &[&str], start: i64, days: i64| {
+        Payload::PublicationOpened(pb::PublicationOpened {
+            publication_id: id.into(),
+            period: period.into(),
+            entry_ids: entries.iter().map(|e| (*e).into()).collect(),
+            window_start: start,
+            window_end: start + days * DAY,
+        })
+    };
+    let now = g.w.now;
+    assert_rejects!(g, &admin, &[], open("P1", "2025-02", &[&e], now, 7), Rejection::EntryOutsidePeriod { .. });
+    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now + 60_000_000, 6), Rejection::WindowTooShort { min_days: 7, .. });
+    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now - HOUR, 7), Rejection::WindowInPast);
+    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[], now + 60_000_000, 7), Rejection::InvalidField { field: "entry_ids", .. });
+    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e, &e], now + 60_000_000, 7), Rejection::InvalidField { field: "entry_ids", .. });
+    assert_rejects!(g, &admin, &[], open("P1", "2025-1", &[&e], now + 60_000_000, 7), Rejection::Time(_));
+    let p = g.panel(2);
+    assert_rejects!(g, &p, &[], open("P1", "2025-01", &[&e], g.w.now, 7), Rejection::RoleNotAllowed { .. });
+    g.open_publication("P1", "2025-01", &[e.clone()]);
+    let now = g.w.now;
+    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now, 7), Rejection::Duplicate { kind: "publication", .. });
+    assert_rejects!(g, &admin, &[], open("P2", "2025-01", &[&e], now, 7), Rejection::EntryAlreadyPublished { .. });
+}
+
+#[test]
+fn objections_are_filed_within_the_window_one_at_a_time_per_entry() {
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    let other = g.scored("H0002", "B01", 3);
+    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let (v, keeper, admin) = (g.villager(0), g.keeper(), g.admin());
+    assert_rejects!(g, &keeper, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &other)), Rejection::EntryNotPublished { .. });
+    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P9", &e)), Rejection::Unknown { kind: "publication", .. });
+    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(pb::ObjectionFiled { objector: "H0404".into(), ..g.objection("O1", "P1", &e) }), Rejection::Unknown { .. });
+    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(pb::ObjectionFiled { reason: " ".into(), ..g.objection("O1", "P1", &e) }), Rejection::InvalidField { field: "reason", .. });
+    ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
+    assert_rejects!(g, &admin, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::Duplicate { kind: "objection", .. });
+    assert_rejects!(g, &admin, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e)), Rejection::EntryUnderObjection(_));
+    // Decide it, then a late objection is outside the window.
+    let (p, s) = (g.panel(2), g.sup(0));
+    ok!(g, &p, &[&s], decided("O1", pb::ObjectionOutcome::Dismissed, None));
+    g.w.advance_to(start + 7 * DAY);
+    assert_rejects!(g, &admin, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e)), Rejection::OutsideWindow { .. });
+}
+
+#[test]
+fn decisions_need_a_supervisor_and_upheld_ones_carry_their_correction() {
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    let e1 = g.scored("H0001", "B01", 3);
+    g.open_publication("P1", "2025-01", &[e.clone(), e1.clone()]);
+    let v = g.villager(1);
+    ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
+    ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e1)));
+    let (p0, p2, s0, admin) = (g.panel(0), g.panel(2), g.sup(0), g.admin());
+    use pb::correction::Change::{NewPoints, Void};
+    use pb::ObjectionOutcome::{Dismissed, Upheld};
+    assert_rejects!(g, &p2, &[], decided("O1", Upheld, Some(NewPoints(1))), Rejection::QuorumNotMet { needed: 1, got: 0, .. });
+    assert_rejects!(g, &admin, &[&s0], decided("O1", Upheld, Some(NewPoints(1))), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &p2, &[&s0], decided("O1", Upheld, None), Rejection::CorrectionRequired);
+    assert_rejects!(g, &p2, &[&s0], decided("O1", Dismissed, Some(NewPoints(1))), Rejection::CorrectionNotAllowed);
+    assert_rejects!(g, &p2, &[&s0], decided("O1", Upheld, Some(NewPoints(7))), Rejection::PointsOutOfRange { .. });
+    assert_rejects!(g, &p2, &[&s0], decided("O9", Dismissed, None), Rejection::Unknown { kind: "objection", .. });
+    assert_rejects!(g, &p2, &[&s0], decided("O1", pb::ObjectionOutcome::Unspecified, None), Rejection::InvalidField { field: "outcome", .. });
+    assert_rejects!(g, &p0, &[&s0], decided("O2", Dismissed, None), Rejection::SelfScoring { .. });
+    ok!(g, &p2, &[&s0], decided("O1", Upheld, Some(NewPoints(1))));
+    assert_eq!(g.w.state.entry(&e).unwrap().points, 1);
+    assert_rejects!(g, &p2, &[&s0], decided("O1", Dismissed, None), Rejection::AlreadyDecided(_));
+    ok!(g, &p2, &[&s0], decided("O2", Upheld, Some(Void(true))));
+    assert!(g.w.state.entry(&e1).unwrap().void);
+}
+
+#[test]
+fn closing_waits_for_the_window_and_every_decision_then_makes_points_final() {
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let (admin, v) = (g.admin(), g.villager(0));
+    let close = Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() });
+    assert_rejects!(g, &admin, &[], close.clone(), Rejection::WindowNotOver { .. });
+    ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
+    g.w.advance_to(start + 7 * DAY);
+    assert_rejects!(g, &admin, &[], close.clone(), Rejection::ObjectionsPending(1));
+    let (p, s) = (g.panel(2), g.sup(1));
+    ok!(g, &p, &[&s], decided("O1", pb::ObjectionOutcome::Dismissed, None));
+    assert_eq!(g.w.state.balances().available("H0004"), 0, "pending points are not yet available");
+    ok!(g, &admin, &[], close.clone());
+    assert_eq!(g.w.state.balances().available("H0004"), 3);
+    assert_rejects!(g, &admin, &[], close, Rejection::PublicationClosed(_));
+    // A correction after the close books the difference.
+    ok!(g, &p, &[], Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e, correction: Some(pb::score_corrected::Correction::NewPoints(1)), reason: "复核".into() }));
+    assert_eq!(g.w.state.balances().available("H0004"), 1);
+}
+
+#[test]
+fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    let e2 = g.scored("H0002", "B02", 2);
+    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P1")), Rejection::PublicationOpen(_));
+    g.close("P1", start);
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P1")), Rejection::UnpublishedEntries { count: 1, .. });
+    let start = g.open_publication("P2", "2025-01", &[e2]);
+    g.close("P2", start);
+    assert_rejects!(g, &admin, &[&s0], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::QuorumNotMet { needed: 2, got: 1, .. });
+    let mut wrong = g.settlement("2025-01", "P2");
+    wrong.balance_digest[0] ^= 1;
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "balance_digest", .. });
+    let mut wrong = g.settlement("2025-01", "P2");
+    wrong.period_points += 1;
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "period_points", .. });
+    let mut wrong = g.settlement("2025-01", "P2");
+    wrong.households = 3;
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "households", .. });
+    let p = g.panel(2);
+    assert_rejects!(g, &p, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::RoleNotAllowed { .. });
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")));
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::PeriodSettled(_));
+    // The settled month takes no more scores or corrections.
+    let s = g.score("H0004", "B02", 1);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PeriodSettled(_));
+    assert_rejects!(g, &p, &[], Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e, correction: Some(pb::score_corrected::Correction::Void(true)), reason: "x".into() }), Rejection::PeriodSettled(_));
+}
+
+// ---- supermarket -----------------------------------------------------------------------------
+
+fn redemption(id: &str, h: &str, lines: &[(&str, u32)], total: i64) -> Payload {
+    Payload::RedemptionRecorded(pb::RedemptionRecorded {
+        redemption_id: id.into(),
+        household_id: h.into(),
+        lines: lines.iter().map(|(g, q)| pb::RedemptionLine { goods_code: (*g).into(), quantity: *q }).collect(),
+        total_points: total,
+    })
+}
+
+#[test]
+fn redemptions_never_exceed_available_points_or_stock() {
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let (k, admin) = (g.keeper(), g.admin());
+    // G-SOAP costs 3, G-OIL 40 (fixture prices); stock G-OIL 40.
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 2)], 6), Rejection::Overdraft { available: 5, requested: 6, .. });
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 4), Rejection::TotalMismatch { expected: 3, got: 4 });
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-NONE", 1)], 3), Rejection::Unknown { kind: "goods", .. });
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-OIL", 41)], 1640), Rejection::InsufficientStock { in_stock: 40, requested: 41, .. });
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 0)], 0), Rejection::InvalidField { field: "lines.quantity", .. });
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1), ("G-SOAP", 1)], 6), Rejection::InvalidField { field: "lines", .. });
+    assert_rejects!(g, &admin, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3), Rejection::RoleNotAllowed { .. });
+    ok!(g, &k, &[], Payload::StockReceived(stock("R-9", "G-NEW", "暖水瓶", 5, pb::StockSource::Collective, "")));
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-NEW", 1)], 3), Rejection::NoPrice(_));
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    assert_eq!(g.w.state.balances().available("H0004"), 2);
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3), Rejection::Duplicate { kind: "redemption", .. });
+    let rev = |id: &str| Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: id.into(), reason: "退货".into() });
+    assert_rejects!(g, &k, &[], rev("R404"), Rejection::Unknown { kind: "redemption", .. });
+    ok!(g, &k, &[], rev("R1"));
+    assert_eq!(g.w.state.balances().available("H0004"), 5);
+    assert_rejects!(g, &k, &[], rev("R1"), Rejection::AlreadyReversed(_));
+    assert_eq!(g.w.state.balances().get("H0004").unwrap().ever_earned(), 5, "spending never reduces points ever earned");
+}
+
+#[test]
+fn stock_and_prices_are_kept_by_the_keeper() {
+    let mut g = given();
+    let (k, p) = (g.keeper(), g.panel(0));
+    assert_rejects!(g, &p, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Donation, "")), Rejection::InvalidField { field: "donor", .. });
+    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 0, pb::StockSource::Subsidy, "")), Rejection::InvalidField { field: "quantity", .. });
+    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-NEW", "", 1, pb::StockSource::Subsidy, "")), Rejection::InvalidField { field: "goods_name", .. });
+    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Unspecified, "")), Rejection::InvalidField { field: "source", .. });
+    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-2024-12-01", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")), Rejection::Duplicate { kind: "receipt", .. });
+    ok!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")));
+    let prices = |g: &str, p: i64| Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: g.into(), points: p }] });
+    assert_rejects!(g, &k, &[], prices("G-NONE", 3), Rejection::Unknown { kind: "goods", .. });
+    assert_rejects!(g, &k, &[], prices("G-SOAP", 0), Rejection::InvalidField { field: "prices.points", .. });
+    ok!(g, &k, &[], prices("G-SOAP", 4));
+}
+
+// ---- results and supervision -----------------------------------------------------------------
+
+#[test]
+fn honours_inspections_and_surveys_are_recorded_by_their_roles() {
+    let mut g = given();
+    let (admin, sup, keeper) = (g.admin(), g.sup(0), g.keeper());
+    let honour = |id: &str, kind: pb::HonourKind, stars: u32| {
+        Payload::HonourAwarded(pb::HonourAwarded { honour_id: id.into(), household_id: "H0004".into(), kind: kind as i32, title: "星级文明户".into(), period: "2025".into(), stars })
+    };
+    assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::StarCivilisedHousehold, 6), Rejection::InvalidField { field: "stars", .. });
+    assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 3), Rejection::InvalidField { field: "stars", .. });
+    assert_rejects!(g, &keeper, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 0), Rejection::RoleNotAllowed { .. });
+    ok!(g, &admin, &[], honour("HN1", pb::HonourKind::StarCivilisedHousehold, 5));
+    assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 0), Rejection::Duplicate { kind: "honour", .. });
+    let inspection = |id: &str| {
+        Payload::InspectionRecorded(pb::InspectionRecorded { inspection_id: id.into(), scope: "redemption".into(), outcome: pb::InspectionOutcome::IssuesFound as i32, findings: "台账不全".into(), report_hash: vec![] })
+    };
+    assert_rejects!(g, &admin, &[], inspection("I1"), Rejection::RoleNotAllowed { .. });
+    ok!(g, &sup, &[], inspection("I1"));
+    let auditor = g.cast.auditor.clone();
+    ok!(g, &auditor, &[], inspection("I2"));
+    let survey = |id: &str, period: &str, n: u32, s: u32| {
+        Payload::SatisfactionSurveyRecorded(pb::SatisfactionSurveyRecorded { survey_id: id.into(), period: period.into(), respondents: n, satisfied: s, basically_satisfied: 1, dissatisfied: 1 })
+    };
+    assert_rejects!(g, &admin, &[], survey("S1", "2025-Q1", 10, 7), Rejection::InvalidField { field: "respondents", .. });
+    assert_rejects!(g, &admin, &[], survey("S1", "2025-Q5", 10, 8), Rejection::Time(_));
+    ok!(g, &admin, &[], survey("S1", "2025-Q1", 10, 8));
+}
+
+// ---- expiry and the esrs aggregate ------------------------------------------------------------
+
+#[test]
+fn under_annual_expiry_available_points_reset_but_points_ever_earned_stay() {
+    let mut g = given();
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-01-02", "2025-01-01");
+    v2.expiry = pb::ExpiryPolicy::Annual as i32;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    g.w.advance_to(Date::parse("d", "2025-01-02").unwrap().start_micros() + 8 * HOUR);
+    let mut s = g.score("H0004", "B01", 4);
+    s.rulebook_version = 2;
+    let p = g.panel(2);
+    ok!(g, &p, &[], Payload::ScoreRecorded(s.clone()));
+    let start = g.open_publication("P1", "2025-01", &[s.entry_id.clone()]);
+    g.close("P1", start);
+    assert_eq!(g.w.state.balances().available("H0004"), 4);
+    g.w.advance_to(Date::parse("d", "2026-01-05").unwrap().start_micros());
+    let k = g.keeper();
+    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3), Rejection::Overdraft { available: 0, .. });
+    // The first event recorded in 2026 books the expiry.
+    ok!(g, &k, &[], Payload::StockReceived(stock("R-2026-1", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")));
+    let b = g.w.state.balances().get("H0004").unwrap();
+    assert_eq!((b.available(), b.ever_earned(), b.expired), (0, 4, 4));
+}
+
+#[test]
+fn the_esrs_aggregate_is_the_same_decision_and_fold() {
+    use esrs::Aggregate;
+    let g = given();
+    let mut state = VillageState::new();
+    for r in &g.w.records {
+        let events = Village::handle_command(&state, Command::new(r.body().to_vec(), r.signatures().to_vec(), r.recorded_at())).unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].record(), r);
+        state = Village::apply_event(state, events.into_iter().next().unwrap());
+    }
+    assert_eq!(state.head(), g.w.state.head());
+    // A duplicate yields no event.
+    let r = &g.w.records[3];
+    let events = Village::handle_command(&state, Command::new(r.body().to_vec(), r.signatures().to_vec(), g.w.now)).unwrap();
+    assert!(events.is_empty());
+    // A rejection is the write-model's error.
+    let stranger = ActorKey::derive(1, "s", None);
+    let (body, sigs) = sign(&g.w.ledger, &stranger, &[], g.w.now, "x", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0001".into(), reason: "x".into() }));
+    let err = Village::handle_command(&state, Command::new(body, sigs, g.w.now)).unwrap_err();
+    assert_eq!(err, Rejection::UnknownKey(PublicKey(stranger.key.verifying_key().to_bytes())));
+}
