@@ -42,3 +42,36 @@ pub fn decode_body(bytes: &[u8]) -> Result<EventBody, BodyError> {
 pub fn encode_body(body: &EventBody) -> Vec<u8> {
     body.encode_to_vec()
 }
+
+/// The name of an event's payload type, as in the schema (e.g. "ScoreRecorded").
+pub fn event_kind(payload: &crate::pb::event_body::Payload) -> &'static str {
+    use crate::pb::event_body::Payload::*;
+    match payload {
+        LedgerOpened(_) => "LedgerOpened",
+        ActorEnrolled(_) => "ActorEnrolled",
+        ActorKeyRotated(_) => "ActorKeyRotated",
+        ActorRevoked(_) => "ActorRevoked",
+        RulebookAdopted(_) => "RulebookAdopted",
+        HouseholdRegistered(_) => "HouseholdRegistered",
+        MemberAdded(_) => "MemberAdded",
+        MemberRemoved(_) => "MemberRemoved",
+        HouseholdSplit(_) => "HouseholdSplit",
+        HouseholdMerged(_) => "HouseholdMerged",
+        HouseholdClosed(_) => "HouseholdClosed",
+        PointsClaimed(_) => "PointsClaimed",
+        ScoreRecorded(_) => "ScoreRecorded",
+        ScoreCorrected(_) => "ScoreCorrected",
+        PublicationOpened(_) => "PublicationOpened",
+        ObjectionFiled(_) => "ObjectionFiled",
+        ObjectionDecided(_) => "ObjectionDecided",
+        PublicationClosed(_) => "PublicationClosed",
+        PeriodSettled(_) => "PeriodSettled",
+        StockReceived(_) => "StockReceived",
+        PricesSet(_) => "PricesSet",
+        RedemptionRecorded(_) => "RedemptionRecorded",
+        RedemptionReversed(_) => "RedemptionReversed",
+        HonourAwarded(_) => "HonourAwarded",
+        InspectionRecorded(_) => "InspectionRecorded",
+        SatisfactionSurveyRecorded(_) => "SatisfactionSurveyRecorded",
+    }
+}

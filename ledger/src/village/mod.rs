@@ -247,6 +247,14 @@ impl VillageState {
     pub fn rulebooks(&self) -> &[Rulebook] {
         &self.rulebooks
     }
+    /// A redemption by id.
+    pub fn redemption(&self, id: &str) -> Option<&Redemption> {
+        self.redemptions.get(id)
+    }
+    /// All entries (scores), in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
     /// Goods of the supermarket.
     pub fn goods(&self) -> impl Iterator<Item = (&str, &Goods)> {
         self.goods.iter().map(|(k, v)| (k.as_str(), v))

@@ -1,0 +1,98 @@
+//! Balances per household. The totals are the write-model's [`BalanceBook`] (the one
+//! implementation of every figure, read through [`crate::Projections::state`]); this view adds
+//! what each household earned, lost and spent in each period.
+
+use jifen_ledger::balance::Category;
+use jifen_ledger::pb::event_body::Payload;
+use jifen_ledger::time::{Date, Period};
+use jifen_ledger::village::{Accepted, VillageState};
+use std::collections::{BTreeMap, HashMap};
+
+/// A household's figures for one period: final scores by the month of the act, spending by
+/// the month of the redemption.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeriodFigures {
+    pub basic: i64,
+    pub contribution: i64,
+    pub deducted: i64,
+    pub redeemed: i64,
+}
+
+impl PeriodFigures {
+    /// Net points of the period's scores.
+    pub fn net(&self) -> i64 {
+        self.basic + self.contribution - self.deducted
+    }
+}
+
+/// The per-period balances view.
+#[derive(Clone, Debug, Default)]
+pub struct Balances {
+    periods: BTreeMap<(Period, String), PeriodFigures>,
+    /// Points booked per final entry, so a later correction books only the difference.
+    booked: HashMap<String, i64>,
+}
+
+impl Balances {
+    /// A household's figures for a period.
+    pub fn period(&self, period: Period, household: &str) -> PeriodFigures {
+        self.periods.get(&(period, household.to_owned())).copied().unwrap_or_default()
+    }
+
+    /// Every household's figures for a period, in household order.
+    pub fn periods(&self, period: Period) -> impl Iterator<Item = (&str, &PeriodFigures)> {
+        self.periods.range((period, String::new())..).take_while(move |((p, _), _)| *p == period).map(|((_, h), f)| (h.as_str(), f))
+    }
+
+    /// The periods with any figure.
+    pub fn known_periods(&self) -> Vec<Period> {
+        let mut v: Vec<Period> = self.periods.keys().map(|(p, _)| *p).collect();
+        v.dedup();
+        v
+    }
+
+    /// Books a final entry's current points (from the write-model state).
+    fn book_entry(&mut self, state: &VillageState, entry_id: &str) {
+        let Some(e) = state.entry(entry_id) else { return };
+        if !e.is_final {
+            return;
+        }
+        let now = if e.void { 0 } else { e.points };
+        let before = self.booked.insert(entry_id.to_owned(), now).unwrap_or(0);
+        let delta = now - before;
+        let f = self.periods.entry((e.period, e.household.clone())).or_default();
+        match e.category {
+            Category::Basic => f.basic += delta,
+            Category::Contribution => f.contribution += delta,
+            Category::Deduction => f.deducted -= delta,
+        }
+    }
+
+    /// Folds an event; `state` is the write-model state after it.
+    pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
+        match a.payload() {
+            Payload::PublicationClosed(p) => {
+                for id in &state.publication(&p.publication_id).expect("applied").entries {
+                    self.book_entry(state, id);
+                }
+            }
+            Payload::ScoreCorrected(c) => self.book_entry(state, &c.entry_id),
+            Payload::ObjectionDecided(d) => {
+                if let Some(o) = state.objection(&d.objection_id) {
+                    self.book_entry(state, &o.entry.clone());
+                }
+            }
+            Payload::RedemptionRecorded(r) => {
+                let period = Date::of_micros(a.record().recorded_at()).period();
+                self.periods.entry((period, r.household_id.clone())).or_default().redeemed += r.total_points;
+            }
+            Payload::RedemptionReversed(r) => {
+                if let Some(red) = state.redemption(&r.redemption_id) {
+                    let period = Date::of_micros(a.record().recorded_at()).period();
+                    self.periods.entry((period, red.household.clone())).or_default().redeemed -= red.total;
+                }
+            }
+            _ => {}
+        }
+    }
+}

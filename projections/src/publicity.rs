@@ -1,0 +1,239 @@
+//! The 公示 view: each publication's entries with their status, objections and decisions, and
+//! the boards built from it: 红黑榜 (red and black lists) and the quarterly column (季度积分栏).
+
+use crate::balances::Balances;
+use jifen_ledger::balance::Category;
+use jifen_ledger::pb::{correction, event_body::Payload, ObjectionOutcome};
+use jifen_ledger::time::{Date, Period};
+use jifen_ledger::village::{Accepted, VillageState};
+use std::collections::BTreeMap;
+
+/// Where an entry stands in its publication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryStatus {
+    /// Published, no objection.
+    Published,
+    /// An objection is pending.
+    Objected,
+    /// An objection was upheld; the entry was corrected.
+    Upheld,
+    /// An objection was dismissed.
+    Dismissed,
+    /// The publication closed: the entry is final.
+    Final,
+    /// The entry was voided.
+    Void,
+}
+
+impl EntryStatus {
+    /// The label on the notice board.
+    pub fn label(self) -> &'static str {
+        match self {
+            EntryStatus::Published => "公示中",
+            EntryStatus::Objected => "有异议",
+            EntryStatus::Upheld => "异议成立",
+            EntryStatus::Dismissed => "异议不成立",
+            EntryStatus::Final => "已生效",
+            EntryStatus::Void => "已作废",
+        }
+    }
+}
+
+/// One line of a 公示 board.
+#[derive(Clone, Debug)]
+pub struct BoardEntry {
+    pub entry_id: String,
+    pub household: String,
+    pub item_code: String,
+    pub item_name: String,
+    pub category: Category,
+    pub occurred_on: Date,
+    /// The points as scored.
+    pub scored_points: i64,
+    /// The points now (after corrections).
+    pub points: i64,
+    pub status: EntryStatus,
+}
+
+/// An objection and what became of it.
+#[derive(Clone, Debug)]
+pub struct ObjectionView {
+    pub id: String,
+    pub entry_id: String,
+    pub objector: String,
+    pub reason: String,
+    pub filed_at: i64,
+    pub outcome: Option<ObjectionOutcome>,
+    pub finding: String,
+    pub decided_at: Option<i64>,
+    /// "→ 2" or "作废" when upheld.
+    pub correction: Option<String>,
+}
+
+/// A publication as shown on the notice board.
+#[derive(Clone, Debug)]
+pub struct Board {
+    pub id: String,
+    pub period: Period,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub closed: bool,
+    pub entries: Vec<BoardEntry>,
+    pub objections: Vec<ObjectionView>,
+}
+
+/// All publications of a village.
+#[derive(Clone, Debug, Default)]
+pub struct Publicity {
+    boards: BTreeMap<String, Board>,
+    /// For each entry: its publication and position on the board.
+    index: BTreeMap<String, (String, usize)>,
+}
+
+impl Publicity {
+    /// A publication's board.
+    pub fn board(&self, id: &str) -> Option<&Board> {
+        self.boards.get(id)
+    }
+
+    /// All boards, in publication id order.
+    pub fn boards(&self) -> impl Iterator<Item = &Board> {
+        self.boards.values()
+    }
+
+    /// The boards of a period.
+    pub fn boards_of(&self, period: Period) -> impl Iterator<Item = &Board> {
+        self.boards.values().filter(move |b| b.period == period)
+    }
+
+    fn line(&mut self, entry: &str) -> Option<&mut BoardEntry> {
+        let (board, i) = self.index.get(entry)?;
+        self.boards.get_mut(board).map(|b| &mut b.entries[*i])
+    }
+
+    /// Folds an event; `state` is the write-model state after it.
+    pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
+        let at = a.record().recorded_at();
+        match a.payload() {
+            Payload::PublicationOpened(p) => {
+                let mut entries = Vec::with_capacity(p.entry_ids.len());
+                for (i, id) in p.entry_ids.iter().enumerate() {
+                    let e = state.entry(id).expect("applied");
+                    let item_name = state
+                        .rulebooks()
+                        .iter()
+                        .find(|r| r.version == e.rulebook_version)
+                        .and_then(|r| r.items.get(&e.item_code))
+                        .map_or_else(String::new, |i| i.name.clone());
+                    entries.push(BoardEntry {
+                        entry_id: id.clone(),
+                        household: e.household.clone(),
+                        item_code: e.item_code.clone(),
+                        item_name,
+                        category: e.category,
+                        occurred_on: e.occurred_on,
+                        scored_points: e.points,
+                        points: e.points,
+                        status: EntryStatus::Published,
+                    });
+                    self.index.insert(id.clone(), (p.publication_id.clone(), i));
+                }
+                let period = Period::parse("period", &p.period).expect("applied");
+                self.boards.insert(
+                    p.publication_id.clone(),
+                    Board { id: p.publication_id.clone(), period, window_start: p.window_start, window_end: p.window_end, closed: false, entries, objections: Vec::new() },
+                );
+            }
+            Payload::ObjectionFiled(o) => {
+                if let Some(line) = self.line(&o.entry_id) {
+                    line.status = EntryStatus::Objected;
+                }
+                if let Some(b) = self.boards.get_mut(&o.publication_id) {
+                    b.objections.push(ObjectionView {
+                        id: o.objection_id.clone(),
+                        entry_id: o.entry_id.clone(),
+                        objector: o.objector.clone(),
+                        reason: o.reason.clone(),
+                        filed_at: at,
+                        outcome: None,
+                        finding: String::new(),
+                        decided_at: None,
+                        correction: None,
+                    });
+                }
+            }
+            Payload::ObjectionDecided(d) => {
+                let Some(o) = state.objection(&d.objection_id) else { return };
+                let (board, entry) = (o.publication.clone(), o.entry.clone());
+                let outcome = ObjectionOutcome::try_from(d.outcome).ok();
+                let correction = d.correction.as_ref().and_then(|c| c.change).map(|c| match c {
+                    correction::Change::NewPoints(n) => format!("改为 {n}"),
+                    correction::Change::Void(_) => "作废".to_owned(),
+                });
+                let e = state.entry(&entry).expect("applied");
+                let (points, void) = (e.points, e.void);
+                if let Some(line) = self.line(&entry) {
+                    line.points = points;
+                    line.status = match (void, outcome) {
+                        (true, _) => EntryStatus::Void,
+                        (_, Some(ObjectionOutcome::Upheld)) => EntryStatus::Upheld,
+                        _ => EntryStatus::Dismissed,
+                    };
+                }
+                if let Some(view) = self.boards.get_mut(&board).and_then(|b| b.objections.iter_mut().find(|v| v.id == d.objection_id)) {
+                    view.outcome = outcome;
+                    view.finding = d.finding.clone();
+                    view.decided_at = Some(at);
+                    view.correction = correction;
+                }
+            }
+            Payload::ScoreCorrected(c) => {
+                let e = state.entry(&c.entry_id).expect("applied");
+                let (points, void) = (e.points, e.void);
+                if let Some(line) = self.line(&c.entry_id) {
+                    line.points = points;
+                    if void {
+                        line.status = EntryStatus::Void;
+                    }
+                }
+            }
+            Payload::PublicationClosed(p) => {
+                if let Some(b) = self.boards.get_mut(&p.publication_id) {
+                    b.closed = true;
+                    for line in &mut b.entries {
+                        if line.status != EntryStatus::Void {
+                            line.status = EntryStatus::Final;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// 红黑榜 of a period: the `n` households with the highest net points (red list), and the
+/// households with deductions, most deducted first (black list). Ties go by household id.
+pub fn red_black_lists(balances: &Balances, period: Period, n: usize) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+    let mut red: Vec<(String, i64)> = balances.periods(period).map(|(h, f)| (h.to_owned(), f.net())).filter(|(_, net)| *net > 0).collect();
+    red.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    red.truncate(n);
+    let mut black: Vec<(String, i64)> = balances.periods(period).filter(|(_, f)| f.deducted > 0).map(|(h, f)| (h.to_owned(), f.deducted)).collect();
+    black.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    black.truncate(n);
+    (red, black)
+}
+
+/// The quarterly column (季度积分栏): each household's net points in the quarter, highest first.
+pub fn quarterly_column(balances: &Balances, year: i32, quarter: u32) -> Vec<(String, i64)> {
+    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
+    for m in (quarter - 1) * 3 + 1..=quarter * 3 {
+        let Some(period) = Period::from_ym(year, m) else { continue };
+        for (h, f) in balances.periods(period) {
+            *totals.entry(h.to_owned()).or_default() += f.net();
+        }
+    }
+    let mut column: Vec<(String, i64)> = totals.into_iter().collect();
+    column.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    column
+}

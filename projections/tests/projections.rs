@@ -1,0 +1,140 @@
+//! Projections agree with the write-model's own figures and show the lifecycle faithfully.
+
+use jifen_ledger::pb::{self, event_body::Payload};
+use jifen_ledger::sample::{generate, open_village, SampleConfig};
+use jifen_ledger::time::{Date, Period};
+use jifen_projections::audit::RedFlag;
+use jifen_projections::publicity::{quarterly_column, red_black_lists, EntryStatus};
+use jifen_projections::Projections;
+
+#[test]
+fn a_generated_year_projects_consistently() {
+    let sample = generate(&SampleConfig { seed: 21, households: Some(150), months: 12, scores_per_household: 3.0 }).unwrap();
+    let p = Projections::from_records(sample.records()).unwrap();
+    let state = &sample.writer.state;
+    assert_eq!(p.state().balances().digest(), state.balances().digest());
+
+    // Per-period scores add up to the book's totals for every household.
+    for (h, b) in state.balances().iter() {
+        let (mut basic, mut contribution, mut deducted, mut redeemed) = (0, 0, 0, 0);
+        for period in p.balances.known_periods() {
+            let f = p.balances.period(period, h);
+            basic += f.basic;
+            contribution += f.contribution;
+            deducted += f.deducted;
+            redeemed += f.redeemed;
+        }
+        assert_eq!((basic, contribution, deducted, redeemed), (b.basic, b.contribution, b.deducted, b.redeemed), "household {h}");
+    }
+
+    // Every board is closed, every line final or void, decisions recorded.
+    let boards: Vec<_> = p.publicity.boards().collect();
+    assert_eq!(boards.len(), 12);
+    let mut objections = 0;
+    for b in &boards {
+        assert!(b.closed);
+        assert!(b.entries.iter().all(|e| matches!(e.status, EntryStatus::Final | EntryStatus::Void)));
+        for o in &b.objections {
+            objections += 1;
+            assert!(o.outcome.is_some() && o.decided_at.unwrap() > o.filed_at);
+            let lineage: Vec<&str> = p.audit.lineage(&o.entry_id).map(|a| a.kind).collect();
+            assert_eq!(&lineage[..3], ["ScoreRecorded", "ObjectionFiled", "ObjectionDecided"], "{lineage:?}");
+        }
+    }
+    assert!(objections > 0);
+
+    // 红黑榜 and the quarterly column are ordered.
+    let march = Period::from_ym(2025, 3).unwrap();
+    let (red, black) = red_black_lists(&p.balances, march, 10);
+    assert_eq!(red.len(), 10);
+    assert!(red.windows(2).all(|w| w[0].1 >= w[1].1));
+    assert!(black.windows(2).all(|w| w[0].1 >= w[1].1));
+    let q1 = quarterly_column(&p.balances, 2025, 1);
+    assert!(q1.windows(2).all(|w| w[0].1 >= w[1].1));
+    let h = &q1[0].0;
+    let sum: i64 = (1..=3).map(|m| p.balances.period(Period::from_ym(2025, m).unwrap(), h).net()).sum();
+    assert_eq!(sum, q1[0].1);
+
+    // The supermarket ledger reconciles with the stock the write-model keeps.
+    for (goods, g) in state.goods() {
+        let received: i64 = p.supermarket.months().flat_map(|(_, m)| m.receipts.iter()).filter(|r| r.goods == goods).map(|r| r.quantity as i64).sum();
+        let out: i64 = p.supermarket.months().map(|(_, m)| m.goods_out.get(goods).copied().unwrap_or(0)).sum();
+        assert_eq!(received - out, g.stock as i64, "goods {goods}");
+    }
+
+    // The generator back-dates about 1% of scores and corrects a few outside objections.
+    let flags = p.audit.red_flags(&p.balances);
+    assert!(flags.iter().any(|f| matches!(f, RedFlag::BackDated { days, .. } if *days > 14)));
+    assert!(flags.iter().any(|f| matches!(f, RedFlag::CorrectionWithoutObjection { .. })));
+    assert!(flags.iter().all(|f| !f.describe().is_empty()));
+
+    // Folding again gives the same views.
+    let again = Projections::from_records(sample.records()).unwrap();
+    assert_eq!(again.audit.red_flags(&again.balances), flags);
+}
+
+#[test]
+fn a_board_follows_an_entry_through_objection_correction_and_close() {
+    let hs: Vec<(String, Vec<String>)> = (1..=4).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01")])).collect();
+    let (cast, mut w) = open_village(5, &hs, 3).unwrap();
+    let today = Date::of_micros(w.now).to_string();
+    let score = |id: &str, h: &str, pts: i64| {
+        Payload::ScoreRecorded(pb::ScoreRecorded {
+            entry_id: id.into(),
+            household_id: h.into(),
+            member_id: String::new(),
+            item_code: "B01".into(),
+            rulebook_version: 1,
+            points: pts,
+            occurred_on: today.clone(),
+            source: pb::ScoreSource::Inspection as i32,
+            evidence_hashes: vec![],
+            claim_id: String::new(),
+        })
+    };
+    let p3 = &cast.panel[2];
+    w.submit(p3, &[], score("E1", "H0004", 5)).unwrap();
+    w.submit(p3, &[], score("E2", "H0002", 3)).unwrap();
+    let start = w.now;
+    w.submit(&cast.admin, &[], Payload::PublicationOpened(pb::PublicationOpened {
+        publication_id: "P1".into(),
+        period: "2025-01".into(),
+        entry_ids: vec!["E1".into(), "E2".into()],
+        window_start: start,
+        window_end: start + 7 * 86_400_000_000,
+    })).unwrap();
+    w.submit(&cast.villagers[0], &[], Payload::ObjectionFiled(pb::ObjectionFiled {
+        objection_id: "O1".into(),
+        publication_id: "P1".into(),
+        entry_id: "E1".into(),
+        objector: "H0001".into(),
+        reason: "打分偏高".into(),
+        evidence_hash: vec![],
+    })).unwrap();
+    let mid = Projections::from_records(&w.records).unwrap();
+    let board = mid.publicity.board("P1").unwrap();
+    assert_eq!(board.entries.iter().map(|e| e.status).collect::<Vec<_>>(), [EntryStatus::Objected, EntryStatus::Published]);
+    w.submit(&cast.panel[1], &[&cast.supervisors[0]], Payload::ObjectionDecided(pb::ObjectionDecided {
+        objection_id: "O1".into(),
+        outcome: pb::ObjectionOutcome::Upheld as i32,
+        finding: "核实后应为 2 分".into(),
+        correction: Some(pb::Correction { change: Some(pb::correction::Change::NewPoints(2)) }),
+    })).unwrap();
+    let decided = Projections::from_records(&w.records).unwrap();
+    let board = decided.publicity.board("P1").unwrap();
+    assert_eq!((board.entries[0].status, board.entries[0].scored_points, board.entries[0].points), (EntryStatus::Upheld, 5, 2));
+    assert_eq!(board.objections[0].correction.as_deref(), Some("改为 2"));
+    w.advance_to(start + 7 * 86_400_000_000);
+    w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() })).unwrap();
+    let closed = Projections::from_records(&w.records).unwrap();
+    let board = closed.publicity.board("P1").unwrap();
+    assert!(board.closed && board.entries.iter().all(|e| e.status == EntryStatus::Final));
+    let jan = Period::from_ym(2025, 1).unwrap();
+    assert_eq!(closed.balances.period(jan, "H0004").basic, 2);
+    assert_eq!(closed.state().balances().available("H0004"), 2);
+    let signers: Vec<Vec<String>> = closed.audit.lineage("E1").map(|a| a.signers.clone()).collect();
+    let mut decision_signers = signers[2].clone();
+    decision_signers.sort();
+    assert_eq!(decision_signers, [cast.panel[1].id.clone(), cast.supervisors[0].id.clone()]);
+    assert_eq!(closed.audit.by_household("H0004").count(), 4, "registered, scored, objected, decided");
+}
