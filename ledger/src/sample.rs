@@ -352,7 +352,7 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
             w.advance_to(today.start_micros() + 8 * HOUR);
             let hid = &ids[h];
             let roll: f64 = rng.random();
-            let idx = if roll < 0.80 { rng.random_range(0..6) } else if roll < 0.90 { rng.random_range(10..16) } else { rng.random_range(6..10) };
+            let idx = if roll < 0.90 { rng.random_range(0..6) } else if roll < 0.98 { rng.random_range(10..16) } else { rng.random_range(6..10) };
             let item = &items[idx];
             let points = rng.random_range(item.min_points..=item.max_points);
             if item.cap_per_period > 0 {
@@ -365,7 +365,8 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
             // Panel members who are not of this household; usually two sign together.
             let eligible: Vec<&ActorKey> = cast.panel.iter().filter(|p| p.household.as_deref() != Some(hid.as_str())).collect();
             let author = eligible[rng.random_range(0..eligible.len())];
-            let second = eligible.iter().find(|p| p.id != author.id).copied();
+            let others: Vec<&ActorKey> = eligible.iter().filter(|p| p.id != author.id).copied().collect();
+            let second = others.get(rng.random_range(0..others.len().max(1))).copied();
             let cos: Vec<&ActorKey> = if rng.random_bool(0.7) { second.into_iter().collect() } else { vec![] };
             entry_no += 1;
             let entry_id = format!("E{entry_no:06}");
