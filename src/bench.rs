@@ -53,7 +53,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sigs: usize = records.iter().map(|r| r.signatures().len()).sum();
     let checkpoint = sample.checkpoint();
     println!("village-year: {} households, {n} records, {sigs} signatures; {} threads", args.households, rayon::current_num_threads());
-    println!("generate + append through the write-model (sign, verify_strict, decide, apply): {:>8.3} s  {}", generation.as_secs_f64(), rate(n, generation));
+    println!(
+        "generate + append through the write-model (sign, verify_strict, decide, apply): {:>8.3} s  {}",
+        generation.as_secs_f64(),
+        rate(n, generation)
+    );
 
     let (chain, hashes) = time(args.runs, || check_chain(records).expect("chain"));
     let (batch, _) = time(args.runs, || check_signatures(records, SignatureMode::BatchParallel).expect("signatures"));
@@ -73,7 +77,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let baseline = chain + single + merkle + rules;
     row("total", total, n);
     row("total with the one-by-one baseline", baseline, n);
-    println!("  signature speed-up batch+parallel vs baseline: {:.2}×; full verification {:.2}×", single.as_secs_f64() / batch.as_secs_f64(), baseline.as_secs_f64() / total.as_secs_f64());
+    println!(
+        "  signature speed-up batch+parallel vs baseline: {:.2}×; full verification {:.2}×",
+        single.as_secs_f64() / batch.as_secs_f64(),
+        baseline.as_secs_f64() / total.as_secs_f64()
+    );
     println!("\nprojection replay (all views from records): {:>9.1} ms  {}", projections.as_secs_f64() * 1e3, rate(n, projections));
     Ok(())
 }

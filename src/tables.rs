@@ -118,7 +118,15 @@ pub fn balances(state: &VillageState, top: usize) -> String {
         .iter()
         .take(top)
         .map(|(h, b)| {
-            vec![(*h).to_owned(), b.basic.to_string(), b.contribution.to_string(), b.deducted.to_string(), b.redeemed.to_string(), b.available().to_string(), b.ever_earned().to_string()]
+            vec![
+                (*h).to_owned(),
+                b.basic.to_string(),
+                b.contribution.to_string(),
+                b.deducted.to_string(),
+                b.redeemed.to_string(),
+                b.available().to_string(),
+                b.ever_earned().to_string(),
+            ]
         })
         .collect();
     let mut out = table(&["户号", "基础积分", "贡献积分", "扣分", "已兑换", "可用积分", "累计获得"], &rows);
@@ -176,7 +184,8 @@ pub fn supermarket(p: &Projections, period: Period) -> String {
 pub fn audit_summary(p: &Projections) -> String {
     let mut out = String::new();
     let is_villager = |a: &str| p.state().actor(a).is_some_and(|x| x.roles.intersects(jifen_ledger::village::RoleSet::VILLAGER));
-    let mut rows: Vec<Vec<String>> = p.audit.actors().filter(|(a, _)| !is_villager(a)).map(|(a, n)| vec![a.to_owned(), n.to_string()]).collect();
+    let mut rows: Vec<Vec<String>> =
+        p.audit.actors().filter(|(a, _)| !is_villager(a)).map(|(a, n)| vec![a.to_owned(), n.to_string()]).collect();
     let (people, acts) = p.audit.actors().filter(|(a, _)| is_villager(a)).fold((0, 0), |(k, m), (_, n)| (k + 1, m + n));
     if people > 0 {
         rows.push(vec![format!("村民（{people} 人）"), acts.to_string()]);

@@ -10,7 +10,8 @@ fn the_demo_verifies_a_village_year_and_prints_the_month() {
         .expect("the jifen binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "demo failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    for expected in ["verified:", "2 of 2 witness cosignatures", "【2025-05 积分公示】", "【2025-05 红黑榜】", "累计获得", "风险提示"] {
+    for expected in ["verified:", "2 of 2 witness cosignatures", "【2025-05 积分公示】", "【2025-05 红黑榜】", "累计获得", "风险提示"]
+    {
         assert!(stdout.contains(expected), "missing {expected:?} in\n{stdout}");
     }
 }

@@ -37,7 +37,10 @@ fn record_json(r: &Record) -> Value {
 }
 
 fn main() {
-    let households = vec![("H0001".to_string(), vec!["H0001-01".to_string()]), ("H0002".to_string(), vec!["H0002-01".to_string(), "H0002-02".to_string()])];
+    let households = vec![
+        ("H0001".to_string(), vec!["H0001-01".to_string()]),
+        ("H0002".to_string(), vec!["H0002-01".to_string(), "H0002-02".to_string()]),
+    ];
     let (cast, w) = open_village(1, &households, 3).expect("fixture opens");
     let records: Vec<Record> = w.records.iter().take(7).cloned().collect();
     let hashes: Vec<Hash> = records.iter().map(Record::hash).collect();

@@ -61,7 +61,9 @@ impl Checkpoint {
             return Err(CheckpointError::EmptyOrigin);
         }
         let size_ok = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) && (size == "0" || !size.starts_with('0'));
-        let size_n: u64 = if size_ok { size.parse().map_err(|_| CheckpointError::BadTreeSize(size.to_owned()))? } else {
+        let size_n: u64 = if size_ok {
+            size.parse().map_err(|_| CheckpointError::BadTreeSize(size.to_owned()))?
+        } else {
             return Err(CheckpointError::BadTreeSize(size.to_owned()));
         };
         let root_bytes = B64.decode(root).map_err(|_| CheckpointError::BadRootHash(root.to_owned()))?;
@@ -128,7 +130,7 @@ impl SignedCheckpoint {
         let mut known = vec![log.clone()];
         known.extend(witnesses.iter().cloned());
         let signed = note.verify(&known)?;
-        if !signed.iter().any(|v| *v == log) {
+        if !signed.contains(&log) {
             return Err(CheckpointError::NotSignedByLog(log.name().to_owned()));
         }
         let cosigners = witnesses.iter().filter(|w| signed.iter().any(|s| s == w)).collect();

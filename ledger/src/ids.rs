@@ -54,9 +54,7 @@ pub const MAX_ID_LEN: usize = 64;
 pub fn check_id(field: &'static str, value: &str) -> Result<(), IdError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_ID_LEN
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if ok {
         Ok(())
     } else {

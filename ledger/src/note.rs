@@ -119,9 +119,7 @@ impl NoteVerifier {
     }
 
     fn verify(&self, text: &[u8], sig: &[u8; 64]) -> bool {
-        VerifyingKey::from_bytes(&self.key)
-            .map(|k| k.verify_strict(text, &Signature::from_bytes(sig)).is_ok())
-            .unwrap_or(false)
+        VerifyingKey::from_bytes(&self.key).map(|k| k.verify_strict(text, &Signature::from_bytes(sig)).is_ok()).unwrap_or(false)
     }
 }
 

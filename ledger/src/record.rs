@@ -56,7 +56,7 @@ pub struct Record {
 
 /// Sorts signatures by public key and checks the count and uniqueness rules of the format.
 pub fn canonical_signatures(mut sigs: Vec<EventSignature>) -> Result<Vec<EventSignature>, RecordError> {
-    sigs.sort_by(|a, b| a.public_key.cmp(&b.public_key));
+    sigs.sort_by_key(|a| a.public_key);
     check_signatures(&sigs)?;
     Ok(sigs)
 }
@@ -139,10 +139,7 @@ impl Record {
         let mut r = Reader { bytes, pos: 0 };
         let id_len = u16::from_be_bytes(r.take("ledger id length")?) as usize;
         let id = r.slice("ledger id", id_len)?;
-        let ledger_id = std::str::from_utf8(id)
-            .ok()
-            .and_then(|s| VillageCode::parse(s).ok())
-            .ok_or(RecordError::BadLedgerId)?;
+        let ledger_id = std::str::from_utf8(id).ok().and_then(|s| VillageCode::parse(s).ok()).ok_or(RecordError::BadLedgerId)?;
         let seq = u64::from_be_bytes(r.take("seq")?);
         let prev_hash = Hash(r.take("prev_hash")?);
         let recorded_at = i64::from_be_bytes(r.take("recorded_at")?);

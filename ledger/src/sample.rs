@@ -58,7 +58,14 @@ impl ActorKey {
 }
 
 /// Signs a body built from `payload` by `author` and `cosigners`.
-pub fn sign(ledger: &str, author: &ActorKey, cosigners: &[&ActorKey], occurred_at: i64, key: &str, payload: Payload) -> (Vec<u8>, Vec<EventSignature>) {
+pub fn sign(
+    ledger: &str,
+    author: &ActorKey,
+    cosigners: &[&ActorKey],
+    occurred_at: i64,
+    key: &str,
+    payload: Payload,
+) -> (Vec<u8>, Vec<EventSignature>) {
     let body = EventBody {
         ledger_id: ledger.to_owned(),
         actor_id: author.id.clone(),
@@ -294,8 +301,16 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
         w.submit(&cast.admin, &[], enrol(v, &[pb::Role::Villager]))?;
     }
     w.submit(&cast.keeper, &[], Payload::StockReceived(stock("R-2024-12-01", "G-OIL", "食用油 5L", 40, pb::StockSource::Subsidy, "")))?;
-    w.submit(&cast.keeper, &[], Payload::StockReceived(stock("R-2024-12-02", "G-SOAP", "洗衣皂", 200, pb::StockSource::Donation, "东胜区妇联")))?;
-    w.submit(&cast.keeper, &[], Payload::StockReceived(stock("R-2024-12-03", "G-RICE", "大米 10kg", 60, pb::StockSource::Enterprise, "伊泰集团")))?;
+    w.submit(
+        &cast.keeper,
+        &[],
+        Payload::StockReceived(stock("R-2024-12-02", "G-SOAP", "洗衣皂", 200, pb::StockSource::Donation, "东胜区妇联")),
+    )?;
+    w.submit(
+        &cast.keeper,
+        &[],
+        Payload::StockReceived(stock("R-2024-12-03", "G-RICE", "大米 10kg", 60, pb::StockSource::Enterprise, "伊泰集团")),
+    )?;
     w.submit(&cast.keeper, &[], Payload::StockReceived(stock("R-2024-12-04", "G-TOWEL", "毛巾", 300, pb::StockSource::Collective, "")))?;
     w.submit(
         &cast.keeper,
@@ -313,7 +328,14 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
 
 /// A stock receipt payload.
 pub fn stock(id: &str, goods: &str, name: &str, q: u32, source: pb::StockSource, donor: &str) -> pb::StockReceived {
-    pb::StockReceived { receipt_id: id.into(), goods_code: goods.into(), goods_name: name.into(), quantity: q, source: source as i32, donor: donor.into() }
+    pb::StockReceived {
+        receipt_id: id.into(),
+        goods_code: goods.into(),
+        goods_name: name.into(),
+        quantity: q,
+        source: source as i32,
+        donor: donor.into(),
+    }
 }
 
 /// Households and members of a generated village.
@@ -352,7 +374,13 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
             w.advance_to(today.start_micros() + 8 * HOUR);
             let hid = &ids[h];
             let roll: f64 = rng.random();
-            let idx = if roll < 0.90 { rng.random_range(0..6) } else if roll < 0.98 { rng.random_range(10..16) } else { rng.random_range(6..10) };
+            let idx = if roll < 0.90 {
+                rng.random_range(0..6)
+            } else if roll < 0.98 {
+                rng.random_range(10..16)
+            } else {
+                rng.random_range(6..10)
+            };
             let item = &items[idx];
             let points = rng.random_range(item.min_points..=item.max_points);
             if item.cap_per_period > 0 {
@@ -429,13 +457,12 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
             }
         }
         // Redemptions through the month, within available points and stock.
-        for h in 0..n {
+        for (h, hid) in ids.iter().enumerate() {
             if !rng.random_bool(0.08) {
                 continue;
             }
-            let available = w.state.balances().available(&ids[h]);
-            let goods: Vec<(String, i64, u64)> =
-                w.state.goods().filter_map(|(g, x)| x.price.map(|p| (g.to_owned(), p, x.stock))).collect();
+            let available = w.state.balances().available(hid);
+            let goods: Vec<(String, i64, u64)> = w.state.goods().filter_map(|(g, x)| x.price.map(|p| (g.to_owned(), p, x.stock))).collect();
             let Some((g, price, stock)) = goods.get(rng.random_range(0..goods.len())).cloned() else { continue };
             let q = (available / price).min(3).min(stock as i64);
             if q < 1 {
@@ -447,20 +474,40 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
                 &[],
                 Payload::RedemptionRecorded(pb::RedemptionRecorded {
                     redemption_id: rid.clone(),
-                    household_id: ids[h].clone(),
+                    household_id: hid.clone(),
                     lines: vec![pb::RedemptionLine { goods_code: g, quantity: q as u32 }],
                     total_points: price * q,
                 }),
             )?;
             if rng.random_bool(0.02) {
-                w.submit(&cast.keeper, &[], Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: rid, reason: "商品质量问题退回".into() }))?;
+                w.submit(
+                    &cast.keeper,
+                    &[],
+                    Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: rid, reason: "商品质量问题退回".into() }),
+                )?;
             }
         }
         // Monthly restock.
-        w.submit(&cast.keeper, &[], Payload::StockReceived(stock(&format!("R-{period}-1"), "G-SOAP", "", 150, pb::StockSource::Donation, "东胜区妇联")))?;
-        w.submit(&cast.keeper, &[], Payload::StockReceived(stock(&format!("R-{period}-2"), "G-TOWEL", "", 150, pb::StockSource::Collective, "")))?;
-        w.submit(&cast.keeper, &[], Payload::StockReceived(stock(&format!("R-{period}-3"), "G-OIL", "", 20, pb::StockSource::Subsidy, "")))?;
-        w.submit(&cast.keeper, &[], Payload::StockReceived(stock(&format!("R-{period}-4"), "G-RICE", "", 30, pb::StockSource::Partner, "东胜区农商银行")))?;
+        w.submit(
+            &cast.keeper,
+            &[],
+            Payload::StockReceived(stock(&format!("R-{period}-1"), "G-SOAP", "", 150, pb::StockSource::Donation, "东胜区妇联")),
+        )?;
+        w.submit(
+            &cast.keeper,
+            &[],
+            Payload::StockReceived(stock(&format!("R-{period}-2"), "G-TOWEL", "", 150, pb::StockSource::Collective, "")),
+        )?;
+        w.submit(
+            &cast.keeper,
+            &[],
+            Payload::StockReceived(stock(&format!("R-{period}-3"), "G-OIL", "", 20, pb::StockSource::Subsidy, "")),
+        )?;
+        w.submit(
+            &cast.keeper,
+            &[],
+            Payload::StockReceived(stock(&format!("R-{period}-4"), "G-RICE", "", 30, pb::StockSource::Partner, "东胜区农商银行")),
+        )?;
         // 公示 on the first day of the next month.
         let next = period.next().first_day();
         w.advance_to(next.start_micros() + 9 * HOUR);
@@ -512,7 +559,11 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
             let upheld = rng.random_bool(0.5);
             let item = &items[idx];
             let correction = upheld.then(|| pb::Correction {
-                change: Some(if rng.random_bool(0.3) { pb::correction::Change::Void(true) } else { pb::correction::Change::NewPoints(item.min_points) }),
+                change: Some(if rng.random_bool(0.3) {
+                    pb::correction::Change::Void(true)
+                } else {
+                    pb::correction::Change::NewPoints(item.min_points)
+                }),
             });
             w.submit(
                 author,

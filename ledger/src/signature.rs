@@ -30,9 +30,7 @@ impl PublicKey {
     pub fn is_acceptable(&self) -> bool {
         let compressed = curve25519_dalek::edwards::CompressedEdwardsY(self.0);
         match compressed.decompress() {
-            Some(point) => {
-                !point.is_small_order() && point.is_torsion_free() && point.compress().0 == self.0
-            }
+            Some(point) => !point.is_small_order() && point.is_torsion_free() && point.compress().0 == self.0,
             None => false,
         }
     }
@@ -72,8 +70,7 @@ pub fn sign_event(key: &SigningKey, body: &[u8]) -> EventSignature {
 /// Verifies one event signature with `verify_strict`.
 pub fn verify_event(sig: &EventSignature, body: &[u8]) -> Result<(), SignatureError> {
     let key = VerifyingKey::from_bytes(&sig.public_key.0).map_err(|_| SignatureError::BadKey(sig.public_key))?;
-    key.verify_strict(&signing_message(body), &Signature::from_bytes(&sig.signature))
-        .map_err(|_| SignatureError::Invalid(sig.public_key))
+    key.verify_strict(&signing_message(body), &Signature::from_bytes(&sig.signature)).map_err(|_| SignatureError::Invalid(sig.public_key))
 }
 
 /// Verifies many `(signature, body)` pairs at once with the batch equation.

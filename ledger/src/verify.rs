@@ -102,8 +102,7 @@ pub fn check_signatures(records: &[Record], mode: SignatureMode) -> Result<(), V
     };
     match mode {
         SignatureMode::BatchParallel => {
-            let failures: Vec<VerifyError> =
-                records.par_chunks(SIGNATURE_CHUNK).filter_map(|c| check_chunk(c).err()).collect();
+            let failures: Vec<VerifyError> = records.par_chunks(SIGNATURE_CHUNK).filter_map(|c| check_chunk(c).err()).collect();
             failures.into_iter().min_by_key(|e| e.seq()).map_or(Ok(()), Err)
         }
         SignatureMode::SingleSerial => {
@@ -151,7 +150,8 @@ pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint) -> Result<Vill
     let chain = check_chain(records);
     let sigs = check_signatures(records, SignatureMode::BatchParallel);
     let replayed = replay(records, |_| {});
-    let mut failures: Vec<VerifyError> = [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
+    let mut failures: Vec<VerifyError> =
+        [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
     if let Ok(hashes) = &chain {
         if let Err(e) = check_root(hashes, checkpoint) {
             failures.push(e);

@@ -77,7 +77,8 @@ fn checkpoint_note_opens_with_the_published_keys() {
     let log = NoteVerifier::parse(c["log_verifier_key"].as_str().unwrap()).unwrap();
     let witnesses: Vec<NoteVerifier> =
         c["witness_verifier_keys"].as_array().unwrap().iter().map(|k| NoteVerifier::parse(k.as_str().unwrap()).unwrap()).collect();
-    let (signed, cosigners) = SignedCheckpoint::open(c["note"].as_str().unwrap().as_bytes(), c["origin"].as_str().unwrap(), &log, &witnesses).unwrap();
+    let (signed, cosigners) =
+        SignedCheckpoint::open(c["note"].as_str().unwrap().as_bytes(), c["origin"].as_str().unwrap(), &log, &witnesses).unwrap();
     assert_eq!(cosigners.len(), 1);
     assert_eq!(signed.checkpoint().to_text(), c["text"].as_str().unwrap());
     assert_eq!(signed.checkpoint().root, h(&v["merkle"]["root"]));

@@ -6,8 +6,8 @@ use jifen_ledger::pb::{self, event_body::Payload, EventBody};
 use jifen_ledger::sample::{open_village, rulebook, sign, stock, ActorKey, Cast, Writer};
 use jifen_ledger::signature::{sign_event, EventSignature, PublicKey};
 use jifen_ledger::time::Date;
-use jifen_ledger::village::{Command, Decision, Rejection, Village, VillageState};
 use jifen_ledger::verify::verify_ledger;
+use jifen_ledger::village::{Command, Decision, Rejection, Village, VillageState};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -167,7 +167,13 @@ fn decided(id: &str, outcome: pb::ObjectionOutcome, change: Option<pb::correctio
 fn the_first_event_must_open_the_ledger_and_only_once() {
     let g = given();
     let mut fresh = Writer::new(&g.w.ledger, g.w.now);
-    assert_rejects!(fresh_given(&mut fresh), &g.cast.admin, &[], g.enrol(&ActorKey::derive(1, "x", None), &[pb::Role::Panel], 0, 0), Rejection::NotOpened);
+    assert_rejects!(
+        fresh_given(&mut fresh),
+        &g.cast.admin,
+        &[],
+        g.enrol(&ActorKey::derive(1, "x", None), &[pb::Role::Panel], 0, 0),
+        Rejection::NotOpened
+    );
     let mut g = g;
     let t = g.cast.township.clone();
     let again = Payload::LedgerOpened(pb::LedgerOpened {
@@ -220,7 +226,14 @@ fn bodies_must_be_canonical_and_for_this_ledger() {
         assert_eq!(before, g.w.records.len());
         r.unwrap_err()
     };
-    let (body, _) = sign(&g.w.ledger, &admin, &[], g.w.now, "canon", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    let (body, _) = sign(
+        &g.w.ledger,
+        &admin,
+        &[],
+        g.w.now,
+        "canon",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }),
+    );
     // An unknown field appended (field 99, varint 1).
     let mut extra = body.clone();
     extra.extend_from_slice(&[0x98, 0x06, 0x01]);
@@ -229,18 +242,41 @@ fn bodies_must_be_canonical_and_for_this_ledger() {
     let garbage = vec![0xff, 0xff, 0xff];
     let sig = sign_event(&admin.key, &garbage);
     assert!(matches!(submit_raw(&mut g, garbage, vec![sig]), Rejection::Body(jifen_ledger::body::BodyError::Malformed(_))));
-    let empty = encode_body(&EventBody { ledger_id: g.w.ledger.clone(), actor_id: admin.id.clone(), occurred_at: 0, idempotency_key: "k".into(), payload: None });
+    let empty = encode_body(&EventBody {
+        ledger_id: g.w.ledger.clone(),
+        actor_id: admin.id.clone(),
+        occurred_at: 0,
+        idempotency_key: "k".into(),
+        payload: None,
+    });
     let sig = sign_event(&admin.key, &empty);
     assert!(matches!(submit_raw(&mut g, empty, vec![sig]), Rejection::Body(jifen_ledger::body::BodyError::NoPayload)));
     assert!(matches!(submit_raw(&mut g, body.clone(), vec![]), Rejection::Record(jifen_ledger::record::RecordError::NoSignatures)));
     let sig = sign_event(&admin.key, &body);
-    assert!(matches!(submit_raw(&mut g, body.clone(), vec![sig, sig]), Rejection::Record(jifen_ledger::record::RecordError::UnsortedSignatures)));
+    assert!(matches!(
+        submit_raw(&mut g, body.clone(), vec![sig, sig]),
+        Rejection::Record(jifen_ledger::record::RecordError::UnsortedSignatures)
+    ));
     let mut forged = sig;
     forged.signature[10] ^= 1;
     assert!(matches!(submit_raw(&mut g, body.clone(), vec![forged]), Rejection::Signature(_)));
-    let (other, sigs) = sign("150602101299", &admin, &[], g.w.now, "other", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    let (other, sigs) = sign(
+        "150602101299",
+        &admin,
+        &[],
+        g.w.now,
+        "other",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }),
+    );
     assert!(matches!(submit_raw(&mut g, other, sigs), Rejection::WrongLedger { .. }));
-    let (nokey, sigs) = sign(&g.w.ledger.clone(), &admin, &[], g.w.now, "", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    let (nokey, sigs) = sign(
+        &g.w.ledger.clone(),
+        &admin,
+        &[],
+        g.w.now,
+        "",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }),
+    );
     assert!(matches!(submit_raw(&mut g, nokey, sigs), Rejection::InvalidField { field: "idempotency_key", .. }));
     let sig = sign_event(&admin.key, &body);
     g.w.submit_signed(body, vec![sig]).expect("the canonical body is accepted");
@@ -260,7 +296,14 @@ fn idempotency_keys_make_retries_safe() {
     assert_eq!(g.w.submit_signed(body, sigs).unwrap(), seq);
     assert_eq!(g.w.records.len(), len);
     // Another body under the same key: a conflict.
-    let (other, sigs) = sign(&g.w.ledger, &admin, &[], g.w.now, "retry-1", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    let (other, sigs) = sign(
+        &g.w.ledger,
+        &admin,
+        &[],
+        g.w.now,
+        "retry-1",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }),
+    );
     assert!(matches!(g.w.submit_signed(other, sigs), Err(Rejection::IdempotencyConflict { seq: s, .. }) if s == seq));
 }
 
@@ -270,9 +313,22 @@ fn time_only_moves_forward_and_acts_are_not_claimed_in_the_future() {
     let admin = g.admin();
     ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
     g.w.now -= 3_600_000_000;
-    assert_rejects!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }), Rejection::RecordedAtRegressed { .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }),
+        Rejection::RecordedAtRegressed { .. }
+    );
     g.w.now += 2 * 3_600_000_000;
-    let (body, sigs) = sign(&g.w.ledger, &admin, &[], g.w.now + HOUR, "future", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    let (body, sigs) = sign(
+        &g.w.ledger,
+        &admin,
+        &[],
+        g.w.now + HOUR,
+        "future",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }),
+    );
     assert!(matches!(g.w.submit_signed(body, sigs), Err(Rejection::OccurredInFuture { .. })));
 }
 
@@ -282,11 +338,24 @@ fn time_only_moves_forward_and_acts_are_not_claimed_in_the_future() {
 fn only_enrolled_keys_sign_and_the_author_must_sign() {
     let mut g = given();
     let stranger = ActorKey::derive(99, "stranger", None);
-    assert_rejects!(g, &stranger, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }), Rejection::UnknownKey(_));
+    assert_rejects!(
+        g,
+        &stranger,
+        &[],
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }),
+        Rejection::UnknownKey(_)
+    );
     // The body names the admin as author but only the keeper signs.
     let keeper = g.keeper();
     let impostor = ActorKey { id: g.cast.admin.id.clone(), key: keeper.key.clone(), household: None };
-    let (body, sigs) = sign(&g.w.ledger, &impostor, &[], g.w.now, "imp", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }));
+    let (body, sigs) = sign(
+        &g.w.ledger,
+        &impostor,
+        &[],
+        g.w.now,
+        "imp",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }),
+    );
     assert!(matches!(g.w.submit_signed(body, sigs), Err(Rejection::AuthorNotSigner { .. })));
 }
 
@@ -294,7 +363,13 @@ fn only_enrolled_keys_sign_and_the_author_must_sign() {
 fn roles_decide_who_may_act() {
     let mut g = given();
     let (keeper, admin, township) = (g.keeper(), g.admin(), g.cast.township.clone());
-    assert_rejects!(g, &keeper, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(
+        g,
+        &keeper,
+        &[],
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "x".into() }),
+        Rejection::RoleNotAllowed { .. }
+    );
     let admin2 = ActorKey::derive(1, "admin-02", None);
     let p = g.enrol(&admin2, &[pb::Role::Admin], 0, 0);
     assert_rejects!(g, &admin, &[], p.clone(), Rejection::RoleNotAllowed { .. });
@@ -343,11 +418,35 @@ fn a_revoked_key_signs_nothing_after_and_everything_before_stays_valid() {
     let (keeper, admin, township) = (g.keeper(), g.admin(), g.cast.township.clone());
     ok!(g, &keeper, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")));
     ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
-    assert_rejects!(g, &keeper, &[], Payload::StockReceived(stock("R-2", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")), Rejection::KeyRevoked { .. });
-    assert_rejects!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "again".into() }), Rejection::KeyRevoked { .. });
-    assert_rejects!(g, &township, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: township.id.clone(), reason: "x".into() }), Rejection::CannotRevokeTownship);
+    assert_rejects!(
+        g,
+        &keeper,
+        &[],
+        Payload::StockReceived(stock("R-2", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")),
+        Rejection::KeyRevoked { .. }
+    );
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "again".into() }),
+        Rejection::KeyRevoked { .. }
+    );
+    assert_rejects!(
+        g,
+        &township,
+        &[],
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: township.id.clone(), reason: "x".into() }),
+        Rejection::CannotRevokeTownship
+    );
     // An admin cannot revoke an admin.
-    assert_rejects!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: admin.id.clone(), reason: "x".into() }), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: admin.id.clone(), reason: "x".into() }),
+        Rejection::RoleNotAllowed { .. }
+    );
     let sample_cp = {
         let tree = jifen_ledger::merkle::Tree::from_record_hashes(g.w.records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
         jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
@@ -361,12 +460,24 @@ fn a_rotated_key_is_superseded_and_the_new_one_signs() {
     let keeper = g.keeper();
     let new = ActorKey { key: ActorKey::derive(2, "keeper-new", None).key, ..keeper.clone() };
     ok!(g, &keeper, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: new.public() }));
-    assert_rejects!(g, &keeper, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")), Rejection::KeySuperseded { .. });
+    assert_rejects!(
+        g,
+        &keeper,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")),
+        Rejection::KeySuperseded { .. }
+    );
     ok!(g, &new, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 10, pb::StockSource::Subsidy, "")));
     // A panel member cannot rotate the keeper's key; the admin can.
     let p = g.panel(0);
     let newer = ActorKey::derive(3, "keeper-newer", None);
-    assert_rejects!(g, &p, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: newer.public() }), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(
+        g,
+        &p,
+        &[],
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: newer.public() }),
+        Rejection::RoleNotAllowed { .. }
+    );
     let admin = g.admin();
     ok!(g, &admin, &[], Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: keeper.id.clone(), new_public_key: newer.public() }));
 }
@@ -397,8 +508,20 @@ fn rulebooks_are_adopted_in_order_by_a_valid_congress_and_never_retroactively() 
     let mut g = given();
     let admin = g.admin();
     let panel = g.panel(0);
-    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(rulebook(3, "2025-03-01", "2025-01-01")), Rejection::RulebookVersion { expected: 2, got: 3 });
-    assert_rejects!(g, &admin, &[], Payload::RulebookAdopted(rulebook(2, "2024-12-31", "2025-01-01")), Rejection::RulebookRetroactive { .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::RulebookAdopted(rulebook(3, "2025-03-01", "2025-01-01")),
+        Rejection::RulebookVersion { expected: 2, got: 3 }
+    );
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::RulebookAdopted(rulebook(2, "2024-12-31", "2025-01-01")),
+        Rejection::RulebookRetroactive { .. }
+    );
     assert_rejects!(g, &panel, &[], Payload::RulebookAdopted(rulebook(2, "2025-03-01", "2025-01-01")), Rejection::RoleNotAllowed { .. });
     let mut thin = rulebook(2, "2025-03-01", "2025-01-01");
     thin.resolution.as_mut().unwrap().attendance = 20;
@@ -473,15 +596,49 @@ fn households_and_members_are_registered_once() {
     assert_rejects!(g, &admin, &[], reg("H0009", &["H0001-01"]), Rejection::Duplicate { kind: "member", .. });
     assert_rejects!(g, &admin, &[], reg("H0009", &[]), Rejection::InvalidField { field: "members", .. });
     assert_rejects!(g, &admin, &[], reg("张三家", &["H0009-01"]), Rejection::Id(_));
-    let mut nores = pb::HouseholdRegistered { household_id: "H0009".into(), group: "G01".into(), residency: 0, members: vec![pb::Member { member_id: "H0009-01".into(), identity_commitment: vec![1, 2] }] };
+    let mut nores = pb::HouseholdRegistered {
+        household_id: "H0009".into(),
+        group: "G01".into(),
+        residency: 0,
+        members: vec![pb::Member { member_id: "H0009-01".into(), identity_commitment: vec![1, 2] }],
+    };
     assert_rejects!(g, &admin, &[], Payload::HouseholdRegistered(nores.clone()), Rejection::InvalidField { field: "residency", .. });
     nores.residency = pb::Residency::NonRegisteredResident as i32;
-    assert_rejects!(g, &admin, &[], Payload::HouseholdRegistered(nores.clone()), Rejection::InvalidField { field: "identity_commitment", .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdRegistered(nores.clone()),
+        Rejection::InvalidField { field: "identity_commitment", .. }
+    );
     nores.members[0].identity_commitment = vec![9; 32];
     ok!(g, &admin, &[], Payload::HouseholdRegistered(nores));
-    ok!(g, &admin, &[], Payload::MemberAdded(pb::MemberAdded { household_id: "H0009".into(), member: Some(pb::Member { member_id: "H0009-02".into(), identity_commitment: vec![] }) }));
-    assert_rejects!(g, &admin, &[], Payload::MemberAdded(pb::MemberAdded { household_id: "H0008".into(), member: Some(pb::Member { member_id: "H0008-02".into(), identity_commitment: vec![] }) }), Rejection::Unknown { kind: "household", .. });
-    let removed = |h: &str, m: &str| Payload::MemberRemoved(pb::MemberRemoved { household_id: h.into(), member_id: m.into(), reason: pb::MemberRemovalReason::MovedAway as i32 });
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::MemberAdded(pb::MemberAdded {
+            household_id: "H0009".into(),
+            member: Some(pb::Member { member_id: "H0009-02".into(), identity_commitment: vec![] })
+        })
+    );
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::MemberAdded(pb::MemberAdded {
+            household_id: "H0008".into(),
+            member: Some(pb::Member { member_id: "H0008-02".into(), identity_commitment: vec![] })
+        }),
+        Rejection::Unknown { kind: "household", .. }
+    );
+    let removed = |h: &str, m: &str| {
+        Payload::MemberRemoved(pb::MemberRemoved {
+            household_id: h.into(),
+            member_id: m.into(),
+            reason: pb::MemberRemovalReason::MovedAway as i32,
+        })
+    };
     assert_rejects!(g, &admin, &[], removed("H0009", "H0001-01"), Rejection::NotAMember { .. });
     ok!(g, &admin, &[], removed("H0009", "H0009-02"));
     assert_rejects!(g, &admin, &[], removed("H0009", "H0009-01"), Rejection::LastMember(_));
@@ -507,7 +664,9 @@ fn split_carries_points_and_merge_carries_the_balance_and_closes() {
     assert_rejects!(g, &admin, &[], split(1, &["H0003-01"]), Rejection::NotAMember { .. });
     ok!(g, &admin, &[], split(2, &["H0004-02"]));
     assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0005")), (3, 2));
-    let merged = |from: &str, into: &str| Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: from.into(), into_household_id: into.into() });
+    let merged = |from: &str, into: &str| {
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: from.into(), into_household_id: into.into() })
+    };
     assert_rejects!(g, &admin, &[], merged("H0005", "H0005"), Rejection::InvalidField { .. });
     ok!(g, &admin, &[], merged("H0005", "H0004"));
     assert_eq!(g.w.state.balances().available("H0004"), 5);
@@ -523,7 +682,13 @@ fn a_household_with_pending_scores_cannot_be_closed() {
     let mut g = given();
     g.scored("H0004", "B01", 2);
     let admin = g.admin();
-    assert_rejects!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }), Rejection::InvalidField { field: "household_id", .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }),
+        Rejection::InvalidField { field: "household_id", .. }
+    );
     ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
 }
 
@@ -548,7 +713,13 @@ fn panel_members_score_within_the_items_rules() {
     assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s.clone()), Rejection::EvidenceRequired { .. });
     ok!(g, &p, &[], Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: vec![vec![1; 32]], ..s }));
     let s = g.score("H0004", "C01", 10);
-    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: vec![vec![1; 31]], ..s }), Rejection::InvalidField { field: "evidence_hashes", .. });
+    assert_rejects!(
+        g,
+        &p,
+        &[],
+        Payload::ScoreRecorded(pb::ScoreRecorded { evidence_hashes: vec![vec![1; 31]], ..s }),
+        Rejection::InvalidField { field: "evidence_hashes", .. }
+    );
     let mut future = g.score("H0004", "B02", 1);
     future.occurred_on = Date::of_micros(g.w.now).add_days(1).to_string();
     assert_rejects!(g, &p, &[], Payload::ScoreRecorded(future), Rejection::ActInFuture { .. });
@@ -649,7 +820,9 @@ fn corrections_change_live_entries_only() {
     let mut g = given();
     let p = g.panel(2);
     let e = g.scored("H0004", "B01", 4);
-    let fix = |e: &str, c: pb::score_corrected::Correction| Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e.into(), correction: Some(c), reason: "复核".into() });
+    let fix = |e: &str, c: pb::score_corrected::Correction| {
+        Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e.into(), correction: Some(c), reason: "复核".into() })
+    };
     use pb::score_corrected::Correction::{NewPoints, Void};
     assert_rejects!(g, &p, &[], fix(&e, NewPoints(9)), Rejection::PointsOutOfRange { .. });
     assert_rejects!(g, &p, &[], fix("E404", NewPoints(1)), Rejection::Unknown { kind: "entry", .. });
@@ -684,11 +857,17 @@ fn a_publication_covers_unpublished_entries_of_its_period_for_the_required_windo
     assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now + 60_000_000, 6), Rejection::WindowTooShort { min_days: 7, .. });
     assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now - HOUR, 7), Rejection::WindowInPast);
     assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[], now + 60_000_000, 7), Rejection::InvalidField { field: "entry_ids", .. });
-    assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e, &e], now + 60_000_000, 7), Rejection::InvalidField { field: "entry_ids", .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        open("P1", "2025-01", &[&e, &e], now + 60_000_000, 7),
+        Rejection::InvalidField { field: "entry_ids", .. }
+    );
     assert_rejects!(g, &admin, &[], open("P1", "2025-1", &[&e], now + 60_000_000, 7), Rejection::Time(_));
     let p = g.panel(2);
     assert_rejects!(g, &p, &[], open("P1", "2025-01", &[&e], g.w.now, 7), Rejection::RoleNotAllowed { .. });
-    g.open_publication("P1", "2025-01", &[e.clone()]);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
     let now = g.w.now;
     assert_rejects!(g, &admin, &[], open("P1", "2025-01", &[&e], now, 7), Rejection::Duplicate { kind: "publication", .. });
     assert_rejects!(g, &admin, &[], open("P2", "2025-01", &[&e], now, 7), Rejection::EntryAlreadyPublished { .. });
@@ -699,13 +878,25 @@ fn objections_are_filed_within_the_window_one_at_a_time_per_entry() {
     let mut g = given();
     let e = g.scored("H0004", "B01", 3);
     let other = g.scored("H0002", "B01", 3);
-    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
     let (v, keeper, admin) = (g.villager(0), g.keeper(), g.admin());
     assert_rejects!(g, &keeper, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::RoleNotAllowed { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &other)), Rejection::EntryNotPublished { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P9", &e)), Rejection::Unknown { kind: "publication", .. });
-    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(pb::ObjectionFiled { objector: "H0404".into(), ..g.objection("O1", "P1", &e) }), Rejection::Unknown { .. });
-    assert_rejects!(g, &v, &[], Payload::ObjectionFiled(pb::ObjectionFiled { reason: " ".into(), ..g.objection("O1", "P1", &e) }), Rejection::InvalidField { field: "reason", .. });
+    assert_rejects!(
+        g,
+        &v,
+        &[],
+        Payload::ObjectionFiled(pb::ObjectionFiled { objector: "H0404".into(), ..g.objection("O1", "P1", &e) }),
+        Rejection::Unknown { .. }
+    );
+    assert_rejects!(
+        g,
+        &v,
+        &[],
+        Payload::ObjectionFiled(pb::ObjectionFiled { reason: " ".into(), ..g.objection("O1", "P1", &e) }),
+        Rejection::InvalidField { field: "reason", .. }
+    );
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
     assert_rejects!(g, &admin, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::Duplicate { kind: "objection", .. });
     assert_rejects!(g, &admin, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e)), Rejection::EntryUnderObjection(_));
@@ -734,7 +925,13 @@ fn decisions_need_a_supervisor_and_upheld_ones_carry_their_correction() {
     assert_rejects!(g, &p2, &[&s0], decided("O1", Dismissed, Some(NewPoints(1))), Rejection::CorrectionNotAllowed);
     assert_rejects!(g, &p2, &[&s0], decided("O1", Upheld, Some(NewPoints(7))), Rejection::PointsOutOfRange { .. });
     assert_rejects!(g, &p2, &[&s0], decided("O9", Dismissed, None), Rejection::Unknown { kind: "objection", .. });
-    assert_rejects!(g, &p2, &[&s0], decided("O1", pb::ObjectionOutcome::Unspecified, None), Rejection::InvalidField { field: "outcome", .. });
+    assert_rejects!(
+        g,
+        &p2,
+        &[&s0],
+        decided("O1", pb::ObjectionOutcome::Unspecified, None),
+        Rejection::InvalidField { field: "outcome", .. }
+    );
     assert_rejects!(g, &p0, &[&s0], decided("O2", Dismissed, None), Rejection::SelfScoring { .. });
     ok!(g, &p2, &[&s0], decided("O1", Upheld, Some(NewPoints(1))));
     assert_eq!(g.w.state.entry(&e).unwrap().points, 1);
@@ -747,7 +944,7 @@ fn decisions_need_a_supervisor_and_upheld_ones_carry_their_correction() {
 fn closing_waits_for_the_window_and_every_decision_then_makes_points_final() {
     let mut g = given();
     let e = g.scored("H0004", "B01", 3);
-    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
     let (admin, v) = (g.admin(), g.villager(0));
     let close = Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() });
     assert_rejects!(g, &admin, &[], close.clone(), Rejection::WindowNotOver { .. });
@@ -761,7 +958,16 @@ fn closing_waits_for_the_window_and_every_decision_then_makes_points_final() {
     assert_eq!(g.w.state.balances().available("H0004"), 3);
     assert_rejects!(g, &admin, &[], close, Rejection::PublicationClosed(_));
     // A correction after the close books the difference.
-    ok!(g, &p, &[], Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e, correction: Some(pb::score_corrected::Correction::NewPoints(1)), reason: "复核".into() }));
+    ok!(
+        g,
+        &p,
+        &[],
+        Payload::ScoreCorrected(pb::ScoreCorrected {
+            entry_id: e,
+            correction: Some(pb::score_corrected::Correction::NewPoints(1)),
+            reason: "复核".into()
+        })
+    );
     assert_eq!(g.w.state.balances().available("H0004"), 1);
 }
 
@@ -770,14 +976,26 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
     let mut g = given();
     let e = g.scored("H0004", "B01", 3);
     let e2 = g.scored("H0002", "B02", 2);
-    let start = g.open_publication("P1", "2025-01", &[e.clone()]);
+    let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
     let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P1")), Rejection::PublicationOpen(_));
     g.close("P1", start);
-    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P1")), Rejection::UnpublishedEntries { count: 1, .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-01", "P1")),
+        Rejection::UnpublishedEntries { count: 1, .. }
+    );
     let start = g.open_publication("P2", "2025-01", &[e2]);
     g.close("P2", start);
-    assert_rejects!(g, &admin, &[&s0], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::QuorumNotMet { needed: 2, got: 1, .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0],
+        Payload::PeriodSettled(g.settlement("2025-01", "P2")),
+        Rejection::QuorumNotMet { needed: 2, got: 1, .. }
+    );
     let mut wrong = g.settlement("2025-01", "P2");
     wrong.balance_digest[0] ^= 1;
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "balance_digest", .. });
@@ -794,7 +1012,17 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
     // The settled month takes no more scores or corrections.
     let s = g.score("H0004", "B02", 1);
     assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PeriodSettled(_));
-    assert_rejects!(g, &p, &[], Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: e, correction: Some(pb::score_corrected::Correction::Void(true)), reason: "x".into() }), Rejection::PeriodSettled(_));
+    assert_rejects!(
+        g,
+        &p,
+        &[],
+        Payload::ScoreCorrected(pb::ScoreCorrected {
+            entry_id: e,
+            correction: Some(pb::score_corrected::Correction::Void(true)),
+            reason: "x".into()
+        }),
+        Rejection::PeriodSettled(_)
+    );
 }
 
 // ---- supermarket -----------------------------------------------------------------------------
@@ -817,9 +1045,21 @@ fn redemptions_never_exceed_available_points_or_stock() {
     assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 2)], 6), Rejection::Overdraft { available: 5, requested: 6, .. });
     assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 4), Rejection::TotalMismatch { expected: 3, got: 4 });
     assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-NONE", 1)], 3), Rejection::Unknown { kind: "goods", .. });
-    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-OIL", 41)], 1640), Rejection::InsufficientStock { in_stock: 40, requested: 41, .. });
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        redemption("R1", "H0004", &[("G-OIL", 41)], 1640),
+        Rejection::InsufficientStock { in_stock: 40, requested: 41, .. }
+    );
     assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 0)], 0), Rejection::InvalidField { field: "lines.quantity", .. });
-    assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1), ("G-SOAP", 1)], 6), Rejection::InvalidField { field: "lines", .. });
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        redemption("R1", "H0004", &[("G-SOAP", 1), ("G-SOAP", 1)], 6),
+        Rejection::InvalidField { field: "lines", .. }
+    );
     assert_rejects!(g, &admin, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3), Rejection::RoleNotAllowed { .. });
     ok!(g, &k, &[], Payload::StockReceived(stock("R-9", "G-NEW", "暖水瓶", 5, pb::StockSource::Collective, "")));
     assert_rejects!(g, &k, &[], redemption("R1", "H0004", &[("G-NEW", 1)], 3), Rejection::NoPrice(_));
@@ -838,12 +1078,48 @@ fn redemptions_never_exceed_available_points_or_stock() {
 fn stock_and_prices_are_kept_by_the_keeper() {
     let mut g = given();
     let (k, p) = (g.keeper(), g.panel(0));
-    assert_rejects!(g, &p, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")), Rejection::RoleNotAllowed { .. });
-    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Donation, "")), Rejection::InvalidField { field: "donor", .. });
-    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 0, pb::StockSource::Subsidy, "")), Rejection::InvalidField { field: "quantity", .. });
-    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-NEW", "", 1, pb::StockSource::Subsidy, "")), Rejection::InvalidField { field: "goods_name", .. });
-    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Unspecified, "")), Rejection::InvalidField { field: "source", .. });
-    assert_rejects!(g, &k, &[], Payload::StockReceived(stock("R-2024-12-01", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")), Rejection::Duplicate { kind: "receipt", .. });
+    assert_rejects!(
+        g,
+        &p,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")),
+        Rejection::RoleNotAllowed { .. }
+    );
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Donation, "")),
+        Rejection::InvalidField { field: "donor", .. }
+    );
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-SOAP", "", 0, pb::StockSource::Subsidy, "")),
+        Rejection::InvalidField { field: "quantity", .. }
+    );
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-NEW", "", 1, pb::StockSource::Subsidy, "")),
+        Rejection::InvalidField { field: "goods_name", .. }
+    );
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Unspecified, "")),
+        Rejection::InvalidField { field: "source", .. }
+    );
+    assert_rejects!(
+        g,
+        &k,
+        &[],
+        Payload::StockReceived(stock("R-2024-12-01", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")),
+        Rejection::Duplicate { kind: "receipt", .. }
+    );
     ok!(g, &k, &[], Payload::StockReceived(stock("R-1", "G-SOAP", "", 1, pb::StockSource::Subsidy, "")));
     let prices = |g: &str, p: i64| Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: g.into(), points: p }] });
     assert_rejects!(g, &k, &[], prices("G-NONE", 3), Rejection::Unknown { kind: "goods", .. });
@@ -858,22 +1134,48 @@ fn honours_inspections_and_surveys_are_recorded_by_their_roles() {
     let mut g = given();
     let (admin, sup, keeper) = (g.admin(), g.sup(0), g.keeper());
     let honour = |id: &str, kind: pb::HonourKind, stars: u32| {
-        Payload::HonourAwarded(pb::HonourAwarded { honour_id: id.into(), household_id: "H0004".into(), kind: kind as i32, title: "星级文明户".into(), period: "2025".into(), stars })
+        Payload::HonourAwarded(pb::HonourAwarded {
+            honour_id: id.into(),
+            household_id: "H0004".into(),
+            kind: kind as i32,
+            title: "星级文明户".into(),
+            period: "2025".into(),
+            stars,
+        })
     };
-    assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::StarCivilisedHousehold, 6), Rejection::InvalidField { field: "stars", .. });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        honour("HN1", pb::HonourKind::StarCivilisedHousehold, 6),
+        Rejection::InvalidField { field: "stars", .. }
+    );
     assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 3), Rejection::InvalidField { field: "stars", .. });
     assert_rejects!(g, &keeper, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 0), Rejection::RoleNotAllowed { .. });
     ok!(g, &admin, &[], honour("HN1", pb::HonourKind::StarCivilisedHousehold, 5));
     assert_rejects!(g, &admin, &[], honour("HN1", pb::HonourKind::MostBeautifulFamily, 0), Rejection::Duplicate { kind: "honour", .. });
     let inspection = |id: &str| {
-        Payload::InspectionRecorded(pb::InspectionRecorded { inspection_id: id.into(), scope: "redemption".into(), outcome: pb::InspectionOutcome::IssuesFound as i32, findings: "台账不全".into(), report_hash: vec![] })
+        Payload::InspectionRecorded(pb::InspectionRecorded {
+            inspection_id: id.into(),
+            scope: "redemption".into(),
+            outcome: pb::InspectionOutcome::IssuesFound as i32,
+            findings: "台账不全".into(),
+            report_hash: vec![],
+        })
     };
     assert_rejects!(g, &admin, &[], inspection("I1"), Rejection::RoleNotAllowed { .. });
     ok!(g, &sup, &[], inspection("I1"));
     let auditor = g.cast.auditor.clone();
     ok!(g, &auditor, &[], inspection("I2"));
     let survey = |id: &str, period: &str, n: u32, s: u32| {
-        Payload::SatisfactionSurveyRecorded(pb::SatisfactionSurveyRecorded { survey_id: id.into(), period: period.into(), respondents: n, satisfied: s, basically_satisfied: 1, dissatisfied: 1 })
+        Payload::SatisfactionSurveyRecorded(pb::SatisfactionSurveyRecorded {
+            survey_id: id.into(),
+            period: period.into(),
+            respondents: n,
+            satisfied: s,
+            basically_satisfied: 1,
+            dissatisfied: 1,
+        })
     };
     assert_rejects!(g, &admin, &[], survey("S1", "2025-Q1", 10, 7), Rejection::InvalidField { field: "respondents", .. });
     assert_rejects!(g, &admin, &[], survey("S1", "2025-Q5", 10, 8), Rejection::Time(_));
@@ -924,7 +1226,14 @@ fn the_esrs_aggregate_is_the_same_decision_and_fold() {
     assert!(events.is_empty());
     // A rejection is the write-model's error.
     let stranger = ActorKey::derive(1, "s", None);
-    let (body, sigs) = sign(&g.w.ledger, &stranger, &[], g.w.now, "x", Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0001".into(), reason: "x".into() }));
+    let (body, sigs) = sign(
+        &g.w.ledger,
+        &stranger,
+        &[],
+        g.w.now,
+        "x",
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0001".into(), reason: "x".into() }),
+    );
     let err = Village::handle_command(&state, Command::new(body, sigs, g.w.now)).unwrap_err();
     assert_eq!(err, Rejection::UnknownKey(PublicKey(stranger.key.verifying_key().to_bytes())));
 }

@@ -58,9 +58,13 @@ impl RedFlag {
     pub fn describe(&self) -> String {
         match self {
             RedFlag::BackDated { seq, entry, days } => format!("补录：记分 {entry}（seq {seq}）在行为发生 {days} 天后才录入"),
-            RedFlag::CorrectionWithoutObjection { seq, entry, actor } => format!("无异议更正：{actor} 在公示程序外更正了 {entry}（seq {seq}）"),
+            RedFlag::CorrectionWithoutObjection { seq, entry, actor } => {
+                format!("无异议更正：{actor} 在公示程序外更正了 {entry}（seq {seq}）")
+            }
             RedFlag::LoneScorer { period, actor, alone, total } => format!("单人评分：{period} {actor} 独自签署 {alone}/{total} 条评分"),
-            RedFlag::Concentration { period, households, share_percent } => format!("积分集中：{period} 前 {households} 户获得 {share_percent}% 的加分"),
+            RedFlag::Concentration { period, households, share_percent } => {
+                format!("积分集中：{period} 前 {households} 户获得 {share_percent}% 的加分")
+            }
             RedFlag::UncheckableScorer { seq, actor } => format!("无法核查回避：评议员 {actor} 登记时未填所在户（seq {seq}）"),
         }
     }
@@ -172,14 +176,17 @@ impl AuditTrail {
                 }
                 let period = occurred.period();
                 *self.scores.entry(period).or_default() += 1;
-                let panel: Vec<&String> = signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL))).collect();
+                let panel: Vec<&String> =
+                    signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL))).collect();
                 if let [only] = panel.as_slice() {
                     *self.alone.entry((period, (*only).clone())).or_default() += 1;
                 }
             }
-            Payload::ScoreCorrected(p) => {
-                self.flags.push(RedFlag::CorrectionWithoutObjection { seq: r.seq(), entry: p.entry_id.clone(), actor: body.actor_id.clone() })
-            }
+            Payload::ScoreCorrected(p) => self.flags.push(RedFlag::CorrectionWithoutObjection {
+                seq: r.seq(),
+                entry: p.entry_id.clone(),
+                actor: body.actor_id.clone(),
+            }),
             Payload::ActorEnrolled(p) if p.household_id.is_empty() && p.roles.contains(&(jifen_ledger::pb::Role::Panel as i32)) => {
                 self.flags.push(RedFlag::UncheckableScorer { seq: r.seq(), actor: p.actor_id.clone() })
             }

@@ -141,7 +141,15 @@ impl Publicity {
                 let period = Period::parse("period", &p.period).expect("applied");
                 self.boards.insert(
                     p.publication_id.clone(),
-                    Board { id: p.publication_id.clone(), period, window_start: p.window_start, window_end: p.window_end, closed: false, entries, objections: Vec::new() },
+                    Board {
+                        id: p.publication_id.clone(),
+                        period,
+                        window_start: p.window_start,
+                        window_end: p.window_end,
+                        closed: false,
+                        entries,
+                        objections: Vec::new(),
+                    },
                 );
             }
             Payload::ObjectionFiled(o) => {
@@ -212,20 +220,24 @@ impl Publicity {
     }
 }
 
+/// Households with a figure, best first.
+pub type Ranking = Vec<(String, i64)>;
+
 /// 红黑榜 of a period: the `n` households with the highest net points (red list), and the
 /// households with deductions, most deducted first (black list). Ties go by household id.
-pub fn red_black_lists(balances: &Balances, period: Period, n: usize) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+pub fn red_black_lists(balances: &Balances, period: Period, n: usize) -> (Ranking, Ranking) {
     let mut red: Vec<(String, i64)> = balances.periods(period).map(|(h, f)| (h.to_owned(), f.net())).filter(|(_, net)| *net > 0).collect();
     red.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     red.truncate(n);
-    let mut black: Vec<(String, i64)> = balances.periods(period).filter(|(_, f)| f.deducted > 0).map(|(h, f)| (h.to_owned(), f.deducted)).collect();
+    let mut black: Vec<(String, i64)> =
+        balances.periods(period).filter(|(_, f)| f.deducted > 0).map(|(h, f)| (h.to_owned(), f.deducted)).collect();
     black.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     black.truncate(n);
     (red, black)
 }
 
 /// The quarterly column (季度积分栏): each household's net points in the quarter, highest first.
-pub fn quarterly_column(balances: &Balances, year: i32, quarter: u32) -> Vec<(String, i64)> {
+pub fn quarterly_column(balances: &Balances, year: i32, quarter: u32) -> Ranking {
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     for m in (quarter - 1) * 3 + 1..=quarter * 3 {
         let Some(period) = Period::from_ym(year, m) else { continue };
@@ -233,7 +245,7 @@ pub fn quarterly_column(balances: &Balances, year: i32, quarter: u32) -> Vec<(St
             *totals.entry(h.to_owned()).or_default() += f.net();
         }
     }
-    let mut column: Vec<(String, i64)> = totals.into_iter().collect();
+    let mut column: Ranking = totals.into_iter().collect();
     column.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     column
 }

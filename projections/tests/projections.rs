@@ -57,7 +57,8 @@ fn a_generated_year_projects_consistently() {
 
     // The supermarket ledger reconciles with the stock the write-model keeps.
     for (goods, g) in state.goods() {
-        let received: i64 = p.supermarket.months().flat_map(|(_, m)| m.receipts.iter()).filter(|r| r.goods == goods).map(|r| r.quantity as i64).sum();
+        let received: i64 =
+            p.supermarket.months().flat_map(|(_, m)| m.receipts.iter()).filter(|r| r.goods == goods).map(|r| r.quantity as i64).sum();
         let out: i64 = p.supermarket.months().map(|(_, m)| m.goods_out.get(goods).copied().unwrap_or(0)).sum();
         assert_eq!(received - out, g.stock as i64, "goods {goods}");
     }
@@ -96,30 +97,45 @@ fn a_board_follows_an_entry_through_objection_correction_and_close() {
     w.submit(p3, &[], score("E1", "H0004", 5)).unwrap();
     w.submit(p3, &[], score("E2", "H0002", 3)).unwrap();
     let start = w.now;
-    w.submit(&cast.admin, &[], Payload::PublicationOpened(pb::PublicationOpened {
-        publication_id: "P1".into(),
-        period: "2025-01".into(),
-        entry_ids: vec!["E1".into(), "E2".into()],
-        window_start: start,
-        window_end: start + 7 * 86_400_000_000,
-    })).unwrap();
-    w.submit(&cast.villagers[0], &[], Payload::ObjectionFiled(pb::ObjectionFiled {
-        objection_id: "O1".into(),
-        publication_id: "P1".into(),
-        entry_id: "E1".into(),
-        objector: "H0001".into(),
-        reason: "打分偏高".into(),
-        evidence_hash: vec![],
-    })).unwrap();
+    w.submit(
+        &cast.admin,
+        &[],
+        Payload::PublicationOpened(pb::PublicationOpened {
+            publication_id: "P1".into(),
+            period: "2025-01".into(),
+            entry_ids: vec!["E1".into(), "E2".into()],
+            window_start: start,
+            window_end: start + 7 * 86_400_000_000,
+        }),
+    )
+    .unwrap();
+    w.submit(
+        &cast.villagers[0],
+        &[],
+        Payload::ObjectionFiled(pb::ObjectionFiled {
+            objection_id: "O1".into(),
+            publication_id: "P1".into(),
+            entry_id: "E1".into(),
+            objector: "H0001".into(),
+            reason: "打分偏高".into(),
+            evidence_hash: vec![],
+        }),
+    )
+    .unwrap();
     let mid = Projections::from_records(&w.records).unwrap();
     let board = mid.publicity.board("P1").unwrap();
     assert_eq!(board.entries.iter().map(|e| e.status).collect::<Vec<_>>(), [EntryStatus::Objected, EntryStatus::Published]);
-    w.submit(&cast.panel[1], &[&cast.supervisors[0]], Payload::ObjectionDecided(pb::ObjectionDecided {
-        objection_id: "O1".into(),
-        outcome: pb::ObjectionOutcome::Upheld as i32,
-        finding: "核实后应为 2 分".into(),
-        correction: Some(pb::Correction { change: Some(pb::correction::Change::NewPoints(2)) }),
-    })).unwrap();
+    w.submit(
+        &cast.panel[1],
+        &[&cast.supervisors[0]],
+        Payload::ObjectionDecided(pb::ObjectionDecided {
+            objection_id: "O1".into(),
+            outcome: pb::ObjectionOutcome::Upheld as i32,
+            finding: "核实后应为 2 分".into(),
+            correction: Some(pb::Correction { change: Some(pb::correction::Change::NewPoints(2)) }),
+        }),
+    )
+    .unwrap();
     let decided = Projections::from_records(&w.records).unwrap();
     let board = decided.publicity.board("P1").unwrap();
     assert_eq!((board.entries[0].status, board.entries[0].scored_points, board.entries[0].points), (EntryStatus::Upheld, 5, 2));

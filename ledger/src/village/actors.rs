@@ -84,7 +84,10 @@ fn roles_of(field: &'static str, roles: &[i32]) -> Result<RoleSet, Rejection> {
         return Err(Rejection::field(field, "at least one role is required"));
     }
     for &r in roles {
-        let role = Role::try_from(r).ok().filter(|r| *r != Role::Unspecified).ok_or_else(|| Rejection::field(field, format!("unknown role {r}")))?;
+        let role = Role::try_from(r)
+            .ok()
+            .filter(|r| *r != Role::Unspecified)
+            .ok_or_else(|| Rejection::field(field, format!("unknown role {r}")))?;
         let bit = RoleSet(1 << role as u16);
         if set.intersects(bit) {
             return Err(Rejection::field(field, format!("role {} repeated", role.as_str_name())));

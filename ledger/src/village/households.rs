@@ -1,9 +1,12 @@
 //! Households (户) and their members: registration, members joining and leaving, split
 //! (分户) and merge (合户) with points carried over, closing.
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::ids::check_id;
-use crate::pb::{HouseholdClosed, HouseholdMerged, HouseholdRegistered, HouseholdSplit, Member, MemberAdded, MemberRemoved, MemberRemovalReason, Residency};
+use crate::pb::{
+    HouseholdClosed, HouseholdMerged, HouseholdRegistered, HouseholdSplit, Member, MemberAdded, MemberRemovalReason, MemberRemoved,
+    Residency,
+};
 use std::collections::BTreeSet;
 
 /// A household's points card.

@@ -329,12 +329,7 @@ impl VillageState {
             .iter()
             .find(|s| s.actor_id == body.actor_id)
             .ok_or_else(|| Rejection::AuthorNotSigner { actor: body.actor_id.clone() })?;
-        let ctx = Ctx {
-            recorded_at: cmd.recorded_at,
-            today: Date::of_micros(cmd.recorded_at),
-            author,
-            signers: &signers,
-        };
+        let ctx = Ctx { recorded_at: cmd.recorded_at, today: Date::of_micros(cmd.recorded_at), author, signers: &signers };
         match payload {
             Payload::LedgerOpened(p) => actors::decide_opened(p, &ledger_id),
             Payload::ActorEnrolled(p) => self.decide_enrolled(&ctx, p),

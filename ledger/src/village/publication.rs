@@ -2,7 +2,7 @@
 //!
 //! The 公示 window is judged by the server's `recorded_at`, never by the author's clock.
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::hash::Hash;
 use crate::ids::check_id;
 use crate::pb::{correction, ObjectionDecided, ObjectionFiled, ObjectionOutcome, PeriodSettled, PublicationClosed, PublicationOpened};
@@ -70,7 +70,11 @@ impl VillageState {
             }
             let e = self.correctable(id)?;
             if e.period != period {
-                return Err(Rejection::EntryOutsidePeriod { entry: id.clone(), entry_period: e.period.to_string(), period: period.to_string() });
+                return Err(Rejection::EntryOutsidePeriod {
+                    entry: id.clone(),
+                    entry_period: e.period.to_string(),
+                    period: period.to_string(),
+                });
             }
             if let Some(publication) = &e.publication {
                 return Err(Rejection::EntryAlreadyPublished { entry: id.clone(), publication: publication.clone() });
@@ -103,7 +107,11 @@ impl VillageState {
             return Err(Rejection::EntryNotPublished { entry: p.entry_id.clone(), publication: p.publication_id.clone() });
         }
         if ctx.recorded_at < publication.window_start || ctx.recorded_at >= publication.window_end {
-            return Err(Rejection::OutsideWindow { start: publication.window_start, end: publication.window_end, recorded_at: ctx.recorded_at });
+            return Err(Rejection::OutsideWindow {
+                start: publication.window_start,
+                end: publication.window_end,
+                recorded_at: ctx.recorded_at,
+            });
         }
         let entry = self.correctable(&p.entry_id)?;
         if entry.pending_objection.is_some() {
@@ -163,7 +171,10 @@ impl VillageState {
         if self.settled.contains_key(&period) {
             return Err(Rejection::PeriodSettled(period.to_string()));
         }
-        let publication = self.publications.get(&p.publication_id).ok_or_else(|| Rejection::Unknown { kind: "publication", id: p.publication_id.clone() })?;
+        let publication = self
+            .publications
+            .get(&p.publication_id)
+            .ok_or_else(|| Rejection::Unknown { kind: "publication", id: p.publication_id.clone() })?;
         if !publication.closed {
             return Err(Rejection::PublicationOpen(p.publication_id.clone()));
         }
@@ -181,11 +192,19 @@ impl VillageState {
         }
         let households = self.book.len() as u32;
         if p.households != households {
-            return Err(Rejection::SettlementMismatch { field: "households", expected: households.to_string(), got: p.households.to_string() });
+            return Err(Rejection::SettlementMismatch {
+                field: "households",
+                expected: households.to_string(),
+                got: p.households.to_string(),
+            });
         }
         let points = self.period_points(period);
         if p.period_points != points {
-            return Err(Rejection::SettlementMismatch { field: "period_points", expected: points.to_string(), got: p.period_points.to_string() });
+            return Err(Rejection::SettlementMismatch {
+                field: "period_points",
+                expected: points.to_string(),
+                got: p.period_points.to_string(),
+            });
         }
         let digest = self.book.digest();
         if p.balance_digest != digest.as_bytes() {

@@ -1,7 +1,7 @@
 //! Use of results and supervision: honours (星级文明户, 最美家庭 …), inspections (区级巡查,
 //! 监督管理小组) and satisfaction surveys (满意度测评).
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::ids::check_id;
 use crate::pb::{HonourAwarded, HonourKind, InspectionOutcome, InspectionRecorded, SatisfactionSurveyRecorded};
 use crate::time::Period;

@@ -1,7 +1,7 @@
 //! The rulebook (积分细则): items and values adopted by the villagers' congress, in force from
 //! an effective date, normally revised once a year.
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::balance::Category;
 use crate::ids::check_id;
 use crate::pb::{CongressResolution, ExpiryPolicy, ItemCategory, RulebookAdopted};
@@ -90,7 +90,10 @@ fn item_of(p: &crate::pb::RulebookItem) -> Result<Item, Rejection> {
         _ => 0 <= p.min_points && p.min_points <= p.max_points && p.max_points > 0,
     };
     if !ok {
-        return Err(Rejection::field("items.points", format!("item {}: range {}..={} does not fit its category", p.code, p.min_points, p.max_points)));
+        return Err(Rejection::field(
+            "items.points",
+            format!("item {}: range {}..={} does not fit its category", p.code, p.min_points, p.max_points),
+        ));
     }
     if p.cap_per_period < 0 {
         return Err(Rejection::field("items.cap_per_period", format!("item {}: cap is negative", p.code)));

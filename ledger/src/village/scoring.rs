@@ -4,7 +4,7 @@
 //! are booked. Corrections before that change the entry; corrections after it book the
 //! difference.
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::balance::Category;
 use crate::ids::check_id;
 use crate::pb::{score_corrected, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
@@ -55,7 +55,13 @@ impl VillageState {
     fn check_cap(&self, item: &super::Item, household: &str, period: Period, add: i64) -> Result<(), Rejection> {
         let already = self.cap_used(household, &item.code, period);
         if item.cap_per_period > 0 && already + add > item.cap_per_period {
-            return Err(Rejection::CapExceeded { item: item.code.clone(), period: period.to_string(), cap: item.cap_per_period, already, got: add });
+            return Err(Rejection::CapExceeded {
+                item: item.code.clone(),
+                period: period.to_string(),
+                cap: item.cap_per_period,
+                already,
+                got: add,
+            });
         }
         Ok(())
     }
@@ -144,7 +150,9 @@ impl VillageState {
                 Ok(())
             }
             Ok(ScoreSource::Inspection | ScoreSource::Report) if p.claim_id.is_empty() => Ok(()),
-            Ok(ScoreSource::Inspection | ScoreSource::Report) => Err(Rejection::field("claim_id", "only a SELF_DECLARATION score answers a claim")),
+            Ok(ScoreSource::Inspection | ScoreSource::Report) => {
+                Err(Rejection::field("claim_id", "only a SELF_DECLARATION score answers a claim"))
+            }
             _ => Err(Rejection::field("source", "must be INSPECTION, REPORT or SELF_DECLARATION")),
         }
     }

@@ -1,6 +1,6 @@
 //! The points supermarket (积分超市): stock received, prices, redemptions and reversals.
 
-use super::{Ctx, RoleSet, Rejection, VillageState};
+use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::ids::check_id;
 use crate::pb::{PricesSet, RedemptionRecorded, RedemptionReversed, StockReceived, StockSource};
 use std::collections::BTreeSet;
@@ -79,10 +79,15 @@ impl VillageState {
             if line.quantity == 0 {
                 return Err(Rejection::field("lines.quantity", "must be at least 1"));
             }
-            let goods = self.goods.get(&line.goods_code).ok_or_else(|| Rejection::Unknown { kind: "goods", id: line.goods_code.clone() })?;
+            let goods =
+                self.goods.get(&line.goods_code).ok_or_else(|| Rejection::Unknown { kind: "goods", id: line.goods_code.clone() })?;
             let price = goods.price.ok_or_else(|| Rejection::NoPrice(line.goods_code.clone()))?;
             if goods.stock < line.quantity as u64 {
-                return Err(Rejection::InsufficientStock { goods: line.goods_code.clone(), in_stock: goods.stock, requested: line.quantity as u64 });
+                return Err(Rejection::InsufficientStock {
+                    goods: line.goods_code.clone(),
+                    in_stock: goods.stock,
+                    requested: line.quantity as u64,
+                });
             }
             total += price * line.quantity as i64;
         }
@@ -98,7 +103,8 @@ impl VillageState {
 
     pub(super) fn decide_reversal(&self, ctx: &Ctx, p: &RedemptionReversed) -> Result<(), Rejection> {
         ctx.author_has(RoleSet::KEEPER.or(RoleSet::ADMIN), "reverse a redemption")?;
-        let r = self.redemptions.get(&p.redemption_id).ok_or_else(|| Rejection::Unknown { kind: "redemption", id: p.redemption_id.clone() })?;
+        let r =
+            self.redemptions.get(&p.redemption_id).ok_or_else(|| Rejection::Unknown { kind: "redemption", id: p.redemption_id.clone() })?;
         if r.reversed {
             return Err(Rejection::AlreadyReversed(p.redemption_id.clone()));
         }
