@@ -1182,6 +1182,29 @@ fn honours_inspections_and_surveys_are_recorded_by_their_roles() {
     ok!(g, &admin, &[], survey("S1", "2025-Q1", 10, 8));
 }
 
+#[test]
+fn free_text_refuses_phone_and_identity_numbers() {
+    let mut g = given();
+    let admin = g.admin();
+    let close = |reason: &str| Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: reason.into() });
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        close("迁出，联系电话13912345678"),
+        Rejection::PersonalData { field: "reason", what: "mobile phone number" }
+    );
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        close("户主身份证15060219800101123X"),
+        Rejection::PersonalData { field: "reason", what: "resident identity card number" }
+    );
+    assert_rejects!(g, &admin, &[], close("户主身份证150602198001011234"), Rejection::PersonalData { .. });
+    ok!(g, &admin, &[], close("2025年3月迁往东胜区，户内2人"));
+}
+
 // ---- expiry and the esrs aggregate ------------------------------------------------------------
 
 #[test]

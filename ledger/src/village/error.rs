@@ -25,6 +25,8 @@ pub enum Rejection {
     Time(#[from] TimeError),
     #[error("field {field} is invalid: {reason}")]
     InvalidField { field: &'static str, reason: String },
+    #[error("field {field} appears to contain a {what}; personal data never goes into the ledger")]
+    PersonalData { field: &'static str, what: &'static str },
     #[error("event is for ledger {got}, this ledger is {expected}")]
     WrongLedger { expected: String, got: String },
     #[error("the ledger is not opened yet: the first event must be LedgerOpened")]

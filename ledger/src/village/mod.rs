@@ -491,7 +491,35 @@ pub(crate) fn check_text(field: &'static str, s: &str, required: bool) -> Result
     if s.chars().any(|c| c.is_control() && c != '\n') {
         return Err(Rejection::field(field, "contains control characters"));
     }
+    if let Some(what) = personal_number(s) {
+        return Err(Rejection::PersonalData { field, what });
+    }
     Ok(())
+}
+
+/// Finds what looks like a mainland mobile number (11 digits starting 13–19) or a resident
+/// identity card number (17 digits and a digit or X) in free text.
+fn personal_number(s: &str) -> Option<&'static str> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let run = &b[start..i];
+        if run.len() == 18 || (run.len() == 17 && matches!(b.get(i), Some(b'X' | b'x'))) {
+            return Some("resident identity card number");
+        }
+        if run.len() == 11 && run[0] == b'1' && (b'3'..=b'9').contains(&run[1]) {
+            return Some("mobile phone number");
+        }
+    }
+    None
 }
 
 /// Checks an optional 32-byte hash field.
