@@ -60,7 +60,9 @@ impl Balances {
         let now = if e.void { 0 } else { e.points };
         let before = self.booked.insert(entry_id.to_owned(), now).unwrap_or(0);
         let delta = now - before;
-        let f = self.periods.entry((e.period, e.household.clone())).or_default();
+        // Booked where the write-model books it: the household now holding the points.
+        let holder = state.resolve_household(&e.household).to_owned();
+        let f = self.periods.entry((e.period, holder)).or_default();
         match e.category {
             Category::Basic => f.basic += delta,
             Category::Contribution => f.contribution += delta,
@@ -89,7 +91,8 @@ impl Balances {
             Payload::RedemptionReversed(r) => {
                 if let Some(red) = state.redemption(&r.redemption_id) {
                     let period = Date::of_micros(a.record().recorded_at()).period();
-                    self.periods.entry((period, red.household.clone())).or_default().redeemed -= red.total;
+                    let holder = state.resolve_household(&red.household).to_owned();
+                    self.periods.entry((period, holder)).or_default().redeemed -= red.total;
                 }
             }
             _ => {}

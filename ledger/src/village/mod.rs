@@ -532,9 +532,11 @@ pub(crate) fn check_hash(field: &'static str, b: &[u8], required: bool) -> Resul
 }
 
 /// The village write-model as an esrs aggregate: commands are signed events, events are the
-/// accepted records, and a duplicate submission produces no new event.
+/// accepted records, and a duplicate submission produces no new event. (Feature `esrs`.)
+#[cfg(feature = "esrs")]
 pub struct Village;
 
+#[cfg(feature = "esrs")]
 impl esrs::Aggregate for Village {
     const NAME: &'static str = "village";
     type State = VillageState;
