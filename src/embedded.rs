@@ -1,0 +1,204 @@
+//! The embedded, managed PostgreSQL cluster: `jifen serve` without `--database-url`, and the
+//! tests.
+//!
+//! The cluster lives in `<data dir>/pgdata`, created by `initdb` on first start. The server
+//! listens on a unix socket in `<data dir>/run` only (`listen_addresses = ''`: no TCP port) and
+//! is stopped by [`Cluster::stop`] (or on drop). PostgreSQL refuses to run as root, so when
+//! jifen runs as root, the cluster's files are owned by, and the server runs as, the
+//! unprivileged user `nobody` (override with `JIFEN_PG_USER`). The server binaries are the
+//! ones the OS packages (`initdb`, `pg_ctl`, `postgres` on `PATH` or in
+//! `/usr/lib/postgresql/<version>/bin`).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use thiserror::Error;
+
+/// The superuser the managed cluster is initialised with (owner of the schema).
+pub const SUPERUSER: &str = "jifen";
+/// The port number in the socket file name (`.s.PGSQL.5432`); no TCP port is opened.
+const SOCKET_PORT: u16 = 5432;
+
+/// Why the managed cluster could not be used.
+#[derive(Debug, Error)]
+pub enum EmbeddedError {
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH or in /usr/lib/postgresql/*/bin. \
+         Install them (Debian/Ubuntu: `apt-get install postgresql`; Fedora/RHEL: `dnf install postgresql-server`; \
+         macOS: `brew install postgresql`), or pass --database-url to use an existing PostgreSQL server"
+    )]
+    BinariesNotFound,
+    #[error("running as root, and the unprivileged user {0:?} that PostgreSQL must run as does not exist (set JIFEN_PG_USER)")]
+    NoUnprivilegedUser(String),
+    #[error("{action} failed: {detail}")]
+    Command { action: &'static str, detail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
+    move |source| EmbeddedError::Io { path: path.to_owned(), source }
+}
+
+/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`.
+pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
+    let has_all = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(d) = std::env::split_paths(&path).find(|d| has_all(d)) {
+            return Ok(d);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, d)| has_all(d))
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, d)| d).ok_or(EmbeddedError::BinariesNotFound)
+}
+
+/// The effective user id of this process (from /proc, without libc).
+fn effective_uid() -> u32 {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(2)?.parse().ok()))
+        .unwrap_or(u32::MAX)
+}
+
+/// The uid and gid of a user from /etc/passwd.
+fn lookup_user(name: &str) -> Option<(u32, u32)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() > 3 && f[0] == name).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
+    })
+}
+
+/// A running managed cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    bin: PathBuf,
+    pgdata: PathBuf,
+    socket_dir: PathBuf,
+    run_as: Option<(u32, u32)>,
+    /// The postmaster's pid, read after start: the fallback for stopping it.
+    pid: Option<u32>,
+    stopped: bool,
+}
+
+impl Cluster {
+    /// Starts the cluster in `data_dir`, creating it on first use.
+    pub fn start(data_dir: &Path) -> Result<Cluster, EmbeddedError> {
+        let bin = find_binaries()?;
+        let run_as = if effective_uid() == 0 {
+            let user = std::env::var("JIFEN_PG_USER").unwrap_or_else(|_| "nobody".to_owned());
+            Some(lookup_user(&user).ok_or(EmbeddedError::NoUnprivilegedUser(user))?)
+        } else {
+            None
+        };
+        fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let data_dir = data_dir.canonicalize().map_err(io(data_dir))?;
+        let pgdata = data_dir.join("pgdata");
+        let socket_dir = data_dir.join("run");
+        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: false };
+        for dir in [&cluster.pgdata, &cluster.socket_dir] {
+            fs::create_dir_all(dir).map_err(io(dir))?;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+            if let Some((uid, gid)) = run_as {
+                std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io(dir))?;
+            }
+        }
+        if run_as.is_some() {
+            // The unprivileged server must be able to reach its directories.
+            fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o755)).map_err(io(&data_dir))?;
+        }
+        if !cluster.pgdata.join("PG_VERSION").exists() {
+            cluster.run(
+                "initdb",
+                Command::new(cluster.bin.join("initdb")).arg("-D").arg(&cluster.pgdata).args([
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ]),
+            )?;
+        }
+        let options = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c port={SOCKET_PORT} \
+             -c max_wal_size=1GB -c work_mem=16MB -c max_connections=100",
+            cluster.socket_dir.display()
+        );
+        cluster.run(
+            "pg_ctl start",
+            Command::new(cluster.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&cluster.pgdata)
+                .arg("-l")
+                .arg(cluster.socket_dir.join("postgres.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+        )?;
+        cluster.pid = fs::read_to_string(cluster.pgdata.join("postmaster.pid")).ok().and_then(|s| s.lines().next()?.trim().parse().ok());
+        Ok(cluster)
+    }
+
+    fn run(&self, action: &'static str, cmd: &mut Command) -> Result<(), EmbeddedError> {
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid).current_dir("/");
+        }
+        let out = cmd.output().map_err(|e| EmbeddedError::Command { action, detail: e.to_string() })?;
+        if !out.status.success() {
+            let log = fs::read_to_string(self.socket_dir.join("postgres.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(10).collect();
+            return Err(EmbeddedError::Command {
+                action,
+                detail: format!(
+                    "{}{}{}",
+                    String::from_utf8_lossy(&out.stderr).trim(),
+                    if tail.is_empty() { "" } else { "\nserver log:\n" },
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The libpq connection string for `dbname` as `user` (over the unix socket).
+    pub fn connection_string(&self, user: &str, dbname: &str) -> String {
+        format!("host={} port={SOCKET_PORT} user={user} dbname={dbname}", self.socket_dir.display())
+    }
+
+    /// Stops the server (fast shutdown: in-flight transactions are rolled back, committed
+    /// ones are durable).
+    pub fn stop(&mut self) -> Result<(), EmbeddedError> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let stopped = self.run(
+            "pg_ctl stop",
+            Command::new(self.bin.join("pg_ctl")).arg("-D").arg(&self.pgdata).args(["-w", "-t", "60", "-m", "fast", "stop"]),
+        );
+        if stopped.is_err() {
+            // pg_ctl could not do it (its data directory may be gone): signal the postmaster
+            // directly, SIGINT being PostgreSQL's "fast shutdown".
+            if let Some(pid) = self.pid {
+                let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+            }
+        }
+        stopped
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("jifen: stopping the embedded PostgreSQL: {e}");
+        }
+    }
+}

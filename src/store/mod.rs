@@ -1,0 +1,192 @@
+//! The PostgreSQL store: our own ledger-shaped schema (docs/adr/0004-store-schema.md).
+//!
+//! - `migrations/` holds the versioned schema, applied at start by refinery as the owner role.
+//! - [`Store`] is the service's access, as the role `jifen_app`, which may only INSERT and SELECT
+//!   ledger data. A batch of records is appended by one multi-row INSERT in one transaction. A
+//!   concurrent writer that took the same seq first makes the append fail with
+//!   [`StoreError::Conflict`], and nothing of the batch is stored.
+//! - [`event_store`] adapts the store to `esrs::store::EventStore` for the village aggregate.
+
+pub mod event_store;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use jifen_ledger::hash::Hash;
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::record::Record;
+use jifen_ledger::signature::{EventSignature, PublicKey};
+use thiserror::Error;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+refinery::embed_migrations!("src/store/migrations");
+
+/// Why the store failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("ledger {ledger}: seq {seq} was appended concurrently by another writer")]
+    Conflict { ledger: String, seq: u64 },
+    #[error("ledger data is append-only: {0}")]
+    AppendOnly(String),
+    #[error("stored record {ledger}/{seq} is malformed: {error}")]
+    Corrupt { ledger: String, seq: i64, error: String },
+    #[error("database: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("connection pool setup: {0}")]
+    PoolSetup(String),
+    #[error("schema migration: {0}")]
+    Migration(String),
+}
+
+/// Connects one client (outside the pool), driving its connection on a task.
+async fn connect_one(conn: &str) -> Result<tokio_postgres::Client, StoreError> {
+    let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Creates database `name` if it does not exist (connected to another database as a role
+/// allowed to create databases).
+pub async fn create_database(admin_conn: &str, name: &str) -> Result<(), StoreError> {
+    let client = connect_one(admin_conn).await?;
+    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some();
+    if !exists {
+        let quoted = name.replace('"', "\"\"");
+        client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await?;
+    }
+    Ok(())
+}
+
+/// Applies the schema migrations as the owner role.
+pub async fn migrate(owner_conn: &str) -> Result<(), StoreError> {
+    let mut client = connect_one(owner_conn).await?;
+    migrations::runner().run_async(&mut client).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(())
+}
+
+fn signatures_bytes(sigs: &[EventSignature]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sigs.len() * 96);
+    for s in sigs {
+        out.extend_from_slice(&s.public_key.0);
+        out.extend_from_slice(&s.signature);
+    }
+    out
+}
+
+fn record_of(row: &Row) -> Result<Record, StoreError> {
+    let ledger: String = row.get("ledger_id");
+    let seq: i64 = row.get("seq");
+    let corrupt = |error: String| StoreError::Corrupt { ledger: ledger.clone(), seq, error };
+    let code = VillageCode::parse(&ledger).map_err(|e| corrupt(e.to_string()))?;
+    let prev: Vec<u8> = row.get("prev_hash");
+    let sigs: Vec<u8> = row.get("signatures");
+    if sigs.len() % 96 != 0 {
+        return Err(corrupt("signature column is not a multiple of 96 bytes".into()));
+    }
+    let signatures = sigs
+        .chunks_exact(96)
+        .map(|c| EventSignature {
+            public_key: PublicKey(c[..32].try_into().expect("32 bytes")),
+            signature: c[32..].try_into().expect("64 bytes"),
+        })
+        .collect();
+    let seq_u = u64::try_from(seq).map_err(|_| corrupt("negative seq".into()))?;
+    let prev_hash = Hash::from_slice(&prev).ok_or_else(|| corrupt("prev_hash is not 32 bytes".into()))?;
+    Record::new(code, seq_u, prev_hash, row.get("recorded_at"), row.get("body"), signatures).map_err(|e| corrupt(e.to_string()))
+}
+
+/// The service's store.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// A pool of `size` connections with `conn` (a libpq connection string).
+    pub fn connect(conn: &str, size: usize) -> Result<Store, StoreError> {
+        let config: tokio_postgres::Config = conn.parse()?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(size).build().map_err(|e| StoreError::PoolSetup(e.to_string()))?;
+        Ok(Store { pool })
+    }
+
+    /// Appends records of one ledger in one transaction, all or nothing. `origin` registers
+    /// the ledger and must be given exactly when the batch starts at seq 0.
+    pub async fn append(&self, origin: Option<&str>, records: &[Record]) -> Result<(), StoreError> {
+        let Some(first) = records.first() else { return Ok(()) };
+        let ledger = first.ledger_id().to_string();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if let Some(origin) = origin {
+            tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
+                .await
+                .map_err(|e| conflict(e, &ledger, 0))?;
+        }
+        let (mut ids, mut seqs, mut prevs, mut times, mut bodies, mut sigs, mut hashes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in records {
+            ids.push(r.ledger_id().as_str());
+            seqs.push(r.seq() as i64);
+            prevs.push(r.prev_hash().as_bytes().as_slice());
+            times.push(r.recorded_at());
+            bodies.push(r.body());
+            sigs.push(signatures_bytes(r.signatures()));
+            hashes.push(r.hash().0.to_vec());
+        }
+        tx.execute(
+            "INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bytea[])",
+            &[&ids, &seqs, &prevs, &times, &bodies, &sigs, &hashes],
+        )
+        .await
+        .map_err(|e| conflict(e, &ledger, first.seq()))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The records of a ledger with `from <= seq < to`, in seq order.
+    pub async fn read(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<Vec<Record>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT ledger_id, seq, prev_hash, recorded_at, body, signatures FROM records \
+                 WHERE ledger_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                &[&ledger.as_str(), &(from.min(i64::MAX as u64) as i64), &(to.min(i64::MAX as u64) as i64)],
+            )
+            .await?;
+        rows.iter().map(record_of).collect()
+    }
+
+    /// Every record of a ledger, in seq order.
+    pub async fn load(&self, ledger: &VillageCode) -> Result<Vec<Record>, StoreError> {
+        self.read(ledger, 0, u64::MAX).await
+    }
+
+    /// The ledgers and their origins.
+    pub async fn ledgers(&self) -> Result<Vec<(VillageCode, String)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT ledger_id, origin FROM ledgers ORDER BY ledger_id", &[]).await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let code =
+                    VillageCode::parse(&id).map_err(|e| StoreError::Corrupt { ledger: id.clone(), seq: -1, error: e.to_string() })?;
+                Ok((code, r.get(1)))
+            })
+            .collect()
+    }
+}
+
+/// Maps a unique violation to a conflict, and the append-only trigger to its own error.
+fn conflict(e: tokio_postgres::Error, ledger: &str, seq: u64) -> StoreError {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict { ledger: ledger.to_owned(), seq },
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::AppendOnly(e.to_string()),
+        _ => StoreError::Database(e),
+    }
+}
