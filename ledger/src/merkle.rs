@@ -118,6 +118,19 @@ impl Tree {
         }
     }
 
+    /// The complete-subtree hashes that exist in this tree but not in its first `old_len`
+    /// leaves, as `(level, index, hash)`: what to store after appending leaves.
+    pub fn nodes_since(&self, old_len: u64) -> Vec<(u8, u64, Hash)> {
+        let mut out = Vec::new();
+        for (k, level) in self.levels.iter().enumerate() {
+            let from = (old_len >> k) as usize;
+            for (i, h) in level.iter().enumerate().skip(from) {
+                out.push((k as u8, i as u64, *h));
+            }
+        }
+        out
+    }
+
     /// The leaf hash at `index`.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
         self.levels.first()?.get(index as usize).copied()

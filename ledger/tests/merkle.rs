@@ -181,3 +181,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn nodes_since_lists_exactly_the_new_complete_subtrees() {
+    let hashes = record_hashes(13);
+    let tree = Tree::from_record_hashes(&hashes);
+    let all = tree.nodes_since(0);
+    // 13 leaves, 6 pairs, 3 fours, 1 eight.
+    assert_eq!(all.len(), 13 + 6 + 3 + 1);
+    let old = Tree::from_record_hashes(&hashes[..9]);
+    let new: Vec<_> = tree.nodes_since(9);
+    let old_nodes = old.nodes_since(0);
+    assert_eq!(old_nodes.len() + new.len(), all.len());
+    assert!(new.iter().all(|n| !old_nodes.contains(n)));
+    assert!(new.contains(&(0, 12, tree.leaf(12).unwrap())));
+}

@@ -46,7 +46,8 @@ impl VillageEventStore {
         VillageEventStore { store, locks: Arc::default() }
     }
 
-    fn store_event(id: Uuid, a: Accepted) -> StoreEvent<Accepted> {
+    /// The esrs form of an accepted event of aggregate `id`.
+    pub fn store_event(id: Uuid, a: Accepted) -> StoreEvent<Accepted> {
         let r = a.record();
         let hash = a.hash();
         StoreEvent {

@@ -182,6 +182,121 @@ impl Store {
     }
 }
 
+/// A stored checkpoint: the note as the log signed it, and the cosignature lines added since.
+#[derive(Clone, Debug)]
+pub struct StoredCheckpoint {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub cosignatures: Vec<(String, u32, Vec<u8>)>,
+}
+
+impl Store {
+    /// Stores a signed checkpoint and the Merkle nodes completed since the last one, in one
+    /// transaction.
+    pub async fn insert_checkpoint(
+        &self,
+        ledger: &VillageCode,
+        size: u64,
+        root: &Hash,
+        note: &str,
+        nodes: &[(u8, u64, Hash)],
+    ) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&ledger.as_str(), &(size as i64), &root.0.as_slice(), &note],
+        )
+        .await?;
+        if !nodes.is_empty() {
+            let ids: Vec<&str> = nodes.iter().map(|_| ledger.as_str()).collect();
+            let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
+            let idxs: Vec<i64> = nodes.iter().map(|n| n.1 as i64).collect();
+            let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.2 .0.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
+                 SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING",
+                &[&ids, &levels, &idxs, &hashes],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The number of leaves whose Merkle nodes are stored.
+    pub async fn stored_leaves(&self, ledger: &VillageCode) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let n: i64 =
+            client.query_one("SELECT count(*) FROM merkle_nodes WHERE ledger_id = $1 AND level = 0", &[&ledger.as_str()]).await?.get(0);
+        Ok(n as u64)
+    }
+
+    /// A checkpoint of a ledger: the latest, or the one of `size`.
+    pub async fn checkpoint(&self, ledger: &VillageCode, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = match size {
+            Some(n) => {
+                client
+                    .query_opt(
+                        "SELECT tree_size, root_hash, note FROM checkpoints WHERE ledger_id = $1 AND tree_size = $2",
+                        &[&ledger.as_str(), &(n as i64)],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query_opt(
+                        "SELECT tree_size, root_hash, note FROM checkpoints WHERE ledger_id = $1 ORDER BY tree_size DESC LIMIT 1",
+                        &[&ledger.as_str()],
+                    )
+                    .await?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        let size: i64 = row.get(0);
+        let root: Vec<u8> = row.get(1);
+        let rows = client
+            .query(
+                "SELECT key_name, key_id, signature FROM cosignatures WHERE ledger_id = $1 AND tree_size = $2 ORDER BY added_at, key_name",
+                &[&ledger.as_str(), &size],
+            )
+            .await?;
+        let corrupt = |e: &str| StoreError::Corrupt { ledger: ledger.to_string(), seq: -1, error: e.to_owned() };
+        Ok(Some(StoredCheckpoint {
+            tree_size: size as u64,
+            root: Hash::from_slice(&root).ok_or_else(|| corrupt("checkpoint root is not 32 bytes"))?,
+            note: row.get(2),
+            cosignatures: rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u32, r.get(2))).collect(),
+        }))
+    }
+
+    /// Stores a cosignature (idempotent).
+    pub async fn insert_cosignature(
+        &self,
+        ledger: &VillageCode,
+        size: u64,
+        key_name: &str,
+        key_id: u32,
+        signature: &[u8],
+    ) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO cosignatures (ledger_id, tree_size, key_name, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[&ledger.as_str(), &(size as i64), &key_name, &(key_id as i64), &signature],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The record at `seq`, if stored.
+    pub async fn record(&self, ledger: &VillageCode, seq: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self.read(ledger, seq, seq + 1).await?.pop())
+    }
+}
+
 /// Maps a unique violation to a conflict, and the append-only trigger to its own error.
 fn conflict(e: tokio_postgres::Error, ledger: &str, seq: u64) -> StoreError {
     match e.code() {

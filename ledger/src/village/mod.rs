@@ -207,6 +207,14 @@ impl VillageState {
     pub fn head(&self) -> Hash {
         self.head
     }
+    /// The `recorded_at` of the last record (0 before the first).
+    pub fn last_recorded_at(&self) -> i64 {
+        self.last_recorded_at
+    }
+    /// The seq of the record with this idempotency key, if any.
+    pub fn seq_of_key(&self, key: &str) -> Option<u64> {
+        self.idempotency.get(key).map(|(seq, _)| *seq)
+    }
     /// The balance book.
     pub fn balances(&self) -> &BalanceBook {
         &self.book

@@ -1,0 +1,327 @@
+//! `jifen.v1.LedgerService`: thin handlers (parse → call → map) over [`Villages`].
+//!
+//! Malformed requests (bad ids, key or signature lengths, too many events) are refused here,
+//! before they reach the write-model. Rejections by the write-model map to statuses in one
+//! place ([`super::status`]).
+
+use super::status;
+use super::villages::{Appended, CheckpointView, Villages};
+use crate::api::{self, ledger_service_server::LedgerService};
+use jifen_ledger::hash::Hash;
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::record::{Record, MAX_BODY_LEN, MAX_SIGNATURES};
+use jifen_ledger::signature::{EventSignature, PublicKey};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::Stream;
+use tonic::{Code, Request, Response, Status};
+
+/// The most events one AppendBatch may carry.
+pub const MAX_BATCH: usize = 1000;
+/// Records per ReadRecords chunk.
+const READ_CHUNK: u64 = 500;
+/// The longest GetCheckpoint waits for `min_tree_size`.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// The service.
+pub struct LedgerApi {
+    villages: Arc<Villages>,
+    /// Turns true when the server starts shutting down: open Subscribe streams end.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl LedgerApi {
+    pub fn new(villages: Arc<Villages>, stopping: tokio::sync::watch::Receiver<bool>) -> LedgerApi {
+        LedgerApi { villages, stopping }
+    }
+}
+
+/// Parses a ledger id field.
+pub fn ledger_id(field: &str, s: &str) -> Result<VillageCode, Status> {
+    VillageCode::parse(s).map_err(|e| status::invalid(field, e.to_string()))
+}
+
+fn signed_event(field: &str, e: Option<api::SignedEvent>) -> Result<(Vec<u8>, Vec<EventSignature>), Status> {
+    let e = e.ok_or_else(|| status::invalid(field, "is required"))?;
+    if e.body.is_empty() || e.body.len() > MAX_BODY_LEN {
+        return Err(status::invalid(&format!("{field}.body"), format!("must be 1 to {MAX_BODY_LEN} bytes")));
+    }
+    if e.signatures.is_empty() || e.signatures.len() > MAX_SIGNATURES {
+        return Err(status::invalid(&format!("{field}.signatures"), format!("1 to {MAX_SIGNATURES} signatures")));
+    }
+    let sigs = e
+        .signatures
+        .into_iter()
+        .map(|s| {
+            let public_key = PublicKey::from_slice(&s.public_key)
+                .ok_or_else(|| status::invalid(&format!("{field}.signatures.public_key"), "must be 32 bytes"))?;
+            let signature = s
+                .signature
+                .as_slice()
+                .try_into()
+                .map_err(|_| status::invalid(&format!("{field}.signatures.signature"), "must be 64 bytes"))?;
+            Ok(EventSignature { public_key, signature })
+        })
+        .collect::<Result<_, Status>>()?;
+    Ok((e.body, sigs))
+}
+
+/// The ledger id named inside a body, for routing (the write-model checks it properly).
+fn body_ledger(body: &[u8]) -> Result<VillageCode, Status> {
+    use prost::Message;
+    let b = jifen_ledger::pb::EventBody::decode(body).map_err(|e| status::invalid("event.body", format!("not an EventBody: {e}")))?;
+    ledger_id("event.body.ledger_id", &b.ledger_id)
+}
+
+fn result(a: Appended) -> api::AppendResult {
+    api::AppendResult {
+        ledger_id: a.ledger_id,
+        seq: a.seq,
+        record_hash: a.record_hash.0.to_vec(),
+        recorded_at: a.recorded_at,
+        duplicate: a.duplicate,
+    }
+}
+
+/// A record in its API form.
+pub fn record(r: &Record) -> api::Record {
+    api::Record {
+        ledger_id: r.ledger_id().to_string(),
+        seq: r.seq(),
+        prev_hash: r.prev_hash().0.to_vec(),
+        recorded_at: r.recorded_at(),
+        body: r.body().to_vec(),
+        signatures: r
+            .signatures()
+            .iter()
+            .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
+            .collect(),
+        record_hash: r.hash().0.to_vec(),
+    }
+}
+
+/// A checkpoint in its API form.
+pub fn checkpoint(c: &CheckpointView) -> api::Checkpoint {
+    api::Checkpoint {
+        origin: c.checkpoint.origin.clone(),
+        tree_size: c.checkpoint.size,
+        root_hash: c.checkpoint.root.0.to_vec(),
+        note: c.note.encode(),
+        cosignatures: c.cosigners,
+        witnessed: c.witnessed,
+    }
+}
+
+fn hashes(v: Vec<Hash>) -> Vec<Vec<u8>> {
+    v.into_iter().map(|h| h.0.to_vec()).collect()
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl LedgerService for LedgerApi {
+    #[tracing::instrument(skip_all)]
+    async fn append(&self, request: Request<api::AppendRequest>) -> Result<Response<api::AppendResponse>, Status> {
+        let event = signed_event("event", request.into_inner().event)?;
+        let code = body_ledger(&event.0)?;
+        let mut out = self.villages.append(&code, vec![event]).await?;
+        Ok(Response::new(api::AppendResponse { result: Some(result(out.remove(0))) }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn append_batch(&self, request: Request<api::AppendBatchRequest>) -> Result<Response<api::AppendBatchResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        if req.events.is_empty() || req.events.len() > MAX_BATCH {
+            return Err(status::invalid("events", format!("1 to {MAX_BATCH} events")));
+        }
+        let events = req
+            .events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| signed_event(&format!("events[{i}]"), Some(e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = self.villages.append(&code, events).await?;
+        Ok(Response::new(api::AppendBatchResponse { results: out.into_iter().map(result).collect() }))
+    }
+
+    type ReadRecordsStream = Stream_<api::ReadRecordsResponse>;
+
+    async fn read_records(&self, request: Request<api::ReadRecordsRequest>) -> Result<Response<Self::ReadRecordsStream>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let len = self.villages.existing(&code).await?.lock().await.len();
+        let end = if req.limit == 0 { len } else { len.min(req.from_seq.saturating_add(req.limit)) };
+        let store = self.villages.store().clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut from = req.from_seq;
+            while from < end {
+                let to = end.min(from + READ_CHUNK);
+                let chunk =
+                    store.read(&code, from, to).await.map(|rs| api::ReadRecordsResponse { records: rs.iter().map(record).collect() });
+                let failed = chunk.is_err();
+                if tx.send(chunk.map_err(|e| status::store(&e))).await.is_err() || failed {
+                    return;
+                }
+                from = to;
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    type SubscribeStream = Stream_<api::SubscribeResponse>;
+
+    async fn subscribe(&self, request: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let arc = self.villages.village(&code).await?;
+        // Subscribe first, then read what is stored up to now: nothing falls in between.
+        let (mut live, stored_until) = {
+            let v = arc.lock().await;
+            (v.subscribe(), v.len())
+        };
+        let store = self.villages.store().clone();
+        let mut stopping = self.stopping.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            let mut next = req.from_seq;
+            let send_range = |from: u64, to: u64| {
+                let store = store.clone();
+                let code = code.clone();
+                let tx = tx.clone();
+                async move {
+                    let mut from = from;
+                    while from < to {
+                        let upto = to.min(from + READ_CHUNK);
+                        match store.read(&code, from, upto).await {
+                            Ok(rs) => {
+                                for r in rs {
+                                    if tx.send(Ok(api::SubscribeResponse { record: Some(record(&r)) })).await.is_err() {
+                                        return false;
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Err(status::store(&e))).await;
+                                return false;
+                            }
+                        }
+                        from = upto;
+                    }
+                    true
+                }
+            };
+            if next < stored_until {
+                if !send_range(next, stored_until).await {
+                    return;
+                }
+                next = stored_until;
+            }
+            loop {
+                let received = tokio::select! {
+                    r = live.recv() => r,
+                    _ = stopping.changed() => {
+                        let _ = tx.send(Err(status::plain(Code::Unavailable, "SHUTTING_DOWN", "the server is shutting down; resubscribe from the next seq"))).await;
+                        return;
+                    }
+                };
+                match received {
+                    Ok(r) if r.seq() < next => {}
+                    Ok(r) if r.seq() == next => {
+                        if tx.send(Ok(api::SubscribeResponse { record: Some(record(&r)) })).await.is_err() {
+                            return;
+                        }
+                        next += 1;
+                    }
+                    Ok(r) => {
+                        // We fell behind the live feed: fill the gap from the store.
+                        if !send_range(next, r.seq() + 1).await {
+                            return;
+                        }
+                        next = r.seq() + 1;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn get_checkpoint(&self, request: Request<api::GetCheckpointRequest>) -> Result<Response<api::GetCheckpointResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        if req.tree_size == 0 && req.min_tree_size > 0 {
+            let arc = self.villages.existing(&code).await?;
+            let mut sizes = arc.lock().await.checkpoints();
+            let reached = tokio::time::timeout(MAX_WAIT, sizes.wait_for(|n| *n >= req.min_tree_size)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return Err(status::plain(
+                    Code::DeadlineExceeded,
+                    "CHECKPOINT_NOT_YET",
+                    format!("no checkpoint covers {} records yet", req.min_tree_size),
+                ));
+            }
+        }
+        let size = (req.tree_size > 0).then_some(req.tree_size);
+        let view = self.villages.checkpoint_view(&code, size).await?;
+        Ok(Response::new(api::GetCheckpointResponse { checkpoint: Some(checkpoint(&view)) }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<api::GetInclusionProofRequest>,
+    ) -> Result<Response<api::GetInclusionProofResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let size = if req.tree_size == 0 {
+            v.latest_checkpoint()
+                .map(|c| c.checkpoint.size)
+                .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
+        } else {
+            req.tree_size
+        };
+        let proof =
+            v.tree().inclusion_proof(req.seq, size).map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
+        let record_hash = v.record_hash(req.seq).expect("seq < size <= len");
+        Ok(Response::new(api::GetInclusionProofResponse {
+            seq: req.seq,
+            tree_size: size,
+            record_hash: record_hash.0.to_vec(),
+            proof: hashes(proof),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<api::GetConsistencyProofRequest>,
+    ) -> Result<Response<api::GetConsistencyProofResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let new = if req.new_size == 0 {
+            v.latest_checkpoint()
+                .map(|c| c.checkpoint.size)
+                .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
+        } else {
+            req.new_size
+        };
+        let proof = v
+            .tree()
+            .consistency_proof(req.old_size, new)
+            .map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
+        Ok(Response::new(api::GetConsistencyProofResponse { old_size: req.old_size, new_size: new, proof: hashes(proof) }))
+    }
+
+    async fn add_cosignature(&self, request: Request<api::AddCosignatureRequest>) -> Result<Response<api::AddCosignatureResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let view = self.villages.cosign(&code, req.tree_size, &req.signature_line).await?;
+        Ok(Response::new(api::AddCosignatureResponse { checkpoint: Some(checkpoint(&view)) }))
+    }
+}

@@ -1,0 +1,55 @@
+//! The gRPC server: `run(listener, app, shutdown)`.
+//!
+//! - [`clock`] — where `recorded_at` comes from (system, or manual in tests and the demo).
+//! - [`villages`] — one writer per village, the checkpointer, the deployment's log key.
+//! - [`ledger_api`] — `jifen.v1.LedgerService`.
+//! - [`status`] — the one mapping of errors to gRPC statuses with details.
+//!
+//! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
+//! calls, lets in-flight appends finish, then signs the last checkpoints.
+
+pub mod clock;
+pub mod ledger_api;
+pub mod status;
+pub mod villages;
+
+use crate::api::ledger_service_server::LedgerServiceServer;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use villages::{run_checkpointer, Villages};
+
+/// The largest message the server decodes (a full AppendBatch of 1000 events fits).
+pub const MAX_MESSAGE: usize = 80 << 20;
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LedgerServiceServer<ledger_api::LedgerApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // Two signals: `stopping` when shutdown begins (open streams end), `stopped` once serving
+    // has ended and every in-flight append is done (the checkpointer signs the last records).
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
+    let ledger = LedgerServiceServer::new(ledger_api::LedgerApi::new(villages.clone(), stopping_rx))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let checkpointer = tokio::spawn(run_checkpointer(villages, stopped_rx));
+    tracing::info!(address = %listener.local_addr()?, "serving jifen.v1");
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(ledger)
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await?;
+    let _ = stopped_tx.send(true);
+    checkpointer.await?;
+    Ok(())
+}

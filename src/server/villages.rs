@@ -1,0 +1,513 @@
+//! One writer per village, inside the process.
+//!
+//! Each village's state (the write-model state, the Merkle tree and the latest checkpoint) is
+//! kept in memory behind its own async mutex, loaded lazily from the store on first use.
+//! Appends to one village are serialised, and different villages proceed in parallel. Events
+//! are decided by the write-model, then persisted through the esrs `EventStore`
+//! ([`VillageEventStore`]) in one transaction per request. If another process appended to the
+//! same village first, the unique (ledger, seq) constraint refuses our records. The writer then
+//! reloads the village and decides again, once, and never forks the chain.
+//!
+//! The checkpointer ([`run_checkpointer`]) signs a checkpoint of every village with new records
+//! within a fraction of a second of the append (batched), storing the new Merkle nodes with it.
+
+use super::clock::Clock;
+use super::status;
+use crate::store::event_store::{aggregate_id, VillageEventStore};
+use crate::store::{Store, StoreError, StoredCheckpoint};
+use ed25519_dalek::{Signature, SigningKey, Verifier};
+use esrs::store::EventStore;
+use esrs::{Aggregate, AggregateState};
+use jifen_ledger::checkpoint::Checkpoint;
+use jifen_ledger::hash::Hash;
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::merkle::Tree;
+use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
+use jifen_ledger::pb::event_body::Payload;
+use jifen_ledger::record::Record;
+use jifen_ledger::signature::EventSignature;
+use jifen_ledger::verify::check_chain;
+use jifen_ledger::village::{Accepted, Command, Decision, Rejection, RoleSet, Village as VillageAggregate, VillageState};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Mutex, Notify};
+use tonic::{Code, Status};
+
+/// The deployment's log key: it signs every village's checkpoints, under the village's origin.
+pub struct LogKey(SigningKey);
+
+impl LogKey {
+    /// A log key from its 32-byte seed.
+    pub fn from_seed(seed: [u8; 32]) -> LogKey {
+        LogKey(SigningKey::from_bytes(&seed))
+    }
+
+    /// Loads the key from `path` (64 hex digits), creating a new random one on first use.
+    pub fn load_or_create(path: &Path) -> std::io::Result<LogKey> {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let seed: Vec<u8> =
+                (0..64.min(text.trim().len())).step_by(2).filter_map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).ok()).collect();
+            let seed: [u8; 32] = seed.try_into().map_err(|_| std::io::Error::other(format!("{}: not 64 hex digits", path.display())))?;
+            return Ok(LogKey::from_seed(seed));
+        }
+        let mut seed = [0u8; 32];
+        getrandom(&mut seed)?;
+        std::fs::write(path, jifen_ledger::hex(&seed))?;
+        #[cfg(unix)]
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok(LogKey::from_seed(seed))
+    }
+
+    /// The note signer for a village origin.
+    pub fn signer(&self, origin: &str) -> NoteSigner {
+        NoteSigner::new(origin, self.0.clone()).expect("origins are valid key names")
+    }
+}
+
+fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    std::fs::File::open("/dev/urandom")?.read_exact(buf)
+}
+
+/// What a client learns about an appended event.
+#[derive(Clone, Debug)]
+pub struct Appended {
+    pub ledger_id: String,
+    pub seq: u64,
+    pub record_hash: Hash,
+    pub recorded_at: i64,
+    pub duplicate: bool,
+}
+
+/// A checkpoint as served: the note with every cosignature, and whether it is witnessed.
+#[derive(Clone, Debug)]
+pub struct CheckpointView {
+    pub checkpoint: Checkpoint,
+    pub note: Note,
+    pub cosigners: u32,
+    pub witnessed: bool,
+}
+
+/// One village in memory.
+pub struct Village {
+    code: VillageCode,
+    agg: Option<AggregateState<VillageState>>,
+    tree: Tree,
+    record_hashes: Vec<Hash>,
+    nodes_stored: u64,
+    latest: Option<CheckpointView>,
+    records_tx: broadcast::Sender<Record>,
+    checkpoint_tx: watch::Sender<u64>,
+}
+
+impl Village {
+    /// The write-model state.
+    pub fn state(&self) -> &VillageState {
+        self.agg.as_ref().expect("state present outside an append").inner()
+    }
+    /// The number of records.
+    pub fn len(&self) -> u64 {
+        self.tree.len()
+    }
+    /// Whether the village has no records yet.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+    /// The Merkle tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+    /// The record hash at `seq`.
+    pub fn record_hash(&self, seq: u64) -> Option<Hash> {
+        self.record_hashes.get(seq as usize).copied()
+    }
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointView> {
+        self.latest.as_ref()
+    }
+    /// New records, as they are appended.
+    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
+        self.records_tx.subscribe()
+    }
+    /// The size of the latest checkpoint, as it changes.
+    pub fn checkpoints(&self) -> watch::Receiver<u64> {
+        self.checkpoint_tx.subscribe()
+    }
+
+    fn origin(&self) -> Option<String> {
+        self.state().genesis().map(|g| g.origin.clone())
+    }
+
+    /// The witness quorum of the rulebook in force (1 before any rulebook).
+    fn witness_quorum(&self) -> u32 {
+        self.state().rulebooks().last().map_or(1, |r| r.witness_quorum)
+    }
+}
+
+/// Why an append failed.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The write-model refused event `index` of the request.
+    Rejected {
+        index: usize,
+        rejection: Rejection,
+    },
+    Store(StoreError),
+}
+
+impl From<AppendError> for Status {
+    fn from(e: AppendError) -> Status {
+        match e {
+            AppendError::Rejected { index, rejection } => {
+                let s = status::rejection(&rejection);
+                if index == 0 {
+                    s
+                } else {
+                    Status::with_details(s.code(), format!("event {index}: {}", s.message()), s.details().to_vec().into())
+                }
+            }
+            AppendError::Store(e) => status::store(&e),
+        }
+    }
+}
+
+/// All villages of the deployment.
+pub struct Villages {
+    store: Store,
+    events: VillageEventStore,
+    clock: Arc<dyn Clock>,
+    log: LogKey,
+    deployment: String,
+    map: SyncMutex<HashMap<VillageCode, Arc<Mutex<Village>>>>,
+    dirty: SyncMutex<HashSet<VillageCode>>,
+    wake: Notify,
+}
+
+impl Villages {
+    /// The villages served from `store`, with time from `clock`, checkpoints signed by `log`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, log: LogKey, deployment: &str) -> Villages {
+        Villages {
+            events: VillageEventStore::new(store.clone()),
+            store,
+            clock,
+            log,
+            deployment: deployment.to_owned(),
+            map: SyncMutex::default(),
+            dirty: SyncMutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The deployment origin (`<deployment>/village/<code>` is a ledger's origin).
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
+    /// A village, loaded from the store on first use (empty if it has no records yet).
+    pub async fn village(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        self.village_or_load(code).await.map_err(|e| status::store(&e))
+    }
+
+    async fn village_or_load(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, StoreError> {
+        if let Some(v) = self.map.lock().expect("village map").get(code) {
+            return Ok(v.clone());
+        }
+        let loaded = self.load(code).await?;
+        let mut map = self.map.lock().expect("village map");
+        Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
+    }
+
+    /// A village that must exist.
+    pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        let v = self.village(code).await?;
+        if v.lock().await.is_empty() {
+            return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
+        }
+        Ok(v)
+    }
+
+    async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
+        let records = self.store.load(code).await?;
+        let hashes = check_chain(&records).map_err(|e| StoreError::Corrupt {
+            ledger: code.to_string(),
+            seq: e.seq().map_or(-1, |s| s as i64),
+            error: e.to_string(),
+        })?;
+        let id = aggregate_id(code);
+        let mut events = Vec::with_capacity(records.len());
+        for r in records {
+            let seq = r.seq() as i64;
+            let a = Accepted::from_verified_record(r).map_err(|e| StoreError::Corrupt {
+                ledger: code.to_string(),
+                seq,
+                error: e.to_string(),
+            })?;
+            events.push(VillageEventStore::store_event(id, a));
+        }
+        let agg = AggregateState::with_id(id).apply_store_events(events, VillageAggregate::apply_event);
+        let tree = Tree::from_record_hashes(&hashes);
+        let nodes_stored = self.store.stored_leaves(code).await?;
+        let (records_tx, _) = broadcast::channel(1024);
+        let mut village = Village {
+            code: code.clone(),
+            agg: Some(agg),
+            tree,
+            record_hashes: hashes,
+            nodes_stored,
+            latest: None,
+            records_tx,
+            checkpoint_tx: watch::channel(0).0,
+        };
+        if let Some(stored) = self.store.checkpoint(code, None).await? {
+            village.latest = Some(self.view(&village, &stored));
+            village.checkpoint_tx.send_replace(stored.tree_size);
+        }
+        if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+            self.mark_dirty(code);
+        }
+        Ok(village)
+    }
+
+    fn view(&self, village: &Village, stored: &StoredCheckpoint) -> CheckpointView {
+        let mut note = Note::parse(stored.note.as_bytes()).expect("stored notes were written by the log");
+        for (name, id, sig) in &stored.cosignatures {
+            note.add_signature(NoteSignature { name: name.clone(), id: *id, signature: sig.clone() });
+        }
+        let origin = village.origin().unwrap_or_default();
+        let cosigners = stored.cosignatures.len() as u32;
+        CheckpointView {
+            checkpoint: Checkpoint { origin, size: stored.tree_size, root: stored.root },
+            note,
+            cosigners,
+            witnessed: cosigners >= village.witness_quorum(),
+        }
+    }
+
+    fn mark_dirty(&self, code: &VillageCode) {
+        self.dirty.lock().expect("dirty set").insert(code.clone());
+        self.wake.notify_one();
+    }
+
+    /// Appends signed events to one ledger, all or nothing, in order.
+    pub async fn append(&self, code: &VillageCode, events: Vec<(Vec<u8>, Vec<EventSignature>)>) -> Result<Vec<Appended>, AppendError> {
+        let arc = self.village_or_load(code).await.map_err(AppendError::Store)?;
+        let mut village = arc.lock().await;
+        for attempt in 0..2 {
+            match self.try_append(&mut village, &events).await {
+                Err(AppendError::Store(StoreError::Conflict { .. })) if attempt == 0 => {
+                    // Another process appended to this village: reload and decide again.
+                    let fresh = self.load(code).await.map_err(AppendError::Store)?;
+                    let subscribers = village.records_tx.clone();
+                    *village = fresh;
+                    village.records_tx = subscribers;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn try_append(&self, village: &mut Village, events: &[(Vec<u8>, Vec<EventSignature>)]) -> Result<Vec<Appended>, AppendError> {
+        let now = self.clock.now_micros().max(village.state().last_recorded_at());
+        // Decide every event in order on a scratch state, so a later rejection leaves nothing.
+        let mut scratch: Option<VillageState> = (events.len() > 1).then(|| village.state().clone());
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut results: Vec<Option<Appended>> = Vec::new();
+        for (index, (body, sigs)) in events.iter().enumerate() {
+            let state = scratch.as_ref().unwrap_or_else(|| village.state());
+            match state.decide(Command::new(body.clone(), sigs.clone(), now)) {
+                Ok(Decision::Append(a)) => {
+                    if let Some(s) = scratch.as_mut() {
+                        s.apply(&a);
+                    }
+                    results.push(None);
+                    accepted.push(*a);
+                }
+                Ok(Decision::Duplicate { seq }) => {
+                    let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
+                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
+                        Some(r) => r.recorded_at(),
+                        None => now,
+                    };
+                    results.push(Some(Appended {
+                        ledger_id: village.code.to_string(),
+                        seq,
+                        record_hash: hash.unwrap_or_default(),
+                        recorded_at,
+                        duplicate: true,
+                    }));
+                }
+                Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
+            }
+        }
+        let settled = accepted.iter().any(|a| matches!(a.payload(), Payload::PeriodSettled(_)));
+        let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
+        if !accepted.is_empty() {
+            let mut agg = village.agg.take().expect("state present");
+            let persisted = self.events.persist(&mut agg, accepted).await;
+            match persisted {
+                Ok(store_events) => village.agg = Some(agg.apply_store_events(store_events, VillageAggregate::apply_event)),
+                Err(e) => {
+                    // Nothing was stored and the state is unchanged: persist fails before it
+                    // advances the esrs sequence number.
+                    village.agg = Some(agg);
+                    return Err(AppendError::Store(e));
+                }
+            }
+        }
+        let mut fresh = records.iter();
+        let out = results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| {
+                    let rec = fresh.next().expect("one record per accepted event");
+                    let hash = rec.hash();
+                    village.tree.push_record_hash(&hash);
+                    village.record_hashes.push(hash);
+                    let _ = village.records_tx.send(rec.clone());
+                    Appended {
+                        ledger_id: village.code.to_string(),
+                        seq: rec.seq(),
+                        record_hash: hash,
+                        recorded_at: rec.recorded_at(),
+                        duplicate: false,
+                    }
+                })
+            })
+            .collect();
+        if !records.is_empty() {
+            self.mark_dirty(&village.code);
+        }
+        if settled {
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Signs and stores a checkpoint of a village if it has records beyond its latest one.
+    pub async fn checkpoint(&self, code: &VillageCode) -> Result<(), StoreError> {
+        let arc = match self.map.lock().expect("village map").get(code) {
+            Some(v) => v.clone(),
+            None => return Ok(()),
+        };
+        let (origin, size, root, nodes) = {
+            let v = arc.lock().await;
+            let size = v.len();
+            if size == 0 || v.latest.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
+                return Ok(());
+            }
+            let origin = v.origin().expect("a non-empty ledger has a genesis");
+            (origin, size, v.tree.root(size).expect("size"), v.tree.nodes_since(v.nodes_stored))
+        };
+        let checkpoint = Checkpoint { origin: origin.clone(), size, root };
+        let signed = checkpoint.sign(&self.log.signer(&origin));
+        self.store.insert_checkpoint(code, size, &root, &signed.encode(), &nodes).await?;
+        let mut v = arc.lock().await;
+        v.nodes_stored = v.nodes_stored.max(size);
+        if v.latest.as_ref().is_none_or(|c| c.checkpoint.size < size) {
+            let quorum = v.witness_quorum();
+            v.latest = Some(CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: quorum == 0 });
+            v.checkpoint_tx.send_replace(size);
+        }
+        Ok(())
+    }
+
+    /// Adds a witness cosignature to a checkpoint. The key name must be
+    /// `<deployment>/witness/<actor id>` of an enrolled supervisor, whose current key signed.
+    pub async fn cosign(&self, code: &VillageCode, size: u64, line: &str) -> Result<CheckpointView, Status> {
+        let parsed = Note::parse(format!("x\n\n{}\n", line.trim_end_matches('\n')).as_bytes())
+            .map_err(|e| status::invalid("signature_line", e.to_string()))?;
+        let sig = parsed.signatures().first().cloned().ok_or_else(|| status::invalid("signature_line", "no signature"))?;
+        let arc = self.existing(code).await?;
+        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?;
+        let stored = stored.ok_or_else(|| {
+            status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no checkpoint of size {size}"))
+        })?;
+        let v = arc.lock().await;
+        let prefix = format!("{}/witness/", self.deployment);
+        let actor_id = sig
+            .name
+            .strip_prefix(&prefix)
+            .ok_or_else(|| status::invalid("signature_line", format!("witness key names are \"{prefix}<actor id>\"")))?;
+        let actor =
+            v.state().actor(actor_id).ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_WITNESS", format!("no actor {actor_id}")))?;
+        if !actor.roles.intersects(RoleSet::SUPERVISOR) || actor.revoked_at.is_some() {
+            return Err(status::plain(Code::PermissionDenied, "NOT_A_WITNESS", format!("{actor_id} is not an enrolled supervisor")));
+        }
+        if key_id(&sig.name, &actor.key.0) != sig.id {
+            return Err(status::plain(
+                Code::Unauthenticated,
+                "WRONG_WITNESS_KEY",
+                "the key ID is not that of the supervisor's current key",
+            ));
+        }
+        let corrupt = |e: String| status::store(&StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e });
+        let text = Note::parse(stored.note.as_bytes()).map_err(|e| corrupt(e.to_string()))?.text().to_owned();
+        let signature: [u8; 64] =
+            sig.signature.as_slice().try_into().map_err(|_| status::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&actor.key.0).map_err(|_| status::invalid("signature_line", "bad key"))?;
+        key.verify(text.as_bytes(), &Signature::from_bytes(&signature))
+            .map_err(|_| status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"))?;
+        drop(v);
+        self.store.insert_cosignature(code, size, &sig.name, sig.id, &sig.signature).await.map_err(|e| status::store(&e))?;
+        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?.expect("just read");
+        let mut v = arc.lock().await;
+        let view = self.view(&v, &stored);
+        if v.latest.as_ref().is_some_and(|c| c.checkpoint.size == size) {
+            v.latest = Some(view.clone());
+        }
+        Ok(view)
+    }
+
+    /// A checkpoint of a village: the latest, or the one of `size`.
+    pub async fn checkpoint_view(&self, code: &VillageCode, size: Option<u64>) -> Result<CheckpointView, Status> {
+        let arc = self.existing(code).await?;
+        let stored = self.store.checkpoint(code, size).await.map_err(|e| status::store(&e))?;
+        let stored = stored
+            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no such checkpoint yet")))?;
+        let v = arc.lock().await;
+        Ok(self.view(&v, &stored))
+    }
+
+    /// Takes the villages with unsigned records.
+    fn take_dirty(&self) -> Vec<VillageCode> {
+        self.dirty.lock().expect("dirty set").drain().collect()
+    }
+}
+
+/// How long the checkpointer gathers appends before signing (well under the 1 s promise).
+pub const CHECKPOINT_BATCH: Duration = Duration::from_millis(100);
+
+/// Signs checkpoints of villages with new records until `shutdown` turns true, then signs the
+/// last ones.
+pub async fn run_checkpointer(villages: Arc<Villages>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stop = tokio::select! {
+            _ = villages.wake.notified() => false,
+            _ = shutdown.changed() => true,
+        };
+        if !stop {
+            // Gather the appends of the next moment into the same checkpoint.
+            tokio::select! {
+                _ = tokio::time::sleep(CHECKPOINT_BATCH) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        for code in villages.take_dirty() {
+            if let Err(e) = villages.checkpoint(&code).await {
+                tracing::error!(village = %code, error = %e, "signing a checkpoint failed");
+                villages.mark_dirty(&code);
+            }
+        }
+        if stop || *shutdown.borrow() {
+            return;
+        }
+    }
+}
