@@ -25,7 +25,7 @@ const SOCKET_PORT: u16 = 5432;
 #[derive(Debug, Error)]
 pub enum EmbeddedError {
     #[error(
-        "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found on PATH or in /usr/lib/postgresql/*/bin. \
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found (JIFEN_PG_BINDIR, PATH, /usr/lib/postgresql/*/bin). \
          Install them (Debian/Ubuntu: `apt-get install postgresql`; Fedora/RHEL: `dnf install postgresql-server`; \
          macOS: `brew install postgresql`), or pass --database-url to use an existing PostgreSQL server"
     )]
@@ -42,9 +42,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
     move |source| EmbeddedError::Io { path: path.to_owned(), source }
 }
 
-/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`.
+/// Finds the directory holding `initdb`, `pg_ctl` and `postgres`: `JIFEN_PG_BINDIR` if set
+/// (and only there), else `PATH`, else the newest `/usr/lib/postgresql/<version>/bin`.
 pub fn find_binaries() -> Result<PathBuf, EmbeddedError> {
     let has_all = |d: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| d.join(b).is_file());
+    if let Some(dir) = std::env::var_os("JIFEN_PG_BINDIR") {
+        let dir = PathBuf::from(dir);
+        return if has_all(&dir) { Ok(dir) } else { Err(EmbeddedError::BinariesNotFound) };
+    }
     if let Some(path) = std::env::var_os("PATH") {
         if let Some(d) = std::env::split_paths(&path).find(|d| has_all(d)) {
             return Ok(d);

@@ -8,10 +8,12 @@
 //! - [`embedded`] — the private PostgreSQL cluster `jifen serve` and the tests run.
 //! - [`store`] — our ledger-shaped schema, the append path, and the esrs `EventStore` adapter.
 //! - [`server`] — the gRPC server: village writers, checkpointer, `LedgerService`.
+//! - [`service`] — starting storage: the embedded cluster or an external server.
 //! - [`api`] — the generated protobuf/gRPC types.
 
 pub mod embedded;
 pub mod server;
+pub mod service;
 pub mod store;
 
 /// The generated gRPC API (`proto/jifen/v1/ledger.proto`).

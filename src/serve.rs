@@ -1,0 +1,61 @@
+//! `jifen serve`: the gRPC service on the embedded PostgreSQL (default) or an external one.
+
+use jifen::server::clock::SystemClock;
+use jifen::server::villages::{LogKey, Villages};
+use jifen::service::{connect_external, start_embedded};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where the managed PostgreSQL cluster and the log key live.
+    #[arg(long, default_value = "jifen-data")]
+    pub data_dir: PathBuf,
+    /// Use this PostgreSQL server (a libpq URL of a role owning the schema) instead of the
+    /// managed cluster.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// With --database-url: how the service connects (default: the same URL as role jifen_app).
+    #[arg(long, requires = "database_url")]
+    pub app_database_url: Option<String>,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// The deployment origin: ledgers are "<origin>/village/<code>".
+    #[arg(long, default_value = "jifen.example.cn")]
+    pub deployment_origin: String,
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight appends, signing the last checkpoints");
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        std::fs::create_dir_all(&args.data_dir)?;
+        let storage = match &args.database_url {
+            Some(url) => connect_external(url, args.app_database_url.as_deref(), 16).await?,
+            None => start_embedded(&args.data_dir, 16).await?,
+        };
+        let log = LogKey::load_or_create(&args.data_dir.join("log.key"))?;
+        let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin));
+        let listener = tokio::net::TcpListener::bind(args.listen).await?;
+        println!(
+            "jifen serving on {} ({})",
+            listener.local_addr()?,
+            if storage.cluster.is_some() { "embedded PostgreSQL" } else { "external PostgreSQL" }
+        );
+        jifen::server::run(listener, villages, shutdown_signal()).await?;
+        drop(storage);
+        println!("jifen stopped");
+        Ok(())
+    })
+}
