@@ -22,6 +22,7 @@ use tonic_types::StatusExt;
 const LOG_SEED: [u8; 32] = [7; 32];
 
 struct Server {
+    addr: std::net::SocketAddr,
     client: LedgerServiceClient<Channel>,
     clock: Arc<ManualClock>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -40,7 +41,7 @@ impl Server {
             let _ = stopped.await;
         }));
         let client = LedgerServiceClient::connect(format!("http://{addr}")).await.unwrap().max_decoding_message_size(80 << 20);
-        Server { client, clock, stop: Some(stop), task: Some(task) }
+        Server { addr, client, clock, stop: Some(stop), task: Some(task) }
     }
 
     async fn shutdown(&mut self) {
@@ -453,5 +454,98 @@ async fn subscribe_catches_up_from_the_middle_and_follows_live_appends() {
         assert_eq!(&got, &records[want as usize]);
         prev = Some(got);
     }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_answer_from_the_projections_with_names_and_verify_finds_tampering() {
+    use jifen::api::audit_service_client::AuditServiceClient;
+    use jifen::api::query_service_client::QueryServiceClient;
+    let db = Db::start().await;
+    let mut server = Server::start(&db).await;
+    let sample = small_year(9, 2);
+    for r in sample.records() {
+        server.replay(r).await;
+    }
+    let ledger = sample.writer.ledger.clone();
+    let code = jifen_ledger::VillageCode::parse(&ledger).unwrap();
+    let store = Store::connect(&db.cluster.connection_string("jifen_app", "jifen"), 1).unwrap();
+    store.set_profile(&code, "H0001", "张三").await.unwrap();
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap();
+    let ch = endpoint.connect().await.unwrap();
+    let mut q = QueryServiceClient::new(ch.clone());
+    let mut audit = AuditServiceClient::new(ch);
+    let n = sample.records().len() as u64;
+
+    // Balances: the server's figures are the write-model's, names come from the profile table.
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert_eq!(all.as_of.as_ref().unwrap().tree_size, n);
+    assert_eq!(all.balance_digest, sample.writer.state.balances().digest().0.to_vec());
+    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into() }).await.unwrap().into_inner();
+    let b = one.balance.unwrap();
+    assert_eq!((b.display_name.as_str(), b.available), ("张三", sample.writer.state.balances().available("H0001")));
+    let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into() }).await.unwrap_err();
+    assert_status(e, Code::NotFound, "UNKNOWN_HOUSEHOLD");
+    // Erasing the profile breaks nothing: the name is gone, the ledger unchanged.
+    assert!(store.erase_profile(&code, "H0001").await.unwrap());
+    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into() }).await.unwrap().into_inner();
+    assert_eq!(one.balance.unwrap().display_name, "");
+
+    // The January 公示 board, the 红黑榜 and the supermarket month.
+    let board = q
+        .get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-2025-01".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(board.closed && !board.entries.is_empty());
+    assert!(board.entries.iter().all(|e| e.status == "已生效" || e.status == "已作废"));
+    let ranks = q
+        .get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 5 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ranks.red_list.len(), 5);
+    assert!(ranks.red_list.windows(2).all(|w| w[0].points >= w[1].points));
+    assert_status(
+        q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-1".into(), size: 5 }).await.unwrap_err(),
+        Code::InvalidArgument,
+        "INVALID_REQUEST",
+    );
+    let shop = q
+        .get_supermarket_ledger(api::GetSupermarketLedgerRequest { ledger_id: ledger.clone(), period: "2025-01".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!shop.receipts.is_empty() && !shop.stock.is_empty());
+
+    // The audit trail: an entry's lineage and the red flags.
+    let objected = board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_else(|| board.entries[0].entry_id.clone());
+    let trail = q
+        .get_audit_trail(api::GetAuditTrailRequest {
+            ledger_id: ledger.clone(),
+            subject: Some(api::get_audit_trail_request::Subject::EntryId(objected)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(trail.acts[0].kind, "ScoreRecorded");
+
+    // VerifyLedger: all good, then a superuser edits a stored row behind the triggers' back.
+    let ok = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert!(ok.ok, "{}", ok.reason);
+    assert_eq!(ok.records, n);
+    let (owner, conn) = tokio_postgres::connect(&db.cluster.connection_string(SUPERUSER, "jifen"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    owner
+        .batch_execute(
+            "ALTER TABLE records DISABLE TRIGGER records_append_only; \
+             UPDATE records SET body = set_byte(body, length(body) - 1, get_byte(body, length(body) - 1) # 1) WHERE seq = 42; \
+             ALTER TABLE records ENABLE TRIGGER records_append_only;",
+        )
+        .await
+        .unwrap();
+    let bad = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert!(!bad.ok);
+    assert_eq!((bad.has_bad_seq, bad.first_bad_seq), (true, 42), "{}", bad.reason);
     server.shutdown().await;
 }

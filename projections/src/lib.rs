@@ -3,7 +3,8 @@
 //! Read models of a village ledger: pure folds of verified records, used by the server online
 //! and by `jifen replay` offline. No I/O, no clock: the same records give the same views.
 //!
-//! Every projection is fed the accepted event *and* the write-model state after it
+//! [`Views`] holds every projection; each is fed the accepted event *and* the write-model state
+//! after it
 //! ([`jifen_ledger::village::VillageState`]), so figures the write-model already keeps (entries,
 //! balances, stock) are read from it, never computed a second time.
 //!
@@ -23,14 +24,31 @@ pub mod supermarket;
 use jifen_ledger::record::Record;
 use jifen_ledger::village::{Accepted, Rejection, VillageState};
 
-/// All projections of one village, folded together.
+/// Every view of one village, folded from accepted events and the write-model state after
+/// each: what the server keeps beside its own state.
 #[derive(Default)]
-pub struct Projections {
-    state: VillageState,
+pub struct Views {
     pub balances: balances::Balances,
     pub publicity: publicity::Publicity,
     pub supermarket: supermarket::Supermarket,
     pub audit: audit::AuditTrail,
+}
+
+impl Views {
+    /// Folds one accepted event; `state` is the write-model state right after it.
+    pub fn apply(&mut self, accepted: &Accepted, state: &VillageState) {
+        self.balances.apply(accepted, state);
+        self.publicity.apply(accepted, state);
+        self.supermarket.apply(accepted, state);
+        self.audit.apply(accepted, state);
+    }
+}
+
+/// The views together with their own write-model state: offline replay and tests.
+#[derive(Default)]
+pub struct Projections {
+    state: VillageState,
+    pub views: Views,
 }
 
 impl Projections {
@@ -47,10 +65,7 @@ impl Projections {
     /// Folds one accepted event.
     pub fn apply(&mut self, accepted: &Accepted) {
         self.state.apply(accepted);
-        self.balances.apply(accepted, &self.state);
-        self.publicity.apply(accepted, &self.state);
-        self.supermarket.apply(accepted, &self.state);
-        self.audit.apply(accepted, &self.state);
+        self.views.apply(accepted, &self.state);
     }
 
     /// Folds verified records (decoding each body once).
@@ -60,5 +75,12 @@ impl Projections {
             p.apply(&Accepted::from_verified_record(r.clone())?);
         }
         Ok(p)
+    }
+}
+
+impl std::ops::Deref for Projections {
+    type Target = Views;
+    fn deref(&self) -> &Views {
+        &self.views
     }
 }

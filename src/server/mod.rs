@@ -3,6 +3,7 @@
 //! - [`clock`] — where `recorded_at` comes from (system, or manual in tests and the demo).
 //! - [`villages`] — one writer per village, the checkpointer, the deployment's log key.
 //! - [`ledger_api`] — `jifen.v1.LedgerService`.
+//! - [`query_api`] — `jifen.v1.QueryService` and `jifen.v1.AuditService`.
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
@@ -10,6 +11,7 @@
 
 pub mod clock;
 pub mod ledger_api;
+pub mod query_api;
 pub mod status;
 pub mod villages;
 
@@ -26,6 +28,8 @@ pub const MAX_MESSAGE: usize = 80 << 20;
 pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LedgerServiceServer<ledger_api::LedgerApi>>().await;
+    health_reporter.set_serving::<crate::api::query_service_server::QueryServiceServer<query_api::QueryApi>>().await;
+    health_reporter.set_serving::<crate::api::audit_service_server::AuditServiceServer<query_api::QueryApi>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -37,6 +41,8 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
     let ledger = LedgerServiceServer::new(ledger_api::LedgerApi::new(villages.clone(), stopping_rx))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
+    let query = crate::api::query_service_server::QueryServiceServer::new(query_api::QueryApi::new(villages.clone()));
+    let audit = crate::api::audit_service_server::AuditServiceServer::new(query_api::QueryApi::new(villages.clone()));
     let checkpointer = tokio::spawn(run_checkpointer(villages, stopped_rx));
     tracing::info!(address = %listener.local_addr()?, "serving jifen.v1");
     let shutdown = async move {
@@ -47,6 +53,8 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)
+        .add_service(query)
+        .add_service(audit)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     let _ = stopped_tx.send(true);

@@ -28,12 +28,22 @@ use jifen_ledger::record::Record;
 use jifen_ledger::signature::EventSignature;
 use jifen_ledger::verify::check_chain;
 use jifen_ledger::village::{Accepted, Command, Decision, Rejection, RoleSet, Village as VillageAggregate, VillageState};
+use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch, Mutex, Notify};
 use tonic::{Code, Status};
+
+/// Applies one accepted event to the aggregate state and then to the views.
+fn fold(agg: AggregateState<VillageState>, views: &mut Views, a: Accepted) -> AggregateState<VillageState> {
+    let id = *agg.id();
+    let copy = a.clone();
+    let agg = agg.apply_store_events(vec![VillageEventStore::store_event(id, a)], VillageAggregate::apply_event);
+    views.apply(&copy, agg.inner());
+    agg
+}
 
 /// The deployment's log key: it signs every village's checkpoints, under the village's origin.
 pub struct LogKey(SigningKey);
@@ -100,9 +110,19 @@ pub struct Village {
     latest: Option<CheckpointView>,
     records_tx: broadcast::Sender<Record>,
     checkpoint_tx: watch::Sender<u64>,
+    /// The read models, folded with the state after each event.
+    views: Views,
 }
 
 impl Village {
+    /// The read models.
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+    /// The tree size and root the state and views were computed from.
+    pub fn as_of(&self) -> (u64, Hash) {
+        (self.len(), self.tree.root(self.len()).expect("size"))
+    }
     /// The write-model state.
     pub fn state(&self) -> &VillageState {
         self.agg.as_ref().expect("state present outside an append").inner()
@@ -241,7 +261,8 @@ impl Villages {
             error: e.to_string(),
         })?;
         let id = aggregate_id(code);
-        let mut events = Vec::with_capacity(records.len());
+        let mut agg = AggregateState::with_id(id);
+        let mut views = Views::default();
         for r in records {
             let seq = r.seq() as i64;
             let a = Accepted::from_verified_record(r).map_err(|e| StoreError::Corrupt {
@@ -249,9 +270,8 @@ impl Villages {
                 seq,
                 error: e.to_string(),
             })?;
-            events.push(VillageEventStore::store_event(id, a));
+            agg = fold(agg, &mut views, a);
         }
-        let agg = AggregateState::with_id(id).apply_store_events(events, VillageAggregate::apply_event);
         let tree = Tree::from_record_hashes(&hashes);
         let nodes_stored = self.store.stored_leaves(code).await?;
         let (records_tx, _) = broadcast::channel(1024);
@@ -264,6 +284,7 @@ impl Villages {
             latest: None,
             records_tx,
             checkpoint_tx: watch::channel(0).0,
+            views,
         };
         if let Some(stored) = self.store.checkpoint(code, None).await? {
             village.latest = Some(self.view(&village, &stored));
@@ -353,7 +374,15 @@ impl Villages {
             let mut agg = village.agg.take().expect("state present");
             let persisted = self.events.persist(&mut agg, accepted).await;
             match persisted {
-                Ok(store_events) => village.agg = Some(agg.apply_store_events(store_events, VillageAggregate::apply_event)),
+                Ok(store_events) => {
+                    // Fold each event with the views, each seeing the state right after it.
+                    for e in store_events {
+                        let a = e.payload.clone();
+                        agg = agg.apply_store_events(vec![e], VillageAggregate::apply_event);
+                        village.views.apply(&a, agg.inner());
+                    }
+                    village.agg = Some(agg);
+                }
                 Err(e) => {
                     // Nothing was stored and the state is unchanged: persist fails before it
                     // advances the esrs sequence number.

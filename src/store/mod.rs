@@ -291,6 +291,32 @@ impl Store {
         Ok(())
     }
 
+    /// Sets a display name (personal data, kept out of the ledger; erasable).
+    pub async fn set_profile(&self, ledger: &VillageCode, subject: &str, display_name: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO profiles (ledger_id, subject_id, display_name) VALUES ($1, $2, $3) \
+                 ON CONFLICT (ledger_id, subject_id) DO UPDATE SET display_name = EXCLUDED.display_name, updated_at = now()",
+                &[&ledger.as_str(), &subject, &display_name],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Erases a person's profile (个人信息保护法): no hash, signature or proof depends on it.
+    pub async fn erase_profile(&self, ledger: &VillageCode, subject: &str) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.execute("DELETE FROM profiles WHERE ledger_id = $1 AND subject_id = $2", &[&ledger.as_str(), &subject]).await? > 0)
+    }
+
+    /// Display names of a ledger's subjects.
+    pub async fn profiles(&self, ledger: &VillageCode) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT subject_id, display_name FROM profiles WHERE ledger_id = $1", &[&ledger.as_str()]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The record at `seq`, if stored.
     pub async fn record(&self, ledger: &VillageCode, seq: u64) -> Result<Option<Record>, StoreError> {
         Ok(self.read(ledger, seq, seq + 1).await?.pop())

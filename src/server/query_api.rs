@@ -1,0 +1,319 @@
+//! `jifen.v1.QueryService` and `jifen.v1.AuditService`: thin handlers over each village's
+//! in-memory views (`jifen-projections`), answering with the tree they were computed from.
+//! Display names are joined from the profile table, never from the ledger.
+
+use super::ledger_api::ledger_id;
+use super::status;
+use super::villages::Villages;
+use crate::api::{self, audit_service_server::AuditService, query_service_server::QueryService};
+use jifen_ledger::balance::Balance;
+use jifen_ledger::checkpoint::Checkpoint;
+use jifen_ledger::pb::ObjectionOutcome;
+use jifen_ledger::time::Period;
+use jifen_ledger::verify::verify_ledger;
+use jifen_projections::audit::RedFlag;
+use jifen_projections::publicity::{quarterly_column, red_black_lists, Ranking};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tonic::{Code, Request, Response, Status};
+
+/// The services.
+pub struct QueryApi {
+    villages: Arc<Villages>,
+}
+
+impl QueryApi {
+    pub fn new(villages: Arc<Villages>) -> QueryApi {
+        QueryApi { villages }
+    }
+
+    async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {
+        self.villages.store().profiles(code).await.map_err(|e| status::store(&e))
+    }
+}
+
+fn as_of(v: &super::villages::Village) -> Option<api::AsOf> {
+    let (tree_size, root) = v.as_of();
+    Some(api::AsOf { tree_size, root_hash: root.0.to_vec() })
+}
+
+fn balance(id: &str, b: &Balance, names: &HashMap<String, String>) -> api::HouseholdBalance {
+    api::HouseholdBalance {
+        household_id: id.to_owned(),
+        display_name: names.get(id).cloned().unwrap_or_default(),
+        basic: b.basic,
+        contribution: b.contribution,
+        deducted: b.deducted,
+        redeemed: b.redeemed,
+        carried_in: b.carried_in,
+        carried_out: b.carried_out,
+        expired: b.expired,
+        available: b.available(),
+        ever_earned: b.ever_earned(),
+    }
+}
+
+fn ranked(list: Ranking, names: &HashMap<String, String>) -> Vec<api::Ranked> {
+    list.into_iter()
+        .map(|(h, points)| api::Ranked { display_name: names.get(&h).cloned().unwrap_or_default(), household_id: h, points })
+        .collect()
+}
+
+fn period(field: &str, s: &str) -> Result<Period, Status> {
+    Period::parse("period", s).map_err(|e| status::invalid(field, e.to_string()))
+}
+
+/// A red flag's kind and the record it concerns.
+fn flag(f: &RedFlag) -> api::RedFlag {
+    let (kind, seq) = match f {
+        RedFlag::BackDated { seq, .. } => ("BACK_DATED", *seq),
+        RedFlag::CorrectionWithoutObjection { seq, .. } => ("CORRECTION_WITHOUT_OBJECTION", *seq),
+        RedFlag::LoneScorer { .. } => ("LONE_SCORER", 0),
+        RedFlag::Concentration { .. } => ("CONCENTRATION", 0),
+        RedFlag::UncheckableScorer { seq, .. } => ("UNCHECKABLE_SCORER", *seq),
+    };
+    api::RedFlag { kind: kind.to_owned(), description: f.describe(), seq }
+}
+
+#[tonic::async_trait]
+impl QueryService for QueryApi {
+    async fn get_balance(&self, request: Request<api::GetBalanceRequest>) -> Result<Response<api::GetBalanceResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let names = self.names(&code).await?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let b = v
+            .state()
+            .balances()
+            .get(&req.household_id)
+            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_HOUSEHOLD", format!("no household {}", req.household_id)))?;
+        let periods = v
+            .views()
+            .balances
+            .known_periods()
+            .into_iter()
+            .map(|p| (p, v.views().balances.period(p, &req.household_id)))
+            .filter(|(_, f)| *f != Default::default())
+            .map(|(p, f)| api::PeriodFigures {
+                period: p.to_string(),
+                basic: f.basic,
+                contribution: f.contribution,
+                deducted: f.deducted,
+                redeemed: f.redeemed,
+            })
+            .collect();
+        Ok(Response::new(api::GetBalanceResponse { as_of: as_of(&v), balance: Some(balance(&req.household_id, b, &names)), periods }))
+    }
+
+    async fn list_balances(&self, request: Request<api::ListBalancesRequest>) -> Result<Response<api::ListBalancesResponse>, Status> {
+        let code = ledger_id("ledger_id", &request.into_inner().ledger_id)?;
+        let names = self.names(&code).await?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let book = v.state().balances();
+        Ok(Response::new(api::ListBalancesResponse {
+            as_of: as_of(&v),
+            balances: book.iter().map(|(h, b)| balance(h, b, &names)).collect(),
+            balance_digest: book.digest().0.to_vec(),
+        }))
+    }
+
+    async fn get_publication(&self, request: Request<api::GetPublicationRequest>) -> Result<Response<api::GetPublicationResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let names = self.names(&code).await?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let b = v
+            .views()
+            .publicity
+            .board(&req.publication_id)
+            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_PUBLICATION", format!("no publication {}", req.publication_id)))?;
+        Ok(Response::new(api::GetPublicationResponse {
+            as_of: as_of(&v),
+            publication_id: b.id.clone(),
+            period: b.period.to_string(),
+            window_start: b.window_start,
+            window_end: b.window_end,
+            closed: b.closed,
+            entries: b
+                .entries
+                .iter()
+                .map(|e| api::BoardEntry {
+                    entry_id: e.entry_id.clone(),
+                    display_name: names.get(&e.household).cloned().unwrap_or_default(),
+                    household_id: e.household.clone(),
+                    item_code: e.item_code.clone(),
+                    item_name: e.item_name.clone(),
+                    occurred_on: e.occurred_on.to_string(),
+                    scored_points: e.scored_points,
+                    points: e.points,
+                    status: e.status.label().to_owned(),
+                })
+                .collect(),
+            objections: b
+                .objections
+                .iter()
+                .map(|o| api::ObjectionView {
+                    objection_id: o.id.clone(),
+                    entry_id: o.entry_id.clone(),
+                    objector: o.objector.clone(),
+                    reason: o.reason.clone(),
+                    filed_at: o.filed_at,
+                    outcome: match o.outcome {
+                        Some(ObjectionOutcome::Upheld) => "UPHELD",
+                        Some(ObjectionOutcome::Dismissed) => "DISMISSED",
+                        _ => "",
+                    }
+                    .to_owned(),
+                    finding: o.finding.clone(),
+                    decided_at: o.decided_at.unwrap_or(0),
+                    correction: o.correction.clone().unwrap_or_default(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_rankings(&self, request: Request<api::GetRankingsRequest>) -> Result<Response<api::GetRankingsResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let p = period("period", &req.period)?;
+        let size = match req.size {
+            0 => 10,
+            n if n <= 100 => n as usize,
+            _ => return Err(status::invalid("size", "at most 100")),
+        };
+        let names = self.names(&code).await?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let (red, black) = red_black_lists(&v.views().balances, p, size);
+        let column = quarterly_column(&v.views().balances, p.year(), p.quarter());
+        Ok(Response::new(api::GetRankingsResponse {
+            as_of: as_of(&v),
+            red_list: ranked(red, &names),
+            black_list: ranked(black, &names),
+            quarterly_column: ranked(column, &names),
+        }))
+    }
+
+    async fn get_supermarket_ledger(
+        &self,
+        request: Request<api::GetSupermarketLedgerRequest>,
+    ) -> Result<Response<api::GetSupermarketLedgerResponse>, Status> {
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let p = period("period", &req.period)?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let empty = Default::default();
+        let month = v.views().supermarket.month(p).unwrap_or(&empty);
+        let goods: HashMap<&str, &jifen_ledger::village::Goods> = v.state().goods().collect();
+        Ok(Response::new(api::GetSupermarketLedgerResponse {
+            as_of: as_of(&v),
+            receipts: month
+                .receipts
+                .iter()
+                .map(|r| api::Receipt {
+                    receipt_id: r.receipt_id.clone(),
+                    goods_code: r.goods.clone(),
+                    quantity: r.quantity,
+                    source: r.source as i32,
+                    donor: r.donor.clone(),
+                    recorded_at: r.recorded_at,
+                })
+                .collect(),
+            exchanges: month.exchanges,
+            reversals: month.reversals,
+            points_spent: month.points,
+            goods_out: month
+                .goods_out
+                .iter()
+                .map(|(g, q)| api::GoodsLine {
+                    goods_code: g.clone(),
+                    name: goods.get(g.as_str()).map_or_else(String::new, |x| x.name.clone()),
+                    quantity: *q,
+                    price: 0,
+                })
+                .collect(),
+            stock: goods
+                .iter()
+                .map(|(g, x)| api::GoodsLine {
+                    goods_code: (*g).to_owned(),
+                    name: x.name.clone(),
+                    quantity: x.stock as i64,
+                    price: x.price.unwrap_or(0),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_audit_trail(&self, request: Request<api::GetAuditTrailRequest>) -> Result<Response<api::GetAuditTrailResponse>, Status> {
+        use api::get_audit_trail_request::Subject;
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        let arc = self.villages.existing(&code).await?;
+        let v = arc.lock().await;
+        let audit = &v.views().audit;
+        let acts: Vec<&jifen_projections::audit::Act> = match &req.subject {
+            Some(Subject::ActorId(a)) => audit.by_actor(a).collect(),
+            Some(Subject::HouseholdId(h)) => audit.by_household(h).collect(),
+            Some(Subject::EntryId(e)) => audit.lineage(e).collect(),
+            None => Vec::new(),
+        };
+        Ok(Response::new(api::GetAuditTrailResponse {
+            as_of: as_of(&v),
+            acts: acts
+                .into_iter()
+                .map(|a| api::Act {
+                    seq: a.seq,
+                    kind: a.kind.to_owned(),
+                    author: a.author.clone(),
+                    signers: a.signers.clone(),
+                    recorded_at: a.recorded_at,
+                    occurred_at: a.occurred_at,
+                    household_id: a.household.clone().unwrap_or_default(),
+                    entry_id: a.entry.clone().unwrap_or_default(),
+                })
+                .collect(),
+            red_flags: audit.red_flags(&v.views().balances).iter().map(flag).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl AuditService for QueryApi {
+    async fn verify_ledger(&self, request: Request<api::VerifyLedgerRequest>) -> Result<Response<api::VerifyLedgerResponse>, Status> {
+        let code = ledger_id("ledger_id", &request.into_inner().ledger_id)?;
+        self.villages.existing(&code).await?;
+        let store = self.villages.store().clone();
+        let records = store.load(&code).await.map_err(|e| status::store(&e))?;
+        let latest = store.checkpoint(&code, None).await.map_err(|e| status::store(&e))?;
+        let signatures = records.iter().map(|r| r.signatures().len() as u64).sum();
+        // Verification is CPU work: keep it off the async workers. Every stage runs and the
+        // failure at the lowest seq is reported (an edited body breaks its own signature at
+        // seq n before it breaks the link at n + 1).
+        let outcome = tokio::task::spawn_blocking(move || {
+            let checkpoint = match &latest {
+                Some(c) => Checkpoint { origin: String::new(), size: c.tree_size, root: c.root },
+                None => Checkpoint { origin: String::new(), size: 0, root: jifen_ledger::merkle::empty_root() },
+            };
+            verify_ledger(&records, &checkpoint).map(|_| (records.len() as u64, checkpoint.size))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match outcome {
+            Ok((n, checked)) => {
+                api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() }
+            }
+            Err(e) => api::VerifyLedgerResponse {
+                ok: false,
+                signatures,
+                has_bad_seq: e.seq().is_some(),
+                first_bad_seq: e.seq().unwrap_or(0),
+                reason: e.to_string(),
+                ..Default::default()
+            },
+        }))
+    }
+}
