@@ -13,16 +13,13 @@ use jifen_ledger::verify::{check_chain, check_root, check_signatures, replay, Si
 use jifen_projections::Projections;
 
 #[derive(clap::Args)]
-pub struct DemoArgs {
-    /// Seed of the generated village.
-    #[arg(long, default_value_t = 2025)]
-    seed: u64,
-    /// Number of households (default: chosen by the seed, 300–800).
-    #[arg(long)]
-    households: Option<usize>,
-    /// The month to print, 1–12.
+pub struct YearArgs {
+    /// With --offline: the month to print, 1–12.
     #[arg(long, default_value_t = 3)]
     month: u32,
+    /// With --offline: households (default: chosen by the seed, 300–800).
+    #[arg(long)]
+    year_households: Option<usize>,
 }
 
 fn bar(len: u64, msg: &'static str) -> ProgressBar {
@@ -32,10 +29,11 @@ fn bar(len: u64, msg: &'static str) -> ProgressBar {
     b
 }
 
-pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub fn run(args: YearArgs) -> anyhow::Result<()> {
+    let seed = 2025;
     let period = Period::from_ym(2025, args.month).context("--month must be 1 to 12")?;
-    println!("生成示范村 2025 年度账本（种子 {}）……", args.seed);
-    let sample = generate(&SampleConfig { seed: args.seed, households: args.households, months: 12, scores_per_household: 5.0 })
+    println!("生成示范村 2025 年度账本（种子 {seed}）……");
+    let sample = generate(&SampleConfig { seed, households: args.year_households, months: 12, scores_per_household: 5.0 })
         .map_err(|r| anyhow::anyhow!("the generator produced an inadmissible event: {r}"))?;
     let records = sample.records();
     println!("{} 户，{} 条记录，账本 {}", sample.households.len(), records.len(), sample.origin);

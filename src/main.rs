@@ -5,7 +5,8 @@
 //!
 //! # Layout
 //!
-//! - `demo` — generates a village-year through the write-model, verifies it, prints a month.
+//! - `demo_grpc` — README command 1: a village's month over gRPC on the embedded PostgreSQL.
+//! - `demo` — `demo --offline`: a village-year generated, verified and printed in memory.
 //! - `bench` — times generation, each verification stage and the projections fold, with the
 //!   one-by-one, one-core signature check as the baseline measured in the same run.
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
@@ -13,6 +14,7 @@
 
 mod bench;
 mod demo;
+mod demo_grpc;
 mod serve;
 mod tables;
 
@@ -28,12 +30,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate a sample village-year, verify it, and print a month's 公示 board and balances.
-    Demo(demo::DemoArgs),
+    /// A village's month end to end over gRPC on the embedded PostgreSQL (or, with --offline,
+    /// a whole generated year verified in memory).
+    Demo(DemoArgs),
     /// Measure generation, verification stages and projection replay.
     Bench(bench::BenchArgs),
     /// Run the gRPC service (on a private, managed PostgreSQL unless --database-url is given).
     Serve(serve::ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Generate and verify a whole village-year in memory, without PostgreSQL or gRPC.
+    #[arg(long)]
+    offline: bool,
+    #[command(flatten)]
+    grpc: demo_grpc::GrpcDemoArgs,
+    #[command(flatten)]
+    year: demo::YearArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,7 +55,8 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     match Cli::parse().command {
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) if args.offline => demo::run(args.year),
+        Command::Demo(args) => demo_grpc::run(args.grpc),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
     }
