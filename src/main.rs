@@ -10,9 +10,11 @@
 //! - `bench` — times generation, each verification stage and the projections fold, with the
 //!   one-by-one, one-core signature check as the baseline measured in the same run.
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
+//! - `client` — `keygen`, and `verify` against a server.
 //! - `tables` — the readable tables (公示 board, balances, audit summary) the commands print.
 
 mod bench;
+mod client;
 mod demo;
 mod demo_grpc;
 mod serve;
@@ -37,6 +39,11 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the gRPC service (on a private, managed PostgreSQL unless --database-url is given).
     Serve(serve::ServeArgs),
+    /// Create a signing key for an actor (or a supervisor's note key).
+    Keygen(client::KeygenArgs),
+    /// Verify a ledger served by a jifen server, on this machine: chain, signatures, Merkle
+    /// root against the latest checkpoint, and a replay of the rules.
+    Verify(client::VerifyArgs),
 }
 
 #[derive(clap::Args)]
@@ -59,5 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo_grpc::run(args.grpc),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Keygen(args) => client::keygen(args),
+        Command::Verify(args) => client::verify(args),
     }
 }

@@ -534,6 +534,18 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     let ok = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
     assert!(ok.ok, "{}", ok.reason);
     assert_eq!(ok.records, n);
+    // An auditor's own check with the CLI, against this server and the log's verifier key.
+    let log_key = LogKey::from_seed(LOG_SEED).signer(&sample.origin).verifier().to_string();
+    let cli = |addr: std::net::SocketAddr, ledger: String, log_key: String| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jifen"))
+            .args(["verify", "--server", &format!("http://{addr}"), "--village", &ledger, "--log-key", &log_key])
+            .output()
+            .unwrap()
+    };
+    let (addr, l, k) = (server.addr, ledger.clone(), log_key.clone());
+    let out = tokio::task::spawn_blocking(move || cli(addr, l, k)).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(log signature checked)"));
     let (owner, conn) = tokio_postgres::connect(&db.cluster.connection_string(SUPERUSER, "jifen"), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     owner
@@ -547,5 +559,10 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     let bad = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
     assert!(!bad.ok);
     assert_eq!((bad.has_bad_seq, bad.first_bad_seq), (true, 42), "{}", bad.reason);
+    let (addr, l, k) = (server.addr, ledger.clone(), log_key);
+    let out = tokio::task::spawn_blocking(move || cli(addr, l, k)).await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("NOT verified: seq 42"), "{err}");
     server.shutdown().await;
 }

@@ -147,9 +147,18 @@ pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<Vill
 
 /// Runs every stage and returns the replayed state, or the failure at the lowest seq.
 pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint) -> Result<VillageState, VerifyError> {
+    verify_ledger_with_progress(records, checkpoint, |_| {})
+}
+
+/// [`verify_ledger`], calling `on_record` after each record of the replay (for progress).
+pub fn verify_ledger_with_progress(
+    records: &[Record],
+    checkpoint: &Checkpoint,
+    on_record: impl FnMut(u64),
+) -> Result<VillageState, VerifyError> {
     let chain = check_chain(records);
     let sigs = check_signatures(records, SignatureMode::BatchParallel);
-    let replayed = replay(records, |_| {});
+    let replayed = replay(records, on_record);
     let mut failures: Vec<VerifyError> =
         [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
     if let Ok(hashes) = &chain {
