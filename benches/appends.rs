@@ -47,7 +47,7 @@ impl esrs::Aggregate for Baseline {
     fn handle_command(_: &(), _: ()) -> Result<Vec<StoredRecord>, Self::Error> {
         Ok(vec![])
     }
-    fn apply_event(state: (), _: StoredRecord) -> () {
+    fn apply_event(state: (), _: StoredRecord) {
         state
     }
 }
