@@ -11,13 +11,16 @@
 //!   one-by-one, one-core signature check as the baseline measured in the same run.
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
 //! - `client` — `keygen`, and `verify` against a server.
+//! - `submit`, `query_cmd` — signing and appending an event; readable queries.
 //! - `tables` — the readable tables (公示 board, balances, audit summary) the commands print.
 
 mod bench;
 mod client;
 mod demo;
 mod demo_grpc;
+mod query_cmd;
 mod serve;
+mod submit;
 mod tables;
 
 use clap::{Parser, Subcommand};
@@ -44,6 +47,10 @@ enum Command {
     /// Verify a ledger served by a jifen server, on this machine: chain, signatures, Merkle
     /// root against the latest checkpoint, and a replay of the rules.
     Verify(client::VerifyArgs),
+    /// Sign an event described in JSON with key files and append it.
+    Submit(submit::SubmitArgs),
+    /// Balances, 公示 boards, 红黑榜 and audit trails from a server, as tables.
+    Query(query_cmd::QueryArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,5 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => client::keygen(args),
         Command::Verify(args) => client::verify(args),
+        Command::Submit(args) => submit::run(args),
+        Command::Query(args) => query_cmd::run(args),
     }
 }

@@ -566,3 +566,79 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     assert!(err.contains("NOT verified: seq 42"), "{err}");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_submits_signed_json_events_and_queries_tables() {
+    let db = Db::start().await;
+    let mut server = Server::start(&db).await;
+    let sample = small_year(12, 1);
+    for r in sample.records() {
+        server.replay(r).await;
+    }
+    // The CLI stamps occurred_at with the real clock: bring the server's clock to now.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+    server.clock.advance_to(now);
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let key_file = |a: &ActorKey| {
+        let p = dir.path().join(format!("{}.key", a.id));
+        std::fs::write(&p, jifen_ledger::hex(&a.key.to_bytes())).unwrap();
+        p
+    };
+    let panel = &sample.cast.panel[1];
+    let (panel_key, own) = (key_file(panel), panel.household.clone().unwrap());
+    let other = sample.households.iter().find(|h| **h != own).unwrap().clone();
+    let today = jifen_ledger::time::Date::of_micros(now).to_string();
+    let event = |h: &str, entry: &str| {
+        let p = dir.path().join(format!("{entry}.json"));
+        std::fs::write(
+            &p,
+            format!(r#"{{"scoreRecorded": {{"entryId": "{entry}", "householdId": "{h}", "itemCode": "B01", "rulebookVersion": 1, "points": 3, "occurredOn": "{today}", "source": "SCORE_SOURCE_INSPECTION"}}}}"#),
+        )
+        .unwrap();
+        p
+    };
+    let addr = format!("http://{}", server.addr);
+    let ledger = sample.writer.ledger.clone();
+    let jifen = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_jifen")).args(args).output().unwrap())
+    };
+    let submit = |file: std::path::PathBuf| {
+        vec![
+            "submit".into(),
+            "--server".into(),
+            addr.clone(),
+            "--village".into(),
+            ledger.clone(),
+            "--actor".into(),
+            panel.id.clone(),
+            "--key".into(),
+            panel_key.display().to_string(),
+            file.display().to_string(),
+        ]
+    };
+    let ok = jifen(submit(event(&other, "CLI-1"))).await.unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("appended: seq"));
+    // The same description again is the same event.
+    let again = jifen(submit(event(&other, "CLI-1"))).await.unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("already recorded:"), "{}", String::from_utf8_lossy(&again.stdout));
+    // Scoring one's own household is refused with the rule's name.
+    let refused = jifen(submit(event(&own, "CLI-2"))).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SELF_SCORING"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    let query = |what: &[&str]| {
+        let mut args = vec!["query".to_string(), "--server".into(), addr.clone(), "--village".into(), ledger.clone()];
+        args.extend(what.iter().map(|s| s.to_string()));
+        args
+    };
+    let balances = jifen(query(&["balances"])).await.unwrap();
+    assert!(balances.status.success(), "{}", String::from_utf8_lossy(&balances.stderr));
+    assert!(String::from_utf8_lossy(&balances.stdout).contains("可用积分"));
+    let board = jifen(query(&["publication", "P-2025-01"])).await.unwrap();
+    assert!(String::from_utf8_lossy(&board.stdout).contains("【2025-01 积分公示】"), "{}", String::from_utf8_lossy(&board.stderr));
+    let audit = jifen(query(&["audit", "--entry", "CLI-1"])).await.unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
+    assert!(audit.contains("ScoreRecorded") && audit.contains(&panel.id), "{audit}");
+    server.shutdown().await;
+}
