@@ -1,4 +1,4 @@
-//! `jifen submit`: sign an event described in JSON (the proto3 JSON mapping of
+//! `jifen submit`: sign an event described in JSON or YAML (the proto3 JSON mapping of
 //! `jifen.v1.EventBody`) with key files, and append it.
 //!
 //! The description needs only the payload, e.g.
@@ -35,7 +35,8 @@ pub struct SubmitArgs {
     /// Co-signers' key files (a panel quorum, a supervisor's co-signature).
     #[arg(long)]
     cosign: Vec<PathBuf>,
-    /// The event description (JSON); `-` reads standard input.
+    /// The event description, JSON or YAML (by extension `.yaml`/`.yml`, or content not
+    /// starting with `{`); `-` reads standard input.
     event: PathBuf,
 }
 
@@ -61,12 +62,20 @@ pub fn parse_event(json: &str) -> anyhow::Result<EventBody> {
     Ok(EventBody::decode(dynamic.encode_to_vec().as_slice())?)
 }
 
+/// Converts a YAML description to JSON (then parsed by the same strict proto3 JSON rules).
+pub fn yaml_to_json(yaml: &str) -> anyhow::Result<String> {
+    let value: serde_json::Value = serde_norway::from_str(yaml).context("the event description is not valid YAML")?;
+    Ok(serde_json::to_string(&value)?)
+}
+
 pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
     let json = if args.event.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
         std::fs::read_to_string(&args.event).with_context(|| format!("reading {}", args.event.display()))?
     };
+    let is_yaml = args.event.extension().is_some_and(|e| e == "yaml" || e == "yml") || !json.trim_start().starts_with('{');
+    let json = if is_yaml { yaml_to_json(&json)? } else { json };
     let mut body = parse_event(&json)?;
     if body.payload.is_none() {
         bail!("the event description has no payload (e.g. \"scoreRecorded\": {{ … }})");

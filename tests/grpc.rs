@@ -622,6 +622,20 @@ async fn the_cli_submits_signed_json_events_and_queries_tables() {
     // The same description again is the same event.
     let again = jifen(submit(event(&other, "CLI-1"))).await.unwrap();
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("already recorded:"), "{}", String::from_utf8_lossy(&again.stdout));
+    // YAML works the same way.
+    let yaml = dir.path().join("cli-3.yaml");
+    std::fs::write(&yaml, format!("scoreRecorded:\n  entryId: CLI-3\n  householdId: {other}\n  itemCode: B02\n  rulebookVersion: 1\n  points: 2\n  occurredOn: \"{today}\"\n  source: SCORE_SOURCE_REPORT\n")).unwrap();
+    let y = jifen(submit(yaml)).await.unwrap();
+    assert!(String::from_utf8_lossy(&y.stdout).starts_with("appended: seq"), "{}", String::from_utf8_lossy(&y.stderr));
+    // An unknown field is refused before anything is signed.
+    let typo = dir.path().join("typo.json");
+    std::fs::write(&typo, r#"{"scoreRecorded": {"entryId": "CLI-4", "houseHoldId": "H0001"}}"#).unwrap();
+    let t = jifen(submit(typo)).await.unwrap();
+    assert!(
+        !t.status.success() && String::from_utf8_lossy(&t.stderr).contains("not a jifen.v1.EventBody"),
+        "{}",
+        String::from_utf8_lossy(&t.stderr)
+    );
     // Scoring one's own household is refused with the rule's name.
     let refused = jifen(submit(event(&own, "CLI-2"))).await.unwrap();
     assert!(!refused.status.success());
