@@ -66,13 +66,7 @@ fn stored(r: &Record) -> StoredRecord {
 }
 
 fn event(body: Vec<u8>, sigs: &[jifen_ledger::EventSignature]) -> SignedEvent {
-    SignedEvent {
-        body,
-        signatures: sigs
-            .iter()
-            .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
-            .collect(),
-    }
+    SignedEvent::new(body, sigs)
 }
 
 /// The village's opening records, and `n` pre-signed scores of 1 point (within every cap).

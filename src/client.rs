@@ -2,13 +2,10 @@
 //! a ledger served by a jifen server, done on the auditor's own machine).
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use jifen::api::ledger_service_client::LedgerServiceClient;
 use jifen::api::{self};
 use jifen_ledger::checkpoint::SignedCheckpoint;
-use jifen_ledger::hash::Hash;
 use jifen_ledger::note::NoteVerifier;
-use jifen_ledger::record::Record;
 use jifen_ledger::verify::verify_ledger_with_progress;
 use std::path::PathBuf;
 
@@ -61,13 +58,6 @@ pub struct VerifyArgs {
     log_key: Option<String>,
 }
 
-fn bar(len: u64, msg: &'static str) -> ProgressBar {
-    let b = ProgressBar::new(len);
-    b.set_style(ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}").expect("template").progress_chars("=> "));
-    b.set_message(msg);
-    b
-}
-
 /// Reads a ledger from a server and verifies it locally.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
@@ -88,7 +78,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             Some(log) => SignedCheckpoint::open(cp.note.as_bytes(), &cp.origin, log, &[])?.0.checkpoint().clone(),
             None => jifen_ledger::checkpoint::Checkpoint::parse_text(jifen_ledger::note::Note::parse(cp.note.as_bytes())?.text())?,
         };
-        let reading = bar(checkpoint.size, "read");
+        let reading = crate::tables::progress(checkpoint.size, "read");
         let mut stream = client
             .read_records(api::ReadRecordsRequest { ledger_id: args.village.clone(), from_seq: 0, limit: checkpoint.size })
             .await?
@@ -96,12 +86,12 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         let mut records = Vec::with_capacity(checkpoint.size as usize);
         while let Some(chunk) = stream.message().await? {
             for r in chunk.records {
-                records.push(record(&r)?);
+                records.push(r.to_record().map_err(|e| anyhow::anyhow!("record {}: {e}", r.seq))?);
             }
             reading.set_position(records.len() as u64);
         }
         reading.finish_and_clear();
-        let checking = bar(records.len() as u64, "replay");
+        let checking = crate::tables::progress(records.len() as u64, "replay");
         // Every stage runs; the failure at the lowest seq is the one reported.
         let outcome = tokio::task::spawn_blocking(move || {
             let n = records.len();
@@ -128,27 +118,4 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             Err(e) => bail!("NOT verified: {e}"),
         }
     })
-}
-
-fn record(r: &api::Record) -> anyhow::Result<Record> {
-    let sigs = r
-        .signatures
-        .iter()
-        .map(|s| {
-            Ok(jifen_ledger::EventSignature {
-                public_key: jifen_ledger::PublicKey(
-                    s.public_key.clone().try_into().map_err(|_| anyhow::anyhow!("public key is not 32 bytes"))?,
-                ),
-                signature: s.signature.clone().try_into().map_err(|_| anyhow::anyhow!("signature is not 64 bytes"))?,
-            })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(Record::new(
-        jifen_ledger::VillageCode::parse(&r.ledger_id)?,
-        r.seq,
-        Hash::from_slice(&r.prev_hash).context("prev_hash is not 32 bytes")?,
-        r.recorded_at,
-        r.body.clone(),
-        sigs,
-    )?)
 }

@@ -4,7 +4,6 @@
 
 use crate::tables;
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::note::NoteSigner;
 use jifen_ledger::sample::{generate, SampleConfig, DEPLOYMENT_ORIGIN};
@@ -20,13 +19,6 @@ pub struct YearArgs {
     /// With --offline: households (default: chosen by the seed, 300–800).
     #[arg(long)]
     year_households: Option<usize>,
-}
-
-fn bar(len: u64, msg: &'static str) -> ProgressBar {
-    let b = ProgressBar::new(len);
-    b.set_style(ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len}").expect("valid template").progress_chars("=> "));
-    b.set_message(msg);
-    b
 }
 
 pub fn run(args: YearArgs) -> anyhow::Result<()> {
@@ -58,7 +50,7 @@ pub fn run(args: YearArgs) -> anyhow::Result<()> {
     if cosigners.len() < quorum {
         bail!("checkpoint has {} cosignatures, the rulebook requires {quorum}", cosigners.len());
     }
-    let stage = bar(4, "verify");
+    let stage = tables::progress(4, "verify");
     let hashes = check_chain(records)?;
     stage.inc(1);
     check_signatures(records, SignatureMode::BatchParallel)?;
@@ -66,7 +58,7 @@ pub fn run(args: YearArgs) -> anyhow::Result<()> {
     check_root(&hashes, opened.checkpoint())?;
     stage.inc(1);
     stage.finish_and_clear();
-    let progress = bar(records.len() as u64, "replay");
+    let progress = tables::progress(records.len() as u64, "replay");
     let state = replay(records, |seq| {
         if seq % 1024 == 0 {
             progress.set_position(seq);

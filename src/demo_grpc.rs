@@ -62,13 +62,7 @@ struct Client {
 }
 
 fn event(body: Vec<u8>, sigs: &[EventSignature]) -> SignedEvent {
-    SignedEvent {
-        body,
-        signatures: sigs
-            .iter()
-            .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
-            .collect(),
-    }
+    SignedEvent::new(body, sigs)
 }
 
 impl Client {
@@ -395,21 +389,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     let mut shown: Vec<&api::BoardEntry> =
         board.entries.iter().filter(|e| objected.contains(&e.entry_id.as_str()) || e.entry_id == "M3-CLAIM").collect();
     shown.extend(board.entries.iter().filter(|e| !objected.contains(&e.entry_id.as_str()) && e.entry_id != "M3-CLAIM").take(8));
-    let rows: Vec<Vec<String>> = shown
-        .iter()
-        .map(|e| {
-            vec![
-                e.entry_id.clone(),
-                e.household_id.clone(),
-                e.display_name.clone(),
-                format!("{} {}", e.item_code, e.item_name),
-                e.occurred_on.clone(),
-                if e.points != e.scored_points { format!("{} → {}", e.scored_points, e.points) } else { e.points.to_string() },
-                e.status.clone(),
-            ]
-        })
-        .collect();
-    print!("{}", table(&["记分编号", "户号", "户主", "积分项目", "发生日期", "分值", "状态"], &rows));
+    print!("{}", crate::tables::board_entries(&shown));
     println!("… 共 {} 条记分", board.entries.len());
     let rows: Vec<Vec<String>> = board
         .objections

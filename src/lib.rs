@@ -24,3 +24,52 @@ pub mod api {
     /// The encoded descriptor set of the whole API, for reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("jifen_descriptor");
 }
+
+impl api::SignedEvent {
+    /// A signed event from its body bytes and signatures.
+    pub fn new(body: Vec<u8>, signatures: &[jifen_ledger::EventSignature]) -> api::SignedEvent {
+        api::SignedEvent {
+            body,
+            signatures: signatures
+                .iter()
+                .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
+                .collect(),
+        }
+    }
+}
+
+impl api::Record {
+    /// The API form of a record.
+    pub fn from_record(r: &jifen_ledger::Record) -> api::Record {
+        api::Record {
+            ledger_id: r.ledger_id().to_string(),
+            seq: r.seq(),
+            prev_hash: r.prev_hash().0.to_vec(),
+            recorded_at: r.recorded_at(),
+            body: r.body().to_vec(),
+            signatures: r
+                .signatures()
+                .iter()
+                .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
+                .collect(),
+            record_hash: r.hash().0.to_vec(),
+        }
+    }
+
+    /// The record a server sent, checked against the format's field sizes.
+    pub fn to_record(&self) -> Result<jifen_ledger::Record, String> {
+        let signatures = self
+            .signatures
+            .iter()
+            .map(|s| {
+                Ok(jifen_ledger::EventSignature {
+                    public_key: jifen_ledger::PublicKey(s.public_key.clone().try_into().map_err(|_| "public key is not 32 bytes")?),
+                    signature: s.signature.clone().try_into().map_err(|_| "signature is not 64 bytes")?,
+                })
+            })
+            .collect::<Result<Vec<_>, &str>>()?;
+        let ledger = jifen_ledger::VillageCode::parse(&self.ledger_id).map_err(|e| e.to_string())?;
+        let prev = jifen_ledger::Hash::from_slice(&self.prev_hash).ok_or("prev_hash is not 32 bytes")?;
+        jifen_ledger::Record::new(ledger, self.seq, prev, self.recorded_at, self.body.clone(), signatures).map_err(|e| e.to_string())
+    }
+}

@@ -106,26 +106,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     when(b.window_end),
                     as_of(&b.as_of)
                 );
-                let rows: Vec<Vec<String>> = b
-                    .entries
-                    .iter()
-                    .map(|e| {
-                        vec![
-                            e.entry_id.clone(),
-                            e.household_id.clone(),
-                            e.display_name.clone(),
-                            format!("{} {}", e.item_code, e.item_name),
-                            e.occurred_on.clone(),
-                            if e.points != e.scored_points {
-                                format!("{} → {}", e.scored_points, e.points)
-                            } else {
-                                e.points.to_string()
-                            },
-                            e.status.clone(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", table(&["记分编号", "户号", "户主", "积分项目", "发生日期", "分值", "状态"], &rows));
+                print!("{}", crate::tables::board_entries(&b.entries.iter().collect::<Vec<_>>()));
                 let rows: Vec<Vec<String>> = b
                     .objections
                     .iter()

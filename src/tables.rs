@@ -201,3 +201,30 @@ pub fn audit_summary(p: &Projections) -> String {
     }
     out
 }
+
+/// A progress bar for long work (verify, replay, export).
+pub fn progress(len: u64, msg: &'static str) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(len);
+    b.set_style(indicatif::ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len}").expect("valid template").progress_chars("=> "));
+    b.set_message(msg);
+    b
+}
+
+/// The lines of a 公示 board served by QueryService, as a table.
+pub fn board_entries(entries: &[&jifen::api::BoardEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.entry_id.clone(),
+                e.household_id.clone(),
+                e.display_name.clone(),
+                format!("{} {}", e.item_code, e.item_name),
+                e.occurred_on.clone(),
+                if e.points != e.scored_points { format!("{} → {}", e.scored_points, e.points) } else { e.points.to_string() },
+                e.status.clone(),
+            ]
+        })
+        .collect();
+    table(&["记分编号", "户号", "户主", "积分项目", "发生日期", "分值", "状态"], &rows)
+}

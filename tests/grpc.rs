@@ -72,13 +72,7 @@ impl Server {
 }
 
 fn event(body: Vec<u8>, sigs: &[jifen_ledger::EventSignature]) -> SignedEvent {
-    SignedEvent {
-        body,
-        signatures: sigs
-            .iter()
-            .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
-            .collect(),
-    }
+    SignedEvent::new(body, sigs)
 }
 
 struct Db {
@@ -101,23 +95,7 @@ fn small_year(seed: u64, months: u32) -> Sample {
 }
 
 fn record_of(r: &api::Record) -> Record {
-    let sigs = r
-        .signatures
-        .iter()
-        .map(|s| jifen_ledger::EventSignature {
-            public_key: jifen_ledger::PublicKey(s.public_key.clone().try_into().unwrap()),
-            signature: s.signature.clone().try_into().unwrap(),
-        })
-        .collect();
-    Record::new(
-        jifen_ledger::VillageCode::parse(&r.ledger_id).unwrap(),
-        r.seq,
-        Hash::from_slice(&r.prev_hash).unwrap(),
-        r.recorded_at,
-        r.body.clone(),
-        sigs,
-    )
-    .unwrap()
+    r.to_record().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

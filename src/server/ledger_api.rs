@@ -86,19 +86,7 @@ fn result(a: Appended) -> api::AppendResult {
 
 /// A record in its API form.
 pub fn record(r: &Record) -> api::Record {
-    api::Record {
-        ledger_id: r.ledger_id().to_string(),
-        seq: r.seq(),
-        prev_hash: r.prev_hash().0.to_vec(),
-        recorded_at: r.recorded_at(),
-        body: r.body().to_vec(),
-        signatures: r
-            .signatures()
-            .iter()
-            .map(|s| api::EventSignature { public_key: s.public_key.0.to_vec(), signature: s.signature.to_vec() })
-            .collect(),
-        record_hash: r.hash().0.to_vec(),
-    }
+    api::Record::from_record(r)
 }
 
 /// A checkpoint in its API form.
