@@ -1,8 +1,11 @@
 //! Event signatures: Ed25519 over `"jifen/event/v1" || 0x00 || body` (docs/FORMAT.md).
 //!
 //! A signature is judged with `verify_strict` (RFC 8032 verification that also rejects
-//! small-order keys and small-order `R`). Bulk verification uses ed25519-dalek's batch
-//! equation and falls back to one-by-one `verify_strict` to name the first bad signature.
+//! small-order keys and small-order `R`); that is the definition of validity, and the append
+//! path uses it. Bulk verification uses ed25519-dalek's batch equation and falls back to
+//! one-by-one `verify_strict` to name the first bad signature. Batch verification accepts every
+//! valid batch, but may miss a signature its own signer crafted with a small-order component in
+//! `R` (docs/FORMAT.md section 3); such a signature cannot enter a ledger through the write-model.
 
 use crate::hash::EVENT_TAG;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
