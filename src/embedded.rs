@@ -34,6 +34,11 @@ pub enum EmbeddedError {
     NoUnprivilegedUser(String),
     #[error("{action} failed: {detail}")]
     Command { action: &'static str, detail: String },
+    #[error(
+        "PostgreSQL runs as an unprivileged user, who cannot reach {data_dir}: {blocking} is not searchable by others. \
+         Choose a data directory outside it (e.g. /var/lib/jifen) or `chmod o+x {blocking}`"
+    )]
+    Unreachable { data_dir: PathBuf, blocking: PathBuf },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -119,6 +124,12 @@ impl Cluster {
         }
         if run_as.is_some() {
             // The unprivileged server must be able to reach its directories.
+            for ancestor in data_dir.ancestors().skip(1) {
+                let mode = fs::metadata(ancestor).map_err(io(ancestor))?.permissions().mode();
+                if mode & 0o001 == 0 {
+                    return Err(EmbeddedError::Unreachable { data_dir: data_dir.clone(), blocking: ancestor.to_owned() });
+                }
+            }
             fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o755)).map_err(io(&data_dir))?;
         }
         if !cluster.pgdata.join("PG_VERSION").exists() {

@@ -4,7 +4,7 @@ use std::process::Command;
 
 #[test]
 fn serve_without_postgresql_binaries_says_how_to_install_them() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_jifen"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -18,7 +18,7 @@ fn serve_without_postgresql_binaries_says_how_to_install_them() {
 
 #[test]
 fn keygen_writes_a_private_key_once_and_prints_the_public_and_note_keys() {
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("supervisor.key");
     let run = || {
         Command::new(env!("CARGO_BIN_EXE_jifen"))

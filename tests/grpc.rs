@@ -82,7 +82,7 @@ struct Db {
 
 impl Db {
     async fn start() -> Db {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let cluster = Cluster::start(dir.path()).unwrap();
         create_database(&cluster.connection_string(SUPERUSER, "postgres"), "jifen").await.unwrap();
         migrate(&cluster.connection_string(SUPERUSER, "jifen")).await.unwrap();
@@ -556,7 +556,7 @@ async fn the_cli_submits_signed_json_events_and_queries_tables() {
     // The CLI stamps occurred_at with the real clock: bring the server's clock to now.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
     server.clock.advance_to(now);
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let key_file = |a: &ActorKey| {
         let p = dir.path().join(format!("{}.key", a.id));
         std::fs::write(&p, jifen_ledger::hex(&a.key.to_bytes())).unwrap();

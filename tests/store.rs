@@ -20,7 +20,7 @@ struct Db {
 
 impl Db {
     async fn start() -> Db {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
         let cluster = Cluster::start(dir.path()).expect("the embedded PostgreSQL starts");
         create_database(&cluster.connection_string(SUPERUSER, "postgres"), "jifen").await.unwrap();
         migrate(&cluster.connection_string(SUPERUSER, "jifen")).await.unwrap();
