@@ -410,24 +410,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     let mut balances = c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone() }).await?.into_inner();
     balances.balances.sort_by(|a, b| b.ever_earned.cmp(&a.ever_earned).then(a.household_id.cmp(&b.household_id)));
     println!("\n【积分余额 · 累计获得前 10 户】");
-    let rows: Vec<Vec<String>> = balances
-        .balances
-        .iter()
-        .take(10)
-        .map(|b| {
-            vec![
-                b.household_id.clone(),
-                b.display_name.clone(),
-                b.basic.to_string(),
-                b.contribution.to_string(),
-                b.deducted.to_string(),
-                b.redeemed.to_string(),
-                b.available.to_string(),
-                b.ever_earned.to_string(),
-            ]
-        })
-        .collect();
-    print!("{}", table(&["户号", "户主", "基础积分", "贡献积分", "扣分", "已兑换", "可用积分", "累计获得"], &rows));
+    print!("{}", crate::tables::household_balances(balances.balances.iter().take(10)));
     println!(
         "全村 {} 户，余额摘要 {}",
         balances.balances.len(),

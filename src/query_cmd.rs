@@ -78,23 +78,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             What::Balances { household: None } => {
                 let r = q.list_balances(api::ListBalancesRequest { ledger_id: v }).await?.into_inner();
                 println!("【积分余额】{}", as_of(&r.as_of));
-                let rows: Vec<Vec<String>> = r
-                    .balances
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.household_id.clone(),
-                            b.display_name.clone(),
-                            b.basic.to_string(),
-                            b.contribution.to_string(),
-                            b.deducted.to_string(),
-                            b.redeemed.to_string(),
-                            b.available.to_string(),
-                            b.ever_earned.to_string(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", table(&["户号", "户主", "基础积分", "贡献积分", "扣分", "已兑换", "可用积分", "累计获得"], &rows));
+                print!("{}", crate::tables::household_balances(&r.balances));
             }
             What::Publication { id } => {
                 let b = q.get_publication(api::GetPublicationRequest { ledger_id: v, publication_id: id }).await?.into_inner();

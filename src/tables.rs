@@ -228,3 +228,23 @@ pub fn board_entries(entries: &[&jifen::api::BoardEntry]) -> String {
         .collect();
     table(&["记分编号", "户号", "户主", "积分项目", "发生日期", "分值", "状态"], &rows)
 }
+
+/// Household balances served by QueryService, as a table.
+pub fn household_balances<'a>(balances: impl IntoIterator<Item = &'a jifen::api::HouseholdBalance>) -> String {
+    let rows: Vec<Vec<String>> = balances
+        .into_iter()
+        .map(|b| {
+            vec![
+                b.household_id.clone(),
+                b.display_name.clone(),
+                b.basic.to_string(),
+                b.contribution.to_string(),
+                b.deducted.to_string(),
+                b.redeemed.to_string(),
+                b.available.to_string(),
+                b.ever_earned.to_string(),
+            ]
+        })
+        .collect();
+    table(&["户号", "户主", "基础积分", "贡献积分", "扣分", "已兑换", "可用积分", "累计获得"], &rows)
+}

@@ -344,6 +344,15 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
     let other = submit(&cast.panel[1], &[], "i", score("H0022", 2));
     assert_status(server.client.append(other).await.unwrap_err(), Code::AlreadyExists, "IDEMPOTENCY_CONFLICT");
     assert_eq!(server.len(&ledger).await, before + 1);
+    // An unknown ledger is NOT_FOUND everywhere, and nothing is kept for it.
+    let e = server.client.subscribe(api::SubscribeRequest { ledger_id: "150602109999".into(), from_seq: 0 }).await.unwrap_err();
+    assert_status(e, Code::NotFound, "UNKNOWN_LEDGER");
+    let e = server
+        .client
+        .get_checkpoint(api::GetCheckpointRequest { ledger_id: "150602109999".into(), tree_size: 0, min_tree_size: 0 })
+        .await
+        .unwrap_err();
+    assert_status(e, Code::NotFound, "UNKNOWN_LEDGER");
     server.shutdown().await;
 }
 

@@ -164,7 +164,7 @@ impl LedgerService for LedgerApi {
     async fn subscribe(&self, request: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let arc = self.villages.village(&code).await?;
+        let arc = self.villages.existing(&code).await?;
         // Subscribe first, then read what is stored up to now: nothing falls in between.
         let (mut live, stored_until) = {
             let v = arc.lock().await;

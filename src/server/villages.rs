@@ -23,7 +23,6 @@ use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::merkle::Tree;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
-use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::record::Record;
 use jifen_ledger::signature::EventSignature;
 use jifen_ledger::verify::check_chain;
@@ -240,6 +239,11 @@ impl Villages {
             return Ok(v.clone());
         }
         let loaded = self.load(code).await?;
+        if loaded.is_empty() {
+            // Not cached: a ledger exists only once its genesis is stored (unknown codes must
+            // not fill the map). Racing genesis appends are settled by the database.
+            return Ok(Arc::new(Mutex::new(loaded)));
+        }
         let mut map = self.map.lock().expect("village map");
         Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
     }
@@ -323,11 +327,24 @@ impl Villages {
         for attempt in 0..2 {
             match self.try_append(&mut village, &events).await {
                 Err(AppendError::Store(StoreError::Conflict { .. })) if attempt == 0 => {
-                    // Another process appended to this village: reload and decide again.
+                    // Another process appended to this village: reload and decide again,
+                    // keeping the channels subscribers and checkpoint waiters listen on.
                     let fresh = self.load(code).await.map_err(AppendError::Store)?;
-                    let subscribers = village.records_tx.clone();
-                    *village = fresh;
-                    village.records_tx = subscribers;
+                    let old = std::mem::replace(&mut *village, fresh);
+                    let size = village.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+                    village.records_tx = old.records_tx;
+                    village.checkpoint_tx = old.checkpoint_tx;
+                    village.checkpoint_tx.send_replace(size);
+                }
+                Ok(out) => {
+                    // A new ledger is kept in memory from its first record on.
+                    self.map.lock().expect("village map").entry(code.clone()).or_insert_with(|| arc.clone());
+                    if out.iter().any(|a| !a.duplicate) {
+                        // Wakes the checkpointer: every append, a settlement included, is
+                        // covered by a signed checkpoint within CHECKPOINT_BATCH.
+                        self.mark_dirty(code);
+                    }
+                    return Ok(out);
                 }
                 other => return other,
             }
@@ -368,7 +385,6 @@ impl Villages {
                 Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
             }
         }
-        let settled = accepted.iter().any(|a| matches!(a.payload(), Payload::PeriodSettled(_)));
         let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
         if !accepted.is_empty() {
             let mut agg = village.agg.take().expect("state present");
@@ -411,12 +427,6 @@ impl Villages {
                 })
             })
             .collect();
-        if !records.is_empty() {
-            self.mark_dirty(&village.code);
-        }
-        if settled {
-            self.wake.notify_one();
-        }
         Ok(out)
     }
 
