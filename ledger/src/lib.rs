@@ -20,12 +20,16 @@
 //!   both the write-model and the balances projection.
 //! - [`village`] — the village write-model (`esrs::Aggregate`): trust model and lifecycle rules.
 //! - [`verify`] — full verification of a ledger: chain, batch signatures, Merkle root, replay.
+//! - [`bundle`] — the year bundle: its format and its offline verification.
+//! - [`witness`] — a supervisor's checks before cosigning, and split-view evidence.
+//! - [`token`] — signed request tokens for the audit services.
 //! - [`sample`] — a deterministic generator of realistic village-years for tests, demo, bench.
 //!
 //! The byte formats are specified in `docs/FORMAT.md`; test vectors in `ledger/testdata/`.
 
 pub mod balance;
 pub mod body;
+pub mod bundle;
 pub mod checkpoint;
 pub mod hash;
 pub mod ids;
@@ -36,8 +40,10 @@ pub mod record;
 pub mod sample;
 pub mod signature;
 pub mod time;
+pub mod token;
 pub mod verify;
 pub mod village;
+pub mod witness;
 
 pub use hash::Hash;
 pub use ids::VillageCode;

@@ -288,6 +288,24 @@ pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, 
         }
         return if old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
     }
+    let (fr, sr) = roots_from_consistency_proof(old, new, old_root, proof)?;
+    if &fr == old_root && &sr == new_root {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch)
+    }
+}
+
+/// The two roots a consistency proof from `old` to `new` (0 < old < new) leads to: the root
+/// of the first `old` leaves and the root of all `new` leaves of the tree the proof's nodes
+/// come from (RFC 9162 §2.1.4.2, steps 1–6). `old_root` is used only when `old` is a power
+/// of two (the proof then starts from it). A proof whose second root matches a signed new
+/// root but whose first root differs from a signed old root shows, by collision resistance,
+/// that the new tree does not extend the old one.
+pub fn roots_from_consistency_proof(old: u64, new: u64, old_root: &Hash, proof: &[Hash]) -> Result<(Hash, Hash), ProofError> {
+    if old == 0 || old >= new {
+        return Err(ProofError::BadSizes { old, new });
+    }
     // Step 1: if old is an exact power of two, prepend old_root to the proof.
     let mut path: Vec<Hash> = Vec::with_capacity(proof.len() + 1);
     if old.is_power_of_two() {
@@ -329,9 +347,5 @@ pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, 
     if sn != 0 {
         return Err(ProofError::Malformed(proof.len()));
     }
-    if &fr == old_root && &sr == new_root {
-        Ok(())
-    } else {
-        Err(ProofError::RootMismatch)
-    }
+    Ok((fr, sr))
 }

@@ -85,9 +85,10 @@ impl NoteVerifier {
     /// Parses `<name>+<hex key ID>+<base64(0x01 || key)>`, checking the key ID.
     pub fn parse(s: &str) -> Result<NoteVerifier, NoteError> {
         let bad = || NoteError::BadVerifierKey(s.to_owned());
-        let mut parts = s.split('+');
-        let (name, id, key) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(n), Some(i), Some(k), None) => (n, i, k),
+        // The name and the ID contain no '+'; the standard base64 of the key may.
+        let mut parts = s.splitn(3, '+');
+        let (name, id, key) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(n), Some(i), Some(k)) => (n, i, k),
             _ => return Err(bad()),
         };
         if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
@@ -118,7 +119,8 @@ impl NoteVerifier {
         &self.key
     }
 
-    fn verify(&self, text: &[u8], sig: &[u8; 64]) -> bool {
+    /// Whether `sig` is this key's signature over `text` (strict Ed25519).
+    pub fn verify(&self, text: &[u8], sig: &[u8; 64]) -> bool {
         VerifyingKey::from_bytes(&self.key).map(|k| k.verify_strict(text, &Signature::from_bytes(sig)).is_ok()).unwrap_or(false)
     }
 }
@@ -166,7 +168,8 @@ pub struct NoteSignature {
 }
 
 impl NoteSignature {
-    fn line(&self) -> String {
+    /// The signature line as it appears in a note, newline included.
+    pub fn line(&self) -> String {
         let mut raw = self.id.to_be_bytes().to_vec();
         raw.extend_from_slice(&self.signature);
         format!("\u{2014} {} {}\n", self.name, B64.encode(raw))

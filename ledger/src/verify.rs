@@ -22,11 +22,13 @@ pub const SIGNATURE_CHUNK: usize = 256;
 /// The first reason a ledger fails verification.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum VerifyError {
-    #[error("seq {seq}: expected seq {expected} (a gap, a duplicate or a reordering)")]
+    #[error("seq {expected}: found the record of seq {seq} where seq {expected} belongs (a deletion, an insertion or a reordering)")]
     Gap { seq: u64, expected: u64 },
     #[error("seq {seq}: ledger id {got} differs from {expected}")]
     WrongLedger { seq: u64, expected: String, got: String },
-    #[error("seq {seq}: prev_hash does not match the hash of record {prev} (the chain is broken)")]
+    /// The link from `seq` back to `prev` (= seq − 1) is broken: record `prev` was altered,
+    /// or the `prev_hash` of record `seq` was. The first bad record named is `prev`.
+    #[error("seq {prev}: the chain breaks between records {prev} and {seq} (record {prev} was altered, or the prev_hash of record {seq})")]
     BrokenLink { seq: u64, prev: u64 },
     #[error("seq {seq}: recorded_at goes backwards")]
     TimeRegressed { seq: u64 },
@@ -46,13 +48,13 @@ impl VerifyError {
     /// The seq of the bad record, where one is named.
     pub fn seq(&self) -> Option<u64> {
         match self {
-            VerifyError::Gap { seq, .. }
-            | VerifyError::WrongLedger { seq, .. }
-            | VerifyError::BrokenLink { seq, .. }
+            VerifyError::Gap { expected, .. } => Some(*expected),
+            VerifyError::WrongLedger { seq, .. }
             | VerifyError::TimeRegressed { seq }
             | VerifyError::BadSignature { seq, .. }
             | VerifyError::Inadmissible { seq, .. }
             | VerifyError::NotReproduced { seq } => Some(*seq),
+            VerifyError::BrokenLink { prev, .. } => Some(*prev),
             VerifyError::Truncated { .. } | VerifyError::RootMismatch { .. } => None,
         }
     }
@@ -132,6 +134,11 @@ pub fn check_root(hashes: &[Hash], checkpoint: &Checkpoint) -> Result<Tree, Veri
 /// Replays the write-model over records whose signatures were verified, showing each record
 /// was admissible where it stands. `on_record` is called after each record (for progress).
 pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<VillageState, VerifyError> {
+    replay_observed(records, |seq, _| on_record(seq))
+}
+
+/// [`replay`], showing `on_record` the state right after each record.
+pub fn replay_observed(records: &[Record], mut on_record: impl FnMut(u64, &VillageState)) -> Result<VillageState, VerifyError> {
     let mut state = VillageState::new();
     for r in records {
         let seq = r.seq();
@@ -140,7 +147,7 @@ pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<Vill
             Ok(_) => return Err(VerifyError::NotReproduced { seq }),
             Err(rejection) => return Err(VerifyError::Inadmissible { seq, rejection }),
         }
-        on_record(seq);
+        on_record(seq, &state);
     }
     Ok(state)
 }
@@ -154,11 +161,12 @@ pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint) -> Result<Vill
 pub fn verify_ledger_with_progress(
     records: &[Record],
     checkpoint: &Checkpoint,
-    on_record: impl FnMut(u64),
+    on_record: impl FnMut(u64) + Send,
 ) -> Result<VillageState, VerifyError> {
     let chain = check_chain(records);
-    let sigs = check_signatures(records, SignatureMode::BatchParallel);
-    let replayed = replay(records, on_record);
+    // The replay is sequential: it runs on its own thread while the signature chunks share
+    // the remaining cores.
+    let (sigs, replayed) = rayon::join(|| check_signatures(records, SignatureMode::BatchParallel), || replay(records, on_record));
     let mut failures: Vec<VerifyError> =
         [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
     if let Ok(hashes) = &chain {

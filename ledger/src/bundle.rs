@@ -1,0 +1,530 @@
+//! The year bundle: one file an auditor verifies and replays offline (docs/FORMAT.md §8).
+//!
+//! ```text
+//! "JIFENBDL" (8 bytes) || u16 version (= 1) || u16 flags (= 0)
+//! sections, each: u8 tag || u64 length || payload, in this order, each exactly once:
+//!   0x01 HEADER       u8 len || ledger id · u16 len || origin · u16 len || log verifier key
+//!                     · u16 year · u64 record count · u32 checkpoint count
+//!   0x02 RECORDS      record count × (u32 len || canonical record bytes), seq 0, 1, 2, …
+//!   0x03 CHECKPOINTS  checkpoint count × (u32 len || signed note, with its cosignatures)
+//!   0x04 PROOFS       (checkpoint count − 1) × (u64 old || u64 new || u8 n || n × 32-byte hash)
+//!   0xFF END          32 bytes: SHA-256 of every byte of the file before this section
+//! ```
+//!
+//! All integers are big-endian. The decoder is strict: the tags in order, every length within
+//! its limit and equal to what its payload uses, nothing after END. The checksum only guards
+//! against damage in transit; what makes the bundle trustworthy is [`verify_bundle`].
+
+use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+use crate::hash::Hash;
+use crate::ids::VillageCode;
+use crate::merkle::{verify_consistency, ProofError, Tree};
+use crate::note::{Note, NoteError, NoteVerifier};
+use crate::record::{Record, RecordError};
+use crate::verify::{check_chain, check_signatures, replay_observed, SignatureMode, VerifyError};
+use crate::village::{RoleSet, VillageState};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The file's first bytes.
+pub const MAGIC: &[u8; 8] = b"JIFENBDL";
+/// The format version this crate writes and reads.
+pub const VERSION: u16 = 1;
+/// The most records a bundle may hold.
+pub const MAX_RECORDS: u64 = 1 << 26;
+/// The longest encoded record (a 64 KiB body, 16 signatures and the fixed fields).
+pub const MAX_RECORD_LEN: u32 = 70_000;
+/// The most checkpoints a bundle may hold.
+pub const MAX_CHECKPOINTS: u32 = 1 << 20;
+/// The longest signed checkpoint note.
+pub const MAX_CHECKPOINT_LEN: u32 = 64 * 1024;
+/// The most hashes in one consistency proof (a tree of 2^64 leaves needs fewer than 128).
+pub const MAX_PROOF_HASHES: u8 = 128;
+/// The longest header section.
+pub const MAX_HEADER_LEN: u64 = 4096;
+
+const TAG_HEADER: u8 = 0x01;
+const TAG_RECORDS: u8 = 0x02;
+const TAG_CHECKPOINTS: u8 = 0x03;
+const TAG_PROOFS: u8 = 0x04;
+const TAG_END: u8 = 0xFF;
+
+/// A consistency proof between two consecutive checkpoints of the bundle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyStep {
+    pub old: u64,
+    pub new: u64,
+    pub proof: Vec<Hash>,
+}
+
+/// A decoded bundle. Nothing in it is trusted until [`verify_bundle`] says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bundle {
+    pub ledger: VillageCode,
+    pub origin: String,
+    /// The log verifier key the exporter names (`<origin>+<id>+<key>`); an auditor should
+    /// pass the key they trust instead.
+    pub log_key: String,
+    pub year: u16,
+    pub records: Vec<Record>,
+    /// Signed checkpoint notes, ascending in tree size, the last covering every record.
+    pub checkpoints: Vec<String>,
+    /// One proof between each pair of consecutive checkpoints.
+    pub proofs: Vec<ConsistencyStep>,
+}
+
+/// Why bundle bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BundleFormatError {
+    #[error("not a jifen bundle (bad magic)")]
+    BadMagic,
+    #[error("bundle version {0} is not supported (this build reads version {VERSION})")]
+    UnsupportedVersion(u16),
+    #[error("unknown flags {0:#06x}")]
+    UnknownFlags(u16),
+    #[error("bundle is truncated in {0}")]
+    Truncated(&'static str),
+    #[error("expected section {expected:#04x}, found {found:#04x}")]
+    UnexpectedSection { expected: u8, found: u8 },
+    #[error("section {section:#04x}: {what}")]
+    Limit { section: u8, what: String },
+    #[error("section {section:#04x} declares {declared} bytes but its content uses {used}")]
+    SectionLength { section: u8, declared: u64, used: u64 },
+    #[error("header: {0}")]
+    BadHeader(&'static str),
+    #[error("record {index}: {error}")]
+    BadRecord { index: u64, error: RecordError },
+    #[error("checkpoint {index} is not UTF-8")]
+    BadCheckpointText { index: u32 },
+    #[error("checksum does not match: the file is damaged")]
+    Checksum,
+    #[error("{0} bytes after the end section")]
+    TrailingBytes(usize),
+}
+
+impl Bundle {
+    /// The bundle's bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.records.len() * 400);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        out.extend_from_slice(&0u16.to_be_bytes());
+
+        let mut header = Vec::new();
+        header.push(self.ledger.as_str().len() as u8);
+        header.extend_from_slice(self.ledger.as_str().as_bytes());
+        for s in [&self.origin, &self.log_key] {
+            header.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            header.extend_from_slice(s.as_bytes());
+        }
+        header.extend_from_slice(&self.year.to_be_bytes());
+        header.extend_from_slice(&(self.records.len() as u64).to_be_bytes());
+        header.extend_from_slice(&(self.checkpoints.len() as u32).to_be_bytes());
+        section(&mut out, TAG_HEADER, &header);
+
+        let mut records = Vec::with_capacity(self.records.len() * 400);
+        for r in &self.records {
+            let bytes = r.encode();
+            records.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            records.extend_from_slice(&bytes);
+        }
+        section(&mut out, TAG_RECORDS, &records);
+
+        let mut cps = Vec::new();
+        for c in &self.checkpoints {
+            cps.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            cps.extend_from_slice(c.as_bytes());
+        }
+        section(&mut out, TAG_CHECKPOINTS, &cps);
+
+        let mut proofs = Vec::new();
+        for p in &self.proofs {
+            proofs.extend_from_slice(&p.old.to_be_bytes());
+            proofs.extend_from_slice(&p.new.to_be_bytes());
+            proofs.push(p.proof.len() as u8);
+            for h in &p.proof {
+                proofs.extend_from_slice(h.as_bytes());
+            }
+        }
+        section(&mut out, TAG_PROOFS, &proofs);
+
+        let sum: [u8; 32] = Sha256::digest(&out).into();
+        section(&mut out, TAG_END, &sum);
+        out
+    }
+
+    /// Decodes bundle bytes strictly (see the module docs). Records are decoded in parallel.
+    pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleFormatError> {
+        use rayon::prelude::*;
+        let mut r = Cursor { bytes, pos: 0 };
+        if r.take::<8>("magic")? != *MAGIC {
+            return Err(BundleFormatError::BadMagic);
+        }
+        let version = u16::from_be_bytes(r.take("version")?);
+        if version != VERSION {
+            return Err(BundleFormatError::UnsupportedVersion(version));
+        }
+        let flags = u16::from_be_bytes(r.take("flags")?);
+        if flags != 0 {
+            return Err(BundleFormatError::UnknownFlags(flags));
+        }
+
+        let mut h = r.section(TAG_HEADER, MAX_HEADER_LEN)?;
+        let id_len = h.take::<1>("header")?[0] as usize;
+        let id = std::str::from_utf8(h.slice("header", id_len)?).map_err(|_| BundleFormatError::BadHeader("ledger id is not UTF-8"))?;
+        let ledger = VillageCode::parse(id).map_err(|_| BundleFormatError::BadHeader("ledger id is not a 12-digit village code"))?;
+        let origin = h.string16()?;
+        let log_key = h.string16()?;
+        let year = u16::from_be_bytes(h.take("header")?);
+        let record_count = u64::from_be_bytes(h.take("header")?);
+        let checkpoint_count = u32::from_be_bytes(h.take("header")?);
+        h.finish(TAG_HEADER)?;
+        if record_count > MAX_RECORDS {
+            return Err(limit(TAG_HEADER, format!("{record_count} records, more than {MAX_RECORDS}")));
+        }
+        if checkpoint_count == 0 || checkpoint_count > MAX_CHECKPOINTS {
+            return Err(limit(TAG_HEADER, format!("{checkpoint_count} checkpoints, not between 1 and {MAX_CHECKPOINTS}")));
+        }
+
+        let mut rs = r.section(TAG_RECORDS, u64::MAX)?;
+        let mut slices = Vec::with_capacity(record_count.min(1 << 20) as usize);
+        for index in 0..record_count {
+            let len = u32::from_be_bytes(rs.take("records")?);
+            if len > MAX_RECORD_LEN {
+                return Err(limit(TAG_RECORDS, format!("record {index} is {len} bytes, more than {MAX_RECORD_LEN}")));
+            }
+            slices.push(rs.slice("records", len as usize)?);
+        }
+        rs.finish(TAG_RECORDS)?;
+        let records = slices
+            .par_iter()
+            .enumerate()
+            .map(|(i, b)| Record::decode(b).map_err(|error| BundleFormatError::BadRecord { index: i as u64, error }))
+            .collect::<Result<Vec<Record>, _>>()?;
+
+        let mut cs = r.section(TAG_CHECKPOINTS, u64::MAX)?;
+        let mut checkpoints = Vec::with_capacity(checkpoint_count as usize);
+        for index in 0..checkpoint_count {
+            let len = u32::from_be_bytes(cs.take("checkpoints")?);
+            if len > MAX_CHECKPOINT_LEN {
+                return Err(limit(TAG_CHECKPOINTS, format!("checkpoint {index} is {len} bytes, more than {MAX_CHECKPOINT_LEN}")));
+            }
+            let text =
+                std::str::from_utf8(cs.slice("checkpoints", len as usize)?).map_err(|_| BundleFormatError::BadCheckpointText { index })?;
+            checkpoints.push(text.to_owned());
+        }
+        cs.finish(TAG_CHECKPOINTS)?;
+
+        let mut ps = r.section(TAG_PROOFS, u64::MAX)?;
+        let mut proofs = Vec::with_capacity(checkpoint_count as usize - 1);
+        for _ in 1..checkpoint_count {
+            let old = u64::from_be_bytes(ps.take("proofs")?);
+            let new = u64::from_be_bytes(ps.take("proofs")?);
+            let n = ps.take::<1>("proofs")?[0];
+            if n > MAX_PROOF_HASHES {
+                return Err(limit(TAG_PROOFS, format!("a proof of {n} hashes, more than {MAX_PROOF_HASHES}")));
+            }
+            let proof = (0..n).map(|_| ps.take::<32>("proofs").map(Hash)).collect::<Result<Vec<_>, _>>()?;
+            proofs.push(ConsistencyStep { old, new, proof });
+        }
+        ps.finish(TAG_PROOFS)?;
+
+        let before_end = r.pos;
+        let mut end = r.section(TAG_END, 32)?;
+        let sum = end.take::<32>("end")?;
+        end.finish(TAG_END)?;
+        if r.pos != bytes.len() {
+            return Err(BundleFormatError::TrailingBytes(bytes.len() - r.pos));
+        }
+        if <[u8; 32]>::from(Sha256::digest(&bytes[..before_end])) != sum {
+            return Err(BundleFormatError::Checksum);
+        }
+        Ok(Bundle { ledger, origin, log_key, year, records, checkpoints, proofs })
+    }
+}
+
+fn section(out: &mut Vec<u8>, tag: u8, payload: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+fn limit(section: u8, what: String) -> BundleFormatError {
+    BundleFormatError::Limit { section, what }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn slice(&mut self, what: &'static str, n: usize) -> Result<&'a [u8], BundleFormatError> {
+        if self.bytes.len() - self.pos < n {
+            return Err(BundleFormatError::Truncated(what));
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn take<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], BundleFormatError> {
+        Ok(self.slice(what, N)?.try_into().expect("N bytes"))
+    }
+
+    fn string16(&mut self) -> Result<String, BundleFormatError> {
+        let n = u16::from_be_bytes(self.take("header")?) as usize;
+        let s = self.slice("header", n)?;
+        String::from_utf8(s.to_vec()).map_err(|_| BundleFormatError::BadHeader("a string is not UTF-8"))
+    }
+
+    /// The next section, which must be `tag`, no longer than `max`.
+    fn section(&mut self, tag: u8, max: u64) -> Result<Cursor<'a>, BundleFormatError> {
+        let found = self.take::<1>("section tag")?[0];
+        if found != tag {
+            return Err(BundleFormatError::UnexpectedSection { expected: tag, found });
+        }
+        let len = u64::from_be_bytes(self.take("section length")?);
+        if len > max {
+            return Err(limit(tag, format!("section is {len} bytes, more than {max}")));
+        }
+        if len > (self.bytes.len() - self.pos) as u64 {
+            return Err(BundleFormatError::Truncated("section"));
+        }
+        Ok(Cursor { bytes: self.slice("section", len as usize)?, pos: 0 })
+    }
+
+    /// Checks the section's content used every byte it declared.
+    fn finish(&self, tag: u8) -> Result<(), BundleFormatError> {
+        if self.pos != self.bytes.len() {
+            return Err(BundleFormatError::SectionLength { section: tag, declared: self.bytes.len() as u64, used: self.pos as u64 });
+        }
+        Ok(())
+    }
+}
+
+/// The keys an auditor trusts. Without a log key the bundle's own is used (and reported as
+/// such); without witness keys, the supervisors enrolled in the ledger at each checkpoint.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    pub log_key: Option<NoteVerifier>,
+    pub witness_keys: Vec<NoteVerifier>,
+}
+
+/// Why a bundle does not verify: the first bad record or checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BundleError {
+    #[error("the bundle's log key {0:?} is malformed: {1}")]
+    BadLogKey(String, NoteError),
+    #[error("the log key's name {got:?} is not the bundle's origin {want:?}")]
+    LogKeyOrigin { got: String, want: String },
+    #[error("the bundle is for ledger {header} but its origin is {origin:?}")]
+    OriginMismatch { header: String, origin: String },
+    #[error(transparent)]
+    Record(VerifyError),
+    #[error("checkpoint {index}: {error}")]
+    Checkpoint { index: usize, error: CheckpointError },
+    #[error("checkpoint {index} (size {size}) does not follow size {previous}: checkpoints must grow")]
+    CheckpointOrder { index: usize, size: u64, previous: u64 },
+    #[error("the last checkpoint covers {size} records but the bundle holds {records}")]
+    RecordCount { size: u64, records: u64 },
+    #[error("fork: the records {from}..{size} are not those checkpoint of size {size} commits to (its root {expected}, the records give {computed})")]
+    Fork { from: u64, size: u64, computed: Hash, expected: Hash },
+    #[error("checkpoint inconsistency: the proof between sizes {old} and {new} does not verify: {error}")]
+    Inconsistent { old: u64, new: u64, error: ProofError },
+    #[error("proof {index} is for sizes {got_old}→{got_new}, not the checkpoints' {old}→{new}")]
+    ProofSizes { index: usize, old: u64, new: u64, got_old: u64, got_new: u64 },
+    #[error("checkpoint of size {size}: a cosignature by {name} does not verify")]
+    BadCosignature { size: u64, name: String },
+    #[error("the last checkpoint (size {size}) is not witnessed: {got} of the {needed} supervisor cosignatures needed")]
+    NotWitnessed { size: u64, needed: u32, got: u32 },
+}
+
+impl BundleError {
+    /// The first record the failure concerns, where one is known.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            BundleError::Record(e) => e.seq(),
+            BundleError::Fork { from, .. } => Some(*from),
+            _ => None,
+        }
+    }
+}
+
+/// One checkpoint as verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointReport {
+    pub size: u64,
+    pub root: Hash,
+    /// Key names of the witnesses whose cosignatures verified.
+    pub cosigners: Vec<String>,
+    pub quorum: u32,
+}
+
+impl CheckpointReport {
+    /// Whether the cosignatures reach the quorum.
+    pub fn witnessed(&self) -> bool {
+        self.cosigners.len() as u32 >= self.quorum
+    }
+}
+
+/// What a verified bundle showed.
+#[derive(Debug)]
+pub struct BundleReport {
+    pub records: u64,
+    pub signatures: u64,
+    pub checkpoints: Vec<CheckpointReport>,
+    /// Whether the log key was the auditor's (true) or the bundle's own (false).
+    pub log_key_given: bool,
+    /// The write-model state after the last record.
+    pub state: VillageState,
+}
+
+/// The witness key name of a supervisor: `<deployment>/witness/<actor id>`, where the
+/// deployment is the origin without its `/village/<code>` suffix.
+pub fn witness_key_name(origin: &str, actor_id: &str) -> String {
+    let deployment = origin.rsplit_once("/village/").map_or(origin, |(d, _)| d);
+    format!("{deployment}/witness/{actor_id}")
+}
+
+/// The witnesses of a ledger in a state: its unrevoked supervisors' current keys, and the
+/// quorum of the last rulebook adopted (1 before any).
+pub fn witnesses(state: &VillageState, origin: &str) -> (Vec<NoteVerifier>, u32) {
+    let keys = state
+        .actors()
+        .filter(|a| a.roles.intersects(RoleSet::SUPERVISOR) && a.revoked_at.is_none())
+        .filter_map(|a| NoteVerifier::new(&witness_key_name(origin, &a.id), a.key.0).ok())
+        .collect();
+    (keys, state.rulebooks().last().map_or(1, |r| r.witness_quorum))
+}
+
+/// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
+/// them, the chain, every signature (batched, on all cores), a replay of the write-model
+/// (on its own thread, alongside), every checkpoint's root, and the last checkpoint's
+/// cosignature quorum. `on_record` is called after each replayed record.
+pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) + Send) -> Result<BundleReport, BundleError> {
+    let expected_origin_suffix = format!("/village/{}", bundle.ledger);
+    if !bundle.origin.ends_with(&expected_origin_suffix) {
+        return Err(BundleError::OriginMismatch { header: bundle.ledger.to_string(), origin: bundle.origin.clone() });
+    }
+    let log = match &trust.log_key {
+        Some(k) => k.clone(),
+        None => NoteVerifier::parse(&bundle.log_key).map_err(|e| BundleError::BadLogKey(bundle.log_key.clone(), e))?,
+    };
+    if log.name() != bundle.origin {
+        return Err(BundleError::LogKeyOrigin { got: log.name().to_owned(), want: bundle.origin.clone() });
+    }
+    // Checkpoints: log signatures, growing sizes, the last covering every record.
+    let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(bundle.checkpoints.len());
+    for (index, text) in bundle.checkpoints.iter().enumerate() {
+        let (signed, _) =
+            SignedCheckpoint::open(text.as_bytes(), &bundle.origin, &log, &[]).map_err(|error| BundleError::Checkpoint { index, error })?;
+        let c = signed.checkpoint().clone();
+        if let Some(prev) = checkpoints.last() {
+            if c.size <= prev.size {
+                return Err(BundleError::CheckpointOrder { index, size: c.size, previous: prev.size });
+            }
+        }
+        checkpoints.push(c);
+    }
+    let last = checkpoints.last().map_or(0, |c| c.size);
+    if last != bundle.records.len() as u64 || last == 0 {
+        return Err(BundleError::RecordCount { size: last, records: bundle.records.len() as u64 });
+    }
+    // Consistency proofs between consecutive checkpoints.
+    if bundle.proofs.len() + 1 != checkpoints.len() {
+        return Err(BundleError::ProofSizes { index: bundle.proofs.len(), old: 0, new: 0, got_old: 0, got_new: 0 });
+    }
+    for (index, (p, pair)) in bundle.proofs.iter().zip(checkpoints.windows(2)).enumerate() {
+        let (a, b) = (&pair[0], &pair[1]);
+        if (p.old, p.new) != (a.size, b.size) {
+            return Err(BundleError::ProofSizes { index, old: a.size, new: b.size, got_old: p.old, got_new: p.new });
+        }
+        verify_consistency(a.size, b.size, &a.root, &b.root, &p.proof).map_err(|error| BundleError::Inconsistent {
+            old: a.size,
+            new: b.size,
+            error,
+        })?;
+    }
+
+    // Records: chain, signatures and replay; the witnesses and quorum at each checkpoint are
+    // taken from the replayed state as it reaches the checkpoint's size.
+    let records = &bundle.records;
+    let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
+    let chain = check_chain(records);
+    let mut at_checkpoint: Vec<(Vec<NoteVerifier>, u32)> = Vec::with_capacity(sizes.len());
+    let (sigs, replayed) = {
+        let origin = bundle.origin.as_str();
+        let at = &mut at_checkpoint;
+        let mut on_record = on_record;
+        let mut next = 0usize;
+        rayon::join(
+            || check_signatures(records, SignatureMode::BatchParallel),
+            || {
+                replay_observed(records, |seq, state| {
+                    while next < sizes.len() && sizes[next] == seq + 1 {
+                        at.push(witnesses(state, origin));
+                        next += 1;
+                    }
+                    on_record(seq);
+                })
+            },
+        )
+    };
+    // A record's own failure is named before a fork that only bounds where the bad records
+    // are (the fork's range starts at the last checkpoint whose root matched).
+    let record_failure =
+        [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().min_by_key(|e| e.seq()).cloned();
+    if let Ok(hashes) = &chain {
+        let tree = Tree::from_record_hashes(hashes);
+        let mut from = 0;
+        for c in &checkpoints {
+            let computed = tree.root(c.size).expect("sizes checked against the record count");
+            if computed != c.root {
+                return Err(match record_failure {
+                    Some(e) if e.seq().is_some_and(|s| s < c.size) => BundleError::Record(e),
+                    _ => BundleError::Fork { from, size: c.size, computed, expected: c.root },
+                });
+            }
+            from = c.size;
+        }
+    }
+    if let Some(e) = record_failure {
+        return Err(BundleError::Record(e));
+    }
+    let state = replayed.expect("no failure");
+
+    // Cosignatures: every one by a witness must verify; the last checkpoint needs the quorum.
+    let mut reports = Vec::with_capacity(checkpoints.len());
+    for ((c, text), (derived, quorum)) in checkpoints.iter().zip(&bundle.checkpoints).zip(at_checkpoint) {
+        let witnesses = if trust.witness_keys.is_empty() { derived } else { trust.witness_keys.clone() };
+        let note = Note::parse(text.as_bytes()).expect("opened above");
+        let mut cosigners = Vec::new();
+        for s in note.signatures() {
+            let Some(w) = witnesses.iter().find(|w| w.name() == s.name && w.id() == s.id) else { continue };
+            let ok = <[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|sig| w.verify(note.text().as_bytes(), &sig));
+            if !ok {
+                return Err(BundleError::BadCosignature { size: c.size, name: s.name.clone() });
+            }
+            if !cosigners.contains(&s.name) {
+                cosigners.push(s.name.clone());
+            }
+        }
+        reports.push(CheckpointReport { size: c.size, root: c.root, cosigners, quorum });
+    }
+    let final_report = reports.last().expect("at least one checkpoint");
+    if !final_report.witnessed() {
+        return Err(BundleError::NotWitnessed {
+            size: final_report.size,
+            needed: final_report.quorum,
+            got: final_report.cosigners.len() as u32,
+        });
+    }
+    Ok(BundleReport {
+        records: records.len() as u64,
+        signatures: records.iter().map(|r| r.signatures().len() as u64).sum(),
+        checkpoints: reports,
+        log_key_given: trust.log_key.is_some(),
+        state,
+    })
+}

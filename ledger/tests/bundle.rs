@@ -1,0 +1,330 @@
+//! Year bundles: a generated village-year verified offline, and every kind of tampering found
+//! with the first bad record named; split-view evidence; request tokens.
+
+use jifen_ledger::bundle::{verify_bundle, witness_key_name, Bundle, BundleError, ConsistencyStep, Trust};
+use jifen_ledger::checkpoint::Checkpoint;
+use jifen_ledger::merkle::Tree;
+use jifen_ledger::note::{NoteSigner, NoteVerifier};
+use jifen_ledger::record::Record;
+use jifen_ledger::sample::{generate, ActorKey, Sample, SampleConfig};
+use jifen_ledger::token::{sign_token, RequestToken, TokenError};
+use jifen_ledger::witness::{check_step, Evidence, EvidenceError, Finding, Step, StepError};
+use jifen_ledger::VillageCode;
+use std::sync::OnceLock;
+
+fn sample() -> &'static Sample {
+    static S: OnceLock<Sample> = OnceLock::new();
+    S.get_or_init(|| generate(&SampleConfig { seed: 11, households: Some(30), months: 3, scores_per_household: 2.0 }).unwrap())
+}
+
+fn witness(s: &Sample, k: &ActorKey) -> NoteSigner {
+    NoteSigner::new(&witness_key_name(&s.origin, &k.id), k.key.clone()).unwrap()
+}
+
+/// Checkpoints of `records` at `sizes`, each cosigned by the first `cosigners` supervisors.
+fn bundle_of(s: &Sample, records: &[Record], sizes: &[u64], cosigners: usize) -> Bundle {
+    let tree = Tree::from_record_hashes(records.iter().map(Record::hash).collect::<Vec<_>>().iter());
+    let mut checkpoints = Vec::new();
+    for &size in sizes {
+        let c = Checkpoint { origin: s.origin.clone(), size, root: tree.root(size).unwrap() };
+        let mut signed = c.sign(&s.log_key);
+        for k in &s.cast.supervisors[..cosigners] {
+            signed.cosign(&witness(s, k));
+        }
+        checkpoints.push(signed.encode());
+    }
+    let proofs =
+        sizes.windows(2).map(|w| ConsistencyStep { old: w[0], new: w[1], proof: tree.consistency_proof(w[0], w[1]).unwrap() }).collect();
+    Bundle {
+        ledger: records[0].ledger_id().clone(),
+        origin: s.origin.clone(),
+        log_key: s.log_key.verifier().to_string(),
+        year: 2025,
+        records: records[..*sizes.last().unwrap() as usize].to_vec(),
+        checkpoints,
+        proofs,
+    }
+}
+
+fn full(s: &Sample) -> Bundle {
+    let n = s.records().len() as u64;
+    bundle_of(s, s.records(), &[n / 3, n / 2 + 1, n], 2)
+}
+
+fn trust(s: &Sample) -> Trust {
+    Trust { log_key: Some(s.log_key.verifier().clone()), witness_keys: vec![] }
+}
+
+#[test]
+fn a_village_year_bundle_round_trips_and_verifies_offline() {
+    let s = sample();
+    let b = full(s);
+    let bytes = b.encode();
+    let decoded = Bundle::decode(&bytes).unwrap();
+    assert_eq!(decoded, b);
+    let mut seen = 0;
+    let report = verify_bundle(&decoded, &trust(s), |_| seen += 1).unwrap();
+    assert_eq!((report.records, seen), (s.records().len() as u64, s.records().len()));
+    assert_eq!(report.checkpoints.len(), 3);
+    assert!(report.checkpoints.iter().all(|c| c.witnessed() && c.cosigners.len() == 2 && c.quorum == 2));
+    assert!(report.log_key_given);
+    assert_eq!(report.state.balances().digest(), s.writer.state.balances().digest());
+    // Without the auditor's keys the bundle's own log key and the ledger's supervisors serve.
+    assert!(!verify_bundle(&decoded, &Trust::default(), |_| {}).unwrap().log_key_given);
+    // With explicitly trusted witness keys, only those count.
+    let only_first = Trust { witness_keys: vec![witness(s, &s.cast.supervisors[0]).verifier().clone()], ..trust(s) };
+    assert_eq!(
+        verify_bundle(&decoded, &only_first, |_| {}).unwrap_err(),
+        BundleError::NotWitnessed { size: s.records().len() as u64, needed: 2, got: 1 }
+    );
+}
+
+#[test]
+fn a_bundle_whose_last_checkpoint_lacks_the_quorum_is_refused() {
+    let s = sample();
+    let n = s.records().len() as u64;
+    let b = bundle_of(s, s.records(), &[n], 1);
+    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+}
+
+/// A record rebuilt with one field changed.
+fn with(r: &Record, seq: Option<u64>, recorded_at: Option<i64>, flip_body: bool) -> Record {
+    relinked(r, seq, recorded_at, flip_body, *r.prev_hash())
+}
+
+fn relinked(r: &Record, seq: Option<u64>, recorded_at: Option<i64>, flip_body: bool, prev: jifen_ledger::Hash) -> Record {
+    let mut body = r.body().to_vec();
+    if flip_body {
+        let last = body.len() - 1;
+        body[last] ^= 1;
+    }
+    Record::new(r.ledger_id().clone(), seq.unwrap_or(r.seq()), prev, recorded_at.unwrap_or(r.recorded_at()), body, r.signatures().to_vec())
+        .unwrap()
+}
+
+fn first_bad(records: Vec<Record>, s: &Sample) -> Option<u64> {
+    let n = s.records().len() as u64;
+    let mut b = full(s);
+    b.records = records;
+    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    if let BundleError::RecordCount { .. } = e {
+        return None;
+    }
+    assert!(e.seq().is_some_and(|q| q < n), "{e}");
+    e.seq()
+}
+
+#[test]
+fn each_kind_of_record_tampering_is_found_at_the_first_bad_seq() {
+    let s = sample();
+    let orig = s.records().to_vec();
+    for n in [1usize, 57, 200, orig.len() - 2] {
+        let mut edited = orig.clone();
+        edited[n] = with(&orig[n], None, None, true);
+        assert_eq!(first_bad(edited, s), Some(n as u64), "edited body at {n}");
+
+        let mut retimed = orig.clone();
+        retimed[n] = with(&orig[n], None, Some(orig[n].recorded_at() + 1), false);
+        assert_eq!(first_bad(retimed, s), Some(n as u64), "edited recorded_at at {n}");
+
+        let mut reordered = orig.clone();
+        reordered.swap(n, n + 1);
+        assert_eq!(first_bad(reordered, s), Some(n as u64), "swapped {n} and {}", n + 1);
+
+        // Deleted: the seqs now have a gap at n.
+        let mut deleted = orig.clone();
+        deleted.remove(n);
+        deleted.push(orig[n].clone());
+        assert_eq!(first_bad(deleted.clone(), s), Some(n as u64), "deleted {n}");
+        // Deleted and the later records renumbered: the chain breaks between n - 1 and n,
+        // and nothing in the bundle says which side was altered, so n - 1 is named, the
+        // first record that may be bad (the message names both).
+        for (i, r) in deleted.iter_mut().enumerate().skip(n) {
+            *r = with(r, Some(i as u64), None, false);
+        }
+        assert_eq!(first_bad(deleted, s), Some(n as u64 - 1), "deleted {n}, renumbered");
+
+        // Inserted: a copy of record n, linked after it as seq n + 1; the rest renumbered.
+        let mut inserted = orig.clone();
+        inserted.insert(n + 1, relinked(&orig[n], Some(n as u64 + 1), None, false, orig[n].hash()));
+        inserted.pop();
+        for (i, r) in inserted.iter_mut().enumerate().skip(n + 2) {
+            *r = with(r, Some(i as u64), None, false);
+        }
+        assert_eq!(first_bad(inserted, s), Some(n as u64 + 1), "inserted at {}", n + 1);
+    }
+    // Truncated: the last checkpoint covers records the bundle lacks.
+    let mut truncated = orig.clone();
+    truncated.truncate(orig.len() - 3);
+    assert_eq!(first_bad(truncated, s), None);
+    let mut b = full(s);
+    b.records.truncate(orig.len() - 3);
+    assert_eq!(
+        verify_bundle(&b, &trust(s), |_| {}).unwrap_err(),
+        BundleError::RecordCount { size: orig.len() as u64, records: orig.len() as u64 - 3 }
+    );
+}
+
+#[test]
+fn forged_checkpoints_cosignatures_and_proofs_are_refused() {
+    let s = sample();
+    let n = s.records().len() as u64;
+    // Signed by another log key.
+    let forger = NoteSigner::new(&s.origin, ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap();
+    let mut b = full(s);
+    let c = Checkpoint::parse_text(jifen_ledger::note::Note::parse(b.checkpoints[1].as_bytes()).unwrap().text()).unwrap();
+    b.checkpoints[1] = c.sign(&forger).encode();
+    assert!(matches!(verify_bundle(&b, &trust(s), |_| {}), Err(BundleError::Checkpoint { index: 1, .. })));
+    // A checkpoint whose root is not that of the records: a fork.
+    let mut b = full(s);
+    let wrong = Checkpoint { origin: s.origin.clone(), size: n, root: jifen_ledger::Hash::of(b"another history") };
+    let mut signed = wrong.sign(&s.log_key);
+    for k in &s.cast.supervisors[..2] {
+        signed.cosign(&witness(s, k));
+    }
+    *b.checkpoints.last_mut().unwrap() = signed.encode();
+    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Inconsistent { .. }), "{e}");
+    b.proofs.clear();
+    b.checkpoints.drain(..2);
+    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Fork { from: 0, size, .. } if size == n), "{e}");
+    // A cosignature under a supervisor's name by a key that is not theirs.
+    let mut b = full(s);
+    let mut signed = s.checkpoint().sign(&s.log_key);
+    signed.cosign(&witness(s, &s.cast.supervisors[0]));
+    let impostor = ActorKey { key: s.cast.villagers[0].key.clone(), ..s.cast.supervisors[1].clone() };
+    signed.cosign(&witness(s, &impostor));
+    *b.checkpoints.last_mut().unwrap() = signed.encode();
+    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    // A consistency proof with a flipped bit.
+    let mut b = full(s);
+    b.proofs[0].proof[0].0[0] ^= 1;
+    assert!(matches!(verify_bundle(&b, &trust(s), |_| {}), Err(BundleError::Inconsistent { .. })));
+}
+
+#[test]
+fn damaged_bundle_files_never_verify() {
+    let s = sample();
+    let bytes = full(s).encode();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    for _ in 0..64 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let mut bad = bytes.clone();
+        let at = (rng % bad.len() as u64) as usize;
+        bad[at] ^= 1 << (rng % 8);
+        assert!(Bundle::decode(&bad).is_err(), "a bit flip at byte {at} went unnoticed");
+    }
+    for cut in [0, 7, 12, 100, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Bundle::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(Bundle::decode(&longer).is_err());
+}
+
+/// Two histories sharing their first `common` records: the sample's, and one whose records
+/// from `common` on are re-timed (as a log that rolled back and appended again would have).
+fn diverged(s: &Sample, common: usize) -> (Tree, Tree) {
+    let a: Vec<_> = s.records().iter().map(Record::hash).collect();
+    let mut b = a.clone();
+    for h in b.iter_mut().skip(common) {
+        *h = jifen_ledger::Hash::of(h.as_bytes());
+    }
+    (Tree::from_record_hashes(a.iter()), Tree::from_record_hashes(b.iter()))
+}
+
+#[test]
+fn a_witness_cosigns_only_extensions_and_split_views_leave_evidence() {
+    let s = sample();
+    let (honest, forked) = diverged(s, 100);
+    let cp = |t: &Tree, size: u64| Checkpoint { origin: s.origin.clone(), size, root: t.root(size).unwrap() };
+    let last = cp(&honest, 150);
+    assert!(s.records().len() >= 250);
+    assert_eq!(check_step(&last, &cp(&honest, 150), &[]), Ok(Step::Same));
+    assert_eq!(check_step(&last, &cp(&honest, 250), &honest.consistency_proof(150, 250).unwrap()), Ok(Step::Extends));
+    assert_eq!(
+        check_step(&last, &cp(&honest, 120), &honest.consistency_proof(120, 150).unwrap()),
+        Err(StepError::Stale { last: 150, offered: 120 })
+    );
+    // The forked log offers a larger checkpoint and its own (honest for its tree) proof.
+    let proof = forked.consistency_proof(150, 250).unwrap();
+    let offered = cp(&forked, 250);
+    assert!(matches!(check_step(&last, &offered, &proof), Err(StepError::Inconsistent { old: 150, new: 250, .. })));
+    let evidence = Evidence {
+        log_key: s.log_key.verifier().to_string(),
+        older: last.sign(&s.log_key).encode(),
+        newer: offered.sign(&s.log_key).encode(),
+        proof,
+    };
+    let file = evidence.encode();
+    let parsed = Evidence::parse(&file).unwrap();
+    assert_eq!(parsed, evidence);
+    match parsed.verify().unwrap() {
+        Finding::Proven { old: 150, new: 250, prefix_root, signed_root } => {
+            assert_eq!(prefix_root, forked.root(150).unwrap());
+            assert_eq!(signed_root, last.root);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Same size, different roots.
+    let fork = Evidence { newer: cp(&forked, 150).sign(&s.log_key).encode(), proof: vec![], ..evidence.clone() };
+    assert_eq!(fork.verify(), Ok(Finding::Fork { size: 150 }));
+    // A power-of-two old size: the proof cannot reveal the prefix.
+    let pow = Evidence {
+        older: cp(&honest, 128).sign(&s.log_key).encode(),
+        proof: forked.consistency_proof(128, 250).unwrap(),
+        ..evidence.clone()
+    };
+    assert_eq!(pow.verify(), Ok(Finding::Unanswered { old: 128, new: 250 }));
+    // Honest checkpoints are not evidence; nor are notes the log did not sign.
+    let honest_pair = Evidence {
+        newer: cp(&honest, 250).sign(&s.log_key).encode(),
+        proof: honest.consistency_proof(150, 250).unwrap(),
+        ..evidence.clone()
+    };
+    assert_eq!(honest_pair.verify(), Err(EvidenceError::Consistent));
+    let forger = NoteSigner::new(&s.origin, ed25519_dalek::SigningKey::from_bytes(&[9; 32])).unwrap();
+    let framed = Evidence { newer: offered.sign(&forger).encode(), ..evidence.clone() };
+    assert!(matches!(framed.verify(), Err(EvidenceError::BadCheckpoint { which: "newer", .. })));
+    for cut in [0, 10, file.len() / 2, file.len() - 1] {
+        assert!(Evidence::parse(&file[..cut]).is_err() || Evidence::parse(&file[..cut]).unwrap().verify().is_err());
+    }
+}
+
+#[test]
+fn request_tokens_bind_method_ledger_time_and_key() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let ledger = VillageCode::parse("150602101201").unwrap();
+    let other = VillageCode::parse("150602101202").unwrap();
+    let method = "/jifen.v1.AuditService/VerifyLedger";
+    let t = sign_token(&key, method, &ledger, 1_760_000_000, [7; 16]);
+    let parsed = RequestToken::parse(&t).unwrap();
+    assert_eq!(parsed.public_key.0, key.verifying_key().to_bytes());
+    assert_eq!((parsed.issued_at, parsed.nonce), (1_760_000_000, [7; 16]));
+    assert_eq!(parsed.check(method, &ledger, 1_760_000_100), Ok(()));
+    assert!(matches!(parsed.check("/jifen.v1.QueryService/GetAuditTrail", &ledger, 1_760_000_100), Err(TokenError::WrongMethod { .. })));
+    assert!(matches!(parsed.check(method, &other, 1_760_000_100), Err(TokenError::WrongLedger { .. })));
+    assert!(matches!(parsed.check(method, &ledger, 1_760_000_301), Err(TokenError::Expired { .. })));
+    assert!(matches!(parsed.check(method, &ledger, 1_759_999_960), Err(TokenError::Expired { .. })));
+    // Every single-character change is refused.
+    for i in 0..t.len() {
+        let mut bad = t.clone().into_bytes();
+        bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        if bad != t {
+            assert!(RequestToken::parse(&bad).is_err(), "changed at {i}: {bad}");
+        }
+    }
+    assert!(matches!(RequestToken::parse("v1.x.y"), Err(TokenError::Malformed(_))));
+    assert!(RequestToken::parse(&format!("{t}.extra")).is_err());
+}
+
+#[test]
+fn witness_keys_are_named_under_the_deployment() {
+    assert_eq!(witness_key_name("jifen.example.cn/village/150602101201", "sup-1"), "jifen.example.cn/witness/sup-1");
+    let v = NoteVerifier::new(&witness_key_name("a.cn/village/150602101201", "s"), [1; 32]);
+    assert!(v.is_ok());
+}
