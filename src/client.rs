@@ -46,20 +46,37 @@ pub fn keygen(args: KeygenArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
+    /// Verify this year bundle offline (no server, no database).
+    #[arg(long, conflicts_with_all = ["evidence", "village"])]
+    bundle: Option<PathBuf>,
+    /// Check this split-view evidence file (from `jifen cosign`) on its own.
+    #[arg(long, conflicts_with_all = ["bundle", "village"])]
+    evidence: Option<PathBuf>,
     /// The jifen server.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     server: String,
-    /// The village (12-digit code).
-    #[arg(long)]
-    village: String,
-    /// The deployment's log verifier key (`<origin>+<id>+<key>`); without it the checkpoint's
-    /// root is checked but not its signature.
-    #[arg(long)]
-    log_key: Option<String>,
+    /// The village (12-digit code), to verify what a server stores.
+    #[arg(long, required_unless_present_any = ["bundle", "evidence"])]
+    village: Option<String>,
+    /// With --village: a supervisor's, township's or auditor's key file, to sign the request
+    /// for the records.
+    #[arg(long, requires = "village")]
+    key: Option<PathBuf>,
+    #[command(flatten)]
+    trust: crate::audit_cmd::TrustArgs,
 }
 
-/// Reads a ledger from a server and verifies it locally.
+/// Verifies a ledger: offline from a bundle or evidence, or read from a server.
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.bundle {
+        return crate::audit_cmd::verify_bundle_file(path, &args.trust);
+    }
+    if let Some(path) = &args.evidence {
+        return crate::audit_cmd::verify_evidence_file(path);
+    }
+    let village = args.village.clone().context("--village")?;
+    let key = crate::submit::read_key(args.key.as_deref().context("--key: reading the records needs a reader's key")?)?;
+    let args = ServerVerify { server: args.server, village, log_key: args.trust.log_key };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut client = LedgerServiceClient::connect(args.server.clone())
@@ -80,7 +97,13 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         };
         let reading = crate::tables::progress(checkpoint.size, "read");
         let mut stream = client
-            .read_records(api::ReadRecordsRequest { ledger_id: args.village.clone(), from_seq: 0, limit: checkpoint.size })
+            .read_records(jifen::auth::authorized(
+                api::ReadRecordsRequest { ledger_id: args.village.clone(), from_seq: 0, limit: checkpoint.size },
+                &key,
+                jifen::auth::method::READ_RECORDS,
+                &args.village,
+                jifen::auth::unix_now(),
+            ))
             .await?
             .into_inner();
         let mut records = Vec::with_capacity(checkpoint.size as usize);
@@ -118,4 +141,10 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             Err(e) => bail!("NOT verified: {e}"),
         }
     })
+}
+
+struct ServerVerify {
+    server: String,
+    village: String,
+    log_key: Option<String>,
 }

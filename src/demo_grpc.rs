@@ -59,6 +59,8 @@ struct Client {
     clock: Arc<ManualClock>,
     village: String,
     n: u64,
+    /// The auditor's key, for the guarded reads (audit trail, verification).
+    reader: ActorKey,
 }
 
 fn event(body: Vec<u8>, sigs: &[EventSignature]) -> SignedEvent {
@@ -66,6 +68,12 @@ fn event(body: Vec<u8>, sigs: &[EventSignature]) -> SignedEvent {
 }
 
 impl Client {
+    /// A guarded request, with a token signed by the auditor at the demo clock's time.
+    fn authorized<T>(&self, message: T, method: &str) -> tonic::Request<T> {
+        let now = jifen::server::clock::Clock::now_micros(self.clock.as_ref()).div_euclid(1_000_000);
+        jifen::auth::authorized(message, &self.reader.key, method, &self.village, now)
+    }
+
     /// Signs and appends an event now (the demo clock), returning its seq.
     async fn submit(&mut self, author: &ActorKey, cosigners: &[&ActorKey], payload: Payload) -> anyhow::Result<u64> {
         self.n += 1;
@@ -120,13 +128,14 @@ async fn run_async(args: GrpcDemoArgs) -> anyhow::Result<()> {
         clock: clock.clone(),
         village: sample.writer.ledger.clone(),
         n: 0,
+        reader: sample.cast.auditor.clone(),
     };
     println!("服务已启动：grpc://{addr}  账本 {}", sample.origin);
 
     // History: each record appended at the time it was recorded.
     let records = sample.records();
     // A --data-dir from an earlier run already holds the village: show it as it is.
-    let resume = c.ledger.read_records(api::ReadRecordsRequest { ledger_id: c.village.clone(), from_seq: 0, limit: 1 }).await.is_ok();
+    let resume = c.ledger.get_checkpoint(api::GetCheckpointRequest { ledger_id: c.village.clone(), ..Default::default() }).await.is_ok();
     if resume {
         println!("账本已存在：沿用 {} 中的数据", data_dir.display());
     } else {
@@ -146,7 +155,9 @@ async fn run_async(args: GrpcDemoArgs) -> anyhow::Result<()> {
     }
 
     // Verify as an auditor and have two supervisors cosign the checkpoint.
-    let verify = c.audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: c.village.clone() }).await?.into_inner();
+    let request =
+        c.authorized(api::VerifyLedgerRequest { ledger_id: c.village.clone(), ..Default::default() }, jifen::auth::method::VERIFY_LEDGER);
+    let verify = c.audit.verify_ledger(request).await?.into_inner();
     if !verify.ok {
         bail!("verification failed: {}", verify.reason);
     }
@@ -432,12 +443,15 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
 
     let trail = c
         .query
-        .get_audit_trail(api::GetAuditTrailRequest {
-            ledger_id: c.village.clone(),
-            subject: Some(api::get_audit_trail_request::Subject::EntryId(
-                board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_default(),
-            )),
-        })
+        .get_audit_trail(c.authorized(
+            api::GetAuditTrailRequest {
+                ledger_id: c.village.clone(),
+                subject: Some(api::get_audit_trail_request::Subject::EntryId(
+                    board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_default(),
+                )),
+            },
+            jifen::auth::method::GET_AUDIT_TRAIL,
+        ))
         .await?
         .into_inner();
     println!("\n【审计摘要】");

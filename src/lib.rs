@@ -5,12 +5,14 @@
 //!
 //! # Layout
 //!
+//! - [`auth`] — request tokens for the guarded reads: the client helper and the server's check.
 //! - [`embedded`] — the private PostgreSQL cluster `jifen serve` and the tests run.
 //! - [`store`] — our ledger-shaped schema, the append path, and the esrs `EventStore` adapter.
 //! - [`server`] — the gRPC server: village writers, checkpointer, `LedgerService`.
 //! - [`service`] — starting storage: the embedded cluster or an external server.
 //! - [`api`] — the generated protobuf/gRPC types.
 
+pub mod auth;
 pub mod embedded;
 pub mod server;
 pub mod service;

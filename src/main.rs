@@ -10,10 +10,13 @@
 //! - `bench` — times generation, each verification stage and the projections fold, with the
 //!   one-by-one, one-core signature check as the baseline measured in the same run.
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
-//! - `client` — `keygen`, and `verify` against a server.
+//! - `client` — `keygen`, and `verify` (against a server, or offline).
+//! - `audit_cmd` — `cosign`, `export`, `verify --bundle/--evidence`, `replay`: the supervisors' and
+//!   auditors' commands.
 //! - `submit`, `query_cmd` — signing and appending an event; readable queries.
 //! - `tables` — the readable tables (公示 board, balances, audit summary) the commands print.
 
+mod audit_cmd;
 mod bench;
 mod client;
 mod demo;
@@ -44,9 +47,16 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Create a signing key for an actor (or a supervisor's note key).
     Keygen(client::KeygenArgs),
-    /// Verify a ledger served by a jifen server, on this machine: chain, signatures, Merkle
-    /// root against the latest checkpoint, and a replay of the rules.
+    /// Verify a ledger on this machine: served by a jifen server, or offline from a year bundle
+    /// (--bundle), or split-view evidence (--evidence).
     Verify(client::VerifyArgs),
+    /// As a supervisor, witness the latest checkpoint after checking it extends the last one
+    /// you cosigned; a split view leaves an evidence file.
+    Cosign(audit_cmd::CosignArgs),
+    /// Write a village's year bundle (records, witnessed checkpoints, proofs) to a file.
+    Export(audit_cmd::ExportArgs),
+    /// Rebuild a year from a bundle, offline: balances, 公示, settlements, supermarket, flags.
+    Replay(audit_cmd::ReplayArgs),
     /// Sign an event described in JSON with key files and append it.
     Submit(submit::SubmitArgs),
     /// Balances, 公示 boards, 红黑榜 and audit trails from a server, as tables.
@@ -75,6 +85,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::Keygen(args) => client::keygen(args),
         Command::Verify(args) => client::verify(args),
+        Command::Cosign(args) => audit_cmd::cosign(args),
+        Command::Export(args) => audit_cmd::export(args),
+        Command::Replay(args) => audit_cmd::replay(args),
         Command::Submit(args) => submit::run(args),
         Command::Query(args) => query_cmd::run(args),
     }

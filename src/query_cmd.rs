@@ -4,6 +4,7 @@
 use crate::tables::{table, when};
 use anyhow::Context;
 use jifen::api::{self, query_service_client::QueryServiceClient};
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -37,6 +38,9 @@ enum What {
         household: Option<String>,
         #[arg(long, group = "subject")]
         actor: Option<String>,
+        /// A supervisor's, township's or auditor's key file: the audit trail is not public.
+        #[arg(long)]
+        key: PathBuf,
     },
 }
 
@@ -123,10 +127,18 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     .collect();
                 print!("{}", table(&["名次", "红榜", "黑榜（扣分）"], &rows));
             }
-            What::Audit { entry, household, actor } => {
+            What::Audit { entry, household, actor, key } => {
                 use api::get_audit_trail_request::Subject;
                 let subject = entry.map(Subject::EntryId).or(household.map(Subject::HouseholdId)).or(actor.map(Subject::ActorId));
-                let r = q.get_audit_trail(api::GetAuditTrailRequest { ledger_id: v, subject }).await?.into_inner();
+                let key = crate::submit::read_key(&key)?;
+                let request = jifen::auth::authorized(
+                    api::GetAuditTrailRequest { ledger_id: v.clone(), subject },
+                    &key,
+                    jifen::auth::method::GET_AUDIT_TRAIL,
+                    &v,
+                    jifen::auth::unix_now(),
+                );
+                let r = q.get_audit_trail(request).await?.into_inner();
                 println!("【审计】{}", as_of(&r.as_of));
                 let rows: Vec<Vec<String>> = r
                     .acts

@@ -2,6 +2,7 @@
 
 use jifen::api::ledger_service_client::LedgerServiceClient;
 use jifen::api::{self, SignedEvent};
+use jifen::auth::method;
 use jifen::embedded::{Cluster, SUPERUSER};
 use jifen::server::clock::ManualClock;
 use jifen::server::villages::{LogKey, Villages};
@@ -56,13 +57,28 @@ impl Server {
         res.unwrap_or_else(|s| panic!("seq {}: {s:?}", r.seq())).into_inner().result.unwrap()
     }
 
-    async fn len(&mut self, ledger: &str) -> usize {
-        let mut stream = self
-            .client
-            .read_records(api::ReadRecordsRequest { ledger_id: ledger.into(), from_seq: 0, limit: 0 })
-            .await
-            .unwrap()
-            .into_inner();
+    /// A guarded request with a fresh token by `reader`, at the server clock's time.
+    fn auth<T>(&self, message: T, method: &str, ledger: &str, reader: &ActorKey) -> tonic::Request<T> {
+        let now = jifen::server::clock::Clock::now_micros(self.clock.as_ref()).div_euclid(1_000_000);
+        jifen::auth::authorized(message, &reader.key, method, ledger, now)
+    }
+
+    /// The records of a ledger, read with the auditor's token.
+    async fn read_all(&mut self, ledger: &str, reader: &ActorKey) -> Vec<Record> {
+        let request =
+            self.auth(api::ReadRecordsRequest { ledger_id: ledger.into(), from_seq: 0, limit: 0 }, method::READ_RECORDS, ledger, reader);
+        let mut stream = self.client.read_records(request).await.unwrap().into_inner();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.message().await.unwrap() {
+            out.extend(chunk.records.iter().map(record_of));
+        }
+        out
+    }
+
+    async fn len(&mut self, ledger: &str, reader: &ActorKey) -> usize {
+        let request =
+            self.auth(api::ReadRecordsRequest { ledger_id: ledger.into(), from_seq: 0, limit: 0 }, method::READ_RECORDS, ledger, reader);
+        let mut stream = self.client.read_records(request).await.unwrap().into_inner();
         let mut n = 0;
         while let Some(chunk) = stream.message().await.unwrap() {
             n += chunk.records.len();
@@ -112,16 +128,7 @@ async fn a_village_over_grpc_is_byte_for_byte_the_write_models_and_provable() {
     let n = records.len() as u64;
 
     // Every record reads back exactly.
-    let mut stream = server
-        .client
-        .read_records(api::ReadRecordsRequest { ledger_id: ledger.clone(), from_seq: 0, limit: 0 })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut read = Vec::new();
-    while let Some(chunk) = stream.message().await.unwrap() {
-        read.extend(chunk.records.iter().map(record_of));
-    }
+    let read = server.read_all(&ledger, &sample.cast.auditor).await;
     assert_eq!(read, records);
 
     // A checkpoint covering every record is signed promptly, by the log key, over the right root.
@@ -204,7 +211,7 @@ async fn a_village_over_grpc_is_byte_for_byte_the_write_models_and_provable() {
 
     // A restarted server loads the village from PostgreSQL and carries on the same chain.
     let mut again = Server::start(&db).await;
-    assert_eq!(again.len(&ledger).await, records.len());
+    assert_eq!(again.len(&ledger, &sample.cast.auditor).await, records.len());
     let cp2 = again
         .client
         .get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: n, min_tree_size: 0 })
@@ -247,7 +254,7 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
         server.replay(r).await;
     }
     let ledger = sample.writer.ledger.clone();
-    let before = server.len(&ledger).await;
+    let before = server.len(&ledger, &sample.cast.auditor).await;
     let now = records[first_score].recorded_at();
     server.clock.advance_to(now);
     let cast = &sample.cast;
@@ -335,7 +342,7 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().starts_with("event 1:"), "{}", e.message());
-    assert_eq!(server.len(&ledger).await, before, "nothing was appended by any rejected request");
+    assert_eq!(server.len(&ledger, &sample.cast.auditor).await, before, "nothing was appended by any rejected request");
 
     // An idempotent retry returns the same record; the same key with another body conflicts.
     let first = server.client.append(api::AppendRequest { event: Some(good.clone()) }).await.unwrap().into_inner().result.unwrap();
@@ -343,7 +350,7 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
     assert_eq!((again.seq, again.record_hash.clone(), again.duplicate), (first.seq, first.record_hash.clone(), true));
     let other = submit(&cast.panel[1], &[], "i", score("H0022", 2));
     assert_status(server.client.append(other).await.unwrap_err(), Code::AlreadyExists, "IDEMPOTENCY_CONFLICT");
-    assert_eq!(server.len(&ledger).await, before + 1);
+    assert_eq!(server.len(&ledger, &sample.cast.auditor).await, before + 1);
     // An unknown ledger is NOT_FOUND everywhere, and nothing is kept for it.
     let e = server.client.subscribe(api::SubscribeRequest { ledger_id: "150602109999".into(), from_seq: 0 }).await.unwrap_err();
     assert_status(e, Code::NotFound, "UNKNOWN_LEDGER");
@@ -368,7 +375,7 @@ async fn two_servers_on_one_village_never_fork_the_chain() {
         a.replay(r).await;
     }
     // B loads the village now, then A appends more: B's view is stale.
-    assert_eq!(b.len(&ledger).await, 30);
+    assert_eq!(b.len(&ledger, &sample.cast.auditor).await, 30);
     let _ =
         b.client.get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: 0, min_tree_size: 30 }).await.unwrap();
     for r in &records[30..40] {
@@ -398,12 +405,7 @@ async fn two_servers_on_one_village_never_fork_the_chain() {
     let (ta, tb) = (racer(a.client.clone(), evs.clone()), racer(b.client.clone(), evs));
     ta.await.unwrap();
     tb.await.unwrap();
-    let mut stream =
-        a.client.read_records(api::ReadRecordsRequest { ledger_id: ledger.clone(), from_seq: 0, limit: 0 }).await.unwrap().into_inner();
-    let mut stored = Vec::new();
-    while let Some(chunk) = stream.message().await.unwrap() {
-        stored.extend(chunk.records.iter().map(record_of));
-    }
+    let stored = a.read_all(&ledger, &sample.cast.auditor).await;
     assert_eq!(stored.len(), 90, "every event exactly once");
     for (s, r) in stored.iter().zip(records) {
         assert_eq!(s.body(), r.body(), "in submission order");
@@ -424,7 +426,13 @@ async fn subscribe_catches_up_from_the_middle_and_follows_live_appends() {
     for r in &records[..60] {
         server.replay(r).await;
     }
-    let mut sub = server.client.subscribe(api::SubscribeRequest { ledger_id: ledger.clone(), from_seq: 25 }).await.unwrap().into_inner();
+    let request = server.auth(
+        api::SubscribeRequest { ledger_id: ledger.clone(), from_seq: 25 },
+        method::SUBSCRIBE,
+        &ledger,
+        &sample.cast.supervisors[0],
+    );
+    let mut sub = server.client.subscribe(request).await.unwrap().into_inner();
     for r in &records[60..90] {
         server.replay(r).await;
     }
@@ -507,30 +515,67 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
 
     // The audit trail: an entry's lineage and the red flags.
     let objected = board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_else(|| board.entries[0].entry_id.clone());
-    let trail = q
-        .get_audit_trail(api::GetAuditTrailRequest {
-            ledger_id: ledger.clone(),
-            subject: Some(api::get_audit_trail_request::Subject::EntryId(objected)),
-        })
+    let trail_request =
+        api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(api::get_audit_trail_request::Subject::EntryId(objected)) };
+    // Refused without a token, with a stranger's, a villager's, a replayed or an expired one.
+    let e = q.get_audit_trail(trail_request.clone()).await.unwrap_err();
+    assert_status(e, Code::Unauthenticated, "TOKEN_MISSING");
+    let stranger = ActorKey::derive(999, "stranger", None);
+    let e = q.get_audit_trail(server.auth(trail_request.clone(), method::GET_AUDIT_TRAIL, &ledger, &stranger)).await.unwrap_err();
+    assert_status(e, Code::PermissionDenied, "TOKEN_UNKNOWN_KEY");
+    let e = q
+        .get_audit_trail(server.auth(trail_request.clone(), method::GET_AUDIT_TRAIL, &ledger, &sample.cast.villagers[0]))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap_err();
+    assert_status(e, Code::PermissionDenied, "TOKEN_ROLE_NOT_ALLOWED");
+    let e = q.get_audit_trail(server.auth(trail_request.clone(), method::VERIFY_LEDGER, &ledger, &sample.cast.auditor)).await.unwrap_err();
+    assert_status(e, Code::Unauthenticated, "TOKEN_WRONG_METHOD");
+    let once = server.auth(trail_request.clone(), method::GET_AUDIT_TRAIL, &ledger, &sample.cast.supervisors[1]);
+    let token = once.metadata().clone();
+    let trail = q.get_audit_trail(once).await.unwrap().into_inner();
     assert_eq!(trail.acts[0].kind, "ScoreRecorded");
+    let mut replayed = tonic::Request::new(trail_request.clone());
+    *replayed.metadata_mut() = token;
+    assert_status(q.get_audit_trail(replayed).await.unwrap_err(), Code::Unauthenticated, "TOKEN_REPLAYED");
+    let stale = server.auth(trail_request.clone(), method::GET_AUDIT_TRAIL, &ledger, &sample.cast.township);
+    server.clock.advance(301_000_000);
+    assert_status(q.get_audit_trail(stale).await.unwrap_err(), Code::Unauthenticated, "TOKEN_EXPIRED");
+    // The public views need none.
+    assert!(q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.is_ok());
 
     // VerifyLedger: all good, then a superuser edits a stored row behind the triggers' back.
-    let ok = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let verify = |server: &Server| {
+        server.auth(
+            api::VerifyLedgerRequest { ledger_id: ledger.clone(), ..Default::default() },
+            method::VERIFY_LEDGER,
+            &ledger,
+            &sample.cast.auditor,
+        )
+    };
+    let ok = audit.verify_ledger(verify(&server)).await.unwrap().into_inner();
     assert!(ok.ok, "{}", ok.reason);
     assert_eq!(ok.records, n);
     // An auditor's own check with the CLI, against this server and the log's verifier key.
     let log_key = LogKey::from_seed(LOG_SEED).signer(&sample.origin).verifier().to_string();
-    let cli = |addr: std::net::SocketAddr, ledger: String, log_key: String| {
+    // The CLI signs its request token with the real clock: bring the server's clock to now.
+    server.clock.advance_to(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64);
+    let keys = tempfile::tempdir().unwrap();
+    let auditor_key = keys.path().join("auditor.key");
+    std::fs::write(&auditor_key, jifen_ledger::hex(&sample.cast.auditor.key.to_bytes())).unwrap();
+    let cli = move |addr: std::net::SocketAddr, ledger: String, log_key: String, key: std::path::PathBuf| {
         std::process::Command::new(env!("CARGO_BIN_EXE_jifen"))
-            .args(["verify", "--server", &format!("http://{addr}"), "--village", &ledger, "--log-key", &log_key])
+            .args(["verify", "--server", &format!("http://{addr}"), "--village", &ledger, "--log-key", &log_key, "--key"])
+            .arg(&key)
             .output()
             .unwrap()
     };
     let (addr, l, k) = (server.addr, ledger.clone(), log_key.clone());
-    let out = tokio::task::spawn_blocking(move || cli(addr, l, k)).await.unwrap();
+    let out = tokio::task::spawn_blocking({
+        let key = auditor_key.clone();
+        move || cli(addr, l, k, key)
+    })
+    .await
+    .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("(log signature checked)"));
     let (owner, conn) = tokio_postgres::connect(&db.cluster.connection_string(SUPERUSER, "jifen"), tokio_postgres::NoTls).await.unwrap();
@@ -543,11 +588,16 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
         )
         .await
         .unwrap();
-    let bad = audit.verify_ledger(api::VerifyLedgerRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let bad = audit.verify_ledger(verify(&server)).await.unwrap().into_inner();
     assert!(!bad.ok);
     assert_eq!((bad.has_bad_seq, bad.first_bad_seq), (true, 42), "{}", bad.reason);
     let (addr, l, k) = (server.addr, ledger.clone(), log_key);
-    let out = tokio::task::spawn_blocking(move || cli(addr, l, k)).await.unwrap();
+    let out = tokio::task::spawn_blocking({
+        let key = auditor_key.clone();
+        move || cli(addr, l, k, key)
+    })
+    .await
+    .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("NOT verified: seq 42"), "{err}");
@@ -638,7 +688,14 @@ async fn the_cli_submits_signed_json_events_and_queries_tables() {
     assert!(String::from_utf8_lossy(&balances.stdout).contains("可用积分"));
     let board = jifen(query(&["publication", "P-2025-01"])).await.unwrap();
     assert!(String::from_utf8_lossy(&board.stdout).contains("【2025-01 积分公示】"), "{}", String::from_utf8_lossy(&board.stderr));
-    let audit = jifen(query(&["audit", "--entry", "CLI-1"])).await.unwrap();
+    // The audit trail needs a reader's key; a panel member's is refused.
+    let refused = jifen(query(&["audit", "--entry", "CLI-1", "--key", &panel_key.display().to_string()])).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("TOKEN_ROLE_NOT_ALLOWED")
+            || String::from_utf8_lossy(&refused.stderr).contains("not a supervisor")
+    );
+    let supervisor_key = key_file(&sample.cast.supervisors[0]);
+    let audit = jifen(query(&["audit", "--entry", "CLI-1", "--key", &supervisor_key.display().to_string()])).await.unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout).into_owned();
     assert!(audit.contains("ScoreRecorded") && audit.contains(&panel.id), "{audit}");
     server.shutdown().await;

@@ -38,7 +38,11 @@ pub enum VerifyError {
     Inadmissible { seq: u64, rejection: Rejection },
     #[error("seq {seq}: replay does not reproduce the stored record")]
     NotReproduced { seq: u64 },
-    #[error("checkpoint covers {size} records but only {have} are present (truncated)")]
+    #[error("seq {seq}: the stored row no longer matches the record hash written with it (altered in place)")]
+    AlteredRow { seq: u64 },
+    #[error("seq {seq}: prev_hash is not the hash of record {prev}, which is intact as stored (the prev_hash was altered)")]
+    BadPrevHash { seq: u64, prev: u64 },
+    #[error("seq {have}: checkpoint covers {size} records but only {have} are present (truncated)")]
     Truncated { size: u64, have: u64 },
     #[error("Merkle root of the first {size} records is {computed}, the checkpoint says {expected}")]
     RootMismatch { size: u64, computed: Hash, expected: Hash },
@@ -55,7 +59,9 @@ impl VerifyError {
             | VerifyError::Inadmissible { seq, .. }
             | VerifyError::NotReproduced { seq } => Some(*seq),
             VerifyError::BrokenLink { prev, .. } => Some(*prev),
-            VerifyError::Truncated { .. } | VerifyError::RootMismatch { .. } => None,
+            VerifyError::AlteredRow { seq } | VerifyError::BadPrevHash { seq, .. } => Some(*seq),
+            VerifyError::Truncated { have, .. } => Some(*have),
+            VerifyError::RootMismatch { .. } => None,
         }
     }
 }
@@ -178,4 +184,34 @@ pub fn verify_ledger_with_progress(
         Some(e) => Err(e),
         None => Ok(replayed.expect("no failure")),
     }
+}
+
+/// Verifies records as a database stored them, with the `record_hash` each row was written
+/// with, against every checkpoint given (the latest stored one and any the caller holds, e.g.
+/// a witnessed one). The stored hashes sharpen the diagnosis of edits to unsigned fields: a
+/// broken link between `n` and `n + 1` is blamed on `n + 1` when row `n` still matches its
+/// stored hash and row `n + 1` does not.
+pub fn verify_stored(records: &[Record], stored_hashes: &[Hash], checkpoints: &[Checkpoint]) -> Result<VillageState, VerifyError> {
+    let altered = records.iter().zip(stored_hashes).position(|(r, h)| r.hash() != *h).map(|i| records[i].seq().max(i as u64));
+    let intact = |i: u64| records.get(i as usize).zip(stored_hashes.get(i as usize)).is_some_and(|(r, h)| r.hash() == *h);
+    let mut failures = Vec::new();
+    if let Some(seq) = altered {
+        failures.push(VerifyError::AlteredRow { seq });
+    }
+    let largest = checkpoints.iter().max_by_key(|c| c.size);
+    let empty = Checkpoint { origin: String::new(), size: 0, root: crate::merkle::empty_root() };
+    match verify_ledger(records, largest.unwrap_or(&empty)) {
+        Ok(state) if failures.is_empty() => {
+            // Every other checkpoint must match too.
+            let hashes: Vec<Hash> = records.iter().map(Record::hash).collect();
+            for c in checkpoints {
+                check_root(&hashes, c)?;
+            }
+            return Ok(state);
+        }
+        Ok(_) => {}
+        Err(VerifyError::BrokenLink { seq, prev }) if intact(prev) && !intact(seq) => failures.push(VerifyError::BadPrevHash { seq, prev }),
+        Err(e) => failures.push(e),
+    }
+    Err(failures.into_iter().min_by_key(|e| e.seq().unwrap_or(u64::MAX)).expect("a failure"))
 }

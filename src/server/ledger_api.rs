@@ -7,6 +7,7 @@
 use super::status;
 use super::villages::{Appended, CheckpointView, Villages};
 use crate::api::{self, ledger_service_server::LedgerService};
+use crate::auth::method;
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::record::{Record, MAX_BODY_LEN, MAX_SIGNATURES};
@@ -137,9 +138,9 @@ impl LedgerService for LedgerApi {
     type ReadRecordsStream = Stream_<api::ReadRecordsResponse>;
 
     async fn read_records(&self, request: Request<api::ReadRecordsRequest>) -> Result<Response<Self::ReadRecordsStream>, Status> {
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        let len = self.villages.authorized(&request, method::READ_RECORDS, &code).await?.lock().await.len();
         let req = request.into_inner();
-        let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let len = self.villages.existing(&code).await?.lock().await.len();
         let end = if req.limit == 0 { len } else { len.min(req.from_seq.saturating_add(req.limit)) };
         let store = self.villages.store().clone();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -162,9 +163,9 @@ impl LedgerService for LedgerApi {
     type SubscribeStream = Stream_<api::SubscribeResponse>;
 
     async fn subscribe(&self, request: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        let arc = self.villages.authorized(&request, method::SUBSCRIBE, &code).await?;
         let req = request.into_inner();
-        let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let arc = self.villages.existing(&code).await?;
         // Subscribe first, then read what is stored up to now: nothing falls in between.
         let (mut live, stored_until) = {
             let v = arc.lock().await;

@@ -6,11 +6,13 @@ use super::ledger_api::ledger_id;
 use super::status;
 use super::villages::Villages;
 use crate::api::{self, audit_service_server::AuditService, query_service_server::QueryService};
+use crate::auth::method;
 use jifen_ledger::balance::Balance;
 use jifen_ledger::checkpoint::Checkpoint;
+use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::pb::ObjectionOutcome;
 use jifen_ledger::time::Period;
-use jifen_ledger::verify::verify_ledger;
+use jifen_ledger::verify::verify_stored;
 use jifen_projections::audit::RedFlag;
 use jifen_projections::publicity::{quarterly_column, red_black_lists, Ranking};
 use std::collections::HashMap;
@@ -250,9 +252,9 @@ impl QueryService for QueryApi {
 
     async fn get_audit_trail(&self, request: Request<api::GetAuditTrailRequest>) -> Result<Response<api::GetAuditTrailResponse>, Status> {
         use api::get_audit_trail_request::Subject;
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        let arc = self.villages.authorized(&request, method::GET_AUDIT_TRAIL, &code).await?;
         let req = request.into_inner();
-        let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let arc = self.villages.existing(&code).await?;
         let v = arc.lock().await;
         let audit = &v.views().audit;
         let acts: Vec<&jifen_projections::audit::Act> = match &req.subject {
@@ -281,39 +283,66 @@ impl QueryService for QueryApi {
     }
 }
 
+/// Bytes per ExportBundle message.
+const EXPORT_CHUNK: usize = 1 << 20;
+
 #[tonic::async_trait]
 impl AuditService for QueryApi {
     async fn verify_ledger(&self, request: Request<api::VerifyLedgerRequest>) -> Result<Response<api::VerifyLedgerResponse>, Status> {
-        let code = ledger_id("ledger_id", &request.into_inner().ledger_id)?;
-        self.villages.existing(&code).await?;
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        let arc = self.villages.authorized(&request, method::VERIFY_LEDGER, &code).await?;
+        let req = request.into_inner();
+        let origin = arc.lock().await.state().genesis().map(|g| g.origin.clone()).unwrap_or_default();
+        // The caller's own checkpoint, if any, must be one this log signed.
+        let held = if req.checkpoint_note.is_empty() {
+            None
+        } else {
+            let log = self.villages.log_verifier(&origin);
+            let (signed, _) = SignedCheckpoint::open(req.checkpoint_note.as_bytes(), &origin, &log, &[])
+                .map_err(|e| status::invalid("checkpoint_note", e.to_string()))?;
+            Some(signed.checkpoint().clone())
+        };
         let store = self.villages.store().clone();
-        let records = store.load(&code).await.map_err(|e| status::store(&e))?;
+        let (records, stored_hashes) = store.load_with_hashes(&code).await.map_err(|e| status::store(&e))?;
         let latest = store.checkpoint(&code, None).await.map_err(|e| status::store(&e))?;
         let signatures = records.iter().map(|r| r.signatures().len() as u64).sum();
-        // Verification is CPU work: keep it off the async workers. Every stage runs and the
-        // failure at the lowest seq is reported (an edited body breaks its own signature at
-        // seq n before it breaks the link at n + 1).
-        let outcome = tokio::task::spawn_blocking(move || {
-            let checkpoint = match &latest {
-                Some(c) => Checkpoint { origin: String::new(), size: c.tree_size, root: c.root },
-                None => Checkpoint { origin: String::new(), size: 0, root: jifen_ledger::merkle::empty_root() },
-            };
-            verify_ledger(&records, &checkpoint).map(|_| (records.len() as u64, checkpoint.size))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        let mut checkpoints: Vec<Checkpoint> =
+            latest.iter().map(|c| Checkpoint { origin: origin.clone(), size: c.tree_size, root: c.root }).collect();
+        checkpoints.extend(held);
+        let checked = checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
+        // Verification is CPU work: keep it off the async workers. The failure at the lowest
+        // seq is reported; the stored record_hash column tells an altered row from its
+        // neighbour's broken link.
+        let outcome =
+            tokio::task::spawn_blocking(move || verify_stored(&records, &stored_hashes, &checkpoints).map(|_| records.len() as u64))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(match outcome {
-            Ok((n, checked)) => {
-                api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() }
-            }
+            Ok(n) => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
             Err(e) => api::VerifyLedgerResponse {
                 ok: false,
                 signatures,
+                checkpoint_size: checked,
                 has_bad_seq: e.seq().is_some(),
                 first_bad_seq: e.seq().unwrap_or(0),
                 reason: e.to_string(),
                 ..Default::default()
             },
         }))
+    }
+
+    type ExportBundleStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<api::ExportBundleResponse, Status>> + Send>>;
+
+    async fn export_bundle(&self, request: Request<api::ExportBundleRequest>) -> Result<Response<Self::ExportBundleStream>, Status> {
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        self.villages.authorized(&request, method::EXPORT_BUNDLE, &code).await?;
+        let year = u16::try_from(request.get_ref().year)
+            .ok()
+            .filter(|y| (2000..=2200).contains(y))
+            .ok_or_else(|| status::invalid("year", "must be a calendar year between 2000 and 2200"))?;
+        let bytes = self.villages.export_bundle(&code, year).await?;
+        let chunks: Vec<Result<api::ExportBundleResponse, Status>> =
+            bytes.chunks(EXPORT_CHUNK).map(|c| Ok(api::ExportBundleResponse { chunk: c.to_vec() })).collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }

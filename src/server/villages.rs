@@ -13,18 +13,22 @@
 
 use super::clock::Clock;
 use super::status;
+use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use ed25519_dalek::{Signature, SigningKey, Verifier};
 use esrs::store::EventStore;
 use esrs::{Aggregate, AggregateState};
+use jifen_ledger::bundle::{Bundle, ConsistencyStep};
 use jifen_ledger::checkpoint::Checkpoint;
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::merkle::Tree;
+use jifen_ledger::note::NoteVerifier;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::signature::EventSignature;
+use jifen_ledger::time::Date;
 use jifen_ledger::verify::check_chain;
 use jifen_ledger::village::{Accepted, Command, Decision, Rejection, RoleSet, Village as VillageAggregate, VillageState};
 use jifen_projections::Views;
@@ -202,6 +206,7 @@ pub struct Villages {
     map: SyncMutex<HashMap<VillageCode, Arc<Mutex<Village>>>>,
     dirty: SyncMutex<HashSet<VillageCode>>,
     wake: Notify,
+    guard: Guard,
 }
 
 impl Villages {
@@ -216,6 +221,7 @@ impl Villages {
             map: SyncMutex::default(),
             dirty: SyncMutex::default(),
             wake: Notify::new(),
+            guard: Guard::default(),
         }
     }
 
@@ -246,6 +252,76 @@ impl Villages {
         }
         let mut map = self.map.lock().expect("village map");
         Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
+    }
+
+    /// A village that must exist, for a guarded call of `method`: the request must carry a
+    /// valid token of an enrolled supervisor, township or auditor (see [`crate::auth`]).
+    pub async fn authorized<T>(
+        &self,
+        request: &tonic::Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.existing(code).await?;
+        let now = self.clock.now_micros().div_euclid(1_000_000);
+        self.guard.check(request.metadata(), method, code, arc.lock().await.state(), now)?;
+        Ok(arc)
+    }
+
+    /// The log's note verifier key for a village origin.
+    pub fn log_verifier(&self, origin: &str) -> NoteVerifier {
+        self.log.signer(origin).verifier().clone()
+    }
+
+    /// The year bundle of a village (docs/FORMAT.md §8): the records up to the last witnessed
+    /// checkpoint whose last record was recorded in `year` or before, every cosigned
+    /// checkpoint up to it, and the consistency proofs between them.
+    pub async fn export_bundle(&self, code: &VillageCode, year: u16) -> Result<Vec<u8>, Status> {
+        let arc = self.existing(code).await?;
+        let (origin, quorum) = {
+            let v = arc.lock().await;
+            (v.origin().expect("a non-empty ledger has a genesis"), v.witness_quorum())
+        };
+        let err = |e: StoreError| status::store(&e);
+        let sizes = self.store.cosigned_sizes(code, u64::MAX).await.map_err(err)?;
+        let mut chosen = None;
+        for &size in sizes.iter().rev() {
+            let stored = self.store.checkpoint(code, Some(size)).await.map_err(err)?;
+            if stored.is_none_or(|c| (c.cosignatures.len() as u32) < quorum) {
+                continue;
+            }
+            let last = self.store.record(code, size - 1).await.map_err(err)?;
+            if last.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year)) {
+                chosen = Some(size);
+                break;
+            }
+        }
+        let size = chosen.ok_or_else(|| {
+            status::plain(
+                Code::FailedPrecondition,
+                "NO_WITNESSED_CHECKPOINT",
+                format!("ledger {code} has no checkpoint of {year} or before with the {quorum} supervisor cosignatures needed (supervisors run `jifen cosign`)"),
+            )
+        })?;
+        let records = self.store.read(code, 0, size).await.map_err(err)?;
+        let included: Vec<u64> = sizes.into_iter().filter(|s| *s <= size).collect();
+        let mut checkpoints = Vec::with_capacity(included.len());
+        let v = arc.lock().await;
+        for &s in &included {
+            let stored = self.store.checkpoint(code, Some(s)).await.map_err(err)?.expect("listed");
+            checkpoints.push(self.view(&v, &stored).note.encode());
+        }
+        let proofs = included
+            .windows(2)
+            .map(|w| {
+                let proof = v.tree().consistency_proof(w[0], w[1]).map_err(|e| Status::internal(e.to_string()))?;
+                Ok(ConsistencyStep { old: w[0], new: w[1], proof })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        drop(v);
+        let bundle =
+            Bundle { ledger: code.clone(), log_key: self.log_verifier(&origin).to_string(), origin, year, records, checkpoints, proofs };
+        Ok(tokio::task::spawn_blocking(move || bundle.encode()).await.map_err(|e| Status::internal(e.to_string()))?)
     }
 
     /// A village that must exist.

@@ -167,6 +167,34 @@ impl Store {
         self.read(ledger, 0, u64::MAX).await
     }
 
+    /// Every record of a ledger with the `record_hash` column its row was written with, in
+    /// seq order: what an audit of the stored rows checks.
+    pub async fn load_with_hashes(&self, ledger: &VillageCode) -> Result<(Vec<Record>, Vec<Hash>), StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash FROM records \
+                 WHERE ledger_id = $1 ORDER BY seq",
+                &[&ledger.as_str()],
+            )
+            .await?;
+        let records = rows.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
+        let hashes = rows.iter().map(|r| Hash::from_slice(r.get::<_, &[u8]>("record_hash")).unwrap_or_default()).collect();
+        Ok((records, hashes))
+    }
+
+    /// The sizes of a ledger's checkpoints that have at least one cosignature, up to `max`.
+    pub async fn cosigned_sizes(&self, ledger: &VillageCode, max: u64) -> Result<Vec<u64>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT DISTINCT tree_size FROM cosignatures WHERE ledger_id = $1 AND tree_size <= $2 ORDER BY tree_size",
+                &[&ledger.as_str(), &(max.min(i64::MAX as u64) as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
     /// The ledgers and their origins.
     pub async fn ledgers(&self) -> Result<Vec<(VillageCode, String)>, StoreError> {
         let client = self.pool.get().await?;
