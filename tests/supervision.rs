@@ -1,0 +1,344 @@
+//! Supervision and audit end to end: supervisors cosign with `jifen cosign` (2-of-3 quorum), a
+//! split view leaves evidence that verifies on its own, a year bundle is exported, verified
+//! and replayed offline, and tampering with stored rows is pinpointed by VerifyLedger.
+
+mod common;
+use common::*;
+
+use jifen::api::audit_service_client::AuditServiceClient;
+use jifen::api::query_service_client::QueryServiceClient;
+use jifen::api::{self};
+use jifen::auth::method;
+use jifen::embedded::SUPERUSER;
+use jifen::server::villages::LogKey;
+use jifen_ledger::bundle::Bundle;
+use jifen_ledger::record::Record;
+use jifen_ledger::sample::{ActorKey, Sample};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn log_key(sample: &Sample) -> String {
+    LogKey::from_seed(LOG_SEED).signer(&sample.origin).verifier().to_string()
+}
+
+fn key_file(dir: &Path, a: &ActorKey) -> PathBuf {
+    let p = dir.join(format!("{}.key", a.id));
+    std::fs::write(&p, jifen_ledger::hex(&a.key.to_bytes())).unwrap();
+    p
+}
+
+async fn jifen(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_jifen")).args(args).output().unwrap()).await.unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `jifen cosign` by `who`, with its own state file in `dir`.
+fn cosign_args(server: &Server, sample: &Sample, dir: &Path, who: &ActorKey) -> Vec<String> {
+    let mut args: Vec<String> =
+        vec!["cosign".into(), "--key".into(), key_file(dir, who).display().to_string(), "--actor".into(), who.id.clone()];
+    args.extend(["--server".into(), format!("http://{}", server.addr), "--village".into(), sample.writer.ledger.clone()]);
+    args.extend(["--log-key".into(), log_key(sample), "--state".into(), dir.join(format!("{}.state.json", who.id)).display().to_string()]);
+    args
+}
+
+async fn wait_checkpoint(server: &mut Server, ledger: &str, size: u64) -> api::Checkpoint {
+    let req = api::GetCheckpointRequest { ledger_id: ledger.into(), tree_size: 0, min_tree_size: size };
+    server.client.get_checkpoint(req).await.unwrap().into_inner().checkpoint.unwrap()
+}
+
+async fn superuser(db: &Db) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(&db.cluster.connection_string(SUPERUSER, "jifen"), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_witness_and_an_auditor_verifies_and_replays_the_year_offline() {
+    let db = Db::start().await;
+    let mut server = Server::start(&db).await;
+    let sample = small_year(21, 3);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let n = records.len() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let k = 150usize;
+    for r in &records[..k] {
+        server.replay(r).await;
+    }
+    wait_checkpoint(&mut server, &ledger, k as u64).await;
+
+    // A 2-of-3 round: the first cosignature is not enough, the second reaches the quorum.
+    let sups = &sample.cast.supervisors;
+    let first = jifen(cosign_args(&server, &sample, dir.path(), &sups[0])).await;
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(text(&first).contains("1 cosignature(s) — quorum not yet reached"), "{}", text(&first));
+    let second = jifen(cosign_args(&server, &sample, dir.path(), &sups[1])).await;
+    assert!(text(&second).contains("2 cosignature(s) — witnessed"), "{}", text(&second));
+    let cp = wait_checkpoint(&mut server, &ledger, k as u64).await;
+    assert!(cp.witnessed && cp.cosignatures == 2 && cp.tree_size == k as u64);
+    let third = jifen(cosign_args(&server, &sample, dir.path(), &sups[2])).await;
+    assert!(text(&third).contains("3 cosignature(s) — witnessed"), "{}", text(&third));
+    // Only supervisors witness.
+    let villager = jifen(cosign_args(&server, &sample, dir.path(), &sample.cast.villagers[0])).await;
+    assert!(!villager.status.success() && text(&villager).contains("not an enrolled supervisor"), "{}", text(&villager));
+
+    // The rest of the quarter; two supervisors witness again, each checking consistency with
+    // the checkpoint they cosigned before.
+    for r in &records[k..] {
+        server.replay(r).await;
+    }
+    wait_checkpoint(&mut server, &ledger, n).await;
+    for s in &sups[..2] {
+        let again = jifen(cosign_args(&server, &sample, dir.path(), s)).await;
+        assert!(again.status.success(), "{}", text(&again));
+        assert!(text(&again).contains(&format!("extends the last cosigned one ({k})")), "{}", text(&again));
+    }
+
+    // The auditor exports 2025 (tokens are signed with the real clock).
+    server.clock.advance_to(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64);
+    let auditor = key_file(dir.path(), &sample.cast.auditor);
+    let bundle = dir.path().join("v-2025.jfb");
+    let export = |year: &str, out: &Path, key: &Path| -> Vec<String> {
+        ["export", "--server", &format!("http://{}", server.addr), "--village", &ledger, "--year", year, "--out"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([out.display().to_string(), "--key".into(), key.display().to_string()])
+            .collect()
+    };
+    let out = jifen(export("2025", &bundle, &auditor)).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let decoded = Bundle::decode(&std::fs::read(&bundle).unwrap()).unwrap();
+    assert_eq!(decoded.records.len() as u64, n);
+    assert_eq!(decoded.checkpoints.len(), 2, "the two witnessed checkpoints");
+    // No witnessed checkpoint of 2024; a villager may not export.
+    let none = jifen(export("2024", &dir.path().join("v-2024.jfb"), &auditor)).await;
+    assert!(!none.status.success() && text(&none).contains("no checkpoint of 2024"), "{}", text(&none));
+    let villager_key = key_file(dir.path(), &sample.cast.villagers[0]);
+    let refused = jifen(export("2025", &dir.path().join("x.jfb"), &villager_key)).await;
+    assert!(!refused.status.success() && text(&refused).contains("not a supervisor, township or auditor"), "{}", text(&refused));
+
+    // Offline verification, with the keys the auditor trusts.
+    let lk = log_key(&sample);
+    let verify = jifen(vec!["verify".into(), "--bundle".into(), bundle.display().to_string(), "--log-key".into(), lk.clone()]).await;
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(&format!("{n} records")) && text(&verify).contains("witnessed by 2 of 2"), "{}", text(&verify));
+
+    // A bundle with one body bit flipped names that record.
+    let mut bad = decoded.clone();
+    let r = &bad.records[77];
+    let mut body = r.body().to_vec();
+    body[3] ^= 0x10;
+    bad.records[77] = Record::new(r.ledger_id().clone(), 77, *r.prev_hash(), r.recorded_at(), body, r.signatures().to_vec()).unwrap();
+    let bad_file = dir.path().join("bad.jfb");
+    std::fs::write(&bad_file, bad.encode()).unwrap();
+    let refused = jifen(vec!["verify".into(), "--bundle".into(), bad_file.display().to_string(), "--log-key".into(), lk.clone()]).await;
+    assert!(!refused.status.success() && text(&refused).contains("first bad record seq 77"), "{}", text(&refused));
+
+    // The replay's balances are the server's.
+    let replay = jifen(vec![
+        "replay".into(),
+        "--bundle".into(),
+        bundle.display().to_string(),
+        "--year".into(),
+        "2025".into(),
+        "--json".into(),
+        "--log-key".into(),
+        lk.clone(),
+    ])
+    .await;
+    assert!(replay.status.success(), "{}", text(&replay));
+    let json: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut q = QueryServiceClient::new(ch.clone());
+    let served = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let replayed = json["balances"].as_array().unwrap();
+    assert_eq!(replayed.len(), served.balances.len());
+    for b in &served.balances {
+        let r = replayed.iter().find(|x| x["household"] == b.household_id.as_str()).unwrap();
+        assert_eq!(
+            (r["available"].as_i64(), r["ever_earned"].as_i64(), r["redeemed"].as_i64()),
+            (Some(b.available), Some(b.ever_earned), Some(b.redeemed)),
+            "{}",
+            b.household_id
+        );
+    }
+    let settlements = json["settlements"].as_array().unwrap();
+    assert_eq!(settlements.len(), 3);
+    assert!(settlements.iter().all(|s| s["matches_replay"] == true));
+    assert!(!json["publications"].as_array().unwrap().is_empty());
+    // As of the end of January: only January's settlement.
+    let jan = jifen(vec![
+        "replay".into(),
+        "--bundle".into(),
+        bundle.display().to_string(),
+        "--year".into(),
+        "2025".into(),
+        "--as-of".into(),
+        "2025-02-28".into(),
+    ])
+    .await;
+    assert!(jan.status.success(), "{}", text(&jan));
+    assert!(text(&jan).contains("截至 2025-02-28") && text(&jan).contains("一致 ✓"), "{}", text(&jan));
+    // ExportBundle without a token is refused.
+    let mut audit = AuditServiceClient::new(ch);
+    let e = audit.export_bundle(api::ExportBundleRequest { ledger_id: ledger.clone(), year: 2025 }).await.unwrap_err();
+    assert_status(e, tonic::Code::Unauthenticated, "TOKEN_MISSING");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence() {
+    let db = Db::start().await;
+    let mut server = Server::start(&db).await;
+    let sample = small_year(22, 3);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let dir = tempfile::tempdir().unwrap();
+    for r in &records[..150] {
+        server.replay(r).await;
+    }
+    wait_checkpoint(&mut server, &ledger, 150).await;
+    let sup = &sample.cast.supervisors[0];
+    let ok = jifen(cosign_args(&server, &sample, dir.path(), sup)).await;
+    assert!(ok.status.success(), "{}", text(&ok));
+    server.shutdown().await;
+
+    // The operator rolls the database back to 140 records, behind the triggers' back.
+    let owner = superuser(&db).await;
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM cosignatures WHERE ledger_id = '{ledger}' AND tree_size > 140;
+             DELETE FROM checkpoints WHERE ledger_id = '{ledger}' AND tree_size > 140;
+             DELETE FROM merkle_nodes WHERE ledger_id = '{ledger}' AND (idx + 1) * (1::bigint << level) > 140;
+             DELETE FROM records WHERE ledger_id = '{ledger}' AND seq >= 140;"
+        ))
+        .await
+        .unwrap();
+    // …and appends again, differently: record 140 a microsecond later, then more.
+    let mut server = Server::start(&db).await;
+    server.clock.advance_to(records[140].recorded_at() + 1);
+    for r in &records[140..200] {
+        server.replay(r).await;
+    }
+    let forked = wait_checkpoint(&mut server, &ledger, 200).await;
+    assert_eq!(forked.tree_size, 200);
+
+    let refused = jifen(cosign_args(&server, &sample, dir.path(), sup)).await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("split view"), "{}", text(&refused));
+    let evidence = dir.path().join(format!("split-view-{ledger}-150-200.evidence"));
+    assert!(evidence.exists(), "{}", text(&refused));
+    // The evidence stands on its own: a third party needs only the file.
+    let check = jifen(vec!["verify".into(), "--evidence".into(), evidence.display().to_string()]).await;
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(text(&check).contains("EVIDENCE HOLDS") && text(&check).contains("does not contain the tree of 150"), "{}", text(&check));
+    // The state file still holds the honest checkpoint: nothing was cosigned.
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("{}.state.json", sup.id))).unwrap()).unwrap();
+    let held = state["villages"][ledger.as_str()]["checkpoint"].as_str().unwrap().to_owned();
+    assert!(held.contains("\n150\n"));
+    // The server's own audit, given the checkpoint the supervisor holds, fails too.
+    let mut audit = AuditServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap(),
+    );
+    let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: held };
+    let res = audit.verify_ledger(server.auth(req, method::VERIFY_LEDGER, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
+    assert!(!res.ok, "{}", res.reason);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
+    let db = Db::start().await;
+    let mut server = Server::start(&db).await;
+    let sample = small_year(23, 1);
+    let ledger = sample.writer.ledger.clone();
+    for r in sample.records() {
+        server.replay(r).await;
+    }
+    let n = sample.records().len() as u64;
+    let witnessed = wait_checkpoint(&mut server, &ledger, n).await;
+    let owner = superuser(&db).await;
+    owner
+        .batch_execute(
+            "CREATE TABLE saved_records AS SELECT * FROM records;
+             CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;",
+        )
+        .await
+        .unwrap();
+    let mut audit = AuditServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap(),
+    );
+    let l = ledger.clone();
+    let tamper_cases: Vec<(&str, String, u64)> = vec![
+        ("edited body", format!("UPDATE records SET body = set_byte(body, 2, get_byte(body, 2) # 4) WHERE ledger_id = '{l}' AND seq = 40"), 40),
+        ("edited recorded_at", format!("UPDATE records SET recorded_at = recorded_at + 1 WHERE ledger_id = '{l}' AND seq = 40"), 40),
+        ("edited prev_hash", format!("UPDATE records SET prev_hash = set_byte(prev_hash, 0, get_byte(prev_hash, 0) # 1) WHERE ledger_id = '{l}' AND seq = 41"), 41),
+        ("deleted", format!("DELETE FROM records WHERE ledger_id = '{l}' AND seq = 40"), 40),
+        (
+            "reordered",
+            format!(
+                "UPDATE records SET seq = 1000000 WHERE ledger_id = '{l}' AND seq = 40;
+                 UPDATE records SET seq = 40 WHERE ledger_id = '{l}' AND seq = 41;
+                 UPDATE records SET seq = 41 WHERE ledger_id = '{l}' AND seq = 1000000;"
+            ),
+            40,
+        ),
+        (
+            "inserted",
+            format!(
+                "UPDATE records SET seq = seq + 1000000 WHERE ledger_id = '{l}' AND seq >= 40;
+                 UPDATE records SET seq = seq - 999999 WHERE ledger_id = '{l}' AND seq >= 1000000;
+                 INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash)
+                   SELECT ledger_id, 40, record_hash, recorded_at, body, signatures, record_hash FROM records WHERE ledger_id = '{l}' AND seq = 39;"
+            ),
+            40,
+        ),
+        ("truncated", format!("DELETE FROM records WHERE ledger_id = '{l}' AND seq >= {}", n - 5), n - 5),
+    ];
+    let verify = |server: &Server, note: String| {
+        let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: note };
+        server.auth(req, method::VERIFY_LEDGER, &ledger, &sample.cast.auditor)
+    };
+    let clean = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
+    assert!(clean.ok, "{}", clean.reason);
+    for (what, sql, want) in tamper_cases {
+        owner.batch_execute(&format!("SET session_replication_role = replica; {sql}")).await.unwrap();
+        let res = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
+        assert!(!res.ok, "{what}: not detected");
+        assert_eq!((res.has_bad_seq, res.first_bad_seq), (true, want), "{what}: {}", res.reason);
+        owner
+            .batch_execute(&format!(
+                "SET session_replication_role = replica;
+                 DELETE FROM records WHERE ledger_id = '{l}';
+                 INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records WHERE ledger_id = '{l}';"
+            ))
+            .await
+            .unwrap();
+    }
+    // A truncation that also removes the stored checkpoints covering the lost tail passes the
+    // stored checks, and is caught by the witnessed checkpoint a supervisor holds.
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM records WHERE ledger_id = '{l}' AND seq >= {cut};
+             DELETE FROM cosignatures WHERE ledger_id = '{l}' AND tree_size > {cut};
+             DELETE FROM checkpoints WHERE ledger_id = '{l}' AND tree_size > {cut};",
+            cut = n - 5
+        ))
+        .await
+        .unwrap();
+    let blind = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
+    assert!(blind.ok, "{}", blind.reason);
+    let caught = audit.verify_ledger(verify(&server, witnessed.note.clone())).await.unwrap().into_inner();
+    assert!(!caught.ok);
+    assert_eq!((caught.has_bad_seq, caught.first_bad_seq), (true, n - 5), "{}", caught.reason);
+    // A checkpoint the log did not sign is refused as input.
+    let e = audit.verify_ledger(verify(&server, witnessed.note.replace(&format!("\n{n}\n"), "\n1\n"))).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    server.shutdown().await;
+}
