@@ -3,7 +3,15 @@
 
 It shares no code with the Rust implementation: Python's hashlib for SHA-256, the
 `cryptography` package for Ed25519, and the algorithms of RFC 9162 and C2SP signed-note as
-FORMAT.md restates them. Usage: python3 docs/verify_vectors.py [ledger/testdata/vectors.json]
+FORMAT.md restates them. Usage:
+
+    python3 docs/verify_vectors.py [ledger/testdata/vectors.json]
+    python3 docs/verify_vectors.py --bundle FILE --log-key KEY --witness-key KEY... --quorum N
+    python3 docs/verify_vectors.py --token TOKEN --method PATH --ledger CODE --now SECONDS
+
+The bundle check (section 11) covers the format, every checkpoint's log signature, the
+consistency proofs, the chain, every event signature, every checkpoint's root and the last
+checkpoint's cosignature quorum; it does not re-run the write-model's rules (step 4).
 """
 import base64
 import hashlib
@@ -171,7 +179,7 @@ def verify_consistency(first, second, first_hash, second_hash, proof):
 # --- section 6: signed-note checkpoints -----------------------------------------------------
 
 def parse_verifier_key(s):
-    name, key_id, key = s.split("+")
+    name, key_id, key = s.split("+", 2)  # the base64 key may itself contain '+'
     raw = base64.b64decode(key, validate=True)
     assert raw[0] == 0x01 and len(raw) == 33, "Ed25519 verifier key"
     computed = sha256(name.encode(), b"\n\x01", raw[1:])[:4]
@@ -272,5 +280,121 @@ def main(path):
     print("vectors: %d passed, 0 failed" % checks)
 
 
+# --- section 11: the year bundle ----------------------------------------------------------
+
+def verify_bundle(path, log_key, witness_keys, quorum):
+    data = open(path, "rb").read()
+    assert data[:8] == b"JIFENBDL", "magic"
+    assert struct.unpack(">HH", data[8:12]) == (1, 0), "version 1, no flags"
+    pos, sections = 12, []
+    for tag in (0x01, 0x02, 0x03, 0x04, 0xFF):
+        assert data[pos] == tag, "section %#x in order" % tag
+        (length,) = struct.unpack(">Q", data[pos + 1:pos + 9])
+        start = pos + 9
+        assert start + length <= len(data), "section %#x truncated" % tag
+        if tag == 0xFF:
+            assert length == 32 and hashlib.sha256(data[:pos]).digest() == data[start:start + 32], "checksum"
+        sections.append(data[start:start + length])
+        pos = start + length
+    assert pos == len(data), "nothing after END"
+    header, recs, cps, proofs = sections[:4]
+
+    def take(buf, at, n):
+        assert at + n <= len(buf), "truncated"
+        return buf[at:at + n], at + n
+
+    raw, at = take(header, 1, header[0])
+    ledger = raw.decode()
+    (n,), at = struct.unpack(">H", header[at:at + 2]), at + 2
+    origin, at = take(header, at, n)
+    (n,), at = struct.unpack(">H", header[at:at + 2]), at + 2
+    _hint, at = take(header, at, n)
+    year, count, ncp = struct.unpack(">HQI", header[at:at + 14])
+    assert at + 14 == len(header), "header length"
+    origin = origin.decode()
+    assert origin.endswith("/village/" + ledger), "origin names the ledger"
+
+    at, prev, leaves = 0, bytes(32), []
+    for seq in range(count):
+        (n,), at = struct.unpack(">I", recs[at:at + 4]), at + 4
+        b, at = take(recs, at, n)
+        r = parse_record(b)
+        assert r["seq"] == seq, "first bad record seq %d: found seq %d" % (seq, r["seq"])
+        assert r["ledger_id"] == ledger, "ledger id at seq %d" % seq
+        assert r["prev_hash"] == prev, "chain breaks between records %d and %d" % (seq - 1, seq)
+        for key, sig in r["sigs"]:
+            assert ed25519_ok(key, sig, signing_message(r["body"])), "first bad record seq %d: signature" % seq
+        prev = record_hash(b)
+        leaves.append(leaf_hash(prev))
+    assert at == len(recs), "records section length"
+
+    log = parse_verifier_key(log_key)
+    assert log[0] == origin, "log key named after the origin"
+    witnesses = [parse_verifier_key(k) for k in witness_keys]
+    at, checkpoints = 0, []
+    for _ in range(ncp):
+        (n,), at = struct.unpack(">I", cps[at:at + 4]), at + 4
+        note, at = take(cps, at, n)
+        text, signed = open_note(note.decode(), [log] + witnesses)
+        assert log[0] in signed, "log signature"
+        o, size, root = text.rstrip("\n").split("\n")[:3]
+        assert o == origin and str(int(size)) == size, "checkpoint text"
+        size, root = int(size), base64.b64decode(root, validate=True)
+        assert not checkpoints or size > checkpoints[-1][0], "sizes ascend"
+        assert mth(leaves[:size]) == root, "fork: the records do not reproduce the root of checkpoint %d" % size
+        checkpoints.append((size, root, len(set(signed) - {log[0]})))
+    assert at == len(cps), "checkpoints section length"
+    assert checkpoints[-1][0] == count, "the last checkpoint covers every record"
+    at = 0
+    for (o, oroot, _), (nn, nroot, _) in zip(checkpoints, checkpoints[1:]):
+        old, new, k = struct.unpack(">QQB", proofs[at:at + 17])
+        at += 17
+        proof = [proofs[at + 32 * i:at + 32 * i + 32] for i in range(k)]
+        at += 32 * k
+        assert (old, new) == (o, nn) and verify_consistency(o, nn, oroot, nroot, proof), "consistency %d->%d" % (o, nn)
+    assert at == len(proofs), "proofs section length"
+    assert checkpoints[-1][2] >= quorum, "witnessed: %d of %d cosignatures" % (checkpoints[-1][2], quorum)
+    print("bundle: %d records, %d checkpoints, last witnessed by %d: passed" % (count, len(checkpoints), checkpoints[-1][2]))
+
+
+# --- section 12: request tokens ----------------------------------------------------------
+
+def b64url(s):
+    raw = base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+    assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == s, "canonical base64url"
+    return raw
+
+
+def verify_token(token, method, ledger, now):
+    assert len(token) <= 1024
+    v, key, payload, sig = token.split(".")
+    assert v == "v1"
+    key, payload, sig = b64url(key), b64url(payload), b64url(sig)
+    assert len(key) == 32 and len(sig) == 64 and ed25519_ok(key, sig, payload), "token signature"
+    lines = payload.decode().split("\n")
+    assert len(lines) == 6 and lines[5] == "" and lines[0] == "jifen/request/v1", "payload lines"
+    _, m, l, issued, nonce, _ = lines
+    assert m == method and l == ledger, "method and ledger"
+    assert str(int(issued)) == issued and now - 300 <= int(issued) <= now + 30, "fresh"
+    assert len(nonce) == 32 and all(c in "0123456789abcdef" for c in nonce), "nonce"
+    print("token: key %s, nonce %s: passed" % (key.hex(), nonce))
+
+
+def cli(args):
+    def opt(name, many=False):
+        vals = [args[i + 1] for i, a in enumerate(args) if a == name]
+        return vals if many else (vals[0] if vals else None)
+    if opt("--bundle"):
+        verify_bundle(opt("--bundle"), opt("--log-key"), opt("--witness-key", True), int(opt("--quorum") or 1))
+    elif opt("--token"):
+        verify_token(opt("--token"), opt("--method"), opt("--ledger"), int(opt("--now")))
+    else:
+        main(args[0] if args else "ledger/testdata/vectors.json")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "ledger/testdata/vectors.json")
+    try:
+        cli(sys.argv[1:])
+    except AssertionError as e:
+        print("FAILED: %s" % e)
+        sys.exit(1)

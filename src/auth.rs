@@ -1,4 +1,4 @@
-//! Read access control: request tokens (docs/FORMAT.md §9) on both sides of the wire.
+//! Read access control: request tokens (docs/FORMAT.md §12) on both sides of the wire.
 //!
 //! Public to anyone: appends (signed anyway), checkpoints and proofs, cosignatures, and the
 //! village's 公示 views and balances. Guarded, for an enrolled supervisor, township or auditor

@@ -1,4 +1,4 @@
-//! The year bundle: one file an auditor verifies and replays offline (docs/FORMAT.md §8).
+//! The year bundle: one file an auditor verifies and replays offline (docs/FORMAT.md §11).
 //!
 //! ```text
 //! "JIFENBDL" (8 bytes) || u16 version (= 1) || u16 flags (= 0)

@@ -1,5 +1,5 @@
 //! Request tokens: short-lived, single-use, signed requests for the audit services
-//! (docs/FORMAT.md §9).
+//! (docs/FORMAT.md §12).
 //!
 //! ```text
 //! token   = "v1." b64url(public key) "." b64url(payload) "." b64url(Ed25519 signature over payload)

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 /// Records per batch-verification chunk.
-pub const SIGNATURE_CHUNK: usize = 256;
+pub const SIGNATURE_CHUNK: usize = 1024;
 
 /// The first reason a ledger fails verification.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -1,4 +1,4 @@
-//! Witnessing: a supervisor's check before cosigning, and split-view evidence (FORMAT.md §7).
+//! Witnessing: a supervisor's check before cosigning, and split-view evidence (docs/FORMAT.md §10).
 //!
 //! A supervisor cosigns a new checkpoint only if it extends the last one they cosigned: same
 //! origin, a larger (or equal) tree, and a consistency proof between the two. When the log

@@ -301,6 +301,8 @@ fn request_tokens_bind_method_ledger_time_and_key() {
     let other = VillageCode::parse("150602101202").unwrap();
     let method = "/jifen.v1.AuditService/VerifyLedger";
     let t = sign_token(&key, method, &ledger, 1_760_000_000, [7; 16]);
+    // The committed vector (FORMAT.md §12), made independently with Python's `cryptography`.
+    assert_eq!(t, include_str!("../testdata/token.txt").trim());
     let parsed = RequestToken::parse(&t).unwrap();
     assert_eq!(parsed.public_key.0, key.verifying_key().to_bytes());
     assert_eq!((parsed.issued_at, parsed.nonce), (1_760_000_000, [7; 16]));

@@ -273,7 +273,7 @@ impl Villages {
         self.log.signer(origin).verifier().clone()
     }
 
-    /// The year bundle of a village (docs/FORMAT.md §8): the records up to the last witnessed
+    /// The year bundle of a village (docs/FORMAT.md §11): the records up to the last witnessed
     /// checkpoint whose last record was recorded in `year` or before, every cosigned
     /// checkpoint up to it, and the consistency proofs between them.
     pub async fn export_bundle(&self, code: &VillageCode, year: u16) -> Result<Vec<u8>, Status> {
