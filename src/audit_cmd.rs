@@ -117,6 +117,7 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
             let (last, _) = SignedCheckpoint::open(last_note.as_bytes(), &origin, &log, &[]).context("the state file's checkpoint")?;
             let last = last.checkpoint().clone();
             let (lo, hi) = (last.size.min(new.size), last.size.max(new.size));
+            let mut refused_proof = String::new();
             let proof: Vec<Hash> = if lo == hi {
                 vec![]
             } else {
@@ -126,7 +127,10 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
                 {
                     Ok(r) => r.into_inner().proof.iter().filter_map(|h| Hash::from_slice(h)).collect(),
                     // A log that cannot prove consistency has none to give: that is evidence too.
-                    Err(_) => vec![],
+                    Err(status) => {
+                        refused_proof = format!("\nthe server gave no proof from {lo} to {hi}: {}", status.message());
+                        vec![]
+                    }
                 }
             };
             match check_step(&last, &new, &proof) {
@@ -145,7 +149,7 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
                     std::fs::write(&path, evidence.encode()).with_context(|| format!("writing {}", path.display()))?;
                     let finding = evidence.verify().map(|f| describe(&f)).unwrap_or_else(|e| e.to_string());
                     bail!(
-                        "REFUSED: {e}\nthe log showed a split view; evidence written to {} ({finding}).\n\
+                        "REFUSED: {e}{refused_proof}\nthe log showed a split view; evidence written to {} ({finding}).\n\
                          Anyone can check it with: jifen verify --evidence {}",
                         path.display(),
                         path.display()
@@ -225,20 +229,28 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
             unix_now(),
         );
         let mut stream = client.export_bundle(request).await.context("ExportBundle")?.into_inner();
+        // Written to a side file and renamed once complete and well-formed; removed on failure.
         let tmp = args.out.with_extension("partial");
-        let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let bar = indicatif::ProgressBar::new_spinner().with_message("export");
-        let mut n = 0u64;
-        while let Some(m) = stream.message().await? {
-            f.write_all(&m.chunk)?;
-            n += m.chunk.len() as u64;
-            bar.set_position(n);
+        let received = async {
+            let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut n = 0u64;
+            while let Some(m) = stream.message().await? {
+                f.write_all(&m.chunk)?;
+                n += m.chunk.len() as u64;
+                bar.set_position(n);
+            }
+            f.sync_all()?;
+            drop(f);
+            let bundle = Bundle::decode(&std::fs::read(&tmp)?).context("the server sent a malformed bundle")?;
+            std::fs::rename(&tmp, &args.out)?;
+            anyhow::Ok((n, bundle))
         }
-        f.sync_all()?;
-        drop(f);
+        .await;
         bar.finish_and_clear();
-        let bundle = Bundle::decode(&std::fs::read(&tmp)?).context("the server sent a malformed bundle")?;
-        std::fs::rename(&tmp, &args.out)?;
+        let (n, bundle) = received.inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
         println!(
             "wrote {} ({n} bytes): {} records of {}, {} checkpoints; verify with: jifen verify --bundle {} --log-key '{}'",
             args.out.display(),

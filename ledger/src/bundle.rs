@@ -332,6 +332,8 @@ pub enum BundleError {
     Fork { from: u64, size: u64, computed: Hash, expected: Hash },
     #[error("checkpoint inconsistency: the proof between sizes {old} and {new} does not verify: {error}")]
     Inconsistent { old: u64, new: u64, error: ProofError },
+    #[error("the bundle has {proofs} consistency proofs for {checkpoints} checkpoints (one per consecutive pair is needed)")]
+    ProofCount { proofs: usize, checkpoints: usize },
     #[error("proof {index} is for sizes {got_old}→{got_new}, not the checkpoints' {old}→{new}")]
     ProofSizes { index: usize, old: u64, new: u64, got_old: u64, got_new: u64 },
     #[error("checkpoint of size {size}: a cosignature by {name} does not verify")]
@@ -433,7 +435,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) 
     }
     // Consistency proofs between consecutive checkpoints.
     if bundle.proofs.len() + 1 != checkpoints.len() {
-        return Err(BundleError::ProofSizes { index: bundle.proofs.len(), old: 0, new: 0, got_old: 0, got_new: 0 });
+        return Err(BundleError::ProofCount { proofs: bundle.proofs.len(), checkpoints: checkpoints.len() });
     }
     for (index, (p, pair)) in bundle.proofs.iter().zip(checkpoints.windows(2)).enumerate() {
         let (a, b) = (&pair[0], &pair[1]);

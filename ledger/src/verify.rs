@@ -192,8 +192,9 @@ pub fn verify_ledger_with_progress(
 /// broken link between `n` and `n + 1` is blamed on `n + 1` when row `n` still matches its
 /// stored hash and row `n + 1` does not.
 pub fn verify_stored(records: &[Record], stored_hashes: &[Hash], checkpoints: &[Checkpoint]) -> Result<VillageState, VerifyError> {
-    let altered = records.iter().zip(stored_hashes).position(|(r, h)| r.hash() != *h).map(|i| records[i].seq().max(i as u64));
-    let intact = |i: u64| records.get(i as usize).zip(stored_hashes.get(i as usize)).is_some_and(|(r, h)| r.hash() == *h);
+    let hashes: Vec<Hash> = records.par_iter().map(Record::hash).collect();
+    let altered = hashes.iter().zip(stored_hashes).position(|(h, stored)| h != stored).map(|i| i as u64);
+    let intact = |i: u64| hashes.get(i as usize).zip(stored_hashes.get(i as usize)).is_some_and(|(h, stored)| h == stored);
     let mut failures = Vec::new();
     if let Some(seq) = altered {
         failures.push(VerifyError::AlteredRow { seq });
@@ -203,7 +204,6 @@ pub fn verify_stored(records: &[Record], stored_hashes: &[Hash], checkpoints: &[
     match verify_ledger(records, largest.unwrap_or(&empty)) {
         Ok(state) if failures.is_empty() => {
             // Every other checkpoint must match too.
-            let hashes: Vec<Hash> = records.iter().map(Record::hash).collect();
             for c in checkpoints {
                 check_root(&hashes, c)?;
             }

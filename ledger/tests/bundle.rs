@@ -197,6 +197,10 @@ fn forged_checkpoints_cosignatures_and_proofs_are_refused() {
     signed.cosign(&witness(s, &impostor));
     *b.checkpoints.last_mut().unwrap() = signed.encode();
     assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    // A missing proof.
+    let mut b = full(s);
+    b.proofs.pop();
+    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::ProofCount { proofs: 1, checkpoints: 3 });
     // A consistency proof with a flipped bit.
     let mut b = full(s);
     b.proofs[0].proof[0].0[0] ^= 1;
