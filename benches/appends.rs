@@ -16,10 +16,8 @@ use jifen::embedded::SUPERUSER;
 use jifen::server::clock::ManualClock;
 use jifen::server::villages::{LogKey, Villages};
 use jifen::store::{create_database, migrate, Store};
-use jifen_ledger::pb::{self, event_body::Payload};
 use jifen_ledger::record::Record;
-use jifen_ledger::sample::{households, open_village, sign, DEPLOYMENT_ORIGIN};
-use jifen_ledger::time::Date;
+use jifen_ledger::sample::{households, open_village, score_load, DEPLOYMENT_ORIGIN, SCORE_LOAD_PER_HOUSEHOLD};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -73,31 +71,10 @@ fn event(body: Vec<u8>, sigs: &[jifen_ledger::EventSignature]) -> SignedEvent {
 fn workload(n: usize) -> (Vec<Record>, Vec<SignedEvent>, i64) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let hs = households(&mut rng, 600);
+    assert!(n <= SCORE_LOAD_PER_HOUSEHOLD * hs.len(), "at most {} scores stay within the caps", SCORE_LOAD_PER_HOUSEHOLD * hs.len());
     let (cast, w) = open_village(1, &hs, 4).expect("opens");
-    let now = w.now;
-    let today = Date::of_micros(now).to_string();
-    let items = ["B01", "B02", "B03", "B05", "B06"];
-    let events = (0..n)
-        .map(|i| {
-            let (h, _) = &hs[i % hs.len()];
-            let panel = cast.panel.iter().find(|p| p.household.as_deref() != Some(h.as_str())).expect("panel");
-            let p = Payload::ScoreRecorded(pb::ScoreRecorded {
-                entry_id: format!("B{i:07}"),
-                household_id: h.clone(),
-                member_id: String::new(),
-                item_code: items[(i / hs.len()) % items.len()].into(),
-                rulebook_version: 1,
-                points: 1,
-                occurred_on: today.clone(),
-                source: pb::ScoreSource::Inspection as i32,
-                evidence_hashes: vec![],
-                claim_id: String::new(),
-            });
-            let (body, sigs) = sign(&w.ledger, panel, &[], now - 1, &format!("b{i}"), p);
-            event(body, &sigs)
-        })
-        .collect();
-    (w.records, events, now)
+    let events = score_load(&cast, &hs, &w.ledger, "b", n, w.now - 1).into_iter().map(|(body, sigs)| event(body, &sigs)).collect();
+    (w.records, events, w.now)
 }
 
 struct Server {

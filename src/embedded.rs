@@ -150,16 +150,7 @@ impl Cluster {
              -c max_wal_size=1GB -c work_mem=16MB -c max_connections=100",
             cluster.socket_dir.display()
         );
-        cluster.run(
-            "pg_ctl start",
-            Command::new(cluster.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&cluster.pgdata)
-                .arg("-l")
-                .arg(cluster.socket_dir.join("postgres.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"]),
-        )?;
-        cluster.pid = fs::read_to_string(cluster.pgdata.join("postmaster.pid")).ok().and_then(|s| s.lines().next()?.trim().parse().ok());
+        cluster.pg_ctl("pg_ctl start", &["-o", &options, "start"])?;
         Ok(cluster)
     }
 
@@ -187,6 +178,30 @@ impl Cluster {
     /// The libpq connection string for `dbname` as `user` (over the unix socket).
     pub fn connection_string(&self, user: &str, dbname: &str) -> String {
         format!("host={} port={SOCKET_PORT} user={user} dbname={dbname}", self.socket_dir.display())
+    }
+
+    /// Restarts the server as after a crash: immediate shutdown (no checkpoint, clients cut
+    /// off mid-transaction), then a start that recovers from the WAL. Returns once it accepts
+    /// connections again.
+    pub fn crash_restart(&mut self) -> Result<(), EmbeddedError> {
+        self.pg_ctl("pg_ctl restart", &["-m", "immediate", "restart"])
+    }
+
+    /// Runs `pg_ctl` on the cluster (waiting, logging to the socket directory), then notes
+    /// the postmaster's pid.
+    fn pg_ctl(&mut self, action: &'static str, args: &[&str]) -> Result<(), EmbeddedError> {
+        self.run(
+            action,
+            Command::new(self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.pgdata)
+                .arg("-l")
+                .arg(self.socket_dir.join("postgres.log"))
+                .args(["-w", "-t", "60"])
+                .args(args),
+        )?;
+        self.pid = fs::read_to_string(self.pgdata.join("postmaster.pid")).ok().and_then(|s| s.lines().next()?.trim().parse().ok());
+        Ok(())
     }
 
     /// Stops the server (fast shutdown: in-flight transactions are rolled back, committed

@@ -5,6 +5,8 @@
 //!
 //! # Layout
 //!
+//! - [`campaign`] — the crash, tamper and bad-input campaigns (tests and `jifen campaign`).
+//! - [`codec`] — the gRPC codec: malformed protobuf is the caller's INVALID_ARGUMENT.
 //! - [`auth`] — request tokens for the guarded reads: the client helper and the server's check.
 //! - [`embedded`] — the private PostgreSQL cluster `jifen serve` and the tests run.
 //! - [`store`] — our ledger-shaped schema, the append path, and the esrs `EventStore` adapter.
@@ -13,6 +15,8 @@
 //! - [`api`] — the generated protobuf/gRPC types.
 
 pub mod auth;
+pub mod campaign;
+pub mod codec;
 pub mod embedded;
 pub mod server;
 pub mod service;

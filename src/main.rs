@@ -9,6 +9,7 @@
 //! - `demo` — `demo --offline`: a village-year generated, verified and printed in memory.
 //! - `bench` — times generation, each verification stage and the projections fold, with the
 //!   one-by-one, one-core signature check as the baseline measured in the same run.
+//! - `campaign_cmd` — `campaign`: the long mode of the crash, tamper and bad-input campaigns.
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
 //! - `client` — `keygen`, and `verify` (against a server, or offline).
 //! - `audit_cmd` — `cosign`, `export`, `verify --bundle/--evidence`, `replay`: the supervisors' and
@@ -18,6 +19,7 @@
 
 mod audit_cmd;
 mod bench;
+mod campaign_cmd;
 mod client;
 mod demo;
 mod demo_grpc;
@@ -43,6 +45,8 @@ enum Command {
     Demo(DemoArgs),
     /// Measure generation, verification stages and projection replay.
     Bench(bench::BenchArgs),
+    /// Crash, tamper and bad-input campaigns against the real server and PostgreSQL (long mode).
+    Campaign(campaign_cmd::CampaignArgs),
     /// Run the gRPC service (on a private, managed PostgreSQL unless --database-url is given).
     Serve(serve::ServeArgs),
     /// Create a signing key for an actor (or a supervisor's note key).
@@ -83,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo_grpc::run(args.grpc),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Campaign(args) => campaign_cmd::run(args),
         Command::Keygen(args) => client::keygen(args),
         Command::Verify(args) => client::verify(args),
         Command::Cosign(args) => audit_cmd::cosign(args),

@@ -9,7 +9,6 @@ use jifen::api::audit_service_client::AuditServiceClient;
 use jifen::api::query_service_client::QueryServiceClient;
 use jifen::api::{self};
 use jifen::auth::method;
-use jifen::embedded::SUPERUSER;
 use jifen::server::villages::LogKey;
 use jifen_ledger::bundle::Bundle;
 use jifen_ledger::record::Record;
@@ -45,14 +44,11 @@ fn cosign_args(server: &Server, sample: &Sample, dir: &Path, who: &ActorKey) -> 
 }
 
 async fn wait_checkpoint(server: &mut Server, ledger: &str, size: u64) -> api::Checkpoint {
-    let req = api::GetCheckpointRequest { ledger_id: ledger.into(), tree_size: 0, min_tree_size: size };
-    server.client.get_checkpoint(req).await.unwrap().into_inner().checkpoint.unwrap()
+    server.wait_checkpoint(ledger, size).await.unwrap()
 }
 
 async fn superuser(db: &Db) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(&db.cluster.connection_string(SUPERUSER, "jifen"), tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    client
+    db.superuser().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ pub mod balance;
 pub mod body;
 pub mod bundle;
 pub mod checkpoint;
+pub mod fuzzing;
 pub mod hash;
 pub mod ids;
 pub mod merkle;

@@ -242,7 +242,22 @@ const DAY_MICROS: i64 = 24 * HOUR;
 /// Opens a village and enrols its cast: the start of every generated ledger and test fixture.
 /// Returns the writer positioned on 2025-01-01 with rulebook v1 in force.
 pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size: usize) -> Result<(Cast, Writer), Rejection> {
-    let code = VillageCode::parse(VILLAGE_CODE).expect("valid code");
+    open_village_on(&VillageCode::parse(VILLAGE_CODE).expect("valid code"), seed, households, panel_size, day("2024-12-20"))
+}
+
+/// [`open_village`] for village `code`, opened on `opened` at 09:00: terms run from 19 days
+/// before for three years (1,095 days), rulebook v1 (adopted two days before) is in force
+/// from 12 days after, and the writer is positioned on that day at 08:00.
+pub fn open_village_on(
+    code: &VillageCode,
+    seed: u64,
+    households: &[(String, Vec<String>)],
+    panel_size: usize,
+    opened: Date,
+) -> Result<(Cast, Writer), Rejection> {
+    let code = code.clone();
+    let term_start = opened.add_days(-19);
+    let effective = opened.add_days(12);
     let origin = format!("{DEPLOYMENT_ORIGIN}/village/{code}");
     let panel_households: Vec<&str> = households.iter().map(|(h, _)| h.as_str()).take(panel_size).collect();
     let cast = Cast {
@@ -254,7 +269,7 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
         villagers: households.iter().take(20).map(|(h, _)| ActorKey::derive(seed, &format!("villager-{h}"), Some(h))).collect(),
         auditor: ActorKey::derive(seed, "auditor-01", None),
     };
-    let mut w = Writer::new(code.as_str(), day("2024-12-20").start_micros() + 9 * HOUR);
+    let mut w = Writer::new(code.as_str(), opened.start_micros() + 9 * HOUR);
     w.submit(
         &cast.township,
         &[],
@@ -270,8 +285,8 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
             actor_id: a.id.clone(),
             public_key: a.public(),
             roles: roles.iter().map(|r| *r as i32).collect(),
-            term_start: day("2024-12-01").start_micros(),
-            term_end: day("2027-12-01").start_micros(),
+            term_start: term_start.start_micros(),
+            term_end: term_start.add_days(1095).start_micros(),
             household_id: a.household.clone().unwrap_or_default(),
         })
     };
@@ -284,7 +299,8 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
     for s in &cast.supervisors {
         w.submit(&cast.admin, &[], enrol(s, &[pb::Role::Supervisor]))?;
     }
-    w.submit(&cast.admin, &[], Payload::RulebookAdopted(rulebook(1, "2025-01-01", "2024-12-18")))?;
+    let (from, meeting) = (effective.to_string(), opened.add_days(-2).to_string());
+    w.submit(&cast.admin, &[], Payload::RulebookAdopted(rulebook(1, &from, &meeting)))?;
     for (i, (h, members)) in households.iter().enumerate() {
         w.submit(
             &cast.admin,
@@ -322,7 +338,7 @@ pub fn open_village(seed: u64, households: &[(String, Vec<String>)], panel_size:
                 .collect(),
         }),
     )?;
-    w.advance_to(day("2025-01-01").start_micros() + 8 * HOUR);
+    w.advance_to(effective.start_micros() + 8 * HOUR);
     Ok((cast, w))
 }
 
@@ -336,6 +352,73 @@ pub fn stock(id: &str, goods: &str, name: &str, q: u32, source: pb::StockSource,
         source: source as i32,
         donor: donor.into(),
     }
+}
+
+/// The most scores [`score_load`] can give each household in one calendar month: the sum of
+/// five times the smallest cap (10) of the five basic items without evidence it rotates through.
+pub const SCORE_LOAD_PER_HOUSEHOLD: usize = 50;
+
+/// A load of `n` independent, pre-signed scores of one point for an opened village, signed at
+/// `at` (µs) and dated that day: scores by a panel member outside the household, rotating over
+/// households and then over the basic items without evidence, so that up to
+/// [`SCORE_LOAD_PER_HOUSEHOLD`] × households scores in one month stay within every cap. Each has
+/// its own idempotency key (`load-<key_prefix>-<i>`) and entry id, so any subset may be
+/// appended in any order.
+pub fn score_load(
+    cast: &Cast,
+    households: &[(String, Vec<String>)],
+    ledger: &str,
+    key_prefix: &str,
+    n: usize,
+    at: i64,
+) -> Vec<(Vec<u8>, Vec<EventSignature>)> {
+    let today = Date::of_micros(at).to_string();
+    let items = ["B01", "B02", "B03", "B05", "B06"];
+    (0..n)
+        .map(|i| {
+            let (h, _) = &households[i % households.len()];
+            let panel = cast.panel.iter().find(|p| p.household.as_deref() != Some(h.as_str())).expect("a panel of two or more");
+            let p = Payload::ScoreRecorded(pb::ScoreRecorded {
+                entry_id: format!("L-{key_prefix}-{i:07}"),
+                household_id: h.clone(),
+                member_id: String::new(),
+                item_code: items[(i / households.len()) % items.len()].into(),
+                rulebook_version: 1,
+                points: 1,
+                occurred_on: today.clone(),
+                source: pb::ScoreSource::Inspection as i32,
+                evidence_hashes: vec![],
+                claim_id: String::new(),
+            });
+            sign(ledger, panel, &[], at, &format!("load-{key_prefix}-{i}"), p)
+        })
+        .collect()
+}
+
+/// A load of `n` independent, pre-signed events that need no rulebook in force (so a village
+/// opened today can take them): stock receipts by the keeper and, every third event, a new
+/// household registered by the admin. Each has its own idempotency key (`load-<key_prefix>-<i>`)
+/// and ids, so any subset may be appended in any order; signed at `at` (µs).
+pub fn receipt_load(cast: &Cast, ledger: &str, key_prefix: &str, n: usize, at: i64) -> Vec<(Vec<u8>, Vec<EventSignature>)> {
+    let goods = ["G-OIL", "G-SOAP", "G-RICE", "G-TOWEL"];
+    (0..n)
+        .map(|i| {
+            let key = format!("load-{key_prefix}-{i}");
+            if i % 3 == 2 {
+                let id = format!("L{key_prefix}-{i:07}");
+                let p = Payload::HouseholdRegistered(pb::HouseholdRegistered {
+                    household_id: id.clone(),
+                    group: format!("G{:02}", i % 8 + 1),
+                    residency: pb::Residency::Registered as i32,
+                    members: (1..=1 + i % 4).map(|m| pb::Member { member_id: format!("{id}-{m:02}"), identity_commitment: vec![] }).collect(),
+                });
+                sign(ledger, &cast.admin, &[], at, &key, p)
+            } else {
+                let receipt = stock(&format!("L{key_prefix}-R{i:07}"), goods[i % goods.len()], "", 1 + (i % 7) as u32, pb::StockSource::Collective, "");
+                sign(ledger, &cast.keeper, &[], at, &key, Payload::StockReceived(receipt))
+            }
+        })
+        .collect()
 }
 
 /// Households and members of a generated village.

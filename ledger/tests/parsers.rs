@@ -122,3 +122,29 @@ proptest! {
         }
     }
 }
+
+/// The corpus the fuzzers kept (`ledger/fuzz/corpus/<target>/`), replayed through the same
+/// checks as the fuzz targets: a regression test for everything fuzzing ever found.
+#[test]
+fn the_kept_fuzz_corpus_passes_every_fuzz_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let targets: [(&str, fn(&[u8])); 5] = [
+        ("body", jifen_ledger::fuzzing::body),
+        ("note", jifen_ledger::fuzzing::note),
+        ("bundle", jifen_ledger::fuzzing::bundle),
+        ("token", jifen_ledger::fuzzing::token),
+        ("evidence", jifen_ledger::fuzzing::evidence),
+    ];
+    for (target, check) in targets {
+        let dir = root.join(target);
+        let inputs: Vec<_> = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())).collect();
+        assert!(!inputs.is_empty(), "no kept corpus for {target}");
+        for entry in inputs {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            if let Err(panic) = std::panic::catch_unwind(|| check(&bytes)) {
+                std::panic::resume_unwind(Box::new(format!("{}: {panic:?}", path.display())));
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The tamper campaign: an operator with the database superuser's access disables the
+//! append-only triggers (`session_replication_role = replica`) and changes stored rows. Every
+//! change must be caught by VerifyLedger, naming the first bad seq.
+//!
+//! Each round applies one random tampering to a verified village-year, asks VerifyLedger, and
+//! restores the rows from a saved copy:
+//!
+//! - an edit of one column of one row (body, recorded_at, signatures, prev_hash, the stored
+//!   record_hash), or of two or three rows at once;
+//! - a deletion, a reordering (two rows swapped), an insertion (a copy of another row, later
+//!   rows shifted up);
+//! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
+//!   caught with the checkpoint a supervisor holds).
+
+use super::harness::{Db, Local};
+use super::Report;
+use crate::api::{self, audit_service_client::AuditServiceClient};
+use crate::auth::method;
+use anyhow::{anyhow, ensure, Context};
+use jifen_ledger::sample::{generate, SampleConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// The campaign's parameters.
+#[derive(Clone, Debug)]
+pub struct TamperConfig {
+    pub rounds: u32,
+    pub seed: u64,
+}
+
+/// One stored-row column an edit can change.
+#[derive(Clone, Copy, Debug)]
+enum Column {
+    Body,
+    RecordedAt,
+    Signatures,
+    PrevHash,
+    RecordHash,
+}
+
+/// One tampering, with the seq VerifyLedger must name.
+#[derive(Clone, Debug)]
+enum Tampering {
+    Edit(Vec<(u64, Column, u32, u8)>),
+    Delete(u64),
+    Swap(u64, u64),
+    Insert { at: u64, copy_of: u64 },
+    Truncate(u64),
+    TruncateWithCheckpoints(u64),
+}
+
+impl Tampering {
+    fn random(rng: &mut ChaCha8Rng, n: u64) -> Tampering {
+        let edit = |rng: &mut ChaCha8Rng| {
+            let column = [Column::Body, Column::RecordedAt, Column::Signatures, Column::PrevHash, Column::RecordHash][rng.random_range(0..5)];
+            (rng.random_range(0..n), column, rng.random::<u32>(), rng.random_range(1..=255u8))
+        };
+        match rng.random_range(0..8) {
+            0 | 1 => Tampering::Edit(vec![edit(rng)]),
+            2 => {
+                let mut edits: BTreeMap<u64, _> = BTreeMap::new();
+                for _ in 0..rng.random_range(2..=3) {
+                    let e = edit(rng);
+                    edits.insert(e.0, e);
+                }
+                Tampering::Edit(edits.into_values().collect())
+            }
+            3 => Tampering::Delete(rng.random_range(0..n)),
+            4 => {
+                let a = rng.random_range(0..n - 1);
+                Tampering::Swap(a, rng.random_range(a + 1..n))
+            }
+            5 => Tampering::Insert { at: rng.random_range(1..n), copy_of: rng.random_range(0..n) },
+            6 => Tampering::Truncate(rng.random_range(1..n)),
+            _ => Tampering::TruncateWithCheckpoints(rng.random_range(1..n)),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Tampering::Edit(e) if e.len() > 1 => "several edits",
+            Tampering::Edit(_) => "edit",
+            Tampering::Delete(_) => "deletion",
+            Tampering::Swap(..) => "reordering",
+            Tampering::Insert { .. } => "insertion",
+            Tampering::Truncate(_) => "truncation",
+            Tampering::TruncateWithCheckpoints(_) => "truncation with its checkpoints",
+        }
+    }
+
+    /// The first seq that is no longer what was appended.
+    fn first_bad(&self) -> u64 {
+        match self {
+            Tampering::Edit(e) => e.iter().map(|x| x.0).min().expect("at least one edit"),
+            Tampering::Delete(s) | Tampering::Swap(s, _) | Tampering::Truncate(s) | Tampering::TruncateWithCheckpoints(s) => *s,
+            Tampering::Insert { at, .. } => *at,
+        }
+    }
+
+    /// The SQL that does it, on ledger `l`.
+    fn sql(&self, l: &str) -> String {
+        let w = |seq: u64| format!("WHERE ledger_id = '{l}' AND seq = {seq}");
+        match self {
+            Tampering::Edit(edits) => edits
+                .iter()
+                .map(|(seq, column, at, mask)| {
+                    let flip = |c: &str| {
+                        let i = format!("({at}::bigint % length({c}))::int");
+                        format!("{c} = set_byte({c}, {i}, get_byte({c}, {i}) # {mask})")
+                    };
+                    let set = match column {
+                        Column::Body => flip("body"),
+                        Column::Signatures => flip("signatures"),
+                        Column::PrevHash => flip("prev_hash"),
+                        Column::RecordHash => flip("record_hash"),
+                        Column::RecordedAt => format!("recorded_at = recorded_at + {}", i64::from(*mask) * if at % 2 == 0 { 1 } else { -1 }),
+                    };
+                    format!("UPDATE records SET {set} {};", w(*seq))
+                })
+                .collect(),
+            Tampering::Delete(s) => format!("DELETE FROM records {};", w(*s)),
+            Tampering::Swap(a, b) => format!(
+                "UPDATE records SET seq = 100000000 {}; UPDATE records SET seq = {a} {}; UPDATE records SET seq = {b} {};",
+                w(*a),
+                w(*b),
+                w(100000000)
+            ),
+            Tampering::Insert { at, copy_of } => format!(
+                "UPDATE records SET seq = seq + 100000000 WHERE ledger_id = '{l}' AND seq >= {at};
+                 UPDATE records SET seq = seq - 99999999 WHERE ledger_id = '{l}' AND seq >= 100000000;
+                 INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash)
+                   SELECT ledger_id, {at}, prev_hash, recorded_at, body, signatures, record_hash FROM saved_records {};",
+                w(*copy_of)
+            ),
+            Tampering::Truncate(cut) => format!("DELETE FROM records WHERE ledger_id = '{l}' AND seq >= {cut};"),
+            Tampering::TruncateWithCheckpoints(cut) => format!(
+                "DELETE FROM records WHERE ledger_id = '{l}' AND seq >= {cut};
+                 DELETE FROM cosignatures WHERE ledger_id = '{l}' AND tree_size > {cut};
+                 DELETE FROM checkpoints WHERE ledger_id = '{l}' AND tree_size > {cut};"
+            ),
+        }
+    }
+}
+
+/// Runs the campaign.
+pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let db = Db::start().await?;
+    let mut server = Local::start(&db).await?;
+    let sample = generate(&SampleConfig { seed: config.seed, households: Some(25), months: 2, scores_per_household: 2.0 })?;
+    let ledger = sample.writer.ledger.clone();
+    for r in sample.records() {
+        server.replay(r).await?;
+    }
+    let n = sample.records().len() as u64;
+    let held = server.wait_checkpoint(&ledger, n).await?;
+    let owner = db.superuser().await?;
+    owner
+        .batch_execute(
+            "CREATE TABLE saved_records AS SELECT * FROM records;
+             CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
+             CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;",
+        )
+        .await?;
+    let pristine = db.fingerprint().await?;
+    let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
+    let verify = |server: &Local, note: &str| {
+        let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: note.to_owned() };
+        server.auth(req, method::VERIFY_LEDGER, &ledger, &sample.cast.auditor)
+    };
+    let clean = audit.verify_ledger(verify(&server, &held.note)).await?.into_inner();
+    ensure!(clean.ok, "the untouched ledger does not verify: {}", clean.reason);
+    let mut kinds: BTreeMap<&'static str, u32> = BTreeMap::new();
+    for round in 1..=config.rounds {
+        let t = Tampering::random(&mut rng, n);
+        owner.batch_execute(&format!("SET session_replication_role = replica; {}", t.sql(&ledger))).await.with_context(|| format!("{t:?}"))?;
+        // A truncation that took its checkpoints along is only visible against the held one.
+        let note = if matches!(t, Tampering::TruncateWithCheckpoints(_)) { held.note.as_str() } else { "" };
+        let res = audit.verify_ledger(verify(&server, note)).await?.into_inner();
+        let want = t.first_bad();
+        if res.ok || !res.has_bad_seq || res.first_bad_seq != want {
+            return Err(anyhow!(
+                "round {round} (seed {}): {t:?} — VerifyLedger said ok={} first_bad_seq={} ({}), expected seq {want}",
+                config.seed,
+                res.ok,
+                if res.has_bad_seq { res.first_bad_seq.to_string() } else { "none".into() },
+                res.reason
+            ));
+        }
+        *kinds.entry(t.kind()).or_default() += 1;
+        owner
+            .batch_execute(&format!(
+                "SET session_replication_role = replica;
+                 DELETE FROM records WHERE ledger_id = '{ledger}';
+                 INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records;
+                 DELETE FROM cosignatures; DELETE FROM checkpoints;
+                 INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
+                 INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;"
+            ))
+            .await?;
+        if round % 50 == 0 || round == config.rounds {
+            progress(&format!("round {round}/{}: every tampering named at its first bad seq", config.rounds));
+        }
+    }
+    ensure!(db.fingerprint().await? == pristine, "restoring the saved rows did not give the original ledger back");
+    let clean = audit.verify_ledger(verify(&server, &held.note)).await?.into_inner();
+    ensure!(clean.ok, "the restored ledger does not verify: {}", clean.reason);
+    server.shutdown().await?;
+    Ok(Report {
+        campaign: "tamper",
+        seed: config.seed,
+        rounds: config.rounds,
+        elapsed: started.elapsed(),
+        facts: vec![
+            format!("a village of {n} records; each round one random tampering by the database superuser, triggers bypassed"),
+            format!(
+                "detected, first bad seq named exactly: {}",
+                kinds.iter().map(|(k, v)| format!("{v} × {k}")).collect::<Vec<_>>().join(", ")
+            ),
+        ],
+    })
+}

@@ -1,0 +1,33 @@
+//! The short mode of the fault campaigns (the long mode is `jifen campaign`): crashes of the
+//! server and of PostgreSQL under load, tampering with stored rows, and bad input.
+
+use jifen::campaign::{bad_input, crash, tamper};
+
+fn progress(line: &str) {
+    eprintln!("  {line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_sigkill_and_postgres_crashes_and_nothing_is_half_stored() {
+    let config = crash::CrashConfig {
+        rounds: 8,
+        postgres_every: 4,
+        clients: 4,
+        seed: 11,
+        exe: env!("CARGO_BIN_EXE_jifen").into(),
+    };
+    let report = crash::run(&config, &progress).await.unwrap();
+    eprintln!("{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_random_tampering_is_named_at_its_first_bad_seq() {
+    let report = tamper::run(&tamper::TamperConfig { rounds: 60, seed: 12 }, &progress).await.unwrap();
+    eprintln!("{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_its_own_status_and_leaves_the_ledger_byte_for_byte_unchanged() {
+    let report = bad_input::run(&bad_input::BadInputConfig { rounds: 60, seed: 13 }, &progress).await.unwrap();
+    eprintln!("{report}");
+}
