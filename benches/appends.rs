@@ -17,7 +17,7 @@ use jifen::server::clock::ManualClock;
 use jifen::server::villages::{LogKey, Villages};
 use jifen::store::{create_database, migrate, Store};
 use jifen_ledger::record::Record;
-use jifen_ledger::sample::{households, open_village, score_load, DEPLOYMENT_ORIGIN, SCORE_LOAD_PER_HOUSEHOLD};
+use jifen_ledger::sample::{households, open_village, open_village_on, score_load, DEPLOYMENT_ORIGIN, SCORE_LOAD_PER_HOUSEHOLD};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ impl esrs::Aggregate for Baseline {
     }
 }
 
-fn stored(r: &Record) -> StoredRecord {
+fn stored_record(r: &Record) -> StoredRecord {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     StoredRecord {
@@ -77,7 +77,81 @@ fn workload(n: usize) -> (Vec<Record>, Vec<SignedEvent>, i64) {
     (w.records, events, w.now)
 }
 
+/// `villages` villages of 100 households each (codes 1506021013xx), each with `per_village`
+/// pre-signed scores: the openings, and the loads.
+fn many_villages(villages: usize, per_village: usize) -> (Vec<Vec<Record>>, Vec<Vec<SignedEvent>>, i64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    let hs = households(&mut rng, 100);
+    let mut openings = Vec::new();
+    let mut loads = Vec::new();
+    let mut now = 0;
+    for v in 0..villages {
+        let code = jifen_ledger::VillageCode::parse(&format!("1506021013{v:02}")).unwrap();
+        let (cast, w) = open_village_on(&code, 1, &hs, 4, jifen_ledger::time::Date::parse("d", "2024-12-20").unwrap()).expect("opens");
+        loads.push(score_load(&cast, &hs, &w.ledger, "m", per_village, w.now - 1).into_iter().map(|(b, s)| event(b, &s)).collect());
+        now = w.now;
+        openings.push(w.records);
+    }
+    (openings, loads, now)
+}
+
+/// What the concurrent single-append run measured.
+struct Concurrent {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    checkpoint_p50_ms: f64,
+    checkpoint_p99_ms: f64,
+}
+
+/// One client per village, each appending its events one call at a time, all at once; every
+/// 20th acknowledged append also waits for the first checkpoint covering it.
+async fn concurrent_singles(s: &Server, loads: &[Vec<SignedEvent>]) -> Concurrent {
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for load in loads {
+        let load = load.clone();
+        let addr = s.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut client = LedgerServiceClient::connect(format!("http://{addr}")).await.unwrap();
+            let mut lat = Vec::with_capacity(load.len());
+            let mut waits = Vec::new();
+            for (i, e) in load.into_iter().enumerate() {
+                let c = Instant::now();
+                let r = client.append(api::AppendRequest { event: Some(e) }).await.unwrap().into_inner().result.unwrap();
+                let acked = Instant::now();
+                lat.push(acked - c);
+                if i % 20 == 0 {
+                    let mut watcher = client.clone();
+                    waits.push(tokio::spawn(async move {
+                        let req = api::GetCheckpointRequest { ledger_id: r.ledger_id, tree_size: 0, min_tree_size: r.seq + 1 };
+                        watcher.get_checkpoint(req).await.unwrap();
+                        acked.elapsed()
+                    }));
+                }
+            }
+            let mut covered = Vec::new();
+            for w in waits {
+                covered.push(w.await.unwrap());
+            }
+            (lat, covered)
+        }));
+    }
+    let (mut lat, mut covered) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (l, c) = t.await.unwrap();
+        lat.extend(l);
+        covered.extend(c);
+    }
+    let rate = lat.len() as f64 / t.elapsed().as_secs_f64();
+    lat.sort();
+    covered.sort();
+    let ms = |v: &[std::time::Duration], q: usize| v[(v.len() - 1) * q / 100].as_secs_f64() * 1e3;
+    Concurrent { rate, p50_ms: ms(&lat, 50), p99_ms: ms(&lat, 99), checkpoint_p50_ms: ms(&covered, 50), checkpoint_p99_ms: ms(&covered, 99) }
+}
+
 struct Server {
+    addr: std::net::SocketAddr,
     client: LedgerServiceClient<tonic::transport::Channel>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
@@ -85,9 +159,15 @@ struct Server {
 }
 
 async fn server(cluster: &jifen::embedded::Cluster, db: &str, opening: &[Record], now: i64) -> Server {
+    server_pool(cluster, db, &[opening.to_vec()], now, 8).await
+}
+
+/// A fresh database with the real server on it (a pool of `pool` connections), with each
+/// ledger of `openings` opened.
+async fn server_pool(cluster: &jifen::embedded::Cluster, db: &str, openings: &[Vec<Record>], now: i64, pool: usize) -> Server {
     create_database(&cluster.connection_string(SUPERUSER, "postgres"), db).await.unwrap();
     migrate(&cluster.connection_string(SUPERUSER, db)).await.unwrap();
-    let store = Store::connect(&cluster.connection_string("jifen_app", db), 8).unwrap();
+    let store = Store::connect(&cluster.connection_string("jifen_app", db), pool).unwrap();
     let clock = Arc::new(ManualClock::new(0));
     let villages = Arc::new(Villages::new(store.clone(), clock.clone(), LogKey::from_seed([1; 32]), DEPLOYMENT_ORIGIN));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -97,12 +177,15 @@ async fn server(cluster: &jifen::embedded::Cluster, db: &str, opening: &[Record]
         let _ = stopped.await;
     }));
     let mut client = LedgerServiceClient::connect(format!("http://{addr}")).await.unwrap().max_decoding_message_size(80 << 20);
-    for r in opening {
-        clock.advance_to(r.recorded_at());
-        client.append(api::AppendRequest { event: Some(event(r.body().to_vec(), r.signatures())) }).await.unwrap();
+    for opening in openings {
+        for chunk in opening.chunks(100) {
+            clock.advance_to(chunk[chunk.len() - 1].recorded_at());
+            let events = chunk.iter().map(|r| event(r.body().to_vec(), r.signatures())).collect();
+            client.append_batch(api::AppendBatchRequest { ledger_id: chunk[0].ledger_id().to_string(), events }).await.unwrap();
+        }
     }
     clock.advance_to(now);
-    Server { client, stop, task, store }
+    Server { addr, client, stop, task, store }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -114,6 +197,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    // `-- N RUNS concurrent`: only the 16-client run (for profiling).
+    let only_concurrent = args.get(2).is_some_and(|a| a == "concurrent");
+    // `-- N RUNS batched`: only the batched run (for profiling).
+    let only_batched = args.get(2).is_some_and(|a| a == "batched");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
@@ -123,7 +210,7 @@ fn main() {
         let singles = (n / 10).clamp(100, 2000);
         println!("workload: {n} pre-signed scores (100 per batch), {singles} single appends; {runs} runs; embedded PostgreSQL, fsync on");
         let (mut batched, mut single, mut pgstore, mut ceiling, mut p50s, mut p99s) = (vec![], vec![], vec![], vec![], vec![], vec![]);
-        for run in 0..runs {
+        for run in 0..if only_concurrent { 0 } else { runs } {
             // jifen, batched.
             let mut s = server(cluster, &format!("bench_b{run}"), &opening, now).await;
             let t = Instant::now();
@@ -134,6 +221,10 @@ fn main() {
                     .unwrap();
             }
             batched.push(n as f64 / t.elapsed().as_secs_f64());
+            if only_batched {
+                println!("batched {:.0}/s", batched[run]);
+                return;
+            }
             let records = s.store.load(&jifen_ledger::VillageCode::parse(jifen_ledger::sample::VILLAGE_CODE).unwrap()).await.unwrap();
             let _ = s.stop.send(());
             s.task.await.unwrap().unwrap();
@@ -163,7 +254,7 @@ fn main() {
                 .await
                 .unwrap();
             let store = esrs::store::postgres::PgStoreBuilder::<Baseline>::new(pool).try_build().await.unwrap();
-            let tail: Vec<StoredRecord> = records[opening.len()..].iter().map(stored).collect();
+            let tail: Vec<StoredRecord> = records[opening.len()..].iter().map(stored_record).collect();
             let mut state = esrs::AggregateState::<()>::new();
             let t = Instant::now();
             for chunk in tail.chunks(100) {
@@ -191,6 +282,63 @@ fn main() {
                 ceiling[run]
             );
         }
+        // 16 clients over 16 villages, one event per call, against esrs's PgStore persisting the
+        // same records one per persist from 16 tasks.
+        let (villages, per_village) = (16, (n / 16).clamp(50, 1000));
+        let (openings, loads, now16) = many_villages(villages, per_village);
+        let (mut c_rate, mut c_p50, mut c_p99, mut cp_p50, mut cp_p99, mut e16) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        for run in 0..runs {
+            let s = server_pool(cluster, &format!("bench_m{run}"), &openings, now16, 16).await;
+            let c = concurrent_singles(&s, &loads).await;
+            println!(
+                "run {}: 16 clients × 16 villages, single appends {:.0}/s, p50 {:.2} ms, p99 {:.2} ms; append→checkpoint p50 {:.0} ms, p99 {:.0} ms",
+                run + 1,
+                c.rate,
+                c.p50_ms,
+                c.p99_ms,
+                c.checkpoint_p50_ms,
+                c.checkpoint_p99_ms
+            );
+            let mut stored = Vec::new();
+            for o in &openings {
+                let code = o[0].ledger_id().clone();
+                stored.push(s.store.load(&code).await.unwrap()[o.len()..].iter().map(stored_record).collect::<Vec<_>>());
+            }
+            let _ = s.stop.send(());
+            s.task.await.unwrap().unwrap();
+            (c_rate.push(c.rate), c_p50.push(c.p50_ms), c_p99.push(c.p99_ms), cp_p50.push(c.checkpoint_p50_ms), cp_p99.push(c.checkpoint_p99_ms));
+
+            let db = format!("bench_e16_{run}");
+            create_database(&cluster.connection_string(SUPERUSER, "postgres"), &db).await.unwrap();
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(16)
+                .connect_with(sqlx::postgres::PgConnectOptions::new().socket(dir.path().join("run")).username(SUPERUSER).database(&db))
+                .await
+                .unwrap();
+            let store = esrs::store::postgres::PgStoreBuilder::<Baseline>::new(pool).try_build().await.unwrap();
+            let t = Instant::now();
+            let total: usize = stored.iter().map(|v| v.len()).sum();
+            let tasks: Vec<_> = stored
+                .into_iter()
+                .map(|events| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        let mut state = esrs::AggregateState::<()>::new();
+                        for e in events {
+                            esrs::store::EventStore::persist(&store, &mut state, vec![e]).await.unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            e16.push(total as f64 / t.elapsed().as_secs_f64());
+            println!("run {}: baseline esrs PgStore, 16 tasks, one event per persist {:.0}/s", run + 1, e16[run]);
+        }
+        if only_concurrent {
+            return;
+        }
         let (b, s1, e, c) = (median(batched), median(single), median(pgstore), median(ceiling));
         println!("\nmedian of {runs} runs (events/s):");
         println!("  jifen AppendBatch ×100 over gRPC (verify, decide, persist, fold)  {b:>9.0}");
@@ -202,5 +350,14 @@ fn main() {
         println!("  baseline: esrs stock PgStore, 100 per persist                     {e:>9.0}");
         println!("  ceiling: bare multi-row INSERT, 100 per statement                 {c:>9.0}");
         println!("  ratios: batched / PgStore = {:.2}×, batched / ceiling = {:.2}, single / PgStore = {:.2}×", b / e, b / c, s1 / e);
+        let (cr, ce) = (median(c_rate), median(e16));
+        println!(
+            "  jifen Append, 16 clients over 16 villages                          {cr:>9.0}   p50 {:.2} ms, p99 {:.2} ms",
+            median(c_p50),
+            median(c_p99)
+        );
+        println!("  baseline: esrs stock PgStore, 16 tasks, one event per persist     {ce:>9.0}");
+        println!("  ratio: 16-client singles / PgStore = {:.2}×", cr / ce);
+        println!("  append → signed checkpoint covering it: p50 {:.0} ms, p99 {:.0} ms", median(cp_p50), median(cp_p99));
     });
 }

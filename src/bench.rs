@@ -24,6 +24,10 @@ pub struct BenchArgs {
     /// Repetitions of each measured stage (the median is reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Also write the generated year bundle to this file (input of the serving benchmark,
+    /// `cargo bench --bench serving -- FILE`).
+    #[arg(long)]
+    write_bundle: Option<std::path::PathBuf>,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -102,6 +106,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         proofs: vec![],
     };
     let bytes = bundle.encode();
+    if let Some(path) = &args.write_bundle {
+        std::fs::write(path, &bytes)?;
+        println!("wrote the year bundle ({} bytes) to {}", bytes.len(), path.display());
+    }
     let trust = Trust { log_key: Some(sample.log_key.verifier().clone()), witness_keys: vec![] };
     let (decode, decoded) = time(args.runs, || Bundle::decode(&bytes).expect("decode"));
     let (verify, _) = time(args.runs, || verify_bundle(&decoded, &trust, |_| {}).expect("verify"));

@@ -60,12 +60,7 @@ impl Checkpoint {
         if origin.is_empty() {
             return Err(CheckpointError::EmptyOrigin);
         }
-        let size_ok = !size.is_empty() && size.bytes().all(|b| b.is_ascii_digit()) && (size == "0" || !size.starts_with('0'));
-        let size_n: u64 = if size_ok {
-            size.parse().map_err(|_| CheckpointError::BadTreeSize(size.to_owned()))?
-        } else {
-            return Err(CheckpointError::BadTreeSize(size.to_owned()));
-        };
+        let size_n: u64 = crate::canonical_decimal(size).ok_or_else(|| CheckpointError::BadTreeSize(size.to_owned()))?;
         let root_bytes = B64.decode(root).map_err(|_| CheckpointError::BadRootHash(root.to_owned()))?;
         let root_hash = Hash::from_slice(&root_bytes).ok_or_else(|| CheckpointError::BadRootHash(root.to_owned()))?;
         if B64.encode(root_hash.as_bytes()) != root {

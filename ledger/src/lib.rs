@@ -55,3 +55,15 @@ pub use signature::{EventSignature, PublicKey};
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A number in canonical decimal: ASCII digits only, no sign, no leading zero (but "0"),
+/// within the type's range. Every text format's numbers are read with it, so that each value
+/// has exactly one spelling.
+pub fn canonical_decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if canonical {
+        s.parse().ok()
+    } else {
+        None
+    }
+}

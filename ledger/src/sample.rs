@@ -237,6 +237,8 @@ fn day(d: &str) -> Date {
 }
 
 const HOUR: i64 = 3_600_000_000;
+/// The most entries one generated 公示 lists.
+const PUBLICATION_ENTRIES: usize = 4000;
 const DAY_MICROS: i64 = 24 * HOUR;
 
 /// Opens a village and enrols its cast: the start of every generated ledger and test fixture.
@@ -597,19 +599,24 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
         if month_entries.is_empty() {
             continue;
         }
-        let pub_id = format!("P-{period}");
+        // One 公示 per PUBLICATION_ENTRIES entries (a body stays under its size limit).
+        let pub_ids: Vec<String> = (0..month_entries.len().div_ceil(PUBLICATION_ENTRIES))
+            .map(|k| if k == 0 { format!("P-{period}") } else { format!("P-{period}-{k}") })
+            .collect();
         let start = w.now;
-        w.submit(
-            &cast.admin,
-            &[],
-            Payload::PublicationOpened(pb::PublicationOpened {
-                publication_id: pub_id.clone(),
-                period: period.to_string(),
-                entry_ids: month_entries.iter().map(|(e, _, _)| e.clone()).collect(),
-                window_start: start,
-                window_end: start + 7 * DAY_MICROS,
-            }),
-        )?;
+        for (pub_id, chunk) in pub_ids.iter().zip(month_entries.chunks(PUBLICATION_ENTRIES)) {
+            w.submit(
+                &cast.admin,
+                &[],
+                Payload::PublicationOpened(pb::PublicationOpened {
+                    publication_id: pub_id.clone(),
+                    period: period.to_string(),
+                    entry_ids: chunk.iter().map(|(e, _, _)| e.clone()).collect(),
+                    window_start: w.now,
+                    window_end: w.now + 7 * DAY_MICROS,
+                }),
+            )?;
+        }
         // Objections to about 2% of entries, during the window.
         let mut objections = Vec::new();
         for (k, (entry, h, idx)) in month_entries.iter().enumerate() {
@@ -625,7 +632,7 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
                 &[],
                 Payload::ObjectionFiled(pb::ObjectionFiled {
                     objection_id: oid.clone(),
-                    publication_id: pub_id.clone(),
+                    publication_id: pub_ids[k / PUBLICATION_ENTRIES].clone(),
                     entry_id: entry.clone(),
                     objector: objector.clone(),
                     reason: "认为该项计分与实际情况不符".into(),
@@ -661,7 +668,10 @@ pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
         }
         // Close after the window, then settle with two supervisors.
         w.advance_to(start + 7 * DAY_MICROS + HOUR);
-        w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: pub_id.clone() }))?;
+        for pub_id in &pub_ids {
+            w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: pub_id.clone() }))?;
+        }
+        let pub_id = pub_ids.last().expect("at least one 公示").clone();
         let book = w.state.balances();
         let settled = pb::PeriodSettled {
             period: period.to_string(),

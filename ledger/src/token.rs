@@ -105,9 +105,7 @@ impl RequestToken {
             return Err(Malformed("method is not a gRPC path"));
         }
         let ledger = VillageCode::parse(ledger).map_err(|_| Malformed("ledger is not a 12-digit village code"))?;
-        let canonical_time =
-            !issued_at.is_empty() && issued_at.bytes().all(|b| b.is_ascii_digit()) && (issued_at == "0" || !issued_at.starts_with('0'));
-        let issued_at: i64 = issued_at.parse().ok().filter(|_| canonical_time).ok_or(Malformed("issued-at is not decimal seconds"))?;
+        let issued_at: i64 = crate::canonical_decimal(issued_at).ok_or(Malformed("issued-at is not decimal seconds"))?;
         if nonce.len() != 32 || !nonce.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(Malformed("nonce is not 32 lower-case hex digits"));
         }

@@ -140,7 +140,7 @@ impl Evidence {
         let take = |l: &str, prefix: &str, rest: &mut &str| -> Result<String, EvidenceError> {
             let n: usize = l
                 .strip_prefix(prefix)
-                .and_then(|n| n.parse().ok())
+                .and_then(crate::canonical_decimal)
                 .ok_or(EvidenceError::Malformed("expected an older/newer length line"))?;
             if rest.len() < n || !rest.is_char_boundary(n) {
                 return Err(EvidenceError::Malformed("a note is truncated"));

@@ -46,9 +46,14 @@ impl Balances {
 
     /// The periods with any figure.
     pub fn known_periods(&self) -> Vec<Period> {
-        let mut v: Vec<Period> = self.periods.keys().map(|(p, _)| *p).collect();
-        v.dedup();
-        v
+        // One seek per period, not a walk over every household's figures.
+        let mut out = Vec::new();
+        let mut next = self.periods.keys().next().map(|(p, _)| *p);
+        while let Some(p) = next {
+            out.push(p);
+            next = self.periods.range((p.next(), String::new())..).next().map(|((q, _), _)| *q);
+        }
+        out
     }
 
     /// Books a final entry's current points (from the write-model state).

@@ -235,6 +235,11 @@ impl Child {
         Ok(LedgerServiceClient::connect(format!("http://{}", self.addr)).await?.max_decoding_message_size(crate::server::MAX_MESSAGE))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.id()
+    }
+
     /// SIGKILL, and waits for the process to be gone.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         self.process.start_kill()?;

@@ -82,7 +82,8 @@ impl QueryService for QueryApi {
     async fn get_balance(&self, request: Request<api::GetBalanceRequest>) -> Result<Response<api::GetBalanceResponse>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let names = self.names(&code).await?;
+        let name = self.villages.store().profile_name(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
+        let names: HashMap<String, String> = name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
         let arc = self.villages.existing(&code).await?;
         let v = arc.lock().await;
         let b = v

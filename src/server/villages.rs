@@ -27,10 +27,9 @@ use jifen_ledger::merkle::Tree;
 use jifen_ledger::note::NoteVerifier;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
-use jifen_ledger::signature::EventSignature;
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::check_chain;
-use jifen_ledger::village::{Accepted, Command, Decision, Rejection, RoleSet, Village as VillageAggregate, VillageState};
+use jifen_ledger::village::{Accepted, Decision, Rejection, RoleSet, Signed, Village as VillageAggregate, VillageState};
 use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -115,9 +114,29 @@ pub struct Village {
     checkpoint_tx: watch::Sender<u64>,
     /// The read models, folded with the state after each event.
     views: Views,
+    /// Set when a failed batch could not be undone (the store was unreachable for the
+    /// reload): the village is empty and out of the map, and must be loaded again.
+    stale: bool,
 }
 
 impl Village {
+    /// A village with no records (and new channels).
+    fn empty(code: VillageCode) -> Village {
+        let id = aggregate_id(&code);
+        Village {
+            code,
+            agg: Some(AggregateState::with_id(id)),
+            tree: Tree::default(),
+            record_hashes: Vec::new(),
+            nodes_stored: 0,
+            latest: None,
+            records_tx: broadcast::channel(1024).0,
+            checkpoint_tx: watch::channel(0).0,
+            views: Views::default(),
+            stale: false,
+        }
+    }
+
     /// The read models.
     pub fn views(&self) -> &Views {
         &self.views
@@ -354,18 +373,7 @@ impl Villages {
         }
         let tree = Tree::from_record_hashes(&hashes);
         let nodes_stored = self.store.stored_leaves(code).await?;
-        let (records_tx, _) = broadcast::channel(1024);
-        let mut village = Village {
-            code: code.clone(),
-            agg: Some(agg),
-            tree,
-            record_hashes: hashes,
-            nodes_stored,
-            latest: None,
-            records_tx,
-            checkpoint_tx: watch::channel(0).0,
-            views,
-        };
+        let mut village = Village { agg: Some(agg), tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
         if let Some(stored) = self.store.checkpoint(code, None).await? {
             village.latest = Some(self.view(&village, &stored));
             village.checkpoint_tx.send_replace(stored.tree_size);
@@ -397,20 +405,19 @@ impl Villages {
     }
 
     /// Appends signed events to one ledger, all or nothing, in order.
-    pub async fn append(&self, code: &VillageCode, events: Vec<(Vec<u8>, Vec<EventSignature>)>) -> Result<Vec<Appended>, AppendError> {
-        let arc = self.village_or_load(code).await.map_err(AppendError::Store)?;
-        let mut village = arc.lock().await;
+    pub async fn append(&self, code: &VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, AppendError> {
+        let (arc, mut village) = loop {
+            let arc = self.village_or_load(code).await.map_err(AppendError::Store)?;
+            let village = arc.clone().lock_owned().await;
+            if !village.stale {
+                break (arc, village);
+            }
+        };
         for attempt in 0..2 {
             match self.try_append(&mut village, &events).await {
                 Err(AppendError::Store(StoreError::Conflict { .. })) if attempt == 0 => {
-                    // Another process appended to this village: reload and decide again,
-                    // keeping the channels subscribers and checkpoint waiters listen on.
-                    let fresh = self.load(code).await.map_err(AppendError::Store)?;
-                    let old = std::mem::replace(&mut *village, fresh);
-                    let size = village.latest.as_ref().map_or(0, |c| c.checkpoint.size);
-                    village.records_tx = old.records_tx;
-                    village.checkpoint_tx = old.checkpoint_tx;
-                    village.checkpoint_tx.send_replace(size);
+                    // Another process appended to this village: reload and decide again.
+                    self.reload(&mut village).await.map_err(AppendError::Store)?;
                 }
                 Ok(out) => {
                     // A new ledger is kept in memory from its first record on.
@@ -428,27 +435,63 @@ impl Villages {
         unreachable!("the loop returns on its second attempt")
     }
 
-    async fn try_append(&self, village: &mut Village, events: &[(Vec<u8>, Vec<EventSignature>)]) -> Result<Vec<Appended>, AppendError> {
+    /// Loads the village again from the store, keeping the channels subscribers and
+    /// checkpoint waiters listen on. If the store cannot be read, the village is emptied,
+    /// marked stale and dropped from the map (subscriptions end), so nothing that was not
+    /// stored is ever served and the next use loads it afresh.
+    async fn reload(&self, village: &mut Village) -> Result<(), StoreError> {
+        let code = village.code.clone();
+        match self.load(&code).await {
+            Ok(fresh) => {
+                let old = std::mem::replace(village, fresh);
+                let size = village.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+                village.records_tx = old.records_tx;
+                village.checkpoint_tx = old.checkpoint_tx;
+                village.checkpoint_tx.send_replace(size);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(village = %code, error = %e, "a failed batch could not be undone by reloading: the village will be loaded again");
+                *village = Village::empty(code.clone());
+                village.stale = true;
+                self.map.lock().expect("village map").remove(&code);
+                Err(e)
+            }
+        }
+    }
+
+    /// Decides and stores `events`. A single event is decided on the state, stored, then
+    /// applied. A batch is decided and applied event by event on the live state and views
+    /// (each later event sees the earlier ones, each view the state right after its event:
+    /// no copy of the state is made); if an event is refused or the store fails, the village
+    /// is reloaded from the store, which has none of the batch.
+    async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         let now = self.clock.now_micros().max(village.state().last_recorded_at());
-        // Decide every event in order on a scratch state, so a later rejection leaves nothing.
-        let mut scratch: Option<VillageState> = (events.len() > 1).then(|| village.state().clone());
+        let in_place = events.len() > 1;
+        let mut agg = village.agg.take().expect("state present");
+        let id = *agg.id();
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut results: Vec<Option<Appended>> = Vec::new();
-        for (index, (body, sigs)) in events.iter().enumerate() {
-            let state = scratch.as_ref().unwrap_or_else(|| village.state());
-            match state.decide(Command::new(body.clone(), sigs.clone(), now)) {
+        let mut failure = None;
+        for (index, event) in events.iter().enumerate() {
+            match agg.inner().decide(event.command(now)) {
                 Ok(Decision::Append(a)) => {
-                    if let Some(s) = scratch.as_mut() {
-                        s.apply(&a);
+                    if in_place {
+                        agg = agg.apply_store_events(vec![VillageEventStore::store_event(id, (*a).clone())], VillageAggregate::apply_event);
+                        village.views.apply(&a, agg.inner());
                     }
                     results.push(None);
                     accepted.push(*a);
                 }
                 Ok(Decision::Duplicate { seq }) => {
                     let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
-                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
-                        Some(r) => r.recorded_at(),
-                        None => now,
+                    let recorded_at = match self.store.record(&village.code, seq).await {
+                        Ok(Some(r)) => r.recorded_at(),
+                        Ok(None) => now,
+                        Err(e) => {
+                            failure = Some(AppendError::Store(e));
+                            break;
+                        }
                     };
                     results.push(Some(Appended {
                         ledger_id: village.code.to_string(),
@@ -458,30 +501,38 @@ impl Villages {
                         duplicate: true,
                     }));
                 }
-                Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
+                Err(rejection) => {
+                    failure = Some(AppendError::Rejected { index, rejection });
+                    break;
+                }
             }
         }
         let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
-        if !accepted.is_empty() {
-            let mut agg = village.agg.take().expect("state present");
-            let persisted = self.events.persist(&mut agg, accepted).await;
-            match persisted {
-                Ok(store_events) => {
-                    // Fold each event with the views, each seeing the state right after it.
+        if failure.is_none() && !accepted.is_empty() {
+            // Persisted through the esrs EventStore; a batch is already applied, so its
+            // events are not applied again.
+            let mut scratch = AggregateState::with_id(id);
+            let target = if in_place { &mut scratch } else { &mut agg };
+            match self.events.persist(target, accepted).await {
+                Ok(store_events) if !in_place => {
                     for e in store_events {
                         let a = e.payload.clone();
                         agg = agg.apply_store_events(vec![e], VillageAggregate::apply_event);
                         village.views.apply(&a, agg.inner());
                     }
-                    village.agg = Some(agg);
                 }
-                Err(e) => {
-                    // Nothing was stored and the state is unchanged: persist fails before it
-                    // advances the esrs sequence number.
-                    village.agg = Some(agg);
-                    return Err(AppendError::Store(e));
-                }
+                Ok(_) => {}
+                Err(e) => failure = Some(AppendError::Store(e)),
             }
+        }
+        village.agg = Some(agg);
+        if let Some(failure) = failure {
+            if in_place && !records.is_empty() {
+                // Undo the batch's events in memory. A reload that fails leaves the village
+                // stale; the append's own error is what the caller learns.
+                let _ = self.reload(village).await;
+            }
+            return Err(failure);
         }
         let mut fresh = records.iter();
         let out = results

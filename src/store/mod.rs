@@ -100,10 +100,87 @@ fn record_of(row: &Row) -> Result<Record, StoreError> {
     Record::new(code, seq_u, prev_hash, row.get("recorded_at"), row.get("body"), signatures).map_err(|e| corrupt(e.to_string()))
 }
 
+/// The columns of a multi-row INSERT, one array each.
+struct Columns<'a> {
+    ids: Vec<&'a str>,
+    seqs: Vec<i64>,
+    prevs: Vec<&'a [u8]>,
+    times: Vec<i64>,
+    bodies: Vec<&'a [u8]>,
+    sigs: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(records: impl Iterator<Item = &'a Record>) -> Columns<'a> {
+        let mut c = Columns { ids: vec![], seqs: vec![], prevs: vec![], times: vec![], bodies: vec![], sigs: vec![], hashes: vec![] };
+        for r in records {
+            c.ids.push(r.ledger_id().as_str());
+            c.seqs.push(r.seq() as i64);
+            c.prevs.push(r.prev_hash().as_bytes().as_slice());
+            c.times.push(r.recorded_at());
+            c.bodies.push(r.body());
+            c.sigs.push(signatures_bytes(r.signatures()));
+            c.hashes.push(r.hash().0.to_vec());
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+        [&self.ids, &self.seqs, &self.prevs, &self.times, &self.bodies, &self.sigs, &self.hashes]
+    }
+}
+
+/// Appends a batch of records (one multi-row INSERT from arrays).
+const INSERT_RECORDS: &str = "INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bytea[])";
+
 /// The service's store.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The group committer, started on the first append.
+    commits: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<CommitJob>>>,
+}
+
+/// One ledger's batch waiting for the group committer.
+struct CommitJob {
+    origin: Option<String>,
+    records: Vec<Record>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// The most records the group committer writes in one transaction.
+const GROUP_ROWS: usize = 2000;
+
+/// The group committer: one transaction at a time, holding every batch that arrived while
+/// the previous one was being written (a natural group commit: no timer, no added latency
+/// when the load is light). If the group's transaction fails, each batch is written again on
+/// its own, so a conflict or a bad batch fails only its own append.
+async fn group_committer(store: Store, mut jobs: tokio::sync::mpsc::UnboundedReceiver<CommitJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut group = vec![first];
+        let mut rows = group[0].records.len();
+        while rows < GROUP_ROWS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    rows += job.records.len();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if group.len() > 1 && store.write_group(&group).await.is_ok() {
+            for job in group {
+                let _ = job.done.send(Ok(()));
+            }
+            continue;
+        }
+        for job in group {
+            let result = store.write(job.origin.as_deref(), &job.records).await;
+            let _ = job.done.send(result);
+        }
+    }
 }
 
 impl Store {
@@ -112,39 +189,68 @@ impl Store {
         let config: tokio_postgres::Config = conn.parse()?;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(size).build().map_err(|e| StoreError::PoolSetup(e.to_string()))?;
-        Ok(Store { pool })
+        Ok(Store { pool, commits: Default::default() })
     }
 
-    /// Appends records of one ledger in one transaction, all or nothing. `origin` registers
-    /// the ledger and must be given exactly when the batch starts at seq 0.
+    /// Appends records of one ledger, all or nothing, durably. `origin` registers the ledger
+    /// and must be given exactly when the batch starts at seq 0. Concurrent appends (of
+    /// different ledgers) are written together in one transaction by the group committer.
     pub async fn append(&self, origin: Option<&str>, records: &[Record]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let commits = self.commits.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            // The committer holds a store without a committer of its own.
+            let store = Store { pool: self.pool.clone(), commits: Default::default() };
+            tokio::spawn(group_committer(store, rx));
+            tx
+        });
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = CommitJob { origin: origin.map(str::to_owned), records: records.to_vec(), done };
+        if commits.send(job).is_err() {
+            return Err(StoreError::PoolSetup("the group committer has stopped".into()));
+        }
+        result.await.map_err(|_| StoreError::PoolSetup("the group committer has stopped".into()))?
+    }
+
+    /// Writes several ledgers' batches in one transaction.
+    async fn write_group(&self, group: &[CommitJob]) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        for job in group {
+            if let Some(origin) = &job.origin {
+                let ledger = job.records[0].ledger_id().as_str();
+                tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, origin]).await?;
+            }
+        }
+        let records: Vec<&Record> = group.iter().flat_map(|j| j.records.iter()).collect();
+        let insert = tx.prepare_cached(INSERT_RECORDS).await?;
+        let columns = Columns::of(records.iter().copied());
+        tx.execute(&insert, &columns.params()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes one ledger's batch in one transaction.
+    async fn write(&self, origin: Option<&str>, records: &[Record]) -> Result<(), StoreError> {
         let Some(first) = records.first() else { return Ok(()) };
         let ledger = first.ledger_id().to_string();
         let mut client = self.pool.get().await?;
+        let columns = Columns::of(records.iter());
+        let params = columns.params();
+        // One statement is one transaction: a batch after the genesis needs no BEGIN/COMMIT
+        // round trips, and the statement is prepared once per connection.
+        let Some(origin) = origin else {
+            let insert = client.prepare_cached(INSERT_RECORDS).await?;
+            client.execute(&insert, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
+            return Ok(());
+        };
         let tx = client.transaction().await?;
-        if let Some(origin) = origin {
-            tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
-                .await
-                .map_err(|e| conflict(e, &ledger, 0))?;
-        }
-        let (mut ids, mut seqs, mut prevs, mut times, mut bodies, mut sigs, mut hashes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in records {
-            ids.push(r.ledger_id().as_str());
-            seqs.push(r.seq() as i64);
-            prevs.push(r.prev_hash().as_bytes().as_slice());
-            times.push(r.recorded_at());
-            bodies.push(r.body());
-            sigs.push(signatures_bytes(r.signatures()));
-            hashes.push(r.hash().0.to_vec());
-        }
-        tx.execute(
-            "INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bytea[])",
-            &[&ids, &seqs, &prevs, &times, &bodies, &sigs, &hashes],
-        )
-        .await
-        .map_err(|e| conflict(e, &ledger, first.seq()))?;
+        tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
+            .await
+            .map_err(|e| conflict(e, &ledger, 0))?;
+        tx.execute(INSERT_RECORDS, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
         tx.commit().await?;
         Ok(())
     }
@@ -343,6 +449,13 @@ impl Store {
         let client = self.pool.get().await?;
         let rows = client.query("SELECT subject_id, display_name FROM profiles WHERE ledger_id = $1", &[&ledger.as_str()]).await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// The display name of one subject, if it has a profile.
+    pub async fn profile_name(&self, ledger: &VillageCode, subject: &str) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let query = client.prepare_cached("SELECT display_name FROM profiles WHERE ledger_id = $1 AND subject_id = $2").await?;
+        Ok(client.query_opt(&query, &[&ledger.as_str(), &subject]).await?.map(|r| r.get(0)))
     }
 
     /// The record at `seq`, if stored.

@@ -1,0 +1,134 @@
+//! Serving a large village from `jifen serve`: the time to load it, the server's memory, and
+//! the latency of inclusion proofs and of GetBalance under a fixed 2,000 requests/s load.
+//!
+//! ```text
+//! cargo build --release
+//! ./target/release/jifen bench --households 5000 --scores 16 --runs 1 --write-bundle /tmp/million.bundle
+//! cargo bench --bench serving -- /tmp/million.bundle [SECONDS]
+//! ```
+//!
+//! The records of the bundle are written to a fresh embedded PostgreSQL as they are (the
+//! store's append, in chunks), then a `jifen serve` process is started on it. Its first call
+//! loads the village (chain check, write-model and views folded); then 10,000 inclusion
+//! proofs one after another, then GetBalance for random households at 2,000 calls/s
+//! (open loop: two calls sent every millisecond, whatever the answers do) for SECONDS
+//! (default 10). The server's resident memory is read from /proc.
+
+use jifen::api::query_service_client::QueryServiceClient;
+use jifen::api::{self};
+use jifen::campaign::harness::{Child, Db};
+use jifen_ledger::bundle::Bundle;
+use jifen_ledger::merkle::{leaf_hash, verify_inclusion};
+use jifen_ledger::Hash;
+use rand::{Rng, SeedableRng};
+use std::time::{Duration, Instant};
+
+fn rss_mb(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn quantile(v: &mut [Duration], q: f64) -> f64 {
+    v.sort();
+    v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let path = args.first().expect("usage: cargo bench --bench serving -- BUNDLE [SECONDS]");
+    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async move {
+        let bundle = Bundle::decode(&std::fs::read(path).unwrap()).unwrap();
+        let n = bundle.records.len() as u64;
+        let ledger = bundle.ledger.to_string();
+        println!("village {ledger}: {n} records from {path}");
+        let db = Db::start().await.unwrap();
+        let store = db.store(4).unwrap();
+        let t = Instant::now();
+        for (i, chunk) in bundle.records.chunks(5000).enumerate() {
+            store.append((i == 0).then_some(bundle.origin.as_str()), chunk).await.unwrap();
+        }
+        println!("stored in PostgreSQL in {:.1} s (not measured against a target)", t.elapsed().as_secs_f64());
+        let hashes: Vec<Hash> = bundle.records.iter().map(|r| r.hash()).collect();
+        drop(bundle);
+
+        let dir = db.dir().join("server");
+        std::fs::create_dir_all(&dir).unwrap();
+        let server = Child::start(env!("CARGO_BIN_EXE_jifen").as_ref(), &db, &dir).await.unwrap();
+        let pid = server.pid().unwrap();
+        let (idle, _) = rss_mb(pid);
+        let mut ledger_client = server.client().await.unwrap();
+        let t = Instant::now();
+        let cp = jifen::campaign::harness::wait_checkpoint(&mut ledger_client, &ledger, n).await.unwrap();
+        let load = t.elapsed();
+        let (rss, peak) = rss_mb(pid);
+        println!("first call (load: chain check, write-model and views folded, checkpoint signed): {:.1} s", load.as_secs_f64());
+        println!("server memory: {idle:.0} MB before the load, {rss:.0} MB serving {n} records (peak {peak:.0} MB)");
+
+        // Inclusion proofs, one after another, each checked against the checkpoint's root.
+        let root = Hash::from_slice(&cp.root_hash).unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut lat = Vec::with_capacity(10_000);
+        for _ in 0..10_000 {
+            let seq = rng.random_range(0..n);
+            let c = Instant::now();
+            let res = ledger_client
+                .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq, tree_size: n })
+                .await
+                .unwrap()
+                .into_inner();
+            lat.push(c.elapsed());
+            let proof: Vec<Hash> = res.proof.iter().map(|h| Hash::from_slice(h).unwrap()).collect();
+            assert!(verify_inclusion(&leaf_hash(&hashes[seq as usize]), seq, n, &proof, &root).is_ok(), "proof of {seq} does not verify");
+        }
+        let (p50, p99) = (quantile(&mut lat, 0.5), quantile(&mut lat, 0.99));
+        println!("inclusion proof over gRPC on {n} records: p50 {p50:.3} ms, p99 {p99:.3} ms (10,000 calls, each proof verified)");
+
+        // GetBalance at 2,000 calls/s, open loop, over 8 connections.
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(QueryServiceClient::connect(format!("http://{}", server.addr)).await.unwrap());
+        }
+        let households = 5000.min(n as usize / 10).max(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while start.elapsed() < Duration::from_secs(seconds) {
+            tick.tick().await;
+            for _ in 0..2 {
+                let mut c = clients[(sent % 8) as usize].clone();
+                let h = format!("H{:04}", rng.random_range(1..=households));
+                let (tx, ledger) = (tx.clone(), ledger.clone());
+                sent += 1;
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let ok = c.get_balance(api::GetBalanceRequest { ledger_id: ledger, household_id: h }).await.is_ok();
+                    let _ = tx.send((t.elapsed(), ok));
+                });
+            }
+        }
+        drop(tx);
+        let offered = sent as f64 / start.elapsed().as_secs_f64();
+        let mut lat = Vec::new();
+        let mut failed = 0;
+        while let Some((d, ok)) = rx.recv().await {
+            lat.push(d);
+            failed += u32::from(!ok);
+        }
+        let (p50, p99) = (quantile(&mut lat, 0.5), quantile(&mut lat, 0.99));
+        println!("GetBalance at {offered:.0} calls/s offered for {seconds} s: p50 {p50:.3} ms, p99 {p99:.3} ms, {failed} failed");
+        let (rss, peak) = rss_mb(pid);
+        println!("server memory after the load: {rss:.0} MB (peak {peak:.0} MB)");
+    });
+}

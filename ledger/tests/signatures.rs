@@ -1,0 +1,111 @@
+//! The batch equation (`signature::verify_batch`, used by every offline verification) agrees
+//! with `verify_strict` one by one: it accepts a set exactly when each signature in it is
+//! strictly valid, and on failure names the first bad one.
+
+use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::scalar::Scalar;
+use ed25519_dalek::{SigningKey, Verifier};
+use jifen_ledger::signature::{sign_event, signing_message, verify_batch, verify_event, EventSignature};
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha512};
+
+fn keys(n: u8) -> Vec<SigningKey> {
+    (1..=n).map(|i| SigningKey::from_bytes(&[i; 32])).collect()
+}
+
+/// `count` bodies signed by `keys` in turn.
+fn signed(keys: &[SigningKey], count: usize) -> Vec<(EventSignature, Vec<u8>)> {
+    (0..count)
+        .map(|i| {
+            let body = format!("body {i} of a village ledger").into_bytes();
+            (sign_event(&keys[i % keys.len()], &body), body)
+        })
+        .collect()
+}
+
+fn check(items: &[(EventSignature, Vec<u8>)]) -> Result<(), usize> {
+    let refs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b)| (s, b.as_slice())).collect();
+    verify_batch(&refs).map_err(|(i, _)| i)
+}
+
+#[test]
+fn valid_sets_from_few_or_many_keys_verify() {
+    for (k, n) in [(1, 1), (1, 64), (5, 500), (40, 300), (300, 300)] {
+        assert_eq!(check(&signed(&keys(k as u8), n)), Ok(()), "{k} keys, {n} signatures");
+    }
+}
+
+#[test]
+fn any_single_corruption_is_found_and_named() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let good = signed(&keys(7), 200);
+    for _ in 0..60 {
+        let mut items = good.clone();
+        let i = rng.random_range(0..items.len());
+        match rng.random_range(0..4) {
+            0 => items[i].0.signature[rng.random_range(0..32)] ^= 1 << rng.random_range(0..8),
+            1 => items[i].0.signature[32 + rng.random_range(0..31)] ^= 1 << rng.random_range(0..8),
+            2 => items[i].1[0] ^= 0x01,
+            _ => {
+                // Another signer's key named on a good signature.
+                let j = (i + 1) % items.len();
+                items[i].0.public_key = good[j].0.public_key;
+                if good[j].0.public_key == good[i].0.public_key {
+                    continue;
+                }
+            }
+        }
+        assert_eq!(check(&items), Err(i));
+    }
+}
+
+#[test]
+fn what_verify_strict_refuses_the_batch_refuses_too() {
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let body = b"a score".to_vec();
+    let mut items = signed(&keys(3), 20);
+
+    // s + l: the same point, a non-canonical scalar.
+    let mut noncanonical = sign_event(&key, &body);
+    let s = Scalar::from_bytes_mod_order(noncanonical.signature[32..].try_into().unwrap());
+    let l: [u8; 32] = [
+        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0x10,
+    ];
+    let mut sum = [0u8; 32];
+    let mut carry = 0u16;
+    for (i, byte) in sum.iter_mut().enumerate() {
+        let v = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
+        *byte = v as u8;
+        carry = v >> 8;
+    }
+    noncanonical.signature[32..].copy_from_slice(&sum);
+    assert!(verify_event(&noncanonical, &body).is_err());
+    items.insert(7, (noncanonical, body.clone()));
+    assert_eq!(check(&items), Err(7));
+    items.remove(7);
+
+    // R of small order (the identity) with s = k·a: the cofactorless equation holds exactly,
+    // a plain `verify` accepts it, `verify_strict` does not, and neither does the batch.
+    let identity = CompressedEdwardsY::from_slice(&{
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    })
+    .unwrap();
+    let a = key.to_scalar();
+    let mut h = Sha512::new();
+    h.update(identity.as_bytes());
+    h.update(key.verifying_key().as_bytes());
+    h.update(signing_message(&body));
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(identity.as_bytes());
+    signature[32..].copy_from_slice((k * a).as_bytes());
+    let forged = EventSignature { public_key: jifen_ledger::PublicKey(key.verifying_key().to_bytes()), signature };
+    let plain = key.verifying_key().verify(&signing_message(&body), &ed25519_dalek::Signature::from_bytes(&signature));
+    assert!(plain.is_ok(), "the construction satisfies the plain equation");
+    assert!(verify_event(&forged, &body).is_err());
+    items.insert(3, (forged, body));
+    assert_eq!(check(&items), Err(3));
+}
