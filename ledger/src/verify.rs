@@ -69,22 +69,54 @@ impl VerifyError {
 /// Computes every record hash (in parallel) and checks seq continuity, ledger id, the
 /// `prev_hash` links and monotone time. Returns the record hashes.
 pub fn check_chain(records: &[Record]) -> Result<Vec<Hash>, VerifyError> {
+    check_chain_from(&ChainTip::default(), records)
+}
+
+/// Where a chain checked so far ends: the next seq, the last record's hash and time, and the
+/// ledger. The default is the empty chain.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChainTip {
+    pub next_seq: u64,
+    pub head: Hash,
+    pub last_recorded_at: i64,
+    pub ledger: Option<crate::ids::VillageCode>,
+}
+
+impl ChainTip {
+    /// The tip after `records` (which [`check_chain_from`] accepted after `self`, with `hashes`).
+    pub fn after(&self, records: &[Record], hashes: &[Hash]) -> ChainTip {
+        match (records.last(), hashes.last()) {
+            (Some(r), Some(h)) => ChainTip {
+                next_seq: r.seq() + 1,
+                head: *h,
+                last_recorded_at: r.recorded_at(),
+                ledger: Some(r.ledger_id().clone()),
+            },
+            _ => self.clone(),
+        }
+    }
+}
+
+/// [`check_chain`] for the records that continue a chain ending at `tip`: a ledger read in
+/// pages is checked page by page, with the same errors at the same seqs.
+pub fn check_chain_from(tip: &ChainTip, records: &[Record]) -> Result<Vec<Hash>, VerifyError> {
     let hashes: Vec<Hash> = records.par_iter().map(Record::hash).collect();
     let Some(first) = records.first() else { return Ok(hashes) };
-    let ledger = first.ledger_id();
+    let ledger = tip.ledger.as_ref().unwrap_or(first.ledger_id());
     for (i, r) in records.iter().enumerate() {
-        let expected = i as u64;
+        let expected = tip.next_seq + i as u64;
         if r.seq() != expected {
             return Err(VerifyError::Gap { seq: r.seq(), expected });
         }
         if r.ledger_id() != ledger {
             return Err(VerifyError::WrongLedger { seq: expected, expected: ledger.to_string(), got: r.ledger_id().to_string() });
         }
-        let prev = if i == 0 { Hash::ZERO } else { hashes[i - 1] };
+        let prev = if i == 0 { tip.head } else { hashes[i - 1] };
         if *r.prev_hash() != prev {
             return Err(VerifyError::BrokenLink { seq: expected, prev: expected.saturating_sub(1) });
         }
-        if i > 0 && r.recorded_at() < records[i - 1].recorded_at() {
+        let last = if i == 0 { (expected > 0).then_some(tip.last_recorded_at) } else { Some(records[i - 1].recorded_at()) };
+        if last.is_some_and(|t| r.recorded_at() < t) {
             return Err(VerifyError::TimeRegressed { seq: expected });
         }
     }

@@ -28,7 +28,7 @@ use jifen_ledger::note::NoteVerifier;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
-use jifen_ledger::verify::check_chain;
+use jifen_ledger::verify::{check_chain_from, ChainTip};
 use jifen_ledger::village::{Accepted, Decision, Rejection, RoleSet, Signed, Village as VillageAggregate, VillageState};
 use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
@@ -353,23 +353,29 @@ impl Villages {
     }
 
     async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
-        let records = self.store.load(code).await?;
-        let hashes = check_chain(&records).map_err(|e| StoreError::Corrupt {
-            ledger: code.to_string(),
-            seq: e.seq().map_or(-1, |s| s as i64),
-            error: e.to_string(),
-        })?;
+        // Read and fold in pages: the records of a large village never sit in memory all at
+        // once (the allocator would keep that peak).
         let id = aggregate_id(code);
         let mut agg = AggregateState::with_id(id);
         let mut views = Views::default();
-        for r in records {
-            let seq = r.seq() as i64;
-            let a = Accepted::from_verified_record(r).map_err(|e| StoreError::Corrupt {
-                ledger: code.to_string(),
-                seq,
-                error: e.to_string(),
-            })?;
-            agg = fold(agg, &mut views, a);
+        let mut tip = ChainTip::default();
+        let mut hashes = Vec::new();
+        loop {
+            let page = self.store.read(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
+            let corrupt = |seq: i64, error: String| StoreError::Corrupt { ledger: code.to_string(), seq, error };
+            let page_hashes =
+                check_chain_from(&tip, &page).map_err(|e| corrupt(e.seq().map_or(-1, |s| s as i64), e.to_string()))?;
+            tip = tip.after(&page, &page_hashes);
+            hashes.extend(page_hashes);
+            let full = page.len() as u64 == LOAD_PAGE;
+            for r in page {
+                let seq = r.seq() as i64;
+                let a = Accepted::from_verified_record(r).map_err(|e| corrupt(seq, e.to_string()))?;
+                agg = fold(agg, &mut views, a);
+            }
+            if !full {
+                break;
+            }
         }
         let tree = Tree::from_record_hashes(&hashes);
         let nodes_stored = self.store.stored_leaves(code).await?;
@@ -647,6 +653,9 @@ impl Villages {
         self.dirty.lock().expect("dirty set").drain().collect()
     }
 }
+
+/// Records per page when a village is loaded.
+const LOAD_PAGE: u64 = 10_000;
 
 /// How long the checkpointer gathers appends before signing (well under the 1 s promise).
 pub const CHECKPOINT_BATCH: Duration = Duration::from_millis(100);
