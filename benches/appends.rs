@@ -147,7 +147,13 @@ async fn concurrent_singles(s: &Server, loads: &[Vec<SignedEvent>]) -> Concurren
     lat.sort();
     covered.sort();
     let ms = |v: &[std::time::Duration], q: usize| v[(v.len() - 1) * q / 100].as_secs_f64() * 1e3;
-    Concurrent { rate, p50_ms: ms(&lat, 50), p99_ms: ms(&lat, 99), checkpoint_p50_ms: ms(&covered, 50), checkpoint_p99_ms: ms(&covered, 99) }
+    Concurrent {
+        rate,
+        p50_ms: ms(&lat, 50),
+        p99_ms: ms(&lat, 99),
+        checkpoint_p50_ms: ms(&covered, 50),
+        checkpoint_p99_ms: ms(&covered, 99),
+    }
 }
 
 struct Server {

@@ -95,7 +95,12 @@ fn main() {
     let total: usize = parts.iter().map(|(_, b)| b).sum();
     println!("live heap of a served village of {n} records (counting allocator):");
     for (name, bytes) in &parts {
-        println!("  {name:<28} {:>8.1} MB  {:>6.0} bytes/record  {:>4.1}%", *bytes as f64 / 1e6, *bytes as f64 / n as f64, 100.0 * *bytes as f64 / total as f64);
+        println!(
+            "  {name:<28} {:>8.1} MB  {:>6.0} bytes/record  {:>4.1}%",
+            *bytes as f64 / 1e6,
+            *bytes as f64 / n as f64,
+            100.0 * *bytes as f64 / total as f64
+        );
     }
     println!("  {:<28} {:>8.1} MB  {:>6.0} bytes/record", "total", total as f64 / 1e6, total as f64 / n as f64);
     drop((state, views, tree));

@@ -47,7 +47,11 @@ impl<U: prost::Message + Default> Decoder for StrictDecoder<U> {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
         self.0.decode(src).map_err(|s| {
             if s.code() == Code::Internal {
-                crate::server::status::plain(Code::InvalidArgument, "MALFORMED_MESSAGE", format!("the request is not a valid protobuf message: {}", s.message()))
+                crate::server::status::plain(
+                    Code::InvalidArgument,
+                    "MALFORMED_MESSAGE",
+                    format!("not a valid protobuf message: {}", s.message()),
+                )
             } else {
                 s
             }

@@ -9,13 +9,7 @@ fn progress(line: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_appends_survive_sigkill_and_postgres_crashes_and_nothing_is_half_stored() {
-    let config = crash::CrashConfig {
-        rounds: 8,
-        postgres_every: 4,
-        clients: 4,
-        seed: 11,
-        exe: env!("CARGO_BIN_EXE_jifen").into(),
-    };
+    let config = crash::CrashConfig { rounds: 8, postgres_every: 4, clients: 4, seed: 11, exe: env!("CARGO_BIN_EXE_jifen").into() };
     let report = crash::run(&config, &progress).await.unwrap();
     eprintln!("{report}");
 }

@@ -412,11 +412,20 @@ pub fn receipt_load(cast: &Cast, ledger: &str, key_prefix: &str, n: usize, at: i
                     household_id: id.clone(),
                     group: format!("G{:02}", i % 8 + 1),
                     residency: pb::Residency::Registered as i32,
-                    members: (1..=1 + i % 4).map(|m| pb::Member { member_id: format!("{id}-{m:02}"), identity_commitment: vec![] }).collect(),
+                    members: (1..=1 + i % 4)
+                        .map(|m| pb::Member { member_id: format!("{id}-{m:02}"), identity_commitment: vec![] })
+                        .collect(),
                 });
                 sign(ledger, &cast.admin, &[], at, &key, p)
             } else {
-                let receipt = stock(&format!("L{key_prefix}-R{i:07}"), goods[i % goods.len()], "", 1 + (i % 7) as u32, pb::StockSource::Collective, "");
+                let receipt = stock(
+                    &format!("L{key_prefix}-R{i:07}"),
+                    goods[i % goods.len()],
+                    "",
+                    1 + (i % 7) as u32,
+                    pb::StockSource::Collective,
+                    "",
+                );
                 sign(ledger, &cast.keeper, &[], at, &key, Payload::StockReceived(receipt))
             }
         })

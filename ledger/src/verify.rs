@@ -86,12 +86,9 @@ impl ChainTip {
     /// The tip after `records` (which [`check_chain_from`] accepted after `self`, with `hashes`).
     pub fn after(&self, records: &[Record], hashes: &[Hash]) -> ChainTip {
         match (records.last(), hashes.last()) {
-            (Some(r), Some(h)) => ChainTip {
-                next_seq: r.seq() + 1,
-                head: *h,
-                last_recorded_at: r.recorded_at(),
-                ledger: Some(r.ledger_id().clone()),
-            },
+            (Some(r), Some(h)) => {
+                ChainTip { next_seq: r.seq() + 1, head: *h, last_recorded_at: r.recorded_at(), ledger: Some(r.ledger_id().clone()) }
+            }
             _ => self.clone(),
         }
     }

@@ -54,14 +54,27 @@ fn checking_the_chain_in_pages_agrees_with_checking_it_whole() {
     cases.push(swapped);
     let mut relinked = records.clone();
     let r = &records[40];
-    relinked[40] =
-        jifen_ledger::Record::new(r.ledger_id().clone(), r.seq(), records[38].hash(), r.recorded_at(), r.body().to_vec(), r.signatures().to_vec())
-            .unwrap();
+    relinked[40] = jifen_ledger::Record::new(
+        r.ledger_id().clone(),
+        r.seq(),
+        records[38].hash(),
+        r.recorded_at(),
+        r.body().to_vec(),
+        r.signatures().to_vec(),
+    )
+    .unwrap();
     cases.push(relinked);
     let mut earlier = records.clone();
     let r = &records[17];
-    earlier[17] = jifen_ledger::Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), records[16].recorded_at() - 1, r.body().to_vec(), r.signatures().to_vec())
-        .unwrap();
+    earlier[17] = jifen_ledger::Record::new(
+        r.ledger_id().clone(),
+        r.seq(),
+        *r.prev_hash(),
+        records[16].recorded_at() - 1,
+        r.body().to_vec(),
+        r.signatures().to_vec(),
+    )
+    .unwrap();
     cases.push(earlier);
     for case in &cases {
         for page in [1, 7, 16, 1000] {

@@ -141,8 +141,13 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
         SignedEvent::new(body, &sigs)
     };
     server.clock.advance_to(now);
-    let revocation =
-        event(&cast.admin, &[], now, "revoke", Payload::ActorRevoked(pb::ActorRevoked { actor_id: revoked.id.clone(), reason: "迁出本村".into() }));
+    let revocation = event(
+        &cast.admin,
+        &[],
+        now,
+        "revoke",
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: revoked.id.clone(), reason: "迁出本村".into() }),
+    );
     server.client.append(api::AppendRequest { event: Some(revocation) }).await?;
     appended += 1;
     // The window has passed (the publication stays open until it is closed).
@@ -199,12 +204,24 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
     cases.push(("body changed after signing", single(flipped), (Code::Unauthenticated, Some("SIGNATURE"))));
     let garbage = vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
     let sig = sign_event(&scored.key, &garbage);
-    cases.push(("signed body that is not an EventBody", single(SignedEvent::new(garbage, &[sig])), (Code::InvalidArgument, Some("INVALID_REQUEST"))));
+    cases.push((
+        "signed body that is not an EventBody",
+        single(SignedEvent::new(garbage, &[sig])),
+        (Code::InvalidArgument, Some("INVALID_REQUEST")),
+    ));
     let big = vec![0x20; MAX_BODY_LEN + 1];
     let sig = sign_event(&scored.key, &big);
     cases.push(("body over the size limit", single(SignedEvent::new(big, &[sig])), (Code::InvalidArgument, Some("INVALID_REQUEST"))));
-    cases.push(("unknown key", single(event(&stranger, &[], now, "u", score("H0020", 2, "U-1"))), (Code::Unauthenticated, Some("UNKNOWN_KEY"))));
-    cases.push(("revoked key", single(event(&revoked, &[], now, "r", objection(&revoked, "r"))), (Code::Unauthenticated, Some("KEY_REVOKED"))));
+    cases.push((
+        "unknown key",
+        single(event(&stranger, &[], now, "u", score("H0020", 2, "U-1"))),
+        (Code::Unauthenticated, Some("UNKNOWN_KEY")),
+    ));
+    cases.push((
+        "revoked key",
+        single(event(&revoked, &[], now, "r", objection(&revoked, "r"))),
+        (Code::Unauthenticated, Some("KEY_REVOKED")),
+    ));
     cases.push((
         "wrong role (the keeper scores)",
         single(event(&cast.keeper, &[], now, "k", score("H0020", 2, "K-1"))),
@@ -299,10 +316,18 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
     let batch = |events: Vec<SignedEvent>, id: &str| api::AppendBatchRequest { ledger_id: id.into(), events };
     let bad_second = event(&stranger, &[], now, "b2", score("H0021", 2, "B-2"));
     let batches: Vec<(&'static str, api::AppendBatchRequest, Expected)> = vec![
-        ("batch whose second event is forged", batch(vec![good.clone(), bad_second], &ledger), (Code::Unauthenticated, Some("UNKNOWN_KEY"))),
+        (
+            "batch whose second event is forged",
+            batch(vec![good.clone(), bad_second], &ledger),
+            (Code::Unauthenticated, Some("UNKNOWN_KEY")),
+        ),
         ("batch of another ledger's event", batch(vec![good.clone(), other], &ledger), (Code::InvalidArgument, Some("WRONG_LEDGER"))),
         ("empty batch", batch(vec![], &ledger), (Code::InvalidArgument, Some("INVALID_REQUEST"))),
-        ("batch over the event limit", batch(vec![good.clone(); crate::server::ledger_api::MAX_BATCH + 1], &ledger), (Code::InvalidArgument, Some("INVALID_REQUEST"))),
+        (
+            "batch over the event limit",
+            batch(vec![good.clone(); crate::server::ledger_api::MAX_BATCH + 1], &ledger),
+            (Code::InvalidArgument, Some("INVALID_REQUEST")),
+        ),
         ("batch for a malformed ledger id", batch(vec![good.clone()], "15060210120X"), (Code::InvalidArgument, Some("INVALID_REQUEST"))),
         ("batch for an unknown ledger", batch(vec![good.clone()], "150602109999"), (Code::NotFound, Some("NOT_OPENED"))),
     ];
@@ -318,7 +343,11 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
 
     // Bytes that are not the message they claim to be, and messages over the size limit.
     let raw_cases: Vec<(&'static str, Vec<u8>, Expected)> = vec![
-        ("truncated protobuf", api::AppendRequest { event: Some(good.clone()) }.encode_to_vec()[..20].to_vec(), (Code::InvalidArgument, Some("MALFORMED_MESSAGE"))),
+        (
+            "truncated protobuf",
+            api::AppendRequest { event: Some(good.clone()) }.encode_to_vec()[..20].to_vec(),
+            (Code::InvalidArgument, Some("MALFORMED_MESSAGE")),
+        ),
         ("invalid wire type", vec![0x0f, 0x01, 0x02], (Code::InvalidArgument, Some("MALFORMED_MESSAGE"))),
         ("length past the end", vec![0x0a, 0x80, 0x80, 0x04, 0x01], (Code::InvalidArgument, Some("MALFORMED_MESSAGE"))),
         ("message over the server's 80 MiB limit", vec![0u8; crate::server::MAX_MESSAGE + 1], (Code::OutOfRange, None)),
@@ -339,7 +368,11 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
     };
     let secs = now.div_euclid(1_000_000);
     let token_cases = vec![
-        ("read without a token", tonic::Request::new(api::ReadRecordsRequest { ledger_id: ledger.clone(), from_seq: 0, limit: 0 }), "TOKEN_MISSING"),
+        (
+            "read without a token",
+            tonic::Request::new(api::ReadRecordsRequest { ledger_id: ledger.clone(), from_seq: 0, limit: 0 }),
+            "TOKEN_MISSING",
+        ),
         ("read with a villager's token", read(&cast.villagers[2], method::READ_RECORDS, &ledger, secs), "TOKEN_ROLE_NOT_ALLOWED"),
         ("read with a stranger's token", read(&stranger, method::READ_RECORDS, &ledger, secs), "TOKEN_UNKNOWN_KEY"),
         ("read with a token for another method", read(&cast.auditor, method::VERIFY_LEDGER, &ledger, secs), "TOKEN_WRONG_METHOD"),
@@ -411,7 +444,9 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
                     bytes[0] ^= 0x80;
                 }
                 match raw_append(server.addr, bytes.clone()).await {
-                    Ok(_) => bail!("round {round} (seed {}): mutated request bytes {} were accepted", config.seed, jifen_ledger::hex(&bytes)),
+                    Ok(_) => {
+                        bail!("round {round} (seed {}): mutated request bytes {} were accepted", config.seed, jifen_ledger::hex(&bytes))
+                    }
                     Err(e) if e.get_details_error_info().is_some() => {}
                     Err(e) => bail!("round {round}: mutated request bytes got a status without details: {e:?}"),
                 }

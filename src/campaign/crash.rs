@@ -153,11 +153,8 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
     let mut kills = 0;
     let mut pg_crashes = 0;
     for round in 1..=config.rounds {
-        let strike = if config.postgres_every > 0 && round % config.postgres_every == 0 {
-            Strike::CrashPostgres
-        } else {
-            Strike::KillServer
-        };
+        let strike =
+            if config.postgres_every > 0 && round % config.postgres_every == 0 { Strike::CrashPostgres } else { Strike::KillServer };
         let target = rng.random_range(3..40u64);
         let shared = Arc::new(Mutex::new(std::mem::take(&mut queue)));
         let (outcomes, mut rx) = mpsc::unbounded_channel::<Outcome>();
@@ -244,10 +241,7 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
         let size = check(&mut client, &server, &cast, &mut book, opening).await.with_context(|| format!("round {round} ({strike:?})"))?;
         wait_checkpoint(&mut client, VILLAGE, size).await?;
         checkpoint_waits.push(restarted.elapsed());
-        progress(&format!(
-            "round {round}/{}: {strike:?} after {acked} acknowledged requests; {size} records verified",
-            config.rounds
-        ));
+        progress(&format!("round {round}/{}: {strike:?} after {acked} acknowledged requests; {size} records verified", config.rounds));
     }
     checkpoint_waits.sort();
     let p = |q: usize| checkpoint_waits[(checkpoint_waits.len() - 1) * q / 100].as_secs_f64() * 1e3;
@@ -286,7 +280,13 @@ fn units(rng: &mut ChaCha8Rng, load: Vec<(Vec<u8>, Vec<EventSignature>)>) -> Vec
 }
 
 /// The checks after a round; returns the number of records.
-async fn check(client: &mut LedgerServiceClient<Channel>, server: &Child, cast: &Cast, book: &mut Book, opening: u64) -> anyhow::Result<u64> {
+async fn check(
+    client: &mut LedgerServiceClient<Channel>,
+    server: &Child,
+    cast: &Cast,
+    book: &mut Book,
+    opening: u64,
+) -> anyhow::Result<u64> {
     fn token<T>(cast: &Cast, m: &str, msg: T) -> tonic::Request<T> {
         crate::auth::authorized(msg, &cast.auditor.key, m, VILLAGE, chrono::Utc::now().timestamp())
     }
@@ -313,7 +313,12 @@ async fn check(client: &mut LedgerServiceClient<Channel>, server: &Child, cast: 
         ensure!(n == 0 || n == present.len(), "a request of {} events that failed is half stored ({n} present)", present.len());
         let results = send(client, &unit).await.context("resending an unacknowledged request")?;
         for ((key, was), r) in unit.keys.iter().zip(&present).zip(&results) {
-            ensure!(r.duplicate == *was, "resending {key}: duplicate = {} but it was {}stored", r.duplicate, if *was { "" } else { "not " });
+            ensure!(
+                r.duplicate == *was,
+                "resending {key}: duplicate = {} but it was {}stored",
+                r.duplicate,
+                if *was { "" } else { "not " }
+            );
             if *was {
                 ensure!(stored[key] == (r.seq, r.record_hash.clone()), "resending {key} returned another record than the stored one");
                 book.resent_present += 1;
@@ -332,7 +337,11 @@ async fn check(client: &mut LedgerServiceClient<Channel>, server: &Child, cast: 
     );
     let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
     let res = audit
-        .verify_ledger(token(cast, method::VERIFY_LEDGER, api::VerifyLedgerRequest { ledger_id: VILLAGE.into(), checkpoint_note: String::new() }))
+        .verify_ledger(token(
+            cast,
+            method::VERIFY_LEDGER,
+            api::VerifyLedgerRequest { ledger_id: VILLAGE.into(), checkpoint_note: String::new() },
+        ))
         .await?
         .into_inner();
     ensure!(res.ok, "VerifyLedger: {}", res.reason);

@@ -31,7 +31,14 @@ pub struct Report {
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{} campaign: {} rounds, seed {}, {:.1} s — passed", self.campaign, self.rounds, self.seed, self.elapsed.as_secs_f64())?;
+        writeln!(
+            f,
+            "{} campaign: {} rounds, seed {}, {:.1} s — passed",
+            self.campaign,
+            self.rounds,
+            self.seed,
+            self.elapsed.as_secs_f64()
+        )?;
         for fact in &self.facts {
             writeln!(f, "  - {fact}")?;
         }

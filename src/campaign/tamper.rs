@@ -54,7 +54,8 @@ enum Tampering {
 impl Tampering {
     fn random(rng: &mut ChaCha8Rng, n: u64) -> Tampering {
         let edit = |rng: &mut ChaCha8Rng| {
-            let column = [Column::Body, Column::RecordedAt, Column::Signatures, Column::PrevHash, Column::RecordHash][rng.random_range(0..5)];
+            let column =
+                [Column::Body, Column::RecordedAt, Column::Signatures, Column::PrevHash, Column::RecordHash][rng.random_range(0..5)];
             (rng.random_range(0..n), column, rng.random::<u32>(), rng.random_range(1..=255u8))
         };
         match rng.random_range(0..8) {
@@ -115,7 +116,9 @@ impl Tampering {
                         Column::Signatures => flip("signatures"),
                         Column::PrevHash => flip("prev_hash"),
                         Column::RecordHash => flip("record_hash"),
-                        Column::RecordedAt => format!("recorded_at = recorded_at + {}", i64::from(*mask) * if at % 2 == 0 { 1 } else { -1 }),
+                        Column::RecordedAt => {
+                            format!("recorded_at = recorded_at + {}", i64::from(*mask) * if at % 2 == 0 { 1 } else { -1 })
+                        }
                     };
                     format!("UPDATE records SET {set} {};", w(*seq))
                 })
@@ -176,7 +179,10 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let mut kinds: BTreeMap<&'static str, u32> = BTreeMap::new();
     for round in 1..=config.rounds {
         let t = Tampering::random(&mut rng, n);
-        owner.batch_execute(&format!("SET session_replication_role = replica; {}", t.sql(&ledger))).await.with_context(|| format!("{t:?}"))?;
+        owner
+            .batch_execute(&format!("SET session_replication_role = replica; {}", t.sql(&ledger)))
+            .await
+            .with_context(|| format!("{t:?}"))?;
         // A truncation that took its checkpoints along is only visible against the held one.
         let note = if matches!(t, Tampering::TruncateWithCheckpoints(_)) { held.note.as_str() } else { "" };
         let res = audit.verify_ledger(verify(&server, note)).await?.into_inner();

@@ -363,8 +363,7 @@ impl Villages {
         loop {
             let page = self.store.read(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
             let corrupt = |seq: i64, error: String| StoreError::Corrupt { ledger: code.to_string(), seq, error };
-            let page_hashes =
-                check_chain_from(&tip, &page).map_err(|e| corrupt(e.seq().map_or(-1, |s| s as i64), e.to_string()))?;
+            let page_hashes = check_chain_from(&tip, &page).map_err(|e| corrupt(e.seq().map_or(-1, |s| s as i64), e.to_string()))?;
             tip = tip.after(&page, &page_hashes);
             hashes.extend(page_hashes);
             let full = page.len() as u64 == LOAD_PAGE;
