@@ -274,6 +274,11 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
         ("edited body", format!("UPDATE records SET body = set_byte(body, 2, get_byte(body, 2) # 4) WHERE ledger_id = '{l}' AND seq = 40"), 40),
         ("edited recorded_at", format!("UPDATE records SET recorded_at = recorded_at + 1 WHERE ledger_id = '{l}' AND seq = 40"), 40),
         ("edited prev_hash", format!("UPDATE records SET prev_hash = set_byte(prev_hash, 0, get_byte(prev_hash, 0) # 1) WHERE ledger_id = '{l}' AND seq = 41"), 41),
+        (
+            "signatures no longer a valid set (a signer twice)",
+            format!("UPDATE records SET signatures = signatures || signatures WHERE ledger_id = '{l}' AND seq = 40"),
+            40,
+        ),
         ("deleted", format!("DELETE FROM records WHERE ledger_id = '{l}' AND seq = 40"), 40),
         (
             "reordered",

@@ -96,6 +96,9 @@ impl Tampering {
         match self {
             Tampering::Edit(e) => e.iter().map(|x| x.0).min().expect("at least one edit"),
             Tampering::Delete(s) | Tampering::Swap(s, _) | Tampering::Truncate(s) | Tampering::TruncateWithCheckpoints(s) => *s,
+            // A copy of the very row it displaces leaves that seq as it was: the first row
+            // that differs is the displaced original, one seq up.
+            Tampering::Insert { at, copy_of } if copy_of == at => at + 1,
             Tampering::Insert { at, .. } => *at,
         }
     }

@@ -304,13 +304,19 @@ impl AuditService for QueryApi {
             Some(signed.checkpoint().clone())
         };
         let store = self.villages.store().clone();
-        let (records, stored_hashes) = store.load_with_hashes(&code).await.map_err(|e| status::store(&e))?;
+        let rows = store.load_for_audit(&code).await.map_err(|e| status::store(&e))?;
+        let (records, stored_hashes) = (rows.records, rows.hashes);
         let latest = store.checkpoint(&code, None).await.map_err(|e| status::store(&e))?;
         let signatures = records.iter().map(|r| r.signatures().len() as u64).sum();
         let mut checkpoints: Vec<Checkpoint> =
             latest.iter().map(|c| Checkpoint { origin: origin.clone(), size: c.tree_size, root: c.root }).collect();
         checkpoints.extend(held);
         let checked = checkpoints.iter().map(|c| c.size).max().unwrap_or(0);
+        // A row that is no record at all is the first bad one unless a row before it is bad:
+        // the rows before it are verified against the checkpoints they can reach.
+        if rows.undecodable.is_some() {
+            checkpoints.retain(|c| c.size <= records.len() as u64);
+        }
         // Verification is CPU work: keep it off the async workers. The failure at the lowest
         // seq is reported; the stored record_hash column tells an altered row from its
         // neighbour's broken link.
@@ -318,9 +324,18 @@ impl AuditService for QueryApi {
             tokio::task::spawn_blocking(move || verify_stored(&records, &stored_hashes, &checkpoints).map(|_| records.len() as u64))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(match outcome {
-            Ok(n) => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
-            Err(e) => api::VerifyLedgerResponse {
+        Ok(Response::new(match (outcome, rows.undecodable) {
+            (Ok(_), Some((seq, why))) => api::VerifyLedgerResponse {
+                ok: false,
+                signatures,
+                checkpoint_size: checked,
+                has_bad_seq: true,
+                first_bad_seq: seq,
+                reason: format!("stored row {seq} is not a record: {why}"),
+                ..Default::default()
+            },
+            (Ok(n), None) => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
+            (Err(e), _) => api::VerifyLedgerResponse {
                 ok: false,
                 signatures,
                 checkpoint_size: checked,

@@ -135,6 +135,16 @@ impl<'a> Columns<'a> {
 const INSERT_RECORDS: &str = "INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $5::bytea[], $6::bytea[], $7::bytea[])";
 
+/// What an audit reads of a ledger: see [`Store::load_for_audit`].
+pub struct AuditRows {
+    /// The records before the first undecodable row.
+    pub records: Vec<Record>,
+    /// Their stored `record_hash` column.
+    pub hashes: Vec<Hash>,
+    /// The first row that is no record, by its stored seq, and why.
+    pub undecodable: Option<(u64, String)>,
+}
+
 /// The service's store.
 #[derive(Clone)]
 pub struct Store {
@@ -273,9 +283,10 @@ impl Store {
         self.read(ledger, 0, u64::MAX).await
     }
 
-    /// Every record of a ledger with the `record_hash` column its row was written with, in
-    /// seq order: what an audit of the stored rows checks.
-    pub async fn load_with_hashes(&self, ledger: &VillageCode) -> Result<(Vec<Record>, Vec<Hash>), StoreError> {
+    /// The stored rows of a ledger for an audit, in seq order: every record up to the first
+    /// row that cannot be decoded (tampered with so far that it is no record at all), with the
+    /// `record_hash` column each row was written with.
+    pub async fn load_for_audit(&self, ledger: &VillageCode) -> Result<AuditRows, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -284,9 +295,19 @@ impl Store {
                 &[&ledger.as_str()],
             )
             .await?;
-        let records = rows.iter().map(record_of).collect::<Result<Vec<_>, _>>()?;
-        let hashes = rows.iter().map(|r| Hash::from_slice(r.get::<_, &[u8]>("record_hash")).unwrap_or_default()).collect();
-        Ok((records, hashes))
+        let mut out = AuditRows { records: Vec::with_capacity(rows.len()), hashes: Vec::with_capacity(rows.len()), undecodable: None };
+        for (i, row) in rows.iter().enumerate() {
+            match record_of(row) {
+                Ok(r) => out.records.push(r),
+                Err(e) => {
+                    let seq: i64 = row.get("seq");
+                    out.undecodable = Some((u64::try_from(seq).unwrap_or(i as u64), e.to_string()));
+                    break;
+                }
+            }
+            out.hashes.push(Hash::from_slice(row.get::<_, &[u8]>("record_hash")).unwrap_or_default());
+        }
+        Ok(out)
     }
 
     /// The sizes of a ledger's checkpoints that have at least one cosignature, up to `max`.
