@@ -175,7 +175,8 @@ async fn server_pool(cluster: &jifen::embedded::Cluster, db: &str, openings: &[V
     migrate(&cluster.connection_string(SUPERUSER, db)).await.unwrap();
     let store = Store::connect(&cluster.connection_string("jifen_app", db), pool).unwrap();
     let clock = Arc::new(ManualClock::new(0));
-    let villages = Arc::new(Villages::new(store.clone(), clock.clone(), LogKey::from_seed([1; 32]), DEPLOYMENT_ORIGIN));
+    let townships = jifen::townships::Townships::of_geneses(openings.iter().filter_map(|o| o.first()));
+    let villages = Arc::new(Villages::new(store.clone(), clock.clone(), LogKey::from_seed([1; 32]), DEPLOYMENT_ORIGIN, townships));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

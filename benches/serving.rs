@@ -16,7 +16,7 @@
 
 use jifen::api::query_service_client::QueryServiceClient;
 use jifen::api::{self};
-use jifen::campaign::harness::{Child, Db};
+use jifen::campaign::harness::{openers_file, Child, Db};
 use jifen_ledger::bundle::Bundle;
 use jifen_ledger::merkle::{leaf_hash, verify_inclusion};
 use jifen_ledger::Hash;
@@ -59,10 +59,11 @@ fn main() {
         }
         println!("stored in PostgreSQL in {:.1} s (not measured against a target)", t.elapsed().as_secs_f64());
         let hashes: Vec<Hash> = bundle.records.iter().map(|r| r.hash()).collect();
-        drop(bundle);
-
         let dir = db.dir().join("server");
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("townships"), openers_file(&bundle.records[..1])).unwrap();
+        drop(bundle);
+
         let server = Child::start(env!("CARGO_BIN_EXE_jifen").as_ref(), &db, &dir).await.unwrap();
         let pid = server.pid().unwrap();
         let (idle, _) = rss_mb(pid);

@@ -18,6 +18,7 @@ use jifen_ledger::hash::Hash;
 use jifen_ledger::note::{NoteSigner, NoteVerifier};
 use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::time::{Date, Period};
+use jifen_ledger::verify::SignatureMode;
 use jifen_ledger::village::Accepted;
 use jifen_ledger::witness::{check_step, Evidence, Finding, Step, StepError};
 use jifen_projections::Projections;
@@ -274,6 +275,10 @@ pub struct TrustArgs {
     /// enrolled in the ledger at each checkpoint.
     #[arg(long = "witness-key")]
     pub witness_keys: Vec<String>,
+    /// Check every signature one by one, exactly as FORMAT.md §3 defines validity (on all
+    /// cores), instead of the faster randomised batch check (§3.2).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 impl TrustArgs {
@@ -283,6 +288,15 @@ impl TrustArgs {
             witness_keys: self.witness_keys.iter().map(|k| NoteVerifier::parse(k)).collect::<Result<_, _>>().context("--witness-key")?,
         })
     }
+
+    /// How signatures are checked: `--strict`, or a batch weighted from fresh OS randomness.
+    pub fn mode(&self) -> SignatureMode {
+        if self.strict {
+            SignatureMode::Strict
+        } else {
+            jifen::batch_mode()
+        }
+    }
 }
 
 /// Reads, decodes and verifies a bundle, with a progress bar; the report or the first failure.
@@ -290,7 +304,7 @@ fn open_bundle(path: &Path, trust: &TrustArgs) -> anyhow::Result<(Bundle, Bundle
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bundle = Bundle::decode(&bytes).with_context(|| format!("{} is not a valid bundle", path.display()))?;
     let bar = tables::progress(bundle.records.len() as u64, "verify");
-    let report = verify_bundle(&bundle, &trust.trust()?, |seq| {
+    let report = verify_bundle(&bundle, &trust.trust()?, trust.mode(), |seq| {
         if seq % 4096 == 0 {
             bar.set_position(seq);
         }

@@ -7,6 +7,7 @@
 //! and misdirected tokens, and keys that are not enrolled in the ledger with such a role.
 
 use crate::server::status;
+use jifen_ledger::signature::PublicKey;
 use jifen_ledger::token::{sign_token, RequestToken, TokenError, MAX_AGE_SECS, MAX_SKEW_SECS, METADATA_KEY};
 use jifen_ledger::village::{RoleSet, VillageState};
 use jifen_ledger::VillageCode;
@@ -32,10 +33,7 @@ const MAX_NONCES: usize = 1 << 20;
 
 /// 16 random bytes from the operating system.
 pub fn random_nonce() -> [u8; 16] {
-    use std::io::Read;
-    let mut n = [0u8; 16];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut n)).expect("reading /dev/urandom");
-    n
+    crate::os_random()
 }
 
 /// A request for a guarded `method` on `ledger`, with a fresh token signed by `key`, issued at
@@ -66,19 +64,41 @@ fn denied(code: Code, reason: &str, message: impl Into<String>) -> Status {
 
 impl Guard {
     /// Checks the token of a call of `method` on `ledger` at `now` (Unix seconds), against the
-    /// ledger's current state. Consumes the token's nonce.
-    pub fn check(&self, metadata: &MetadataMap, method: &str, ledger: &VillageCode, state: &VillageState, now: i64) -> Result<(), Status> {
+    /// ledger's current state, or a key the deployment enrolled for the ledger's township
+    /// (`deployment_key`). Consumes the token's nonce.
+    pub fn check(
+        &self,
+        metadata: &MetadataMap,
+        method: &str,
+        ledger: &VillageCode,
+        state: &VillageState,
+        now: i64,
+        deployment_key: &dyn Fn(&PublicKey) -> bool,
+    ) -> Result<(), Status> {
         let raw = metadata.get(METADATA_KEY).ok_or_else(|| {
             denied(Code::Unauthenticated, "TOKEN_MISSING", format!("{method} needs a request token in \"{METADATA_KEY}\""))
         })?;
         let raw = raw.to_str().map_err(|_| denied(Code::Unauthenticated, "TOKEN_MALFORMED", "token is not ASCII"))?;
         let token = RequestToken::parse(raw).map_err(token_status)?;
         token.check(method, ledger, now).map_err(token_status)?;
+        if !deployment_key(&token.public_key) {
+            self.check_actor(state, &token, now)?;
+        }
+        self.consume(&token, now)
+    }
+
+    /// The token's key must be the current key of an actor of the ledger, unrevoked, in term
+    /// at `now`, with a reader role.
+    fn check_actor(&self, state: &VillageState, token: &RequestToken, now: i64) -> Result<(), Status> {
         let actor = state.actor_of_key(&token.public_key).filter(|a| a.key == token.public_key).ok_or_else(|| {
             denied(Code::PermissionDenied, "TOKEN_UNKNOWN_KEY", "the token's key is not the current key of an actor of this ledger")
         })?;
         if actor.revoked_at.is_some() {
             return Err(denied(Code::PermissionDenied, "TOKEN_KEY_REVOKED", format!("{} was revoked", actor.id)));
+        }
+        let at = now.saturating_mul(1_000_000);
+        if at < actor.term_start || (actor.term_end != 0 && at >= actor.term_end) {
+            return Err(denied(Code::PermissionDenied, "TOKEN_OUTSIDE_TERM", format!("{}'s term does not cover this time", actor.id)));
         }
         if !actor.roles.intersects(READER_ROLES) {
             return Err(denied(
@@ -87,6 +107,11 @@ impl Guard {
                 format!("{} is not a supervisor, township or auditor of this ledger", actor.id),
             ));
         }
+        Ok(())
+    }
+
+    /// Remembers the token's nonce: a second use is refused.
+    fn consume(&self, token: &RequestToken, now: i64) -> Result<(), Status> {
         let mut nonces = self.nonces.lock().expect("nonces");
         if nonces.len() >= MAX_NONCES / 2 {
             nonces.retain(|_, t| *t >= now - MAX_AGE_SECS - MAX_SKEW_SECS);

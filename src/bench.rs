@@ -67,7 +67,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let (chain, hashes) = time(args.runs, || check_chain(records).expect("chain"));
-    let (batch, _) = time(args.runs, || check_signatures(records, SignatureMode::BatchParallel).expect("signatures"));
+    let (batch, _) = time(args.runs, || check_signatures(records, jifen::batch_mode()).expect("signatures"));
     let (single, _) = time(args.runs.min(3), || check_signatures(records, SignatureMode::SingleSerial).expect("signatures"));
     let (merkle, _) = time(args.runs, || check_root(&hashes, &checkpoint).expect("root"));
     let (rules, _) = time(args.runs, || replay(records, |_| {}).expect("replay"));
@@ -124,7 +124,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let trust = Trust { log_key: Some(sample.log_key.verifier().clone()), witness_keys: vec![] };
     let (decode, decoded) = time(args.runs, || Bundle::decode(&bytes).expect("decode"));
-    let (verify, _) = time(args.runs, || verify_bundle(&decoded, &trust, |_| {}).expect("verify"));
+    let (verify, _) = time(args.runs, || verify_bundle(&decoded, &trust, jifen::batch_mode(), |_| {}).expect("verify"));
     let bundle_total = decode + verify;
     // Baseline: the same stages one after another, signatures one by one on one core.
     let bundle_baseline = decode + chain + single + merkle + rules;

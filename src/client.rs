@@ -76,7 +76,8 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     }
     let village = args.village.clone().context("--village")?;
     let key = crate::submit::read_key(args.key.as_deref().context("--key: reading the records needs a reader's key")?)?;
-    let args = ServerVerify { server: args.server, village, log_key: args.trust.log_key };
+    let mode = args.trust.mode();
+    let args = ServerVerify { server: args.server, village, log_key: args.trust.log_key, mode };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let mut client = LedgerServiceClient::connect(args.server.clone())
@@ -118,7 +119,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         // Every stage runs; the failure at the lowest seq is the one reported.
         let outcome = tokio::task::spawn_blocking(move || {
             let n = records.len();
-            let result = verify_ledger_with_progress(&records, &checkpoint, |seq| {
+            let result = verify_ledger_with_progress(&records, &checkpoint, args.mode, |seq| {
                 if seq % 1024 == 0 {
                     checking.set_position(seq);
                 }
@@ -147,4 +148,5 @@ struct ServerVerify {
     server: String,
     village: String,
     log_key: Option<String>,
+    mode: jifen_ledger::verify::SignatureMode,
 }

@@ -8,7 +8,7 @@ use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::note::NoteSigner;
 use jifen_ledger::sample::{generate, SampleConfig, DEPLOYMENT_ORIGIN};
 use jifen_ledger::time::Period;
-use jifen_ledger::verify::{check_chain, check_root, check_signatures, replay, SignatureMode};
+use jifen_ledger::verify::{check_chain, check_root, check_signatures, replay};
 use jifen_projections::Projections;
 
 #[derive(clap::Args)]
@@ -53,7 +53,7 @@ pub fn run(args: YearArgs) -> anyhow::Result<()> {
     let stage = tables::progress(4, "verify");
     let hashes = check_chain(records)?;
     stage.inc(1);
-    check_signatures(records, SignatureMode::BatchParallel)?;
+    check_signatures(records, jifen::batch_mode())?;
     stage.inc(1);
     check_root(&hashes, opened.checkpoint())?;
     stage.inc(1);

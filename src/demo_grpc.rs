@@ -113,6 +113,8 @@ async fn run_async(args: GrpcDemoArgs) -> anyhow::Result<()> {
         clock.clone(),
         LogKey::load_or_create(&data_dir.join("log.key"))?,
         DEPLOYMENT_ORIGIN,
+        // The demo's deployment enrols the sample township's authority key.
+        jifen::townships::Townships::of_geneses(&sample.records()[..1]),
     ));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;

@@ -12,6 +12,7 @@
 //! - [`store`] — our ledger-shaped schema, the append path, and the esrs `EventStore` adapter.
 //! - [`server`] — the gRPC server: village writers, checkpointer, `LedgerService`.
 //! - [`service`] — starting storage: the embedded cluster or an external server.
+//! - [`townships`] — the township authority keys the deployment enrols: who may open a village.
 //! - [`api`] — the generated protobuf/gRPC types.
 
 pub mod auth;
@@ -21,6 +22,21 @@ pub mod embedded;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod townships;
+
+/// `N` bytes of the operating system's randomness.
+pub fn os_random<const N: usize>() -> [u8; N] {
+    use std::io::Read;
+    let mut out = [0u8; N];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut out)).expect("reading /dev/urandom");
+    out
+}
+
+/// Batch signature verification weighted from a fresh seed of the operating system's
+/// randomness (FORMAT.md §3.2): never from the data, so nobody can grind a signature past it.
+pub fn batch_mode() -> jifen_ledger::verify::SignatureMode {
+    jifen_ledger::verify::SignatureMode::Batch(jifen_ledger::signature::BatchSeed(os_random()))
+}
 
 /// The generated gRPC API (`proto/jifen/v1/ledger.proto`).
 pub mod api {

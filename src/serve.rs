@@ -3,6 +3,7 @@
 use jifen::server::clock::SystemClock;
 use jifen::server::villages::{LogKey, Villages};
 use jifen::service::{connect_external, start_embedded};
+use jifen::townships::Townships;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,11 @@ pub struct ServeArgs {
     /// The deployment origin: ledgers are "<origin>/village/<code>".
     #[arg(long, default_value = "jifen.example.cn")]
     pub deployment_origin: String,
+    /// The township authority keys that may open villages (default: `townships` in the data
+    /// directory): one line per key, "<9-digit township code> <64 hex digits>". Without it no
+    /// village can be opened; villages already opened are served.
+    #[arg(long)]
+    pub townships: Option<PathBuf>,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -37,6 +43,22 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight appends, signing the last checkpoints");
 }
 
+/// The deployment's townships file: the one named (which must exist), or `townships` in the
+/// data directory if it exists.
+fn load_townships(args: &ServeArgs) -> anyhow::Result<Townships> {
+    let path = args.townships.clone().unwrap_or_else(|| args.data_dir.join("townships"));
+    if args.townships.is_none() && !path.exists() {
+        eprintln!(
+            "jifen: no townships file at {}: no village can be opened until township authority keys are enrolled there (see README, \"Opening villages\")",
+            path.display()
+        );
+        return Ok(Townships::none());
+    }
+    let townships = Townships::load(&path)?;
+    tracing::info!(keys = townships.len(), file = %path.display(), "township authority keys enrolled");
+    Ok(townships)
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
@@ -46,7 +68,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             None => start_embedded(&args.data_dir, 16).await?,
         };
         let log = LogKey::load_or_create(&args.data_dir.join("log.key"))?;
-        let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin));
+        let townships = load_townships(&args)?;
+        let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin, townships));
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         println!(
             "jifen serving on {} ({})",

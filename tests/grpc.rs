@@ -22,8 +22,8 @@ use common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_village_over_grpc_is_byte_for_byte_the_write_models_and_provable() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(3, 2);
+    let mut server = Server::start(&db, &sample).await;
     let records = sample.records();
     for r in records {
         let res = server.replay(r).await;
@@ -115,7 +115,9 @@ async fn a_village_over_grpc_is_byte_for_byte_the_write_models_and_provable() {
     server.shutdown().await;
 
     // A restarted server loads the village from PostgreSQL and carries on the same chain.
-    let mut again = Server::start(&db).await;
+    let mut again = Server::start(&db, &sample).await;
+    // Tokens are judged at the server's time, which must fall in the auditor's term.
+    again.clock.advance_to(records.last().unwrap().recorded_at());
     assert_eq!(again.len(&ledger, &sample.cast.auditor).await, records.len());
     let cp2 = again
         .client
@@ -133,8 +135,8 @@ async fn a_village_over_grpc_is_byte_for_byte_the_write_models_and_provable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(4, 1);
+    let mut server = Server::start(&db, &sample).await;
     let records = sample.records();
     // Open the village and its cast, up to the first score.
     let first_score = records
@@ -264,15 +266,16 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_village_never_fork_the_chain() {
     let db = Db::start().await;
-    let mut a = Server::start(&db).await;
-    let mut b = Server::start(&db).await;
     let sample = small_year(5, 1);
+    let mut a = Server::start(&db, &sample).await;
+    let mut b = Server::start(&db, &sample).await;
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
     for r in &records[..30] {
         a.replay(r).await;
     }
     // B loads the village now, then A appends more: B's view is stale.
+    b.clock.advance_to(records[29].recorded_at());
     assert_eq!(b.len(&ledger, &sample.cast.auditor).await, 30);
     let _ =
         b.client.get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: 0, min_tree_size: 30 }).await.unwrap();
@@ -317,8 +320,8 @@ async fn two_servers_on_one_village_never_fork_the_chain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_catches_up_from_the_middle_and_follows_live_appends() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(6, 1);
+    let mut server = Server::start(&db, &sample).await;
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
     for r in &records[..60] {
@@ -355,8 +358,8 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     use jifen::api::audit_service_client::AuditServiceClient;
     use jifen::api::query_service_client::QueryServiceClient;
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(9, 2);
+    let mut server = Server::start(&db, &sample).await;
     for r in sample.records() {
         server.replay(r).await;
     }
@@ -505,8 +508,8 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_submits_signed_json_events_and_queries_tables() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(12, 1);
+    let mut server = Server::start(&db, &sample).await;
     for r in sample.records() {
         server.replay(r).await;
     }

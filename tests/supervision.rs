@@ -54,8 +54,8 @@ async fn superuser(db: &Db) -> tokio_postgres::Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisors_witness_and_an_auditor_verifies_and_replays_the_year_offline() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(21, 3);
+    let mut server = Server::start(&db, &sample).await;
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
     let n = records.len() as u64;
@@ -188,8 +188,8 @@ async fn supervisors_witness_and_an_auditor_verifies_and_replays_the_year_offlin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(22, 3);
+    let mut server = Server::start(&db, &sample).await;
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -215,7 +215,7 @@ async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence()
         .await
         .unwrap();
     // …and appends again, differently: record 140 a microsecond later, then more.
-    let mut server = Server::start(&db).await;
+    let mut server = Server::start(&db, &sample).await;
     server.clock.advance_to(records[140].recorded_at() + 1);
     for r in &records[140..200] {
         server.replay(r).await;
@@ -250,8 +250,8 @@ async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
     let db = Db::start().await;
-    let mut server = Server::start(&db).await;
     let sample = small_year(23, 1);
+    let mut server = Server::start(&db, &sample).await;
     let ledger = sample.writer.ledger.clone();
     for r in sample.records() {
         server.replay(r).await;

@@ -409,8 +409,14 @@ pub fn witnesses(state: &VillageState, origin: &str) -> (Vec<NoteVerifier>, u32)
 /// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
 /// them, the chain, every signature (batched, on all cores), a replay of the write-model
 /// (on its own thread, alongside), every checkpoint's root, and the last checkpoint's
-/// cosignature quorum. `on_record` is called after each replayed record.
-pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) + Send) -> Result<BundleReport, BundleError> {
+/// cosignature quorum. Signatures are checked as `mode` says (FORMAT.md §3.2). `on_record` is
+/// called after each replayed record.
+pub fn verify_bundle(
+    bundle: &Bundle,
+    trust: &Trust,
+    mode: SignatureMode,
+    on_record: impl FnMut(u64) + Send,
+) -> Result<BundleReport, BundleError> {
     let expected_origin_suffix = format!("/village/{}", bundle.ledger);
     if !bundle.origin.ends_with(&expected_origin_suffix) {
         return Err(BundleError::OriginMismatch { header: bundle.ledger.to_string(), origin: bundle.origin.clone() });
@@ -436,8 +442,19 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) 
         checkpoints.push(c);
     }
     let last = checkpoints.last().map_or(0, |c| c.size);
-    if last != bundle.records.len() as u64 || last == 0 {
-        return Err(BundleError::RecordCount { size: last, records: bundle.records.len() as u64 });
+    let count = bundle.records.len() as u64;
+    if last != count || last == 0 {
+        // A deletion or insertion in the middle is named at the first wrong seq, as the chain
+        // sees it; a shorter, intact chain is a truncation at its end.
+        if let Err(e) = check_chain(&bundle.records) {
+            if e.seq().is_some_and(|s| s < last) {
+                return Err(BundleError::Record(e));
+            }
+        }
+        if count < last {
+            return Err(BundleError::Record(VerifyError::Truncated { size: last, have: count }));
+        }
+        return Err(BundleError::RecordCount { size: last, records: count });
     }
     // Consistency proofs between consecutive checkpoints.
     if bundle.proofs.len() + 1 != checkpoints.len() {
@@ -467,7 +484,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) 
         let mut on_record = on_record;
         let mut next = 0usize;
         rayon::join(
-            || check_signatures(records, SignatureMode::BatchParallel),
+            || check_signatures(records, mode),
             || {
                 replay_observed(records, |seq, state| {
                     while next < sizes.len() && sizes[next] == seq + 1 {

@@ -1,11 +1,13 @@
 //! Event signatures: Ed25519 over `"jifen/event/v1" || 0x00 || body` (docs/FORMAT.md).
 //!
 //! A signature is judged with `verify_strict` (RFC 8032 verification that also rejects
-//! small-order keys and small-order `R`); that is the definition of validity, and the append
-//! path uses it. Bulk verification uses ed25519-dalek's batch equation and falls back to
-//! one-by-one `verify_strict` to name the first bad signature. Batch verification accepts every
-//! valid batch, but may miss a signature its own signer crafted with a small-order component in
-//! `R` (docs/FORMAT.md section 3); such a signature cannot enter a ledger through the write-model.
+//! small-order keys and small-order `R`); that is the definition of validity (FORMAT.md §3),
+//! and the append path uses it. Bulk verification uses a batch equation with weights derived
+//! from a [`BatchSeed`] the caller draws from the operating system for each run, and falls back
+//! to one-by-one `verify_strict` to name the first bad signature. Batch verification accepts
+//! every valid batch; a signature its own signer crafted with a small-order component in `R`
+//! passes a run with probability at most 1/2 (FORMAT.md §3.2), and never deterministically,
+//! since the weights do not follow from the data. `verify --strict` checks one by one.
 
 use crate::hash::EVENT_TAG;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -76,12 +78,29 @@ pub fn verify_event(sig: &EventSignature, body: &[u8]) -> Result<(), SignatureEr
     key.verify_strict(&signing_message(body), &Signature::from_bytes(&sig.signature)).map_err(|_| SignatureError::Invalid(sig.public_key))
 }
 
-/// Verifies many `(signature, body)` pairs at once with the batch equation.
+/// 32 secret random bytes from which a batch verification derives its weights. The caller
+/// draws a fresh seed from the operating system for every run (this crate does no I/O): the
+/// weights never follow from the data verified, so whoever made the data cannot grind a
+/// signature past them.
+#[derive(Clone, Copy)]
+pub struct BatchSeed(pub [u8; 32]);
+
+impl fmt::Debug for BatchSeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BatchSeed(..)")
+    }
+}
+
+/// Verifies many `(signature, body)` pairs at once with the batch equation, weighted from
+/// `seed`.
 ///
-/// On success every signature is valid. On failure the pairs are checked one by one with
-/// `verify_strict` and the index of the first invalid one is returned.
-pub fn verify_batch(items: &[(&EventSignature, &[u8])]) -> Result<(), (usize, SignatureError)> {
-    if batch_equation_holds(items) {
+/// A batch of valid signatures always passes. A batch with a signature that fails
+/// `verify_strict` passes with probability at most 2^-127 over the seed, except a signature
+/// whose `R` has a small-order component (made on purpose by the key's holder), which passes
+/// with probability at most 1/2 (FORMAT.md §3.2). On failure the pairs are checked one by one
+/// with `verify_strict` and the index of the first invalid one is returned.
+pub fn verify_batch(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> Result<(), (usize, SignatureError)> {
+    if batch_equation_holds(items, seed) {
         return Ok(());
     }
     for (i, (sig, body)) in items.iter().enumerate() {
@@ -99,11 +118,12 @@ pub fn verify_batch(items: &[(&EventSignature, &[u8])]) -> Result<(), (usize, Si
 /// `[-Σ z_i s_i]B + Σ z_i R_i + Σ_A [Σ_{i: A_i = A} z_i k_i] A = 0`.
 /// A ledger's signatures come from a few dozen keys, so the multiscalar multiplication has
 /// about `n + keys + 1` points instead of the `2n + 1` of ed25519-dalek's `verify_batch`
-/// (which decompresses every key again, too). As there, the weights are derived from a hash
-/// of every input (no randomness source: the core stays pure), and the equation is
-/// cofactorless. Like `verify_strict`, it refuses non-canonical `s`, and `R` or `A` of small
-/// order.
-fn batch_equation_holds(items: &[(&EventSignature, &[u8])]) -> bool {
+/// (which decompresses every key again, too). The weights are 128-bit values derived from
+/// the caller's secret random `seed` and the item's index only, never from the data (a
+/// transcript of the data, as ed25519-dalek uses, lets the signer grind the weights). The
+/// equation is cofactorless. Like `verify_strict`, it refuses non-canonical `s`, and `R` or
+/// `A` of small order.
+fn batch_equation_holds(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> bool {
     use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
     use curve25519_dalek::scalar::Scalar;
     use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -119,8 +139,6 @@ fn batch_equation_holds(items: &[(&EventSignature, &[u8])]) -> bool {
     let mut hrams: Vec<Scalar> = Vec::with_capacity(items.len());
     let mut ss: Vec<Scalar> = Vec::with_capacity(items.len());
     let mut signer: Vec<usize> = Vec::with_capacity(items.len());
-    let mut transcript = Sha512::new();
-    transcript.update(b"jifen batch verification v1");
     for (sig, body) in items {
         let key = match keys.get(&sig.public_key.0) {
             Some(&k) => k,
@@ -142,18 +160,16 @@ fn batch_equation_holds(items: &[(&EventSignature, &[u8])]) -> bool {
         h.update([0u8]);
         h.update(body);
         let hram: [u8; 64] = h.finalize().into();
-        transcript.update(hram);
-        transcript.update(s_bytes);
         r_points.push(r);
         hrams.push(Scalar::from_bytes_mod_order_wide(&hram));
         ss.push(s);
         signer.push(key);
     }
-    // Weights: 128-bit values from a hash of every input.
-    let seed: [u8; 64] = transcript.finalize().into();
+    // Weights: 128-bit values from the secret seed and the index.
     let weight = |i: usize| {
         let mut h = Sha512::new();
-        h.update(seed);
+        h.update(b"jifen batch weights v2");
+        h.update(seed.0);
         h.update((i as u64).to_le_bytes());
         let d: [u8; 64] = h.finalize().into();
         let mut w = [0u8; 32];

@@ -11,8 +11,8 @@ use crate::checkpoint::Checkpoint;
 use crate::hash::Hash;
 use crate::merkle::Tree;
 use crate::record::Record;
-use crate::signature::{verify_batch, verify_event, EventSignature, SignatureError};
-use crate::village::{Command, Decision, Rejection, VillageState};
+use crate::signature::{verify_batch, verify_event, BatchSeed, EventSignature, SignatureError};
+use crate::village::{Accepted, Command, Decision, Rejection, VillageState};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -120,11 +120,14 @@ pub fn check_chain_from(tip: &ChainTip, records: &[Record]) -> Result<Vec<Hash>,
     Ok(hashes)
 }
 
-/// How signatures are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How signatures are checked (FORMAT.md §3.2).
+#[derive(Clone, Copy, Debug)]
 pub enum SignatureMode {
-    /// Batch equation per chunk, chunks on all cores.
-    BatchParallel,
+    /// The batch equation per chunk of [`SIGNATURE_CHUNK`] records, chunks on all cores, with
+    /// weights from a seed the caller drew from the operating system for this run.
+    Batch(BatchSeed),
+    /// Every signature one by one with `verify_strict`, exactly FORMAT.md §3, on all cores.
+    Strict,
     /// `verify_strict` one by one on the calling thread (the baseline).
     SingleSerial,
 }
@@ -135,10 +138,14 @@ pub fn check_signatures(records: &[Record], mode: SignatureMode) -> Result<(), V
         let items: Vec<(&EventSignature, &[u8], u64)> =
             chunk.iter().flat_map(|r| r.signatures().iter().map(move |s| (s, r.body(), r.seq()))).collect();
         let pairs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b, _)| (*s, *b)).collect();
-        verify_batch(&pairs).map_err(|(i, error)| VerifyError::BadSignature { seq: items[i].2, error })
+        match mode {
+            SignatureMode::Batch(seed) => verify_batch(&pairs, &seed),
+            _ => pairs.iter().enumerate().try_for_each(|(i, (s, b))| verify_event(s, b).map_err(|e| (i, e))),
+        }
+        .map_err(|(i, error)| VerifyError::BadSignature { seq: items[i].2, error })
     };
     match mode {
-        SignatureMode::BatchParallel => {
+        SignatureMode::Batch(_) | SignatureMode::Strict => {
             let failures: Vec<VerifyError> = records.par_chunks(SIGNATURE_CHUNK).filter_map(|c| check_chunk(c).err()).collect();
             failures.into_iter().min_by_key(|e| e.seq()).map_or(Ok(()), Err)
         }
@@ -166,6 +173,43 @@ pub fn check_root(hashes: &[Hash], checkpoint: &Checkpoint) -> Result<Tree, Veri
     Ok(tree)
 }
 
+/// Decides a stored record again on `state`, its signatures taken as verified: the accepted
+/// event if the write-model admits it where it stands and reproduces it byte for byte. This
+/// is what a replay and a server's load both do before applying a record, so no stored row
+/// reaches `apply` (whose `expect`s rely on `decide`) without being decided first.
+pub fn replay_one(state: &VillageState, record: &Record) -> Result<Accepted, VerifyError> {
+    let seq = record.seq();
+    match state.decide(Command::replay(record)) {
+        Ok(Decision::Append(a)) if a.record() == record => Ok(*a),
+        Ok(_) => Err(VerifyError::NotReproduced { seq }),
+        Err(rejection) => Err(VerifyError::Inadmissible { seq, rejection }),
+    }
+}
+
+/// The checks of stored rows that need no signature work, for records continuing a chain at
+/// `tip`: [`check_chain_from`] plus each row's stored `record_hash` column, with the same
+/// attribution as [`verify_stored`] (a broken link after an intact row is blamed on the later
+/// row's `prev_hash`). Returns the hashes of the rows before the first fault, and the fault.
+pub fn check_stored_from(tip: &ChainTip, records: &[Record], stored_hashes: &[Hash]) -> (Vec<Hash>, Option<VerifyError>) {
+    let mut hashes: Vec<Hash> = records.par_iter().map(Record::hash).collect();
+    let intact = |i: usize| stored_hashes.get(i).is_some_and(|s| *s == hashes[i]);
+    let altered = (0..records.len()).find(|&i| !intact(i)).map(|i| VerifyError::AlteredRow { seq: tip.next_seq + i as u64 });
+    let chain = match check_chain_from(tip, records) {
+        Ok(_) => None,
+        Err(VerifyError::BrokenLink { seq, prev })
+            if prev >= tip.next_seq && intact((prev - tip.next_seq) as usize) && !intact((seq - tip.next_seq) as usize) =>
+        {
+            Some(VerifyError::BadPrevHash { seq, prev })
+        }
+        Err(e) => Some(e),
+    };
+    let fault = [altered, chain].into_iter().flatten().min_by_key(|e| e.seq().unwrap_or(u64::MAX));
+    if let Some(seq) = fault.as_ref().and_then(VerifyError::seq) {
+        hashes.truncate(seq.saturating_sub(tip.next_seq) as usize);
+    }
+    (hashes, fault)
+}
+
 /// Replays the write-model over records whose signatures were verified, showing each record
 /// was admissible where it stands. `on_record` is called after each record (for progress).
 pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<VillageState, VerifyError> {
@@ -176,32 +220,29 @@ pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<Vill
 pub fn replay_observed(records: &[Record], mut on_record: impl FnMut(u64, &VillageState)) -> Result<VillageState, VerifyError> {
     let mut state = VillageState::new();
     for r in records {
-        let seq = r.seq();
-        match state.decide(Command::replay(r)) {
-            Ok(Decision::Append(a)) if a.record() == r => state.apply(&a),
-            Ok(_) => return Err(VerifyError::NotReproduced { seq }),
-            Err(rejection) => return Err(VerifyError::Inadmissible { seq, rejection }),
-        }
-        on_record(seq, &state);
+        let a = replay_one(&state, r)?;
+        state.apply(&a);
+        on_record(r.seq(), &state);
     }
     Ok(state)
 }
 
 /// Runs every stage and returns the replayed state, or the failure at the lowest seq.
-pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint) -> Result<VillageState, VerifyError> {
-    verify_ledger_with_progress(records, checkpoint, |_| {})
+pub fn verify_ledger(records: &[Record], checkpoint: &Checkpoint, mode: SignatureMode) -> Result<VillageState, VerifyError> {
+    verify_ledger_with_progress(records, checkpoint, mode, |_| {})
 }
 
 /// [`verify_ledger`], calling `on_record` after each record of the replay (for progress).
 pub fn verify_ledger_with_progress(
     records: &[Record],
     checkpoint: &Checkpoint,
+    mode: SignatureMode,
     on_record: impl FnMut(u64) + Send,
 ) -> Result<VillageState, VerifyError> {
     let chain = check_chain(records);
     // The replay is sequential: it runs on its own thread while the signature chunks share
     // the remaining cores.
-    let (sigs, replayed) = rayon::join(|| check_signatures(records, SignatureMode::BatchParallel), || replay(records, on_record));
+    let (sigs, replayed) = rayon::join(|| check_signatures(records, mode), || replay(records, on_record));
     let mut failures: Vec<VerifyError> =
         [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().cloned().collect();
     if let Ok(hashes) = &chain {
@@ -220,7 +261,12 @@ pub fn verify_ledger_with_progress(
 /// a witnessed one). The stored hashes sharpen the diagnosis of edits to unsigned fields: a
 /// broken link between `n` and `n + 1` is blamed on `n + 1` when row `n` still matches its
 /// stored hash and row `n + 1` does not.
-pub fn verify_stored(records: &[Record], stored_hashes: &[Hash], checkpoints: &[Checkpoint]) -> Result<VillageState, VerifyError> {
+pub fn verify_stored(
+    records: &[Record],
+    stored_hashes: &[Hash],
+    checkpoints: &[Checkpoint],
+    mode: SignatureMode,
+) -> Result<VillageState, VerifyError> {
     let hashes: Vec<Hash> = records.par_iter().map(Record::hash).collect();
     let altered = hashes.iter().zip(stored_hashes).position(|(h, stored)| h != stored).map(|i| i as u64);
     let intact = |i: u64| hashes.get(i as usize).zip(stored_hashes.get(i as usize)).is_some_and(|(h, stored)| h == stored);
@@ -230,7 +276,7 @@ pub fn verify_stored(records: &[Record], stored_hashes: &[Hash], checkpoints: &[
     }
     let largest = checkpoints.iter().max_by_key(|c| c.size);
     let empty = Checkpoint { origin: String::new(), size: 0, root: crate::merkle::empty_root() };
-    match verify_ledger(records, largest.unwrap_or(&empty)) {
+    match verify_ledger(records, largest.unwrap_or(&empty), mode) {
         Ok(state) if failures.is_empty() => {
             // Every other checkpoint must match too.
             for c in checkpoints {

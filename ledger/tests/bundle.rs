@@ -1,6 +1,11 @@
 //! Year bundles: a generated village-year verified offline, and every kind of tampering found
 //! with the first bad record named; split-view evidence; request tokens.
 
+use jifen_ledger::signature::BatchSeed;
+use jifen_ledger::verify::{SignatureMode, VerifyError};
+
+/// Batch verification with a fixed seed (the tool draws one from the OS each run).
+const BATCH: SignatureMode = SignatureMode::Batch(BatchSeed([3; 32]));
 use jifen_ledger::bundle::{verify_bundle, witness_key_name, Bundle, BundleError, ConsistencyStep, Trust};
 use jifen_ledger::checkpoint::Checkpoint;
 use jifen_ledger::merkle::Tree;
@@ -63,18 +68,18 @@ fn a_village_year_bundle_round_trips_and_verifies_offline() {
     let decoded = Bundle::decode(&bytes).unwrap();
     assert_eq!(decoded, b);
     let mut seen = 0;
-    let report = verify_bundle(&decoded, &trust(s), |_| seen += 1).unwrap();
+    let report = verify_bundle(&decoded, &trust(s), BATCH, |_| seen += 1).unwrap();
     assert_eq!((report.records, seen), (s.records().len() as u64, s.records().len()));
     assert_eq!(report.checkpoints.len(), 3);
     assert!(report.checkpoints.iter().all(|c| c.witnessed() && c.cosigners.len() == 2 && c.quorum == 2));
     assert!(report.log_key_given);
     assert_eq!(report.state.balances().digest(), s.writer.state.balances().digest());
     // Without the auditor's keys the bundle's own log key and the ledger's supervisors serve.
-    assert!(!verify_bundle(&decoded, &Trust::default(), |_| {}).unwrap().log_key_given);
+    assert!(!verify_bundle(&decoded, &Trust::default(), BATCH, |_| {}).unwrap().log_key_given);
     // With explicitly trusted witness keys, only those count.
     let only_first = Trust { witness_keys: vec![witness(s, &s.cast.supervisors[0]).verifier().clone()], ..trust(s) };
     assert_eq!(
-        verify_bundle(&decoded, &only_first, |_| {}).unwrap_err(),
+        verify_bundle(&decoded, &only_first, BATCH, |_| {}).unwrap_err(),
         BundleError::NotWitnessed { size: s.records().len() as u64, needed: 2, got: 1 }
     );
 }
@@ -84,7 +89,7 @@ fn a_bundle_whose_last_checkpoint_lacks_the_quorum_is_refused() {
     let s = sample();
     let n = s.records().len() as u64;
     let b = bundle_of(s, s.records(), &[n], 1);
-    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
 }
 
 /// A record rebuilt with one field changed.
@@ -106,7 +111,7 @@ fn first_bad(records: Vec<Record>, s: &Sample) -> Option<u64> {
     let n = s.records().len() as u64;
     let mut b = full(s);
     b.records = records;
-    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
     if let BundleError::RecordCount { .. } = e {
         return None;
     }
@@ -153,16 +158,23 @@ fn each_kind_of_record_tampering_is_found_at_the_first_bad_seq() {
         }
         assert_eq!(first_bad(inserted, s), Some(n as u64 + 1), "inserted at {}", n + 1);
     }
-    // Truncated: the last checkpoint covers records the bundle lacks.
+    // Truncated: the last checkpoint covers records the bundle lacks; named at the first
+    // missing seq.
     let mut truncated = orig.clone();
     truncated.truncate(orig.len() - 3);
-    assert_eq!(first_bad(truncated, s), None);
+    assert_eq!(first_bad(truncated, s), Some(orig.len() as u64 - 3));
     let mut b = full(s);
     b.records.truncate(orig.len() - 3);
     assert_eq!(
-        verify_bundle(&b, &trust(s), |_| {}).unwrap_err(),
-        BundleError::RecordCount { size: orig.len() as u64, records: orig.len() as u64 - 3 }
+        verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(),
+        BundleError::Record(VerifyError::Truncated { size: orig.len() as u64, have: orig.len() as u64 - 3 })
     );
+    // Deleted in the middle, the bundle one record short: named at the gap, not as a count.
+    for n in [0usize, 57, orig.len() - 2] {
+        let mut deleted = orig.clone();
+        deleted.remove(n);
+        assert_eq!(first_bad(deleted, s), Some(n as u64), "deleted {n}, nothing put in its place");
+    }
 }
 
 #[test]
@@ -174,7 +186,7 @@ fn forged_checkpoints_cosignatures_and_proofs_are_refused() {
     let mut b = full(s);
     let c = Checkpoint::parse_text(jifen_ledger::note::Note::parse(b.checkpoints[1].as_bytes()).unwrap().text()).unwrap();
     b.checkpoints[1] = c.sign(&forger).encode();
-    assert!(matches!(verify_bundle(&b, &trust(s), |_| {}), Err(BundleError::Checkpoint { index: 1, .. })));
+    assert!(matches!(verify_bundle(&b, &trust(s), BATCH, |_| {}), Err(BundleError::Checkpoint { index: 1, .. })));
     // A checkpoint whose root is not that of the records: a fork.
     let mut b = full(s);
     let wrong = Checkpoint { origin: s.origin.clone(), size: n, root: jifen_ledger::Hash::of(b"another history") };
@@ -183,11 +195,11 @@ fn forged_checkpoints_cosignatures_and_proofs_are_refused() {
         signed.cosign(&witness(s, k));
     }
     *b.checkpoints.last_mut().unwrap() = signed.encode();
-    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
     assert!(matches!(e, BundleError::Inconsistent { .. }), "{e}");
     b.proofs.clear();
     b.checkpoints.drain(..2);
-    let e = verify_bundle(&b, &trust(s), |_| {}).unwrap_err();
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
     assert!(matches!(e, BundleError::Fork { from: 0, size, .. } if size == n), "{e}");
     // A cosignature under a supervisor's name by a key that is not theirs.
     let mut b = full(s);
@@ -196,15 +208,15 @@ fn forged_checkpoints_cosignatures_and_proofs_are_refused() {
     let impostor = ActorKey { key: s.cast.villagers[0].key.clone(), ..s.cast.supervisors[1].clone() };
     signed.cosign(&witness(s, &impostor));
     *b.checkpoints.last_mut().unwrap() = signed.encode();
-    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
     // A missing proof.
     let mut b = full(s);
     b.proofs.pop();
-    assert_eq!(verify_bundle(&b, &trust(s), |_| {}).unwrap_err(), BundleError::ProofCount { proofs: 1, checkpoints: 3 });
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::ProofCount { proofs: 1, checkpoints: 3 });
     // A consistency proof with a flipped bit.
     let mut b = full(s);
     b.proofs[0].proof[0].0[0] ^= 1;
-    assert!(matches!(verify_bundle(&b, &trust(s), |_| {}), Err(BundleError::Inconsistent { .. })));
+    assert!(matches!(verify_bundle(&b, &trust(s), BATCH, |_| {}), Err(BundleError::Inconsistent { .. })));
 }
 
 #[test]

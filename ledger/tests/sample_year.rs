@@ -10,7 +10,7 @@ fn a_generated_year_verifies_and_replays_to_the_same_state() {
     let records = sample.records();
     assert!(records.len() > 4000, "{} records", records.len());
     let checkpoint = sample.checkpoint();
-    let state = verify_ledger(records, &checkpoint).expect("verifies");
+    let state = verify_ledger(records, &checkpoint, SignatureMode::Batch(jifen_ledger::signature::BatchSeed([1; 32]))).expect("verifies");
     assert_eq!(state.head(), sample.writer.state.head());
     assert_eq!(state.balances().digest(), sample.writer.state.balances().digest());
     assert_eq!(state.settled_periods().count(), 12);

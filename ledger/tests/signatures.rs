@@ -5,7 +5,7 @@
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{SigningKey, Verifier};
-use jifen_ledger::signature::{sign_event, signing_message, verify_batch, verify_event, EventSignature};
+use jifen_ledger::signature::{sign_event, signing_message, verify_batch, verify_event, BatchSeed, EventSignature};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha512};
 
@@ -25,7 +25,7 @@ fn signed(keys: &[SigningKey], count: usize) -> Vec<(EventSignature, Vec<u8>)> {
 
 fn check(items: &[(EventSignature, Vec<u8>)]) -> Result<(), usize> {
     let refs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b)| (s, b.as_slice())).collect();
-    verify_batch(&refs).map_err(|(i, _)| i)
+    verify_batch(&refs, &BatchSeed([5; 32])).map_err(|(i, _)| i)
 }
 
 #[test]
@@ -108,4 +108,72 @@ fn what_verify_strict_refuses_the_batch_refuses_too() {
     assert!(verify_event(&forged, &body).is_err());
     items.insert(3, (forged, body));
     assert_eq!(check(&items), Err(3));
+}
+
+/// A signature whose `R` has an order-2 component, made by the key's holder: `R' = [r]B + T`
+/// with `T = (0, -1)` and `s = r + k'·a` for `k' = H(R'‖A‖M)`. `verify_strict` refuses it
+/// (FORMAT.md §3); the cofactorless batch equation is off by `[z]T`, which vanishes exactly
+/// when the weight `z` is even.
+fn torsioned(key: &SigningKey, body: &[u8]) -> EventSignature {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    let mut order_two = [0xffu8; 32];
+    order_two[0] = 0xec;
+    order_two[31] = 0x7f;
+    let t = CompressedEdwardsY(order_two).decompress().unwrap();
+    assert!(t.is_small_order());
+    let r = Scalar::from_bytes_mod_order([42; 32]);
+    let big_r = (ED25519_BASEPOINT_POINT * r + t).compress();
+    let mut h = Sha512::new();
+    h.update(big_r.as_bytes());
+    h.update(key.verifying_key().as_bytes());
+    h.update(signing_message(body));
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    let s = r + k * key.to_scalar();
+    let mut signature = [0u8; 64];
+    signature[..32].copy_from_slice(big_r.as_bytes());
+    signature[32..].copy_from_slice(s.as_bytes());
+    EventSignature { public_key: jifen_ledger::PublicKey(key.verifying_key().to_bytes()), signature }
+}
+
+#[test]
+fn batch_weights_come_from_the_callers_seed_never_from_the_data() {
+    let key = SigningKey::from_bytes(&[11; 32]);
+    let body = b"a torsioned score".to_vec();
+    let forged = torsioned(&key, &body);
+    assert!(verify_event(&forged, &body).is_err(), "the strict rule refuses it");
+    let mut items = signed(&keys(3), 30);
+    items.insert(12, (forged, body));
+    let refs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b)| (s, b.as_slice())).collect();
+    // The same data under 64 seeds: the outcome follows the seed, so nobody who made the data
+    // can make it pass every run (weights from the data would give one answer every time).
+    let passed = (0..64u8).filter(|i| verify_batch(&refs, &BatchSeed([*i; 32])).is_ok()).count();
+    assert!(passed > 0 && passed < 64, "{passed} of 64 runs accepted");
+    // When it is caught, it is named.
+    let caught = (0..64u8).find(|i| verify_batch(&refs, &BatchSeed([*i; 32])).is_err()).unwrap();
+    assert_eq!(verify_batch(&refs, &BatchSeed([caught; 32])).map_err(|(i, _)| i), Err(12));
+    // The strict mode refuses it on every run.
+    let records = jifen_ledger::sample::generate(&jifen_ledger::sample::SampleConfig {
+        seed: 2,
+        households: Some(5),
+        months: 1,
+        scores_per_household: 1.0,
+    })
+    .unwrap();
+    let mut rs = records.records().to_vec();
+    let victim = rs.len() - 1;
+    let r = &rs[victim];
+    let author = rs[victim].signatures()[0].public_key;
+    let signer = [&records.cast.admin, &records.cast.keeper, &records.cast.township, &records.cast.auditor]
+        .into_iter()
+        .chain(records.cast.panel.iter())
+        .chain(records.cast.supervisors.iter())
+        .find(|a| a.key.verifying_key().to_bytes() == author.0)
+        .expect("the last record's first signer is in the cast");
+    let mut sigs = r.signatures().to_vec();
+    sigs[0] = torsioned(&signer.key, r.body());
+    rs[victim] =
+        jifen_ledger::record::Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), r.body().to_vec(), sigs)
+            .unwrap();
+    let strict = jifen_ledger::verify::check_signatures(&rs, jifen_ledger::verify::SignatureMode::Strict);
+    assert_eq!(strict.unwrap_err().seq(), Some(victim as u64));
 }

@@ -11,7 +11,7 @@
 //! request's protobuf bytes. Last, a valid append must land at the next seq: the refusals left
 //! nothing behind in the server's memory either.
 
-use super::harness::{Db, Local};
+use super::harness::{openers, Db, Local};
 use super::Report;
 use crate::api::{self, SignedEvent};
 use crate::auth::method;
@@ -117,8 +117,8 @@ pub async fn run(config: &BadInputConfig, progress: &dyn Fn(&str)) -> anyhow::Re
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let db = Db::start().await?;
-    let mut server = Local::start(&db).await?;
     let sample = generate(&SampleConfig { seed: config.seed, households: Some(25), months: 1, scores_per_household: 2.0 })?;
+    let mut server = Local::start(&db, openers(&sample.records()[..1])).await?;
     let ledger = sample.writer.ledger.clone();
     let cast = sample.cast.clone();
     // Replay up to the first 公示 and no further: its window is open, then passes.

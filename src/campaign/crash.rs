@@ -21,7 +21,7 @@
 //! 4. VerifyLedger verifies the whole chain, every signature, the rules and the checkpoints;
 //! 5. a signed checkpoint covers every record (the time it took is recorded).
 
-use super::harness::{read_records, wait_checkpoint, Child, Db};
+use super::harness::{openers_file, read_records, wait_checkpoint, Child, Db};
 use super::Report;
 use crate::api::audit_service_client::AuditServiceClient;
 use crate::api::ledger_service_client::LedgerServiceClient;
@@ -131,7 +131,6 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
     let mut db = Db::start().await?;
     let data_dir = db.dir().join("server");
     std::fs::create_dir_all(&data_dir)?;
-    let mut server = Child::start(&config.exe, &db, &data_dir).await?;
 
     // A village opened yesterday (its records' own times are in the past of the server's
     // clock; its rulebook takes effect in eleven days, so the load is of events that need
@@ -140,6 +139,8 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
     let now = chrono::Utc::now().timestamp_micros();
     let hs = households(&mut rng, HOUSEHOLDS);
     let (cast, w) = open_village_on(&code, config.seed, &hs, 4, Date::of_micros(now).add_days(-1))?;
+    std::fs::write(data_dir.join("townships"), openers_file(&w.records[..1]))?;
+    let mut server = Child::start(&config.exe, &db, &data_dir).await?;
     let mut client = server.client().await?;
     for r in &w.records {
         client.append(api::AppendRequest { event: Some(SignedEvent::new(r.body().to_vec(), r.signatures())) }).await.context("opening")?;

@@ -10,6 +10,7 @@ use crate::server::clock::{Clock, ManualClock};
 use crate::server::villages::{LogKey, Villages};
 use crate::service::{APP_ROLE, DATABASE};
 use crate::store::{create_database, migrate, Store};
+use crate::townships::Townships;
 use anyhow::{anyhow, bail, Context};
 use jifen_ledger::record::Record;
 use jifen_ledger::sample::{ActorKey, DEPLOYMENT_ORIGIN};
@@ -22,6 +23,16 @@ use tonic::transport::Channel;
 
 /// The log key seed of in-process servers (tests and campaigns: not a secret).
 pub const LOG_SEED: [u8; 32] = [7; 32];
+
+/// The deployment's enrolment of the township keys that signed these genesis records.
+pub fn openers<'a>(geneses: impl IntoIterator<Item = &'a Record>) -> Townships {
+    Townships::of_geneses(geneses)
+}
+
+/// [`openers`] as the text of a townships file (`jifen serve --townships`).
+pub fn openers_file<'a>(geneses: impl IntoIterator<Item = &'a Record>) -> String {
+    Townships::of_geneses(geneses).to_file_text()
+}
 
 /// A managed PostgreSQL cluster in a temporary directory, with the migrated database.
 pub struct Db {
@@ -98,10 +109,11 @@ pub struct Local {
 }
 
 impl Local {
-    /// Starts a server on `db` with a pool of four connections.
-    pub async fn start(db: &Db) -> anyhow::Result<Local> {
+    /// Starts a server on `db` with a pool of four connections, where `townships` may open
+    /// villages.
+    pub async fn start(db: &Db, townships: Townships) -> anyhow::Result<Local> {
         let clock = Arc::new(ManualClock::new(0));
-        let villages = Arc::new(Villages::new(db.store(4)?, clock.clone(), LogKey::from_seed(LOG_SEED), DEPLOYMENT_ORIGIN));
+        let villages = Arc::new(Villages::new(db.store(4)?, clock.clone(), LogKey::from_seed(LOG_SEED), DEPLOYMENT_ORIGIN, townships));
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
@@ -200,8 +212,8 @@ pub struct Child {
 }
 
 impl Child {
-    /// Starts `exe serve` on `db`, keeping its log key in `data_dir`, and waits until it
-    /// listens (it prints its address once bound).
+    /// Starts `exe serve` on `db`, keeping its log key (and its townships file, if the caller
+    /// wrote one) in `data_dir`, and waits until it listens (it prints its address once bound).
     pub async fn start(exe: &Path, db: &Db, data_dir: &Path) -> anyhow::Result<Child> {
         let mut process = tokio::process::Command::new(exe)
             .arg("serve")

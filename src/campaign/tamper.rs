@@ -12,7 +12,7 @@
 //! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
 //!   caught with the checkpoint a supervisor holds).
 
-use super::harness::{Db, Local};
+use super::harness::{openers, Db, Local};
 use super::Report;
 use crate::api::{self, audit_service_client::AuditServiceClient};
 use crate::auth::method;
@@ -155,8 +155,8 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let db = Db::start().await?;
-    let mut server = Local::start(&db).await?;
     let sample = generate(&SampleConfig { seed: config.seed, households: Some(25), months: 2, scores_per_household: 2.0 })?;
+    let mut server = Local::start(&db, openers(&sample.records()[..1])).await?;
     let ledger = sample.writer.ledger.clone();
     for r in sample.records() {
         server.replay(r).await?;

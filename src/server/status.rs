@@ -78,6 +78,22 @@ pub fn plain(code: Code, reason: &str, message: impl Into<String>) -> Status {
     Status::with_error_details(code, message, details)
 }
 
+/// A ledger whose stored rows failed verification: `DATA_LOSS`, reason `LEDGER_CORRUPT`, with
+/// the first bad seq (metadata `first_bad_seq`, where one is named) and why.
+pub fn corrupt(ledger: &jifen_ledger::VillageCode, seq: Option<u64>, why: &str) -> Status {
+    let message = match seq {
+        Some(seq) => format!("the stored rows of ledger {ledger} fail verification from seq {seq} on: {why}; supervisors and auditors can still verify, read and export it"),
+        None => format!("the stored rows of ledger {ledger} fail verification: {why}; supervisors and auditors can still verify, read and export it"),
+    };
+    let mut metadata = HashMap::from([("message".to_owned(), message.clone()), ("ledger_id".to_owned(), ledger.to_string())]);
+    if let Some(seq) = seq {
+        metadata.insert("first_bad_seq".to_owned(), seq.to_string());
+    }
+    let mut details = ErrorDetails::new();
+    details.set_error_info("LEDGER_CORRUPT", DOMAIN, metadata);
+    Status::with_error_details(Code::DataLoss, message, details)
+}
+
 /// A store error: a lost race is ABORTED (retry), anything else is logged and opaque.
 pub fn store(e: &StoreError) -> Status {
     match e {

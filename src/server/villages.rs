@@ -16,11 +16,12 @@ use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
 use crate::store::{Store, StoreError, StoredCheckpoint};
-use ed25519_dalek::{Signature, SigningKey, Verifier};
+use crate::townships::{OpenRefusal, Townships};
+use ed25519_dalek::SigningKey;
 use esrs::store::EventStore;
 use esrs::{Aggregate, AggregateState};
 use jifen_ledger::bundle::{Bundle, ConsistencyStep};
-use jifen_ledger::checkpoint::Checkpoint;
+use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::merkle::Tree;
@@ -28,7 +29,7 @@ use jifen_ledger::note::NoteVerifier;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
-use jifen_ledger::verify::{check_chain_from, ChainTip};
+use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
 use jifen_ledger::village::{Accepted, Decision, Rejection, RoleSet, Signed, Village as VillageAggregate, VillageState};
 use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
@@ -56,19 +57,41 @@ impl LogKey {
         LogKey(SigningKey::from_bytes(&seed))
     }
 
-    /// Loads the key from `path` (64 hex digits), creating a new random one on first use.
+    /// Loads the key from `path` (64 hex digits), creating a new random one only if no file is
+    /// there. A file that is there but cannot be read as a key is an error that says so: the
+    /// log key is never replaced, or every supervisor's pinned key would stop verifying.
     pub fn load_or_create(path: &Path) -> std::io::Result<LogKey> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let seed: Vec<u8> =
-                (0..64.min(text.trim().len())).step_by(2).filter_map(|i| u8::from_str_radix(&text.trim()[i..i + 2], 16).ok()).collect();
-            let seed: [u8; 32] = seed.try_into().map_err(|_| std::io::Error::other(format!("{}: not 64 hex digits", path.display())))?;
-            return Ok(LogKey::from_seed(seed));
+        match std::fs::read(path) {
+            Ok(bytes) => LogKey::parse(&bytes).map_err(|why| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {why}; the log key is never replaced: restore the file from backup", path.display()),
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut seed = [0u8; 32];
+                getrandom(&mut seed)?;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+                #[cfg(unix)]
+                std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                std::io::Write::write_all(&mut f, jifen_ledger::hex(&seed).as_bytes())?;
+                f.sync_all()?;
+                Ok(LogKey::from_seed(seed))
+            }
+            Err(e) => Err(std::io::Error::new(e.kind(), format!("reading the log key {}: {e}", path.display()))),
+        }
+    }
+
+    /// A key file's contents: exactly 64 hex digits, with surrounding white space allowed.
+    pub fn parse(bytes: &[u8]) -> Result<LogKey, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not text (expected 64 hex digits)".to_owned())?.trim();
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("expected 64 hex digits, found {} characters", text.chars().count()));
         }
         let mut seed = [0u8; 32];
-        getrandom(&mut seed)?;
-        std::fs::write(path, jifen_ledger::hex(&seed))?;
-        #[cfg(unix)]
-        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+        }
         Ok(LogKey::from_seed(seed))
     }
 
@@ -117,6 +140,25 @@ pub struct Village {
     /// Set when a failed batch could not be undone (the store was unreachable for the
     /// reload): the village is empty and out of the map, and must be loaded again.
     stale: bool,
+    /// Set when the stored rows failed a check (on load, or in VerifyLedger): the state and
+    /// views are those of the records before the first bad one, kept only to authenticate
+    /// supervisors' and auditors' tokens. Nothing is appended and no query is answered.
+    corrupt: Option<Corruption>,
+}
+
+/// Why a village's stored rows cannot be served: the first bad seq, where one is named, and
+/// why. A village in this state can still be verified, read and exported by its supervisors
+/// and auditors; writes and public queries get `DATA_LOSS` / `LEDGER_CORRUPT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    pub seq: Option<u64>,
+    pub reason: String,
+}
+
+impl Corruption {
+    fn at(seq: u64, reason: impl Into<String>) -> Corruption {
+        Corruption { seq: Some(seq), reason: reason.into() }
+    }
 }
 
 impl Village {
@@ -134,6 +176,7 @@ impl Village {
             checkpoint_tx: watch::channel(0).0,
             views: Views::default(),
             stale: false,
+            corrupt: None,
         }
     }
 
@@ -148,6 +191,14 @@ impl Village {
     /// The write-model state.
     pub fn state(&self) -> &VillageState {
         self.agg.as_ref().expect("state present outside an append").inner()
+    }
+    /// Why the stored rows cannot be served, if they failed a check.
+    pub fn corruption(&self) -> Option<&Corruption> {
+        self.corrupt.as_ref()
+    }
+    /// `DATA_LOSS` if the stored rows failed a check: for writes and public queries.
+    pub fn serving(&self) -> Result<(), Status> {
+        self.corrupt.as_ref().map_or(Ok(()), |c| Err(status::corrupt(&self.code, c.seq, &c.reason)))
     }
     /// The number of records.
     pub fn len(&self) -> u64 {
@@ -197,6 +248,13 @@ pub enum AppendError {
         rejection: Rejection,
     },
     Store(StoreError),
+    /// The village's stored rows failed verification.
+    Corrupt {
+        code: VillageCode,
+        corruption: Corruption,
+    },
+    /// The deployment does not let this key open this village.
+    Open(OpenRefusal),
 }
 
 impl From<AppendError> for Status {
@@ -211,6 +269,17 @@ impl From<AppendError> for Status {
                 }
             }
             AppendError::Store(e) => status::store(&e),
+            AppendError::Corrupt { code, corruption } => status::corrupt(&code, corruption.seq, &corruption.reason),
+            AppendError::Open(OpenRefusal::UnknownTownship { township }) => status::plain(
+                Code::PermissionDenied,
+                "UNKNOWN_TOWNSHIP",
+                format!("this deployment enrols no authority key for township {township}: no village of it can be opened here (see `jifen serve --townships`)"),
+            ),
+            AppendError::Open(OpenRefusal::KeyNotEnrolled { township }) => status::plain(
+                Code::PermissionDenied,
+                "TOWNSHIP_KEY_NOT_ENROLLED",
+                format!("the key that signs this LedgerOpened is not a township authority key this deployment enrolled for township {township}"),
+            ),
         }
     }
 }
@@ -226,11 +295,12 @@ pub struct Villages {
     dirty: SyncMutex<HashSet<VillageCode>>,
     wake: Notify,
     guard: Guard,
+    townships: Townships,
 }
 
 impl Villages {
     /// The villages served from `store`, with time from `clock`, checkpoints signed by `log`.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, log: LogKey, deployment: &str) -> Villages {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, log: LogKey, deployment: &str, townships: Townships) -> Villages {
         Villages {
             events: VillageEventStore::new(store.clone()),
             store,
@@ -241,6 +311,7 @@ impl Villages {
             dirty: SyncMutex::default(),
             wake: Notify::new(),
             guard: Guard::default(),
+            townships,
         }
     }
 
@@ -264,7 +335,7 @@ impl Villages {
             return Ok(v.clone());
         }
         let loaded = self.load(code).await?;
-        if loaded.is_empty() {
+        if loaded.is_empty() && loaded.corrupt.is_none() {
             // Not cached: a ledger exists only once its genesis is stored (unknown codes must
             // not fill the map). Racing genesis appends are settled by the database.
             return Ok(Arc::new(Mutex::new(loaded)));
@@ -275,16 +346,46 @@ impl Villages {
 
     /// A village that must exist, for a guarded call of `method`: the request must carry a
     /// valid token of an enrolled supervisor, township or auditor (see [`crate::auth`]).
+    /// A village whose stored rows failed verification is refused (`DATA_LOSS`).
     pub async fn authorized<T>(
         &self,
         request: &tonic::Request<T>,
         method: &str,
         code: &VillageCode,
     ) -> Result<Arc<Mutex<Village>>, Status> {
-        let arc = self.existing(code).await?;
-        let now = self.clock.now_micros().div_euclid(1_000_000);
-        self.guard.check(request.metadata(), method, code, arc.lock().await.state(), now)?;
+        let arc = self.authorized_audit(request, method, code).await?;
+        arc.lock().await.serving()?;
         Ok(arc)
+    }
+
+    /// [`Villages::authorized`] for the calls that must work when the stored rows fail
+    /// verification (VerifyLedger, ReadRecords, ExportBundle): the token is checked against
+    /// the state replayed up to the last good record, and the deployment's township keys for
+    /// the village's township are accepted as well.
+    pub async fn authorized_audit<T>(
+        &self,
+        request: &tonic::Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.loaded(code).await?;
+        let now = self.clock.now_micros().div_euclid(1_000_000);
+        let deployment_key = |key: &jifen_ledger::signature::PublicKey| self.townships.is_enrolled_for(code, key);
+        self.guard.check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
+        Ok(arc)
+    }
+
+    /// Records that the stored rows of a village failed verification: from now on it takes
+    /// no appends and answers no public query, until it is loaded again from rows that pass.
+    pub async fn mark_corrupt(&self, code: &VillageCode, corruption: Corruption) {
+        let arc = self.map.lock().expect("village map").get(code).cloned();
+        if let Some(arc) = arc {
+            let mut v = arc.lock().await;
+            if v.corrupt.is_none() {
+                tracing::error!(village = %code, seq = ?corruption.seq, reason = %corruption.reason, "stored rows fail verification: appends and queries stop");
+                v.corrupt = Some(corruption);
+            }
+        }
     }
 
     /// The log's note verifier key for a village origin.
@@ -296,12 +397,13 @@ impl Villages {
     /// checkpoint whose last record was recorded in `year` or before, every cosigned
     /// checkpoint up to it, and the consistency proofs between them.
     pub async fn export_bundle(&self, code: &VillageCode, year: u16) -> Result<Vec<u8>, Status> {
-        let arc = self.existing(code).await?;
-        let (origin, quorum) = {
-            let v = arc.lock().await;
-            (v.origin().expect("a non-empty ledger has a genesis"), v.witness_quorum())
-        };
+        // Works on a village whose stored rows fail verification: the bundle carries the rows
+        // as stored, and the proofs between the checkpoints are computed from them, so an
+        // auditor's offline verification names the first bad record.
+        let arc = self.loaded(code).await?;
+        let quorum = arc.lock().await.witness_quorum();
         let err = |e: StoreError| status::store(&e);
+        let origin = self.origin_of(code).await?;
         let sizes = self.store.cosigned_sizes(code, u64::MAX).await.map_err(err)?;
         let mut chosen = None;
         for &size in sizes.iter().rev() {
@@ -309,8 +411,8 @@ impl Villages {
             if stored.is_none_or(|c| (c.cosignatures.len() as u32) < quorum) {
                 continue;
             }
-            let last = self.store.record(code, size - 1).await.map_err(err)?;
-            if last.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year)) {
+            let last = self.store.record(code, size - 1).await;
+            if last.is_ok_and(|r| r.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year))) {
                 chosen = Some(size);
                 break;
             }
@@ -322,55 +424,99 @@ impl Villages {
                 format!("ledger {code} has no checkpoint of {year} or before with the {quorum} supervisor cosignatures needed (supervisors run `jifen cosign`)"),
             )
         })?;
-        let records = self.store.read(code, 0, size).await.map_err(err)?;
+        let rows = self.store.read_rows(code, 0, size).await.map_err(err)?;
+        if let Some((seq, why)) = rows.undecodable {
+            return Err(status::corrupt(code, Some(seq), &format!("stored row {seq} is not a record ({why}), and a bundle can only carry records; VerifyLedger and ReadRecords still show the rows")));
+        }
+        let records = rows.records;
         let included: Vec<u64> = sizes.into_iter().filter(|s| *s <= size).collect();
         let mut checkpoints = Vec::with_capacity(included.len());
-        let v = arc.lock().await;
         for &s in &included {
-            let stored = self.store.checkpoint(code, Some(s)).await.map_err(err)?.expect("listed");
-            checkpoints.push(self.view(&v, &stored).note.encode());
+            let stored = self.store.checkpoint(code, Some(s)).await.map_err(err)?;
+            let stored = stored.ok_or_else(|| status::corrupt(code, None, &format!("the checkpoint of size {s} is gone")))?;
+            checkpoints.push(stored_note(&stored).map_err(|why| status::corrupt(code, None, &why))?.encode());
         }
-        let proofs = included
-            .windows(2)
-            .map(|w| {
-                let proof = v.tree().consistency_proof(w[0], w[1]).map_err(|e| Status::internal(e.to_string()))?;
-                Ok(ConsistencyStep { old: w[0], new: w[1], proof })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
-        drop(v);
-        let bundle =
-            Bundle { ledger: code.clone(), log_key: self.log_verifier(&origin).to_string(), origin, year, records, checkpoints, proofs };
-        Ok(tokio::task::spawn_blocking(move || bundle.encode()).await.map_err(|e| Status::internal(e.to_string()))?)
+        let log_key = self.log_verifier(&origin).to_string();
+        let ledger = code.clone();
+        let build = move || -> Result<Vec<u8>, Status> {
+            let hashes: Vec<Hash> = records.iter().map(Record::hash).collect();
+            let tree = Tree::from_record_hashes(&hashes);
+            let proofs = included
+                .windows(2)
+                .map(|w| {
+                    let proof = tree.consistency_proof(w[0], w[1]).map_err(|e| status::corrupt(&ledger, None, &e.to_string()))?;
+                    Ok(ConsistencyStep { old: w[0], new: w[1], proof })
+                })
+                .collect::<Result<Vec<_>, Status>>()?;
+            Ok(Bundle { ledger, log_key, origin, year, records, checkpoints, proofs }.encode())
+        };
+        tokio::task::spawn_blocking(build).await.map_err(|e| Status::internal(e.to_string()))?
     }
 
-    /// A village that must exist.
+    /// The origin a ledger was opened with, as stored beside it.
+    async fn origin_of(&self, code: &VillageCode) -> Result<String, Status> {
+        let origin = self.store.origin(code).await.map_err(|e| status::store(&e))?;
+        origin.ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")))
+    }
+
+    /// A village that must exist and whose stored rows pass the checks of a load.
     pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.loaded(code).await?;
+        arc.lock().await.serving()?;
+        Ok(arc)
+    }
+
+    /// A village that must exist, whether or not its stored rows pass verification.
+    async fn loaded(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
         let v = self.village(code).await?;
-        if v.lock().await.is_empty() {
-            return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
+        {
+            let g = v.lock().await;
+            if g.is_empty() && g.corrupt.is_none() {
+                return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
+            }
         }
         Ok(v)
     }
 
+    /// Loads a village from its stored rows, page by page (the records of a large village
+    /// never sit in memory all at once). Each row is checked as it is read: the chain, the
+    /// stored `record_hash` column, and the write-model's decision on it (so no stored row
+    /// reaches `apply` undecided); then the stored Merkle leaves and the latest checkpoint, whose
+    /// log signature must open and whose root must match. Signatures are left to VerifyLedger.
+    /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
+    /// an `Err` is only the store failing.
     async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
-        // Read and fold in pages: the records of a large village never sit in memory all at
-        // once (the allocator would keep that peak).
         let id = aggregate_id(code);
         let mut agg = AggregateState::with_id(id);
         let mut views = Views::default();
         let mut tip = ChainTip::default();
         let mut hashes = Vec::new();
-        loop {
-            let page = self.store.read(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
-            let corrupt = |seq: i64, error: String| StoreError::Corrupt { ledger: code.to_string(), seq, error };
-            let page_hashes = check_chain_from(&tip, &page).map_err(|e| corrupt(e.seq().map_or(-1, |s| s as i64), e.to_string()))?;
-            tip = tip.after(&page, &page_hashes);
-            hashes.extend(page_hashes);
-            let full = page.len() as u64 == LOAD_PAGE;
-            for r in page {
-                let seq = r.seq() as i64;
-                let a = Accepted::from_verified_record(r).map_err(|e| corrupt(seq, e.to_string()))?;
-                agg = fold(agg, &mut views, a);
+        let mut corrupt = None;
+        'pages: loop {
+            let rows = self.store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
+            let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
+            let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
+            let page = &rows.records[..good.len()];
+            for (r, h) in page.iter().zip(&good) {
+                match replay_one(agg.inner(), r) {
+                    Ok(a) => {
+                        agg = fold(agg, &mut views, a);
+                        hashes.push(*h);
+                    }
+                    Err(e) => {
+                        corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+                        break 'pages;
+                    }
+                }
+            }
+            tip = tip.after(page, &good);
+            if let Some(e) = fault {
+                corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+                break;
+            }
+            if let Some((seq, why)) = rows.undecodable {
+                corrupt = Some(Corruption::at(seq.min(tip.next_seq), format!("stored row {seq} is not a record: {why}")));
+                break;
             }
             if !full {
                 break;
@@ -379,29 +525,74 @@ impl Villages {
         let tree = Tree::from_record_hashes(&hashes);
         let nodes_stored = self.store.stored_leaves(code).await?;
         let mut village = Village { agg: Some(agg), tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
-        if let Some(stored) = self.store.checkpoint(code, None).await? {
-            village.latest = Some(self.view(&village, &stored));
-            village.checkpoint_tx.send_replace(stored.tree_size);
+        if corrupt.is_none() && nodes_stored > village.len() {
+            corrupt = Some(Corruption::at(
+                village.len(),
+                format!(
+                    "Merkle leaves of {nodes_stored} records are stored with the checkpoints, but only {} records (the tail was removed)",
+                    village.len()
+                ),
+            ));
         }
-        if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+        if corrupt.is_none() {
+            if let Some(stored) = self.store.checkpoint(code, None).await? {
+                match self.check_stored_checkpoint(&village, &stored) {
+                    Ok(view) => {
+                        village.latest = Some(view);
+                        village.checkpoint_tx.send_replace(stored.tree_size);
+                    }
+                    Err(c) => corrupt = Some(c),
+                }
+            }
+        }
+        if let Some(c) = corrupt {
+            tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
+            village.corrupt = Some(c);
+        } else if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
             self.mark_dirty(code);
         }
         Ok(village)
     }
 
-    fn view(&self, village: &Village, stored: &StoredCheckpoint) -> CheckpointView {
-        let mut note = Note::parse(stored.note.as_bytes()).expect("stored notes were written by the log");
-        for (name, id, sig) in &stored.cosignatures {
-            note.add_signature(NoteSignature { name: name.clone(), id: *id, signature: sig.clone() });
+    /// Checks the latest stored checkpoint against the records loaded: the note must open
+    /// with the log key under the village's origin, say what the row's columns say, cover no
+    /// more records than are stored, and have the root of the loaded records.
+    fn check_stored_checkpoint(&self, village: &Village, stored: &StoredCheckpoint) -> Result<CheckpointView, Corruption> {
+        let len = village.len();
+        let origin = village.origin().unwrap_or_default();
+        let bad = |why: String| Corruption { seq: None, reason: format!("the stored checkpoint of size {}: {why}", stored.tree_size) };
+        let (signed, _) =
+            SignedCheckpoint::open(stored.note.as_bytes(), &origin, &self.log_verifier(&origin), &[]).map_err(|e| bad(e.to_string()))?;
+        let c = signed.checkpoint();
+        if c.size != stored.tree_size || c.root != stored.root {
+            return Err(bad(format!(
+                "its columns (size {}, root {}) are not what the log signed (size {}, root {})",
+                stored.tree_size, stored.root, c.size, c.root
+            )));
         }
+        if c.size > len {
+            return Err(Corruption::at(
+                len,
+                format!("the checkpoint of size {} covers more than the {len} records stored (truncated)", c.size),
+            ));
+        }
+        let root = village.tree.root(c.size).map_err(|e| bad(e.to_string()))?;
+        if root != c.root {
+            return Err(bad(format!("the Merkle root of the first {} stored records is {root}, the log signed {}", c.size, c.root)));
+        }
+        self.view(village, stored).map_err(bad)
+    }
+
+    fn view(&self, village: &Village, stored: &StoredCheckpoint) -> Result<CheckpointView, String> {
+        let note = stored_note(stored)?;
         let origin = village.origin().unwrap_or_default();
         let cosigners = stored.cosignatures.len() as u32;
-        CheckpointView {
+        Ok(CheckpointView {
             checkpoint: Checkpoint { origin, size: stored.tree_size, root: stored.root },
             note,
             cosigners,
             witnessed: cosigners >= village.witness_quorum(),
-        }
+        })
     }
 
     fn mark_dirty(&self, code: &VillageCode) {
@@ -471,6 +662,12 @@ impl Villages {
     /// no copy of the state is made); if an event is refused or the store fails, the village
     /// is reloaded from the store, which has none of the batch.
     async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
+        if let Some(corruption) = &village.corrupt {
+            return Err(AppendError::Corrupt { code: village.code.clone(), corruption: corruption.clone() });
+        }
+        if village.is_empty() {
+            self.check_opener(&village.code, events)?;
+        }
         let now = self.clock.now_micros().max(village.state().last_recorded_at());
         let in_place = events.len() > 1;
         let mut agg = village.agg.take().expect("state present");
@@ -562,6 +759,22 @@ impl Villages {
         Ok(out)
     }
 
+    /// Refuses a genesis signed by a key the deployment did not enrol for the village's
+    /// township (the write-model has checked nothing yet; this is the deployment's own rule).
+    fn check_opener(&self, code: &VillageCode, events: &[Signed]) -> Result<(), AppendError> {
+        use jifen_ledger::pb::event_body::Payload;
+        for event in events {
+            let Ok(body) = jifen_ledger::body::decode_body(event.body()) else { continue };
+            if let Some(Payload::LedgerOpened(p)) = &body.payload {
+                // A malformed key is left to the write-model's own, more specific refusal.
+                if let Some(key) = jifen_ledger::signature::PublicKey::from_slice(&p.township_key) {
+                    self.townships.may_open(code, &key).map_err(AppendError::Open)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Signs and stores a checkpoint of a village if it has records beyond its latest one.
     pub async fn checkpoint(&self, code: &VillageCode) -> Result<(), StoreError> {
         let arc = match self.map.lock().expect("village map").get(code) {
@@ -571,7 +784,7 @@ impl Villages {
         let (origin, size, root, nodes) = {
             let v = arc.lock().await;
             let size = v.len();
-            if size == 0 || v.latest.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
+            if size == 0 || v.corrupt.is_some() || v.latest.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
                 return Ok(());
             }
             let origin = v.origin().expect("a non-empty ledger has a genesis");
@@ -623,14 +836,16 @@ impl Villages {
         let text = Note::parse(stored.note.as_bytes()).map_err(|e| corrupt(e.to_string()))?.text().to_owned();
         let signature: [u8; 64] =
             sig.signature.as_slice().try_into().map_err(|_| status::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&actor.key.0).map_err(|_| status::invalid("signature_line", "bad key"))?;
-        key.verify(text.as_bytes(), &Signature::from_bytes(&signature))
-            .map_err(|_| status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"))?;
+        // The one check of a cosignature, strict, as every verifier makes it (FORMAT.md §3, §6).
+        let verifier = NoteVerifier::new(&sig.name, actor.key.0).map_err(|e| status::invalid("signature_line", e.to_string()))?;
+        if !verifier.verify(text.as_bytes(), &signature) {
+            return Err(status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"));
+        }
         drop(v);
         self.store.insert_cosignature(code, size, &sig.name, sig.id, &sig.signature).await.map_err(|e| status::store(&e))?;
         let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?.expect("just read");
         let mut v = arc.lock().await;
-        let view = self.view(&v, &stored);
+        let view = self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))?;
         if v.latest.as_ref().is_some_and(|c| c.checkpoint.size == size) {
             v.latest = Some(view.clone());
         }
@@ -638,19 +853,31 @@ impl Villages {
     }
 
     /// A checkpoint of a village: the latest, or the one of `size`.
+    /// Served even when the stored rows fail verification: a checkpoint is the log's signed
+    /// statement, which a supervisor verifying the village needs.
     pub async fn checkpoint_view(&self, code: &VillageCode, size: Option<u64>) -> Result<CheckpointView, Status> {
-        let arc = self.existing(code).await?;
+        let arc = self.loaded(code).await?;
         let stored = self.store.checkpoint(code, size).await.map_err(|e| status::store(&e))?;
         let stored = stored
             .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no such checkpoint yet")))?;
         let v = arc.lock().await;
-        Ok(self.view(&v, &stored))
+        self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))
     }
 
     /// Takes the villages with unsigned records.
     fn take_dirty(&self) -> Vec<VillageCode> {
         self.dirty.lock().expect("dirty set").drain().collect()
     }
+}
+
+/// A stored checkpoint's note with the cosignature lines added since it was signed.
+fn stored_note(stored: &StoredCheckpoint) -> Result<Note, String> {
+    let mut note =
+        Note::parse(stored.note.as_bytes()).map_err(|e| format!("the stored note of size {} is malformed: {e}", stored.tree_size))?;
+    for (name, id, sig) in &stored.cosignatures {
+        note.add_signature(NoteSignature { name: name.clone(), id: *id, signature: sig.clone() });
+    }
+    Ok(note)
 }
 
 /// Records per page when a village is loaded.

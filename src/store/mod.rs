@@ -287,12 +287,17 @@ impl Store {
     /// row that cannot be decoded (tampered with so far that it is no record at all), with the
     /// `record_hash` column each row was written with.
     pub async fn load_for_audit(&self, ledger: &VillageCode) -> Result<AuditRows, StoreError> {
+        self.read_rows(ledger, 0, u64::MAX).await
+    }
+
+    /// [`Store::load_for_audit`] for the rows with `from <= seq < to`.
+    pub async fn read_rows(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<AuditRows, StoreError> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
                 "SELECT ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash FROM records \
-                 WHERE ledger_id = $1 ORDER BY seq",
-                &[&ledger.as_str()],
+                 WHERE ledger_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq",
+                &[&ledger.as_str(), &(from.min(i64::MAX as u64) as i64), &(to.min(i64::MAX as u64) as i64)],
             )
             .await?;
         let mut out = AuditRows { records: Vec::with_capacity(rows.len()), hashes: Vec::with_capacity(rows.len()), undecodable: None };
@@ -310,6 +315,14 @@ impl Store {
         Ok(out)
     }
 
+    /// One past the highest stored seq of a ledger (0 if it has no rows): where a reader of
+    /// every stored row stops, whatever the rows say.
+    pub async fn stored_end(&self, ledger: &VillageCode) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let end: Option<i64> = client.query_one("SELECT max(seq) + 1 FROM records WHERE ledger_id = $1", &[&ledger.as_str()]).await?.get(0);
+        Ok(end.map_or(0, |e| e.max(0) as u64))
+    }
+
     /// The sizes of a ledger's checkpoints that have at least one cosignature, up to `max`.
     pub async fn cosigned_sizes(&self, ledger: &VillageCode, max: u64) -> Result<Vec<u64>, StoreError> {
         let client = self.pool.get().await?;
@@ -320,6 +333,12 @@ impl Store {
             )
             .await?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect())
+    }
+
+    /// The origin a ledger was opened with, if it exists.
+    pub async fn origin(&self, ledger: &VillageCode) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_opt("SELECT origin FROM ledgers WHERE ledger_id = $1", &[&ledger.as_str()]).await?.map(|r| r.get(0)))
     }
 
     /// The ledgers and their origins.

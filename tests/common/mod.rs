@@ -9,6 +9,7 @@ use jifen_ledger::sample::{generate, ActorKey, Sample, SampleConfig};
 use tonic::Code;
 use tonic_types::StatusExt;
 
+#[allow(unused_imports)]
 pub use jifen::campaign::harness::LOG_SEED;
 
 /// The harness's in-process server, with test-style (panicking) helpers.
@@ -28,8 +29,9 @@ impl std::ops::DerefMut for Server {
 }
 
 impl Server {
-    pub async fn start(db: &Db) -> Server {
-        Server(harness::Local::start(&db.0).await.unwrap())
+    /// A server whose deployment lets `sample`'s township open its village.
+    pub async fn start(db: &Db, sample: &Sample) -> Server {
+        Server(harness::Local::start(&db.0, harness::openers(&sample.records()[..1])).await.unwrap())
     }
 
     pub async fn shutdown(&mut self) {

@@ -107,6 +107,11 @@ impl Signed {
         });
     }
 
+    /// The body bytes as submitted.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
     /// Whether [`Signed::verify_all`] verified every signature.
     pub fn is_verified(&self) -> bool {
         self.verified
