@@ -627,8 +627,8 @@ def verify_bundle(path, log_key, witness_keys, quorum_override):
     for i, note in enumerate(b["notes"]):
         try:
             text, sigs = parse_note(note)
-            check(log[0] in verified_names(text, sigs, [log]), "not signed by the log key")
             size, root = parse_checkpoint_text(text, origin)
+            check(log[0] in verified_names(text, sigs, [log]), "not signed by the log key")
         except Fail as e:
             raise Fail("checkpoint %d: %s" % (i, e))
         check(size >= 1 and (not checkpoints or size > checkpoints[-1][0]), "checkpoint %d: sizes must be at least 1 and grow" % i)
