@@ -11,10 +11,18 @@
 //!   rows shifted up);
 //! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
 //!   caught with the checkpoint a supervisor holds).
+//!
+//! Half the rounds are **cold**: the server is stopped before the tampering and started after
+//! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
+//! server must refuse public queries with DATA_LOSS / LEDGER_CORRUPT from the start, and still
+//! let the supervisors verify. In warm rounds the running server keeps answering from memory
+//! until VerifyLedger finds the tampering; from then on it refuses them too. Below the
+//! auditor's enrolment (seq 2), a cold server's reader is the township key the deployment
+//! enrolled.
 
 use super::harness::{openers, Db, Local};
 use super::Report;
-use crate::api::{self, audit_service_client::AuditServiceClient};
+use crate::api::{self, audit_service_client::AuditServiceClient, query_service_client::QueryServiceClient};
 use crate::auth::method;
 use anyhow::{anyhow, ensure, Context};
 use jifen_ledger::sample::{generate, SampleConfig};
@@ -180,25 +188,64 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let clean = audit.verify_ledger(verify(&server, &held.note)).await?.into_inner();
     ensure!(clean.ok, "the untouched ledger does not verify: {}", clean.reason);
     let mut kinds: BTreeMap<&'static str, u32> = BTreeMap::new();
+    let mut cold_rounds = 0;
+    let last_time = sample.records().last().map_or(0, |r| r.recorded_at());
+    let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
+    let balances = api::ListBalancesRequest { ledger_id: ledger.clone() };
     for round in 1..=config.rounds {
         let t = Tampering::random(&mut rng, n);
+        let cold = rng.random_bool(0.5);
+        let want = t.first_bad();
+        query
+            .list_balances(balances.clone())
+            .await
+            .with_context(|| format!("round {round}: the village is not served before the tampering"))?;
+        if cold {
+            server.shutdown().await?;
+        }
         owner
             .batch_execute(&format!("SET session_replication_role = replica; {}", t.sql(&ledger)))
             .await
             .with_context(|| format!("{t:?}"))?;
+        if cold {
+            cold_rounds += 1;
+            server = Local::start(&db, openers(&sample.records()[..1])).await?;
+            server.clock.advance_to(last_time);
+            audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
+            query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
+            let refused = query.list_balances(balances.clone()).await;
+            ensure!(
+                refused.as_ref().err().is_some_and(|e| e.code() == tonic::Code::DataLoss),
+                "round {round} (seed {}, cold): {t:?} — a server started after it answered ListBalances with {refused:?}",
+                config.seed
+            );
+        }
         // A truncation that took its checkpoints along is only visible against the held one.
         let note = if matches!(t, Tampering::TruncateWithCheckpoints(_)) { held.note.as_str() } else { "" };
-        let res = audit.verify_ledger(verify(&server, note)).await?.into_inner();
-        let want = t.first_bad();
+        let reader = if cold && want <= 2 { &sample.cast.township } else { &sample.cast.auditor };
+        let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: note.to_owned() };
+        let res = audit.verify_ledger(server.auth(req, method::VERIFY_LEDGER, &ledger, reader)).await;
+        let res = res
+            .with_context(|| {
+                format!("round {round} (seed {}, {}): {t:?} — VerifyLedger failed", config.seed, if cold { "cold" } else { "warm" })
+            })?
+            .into_inner();
         if res.ok || !res.has_bad_seq || res.first_bad_seq != want {
             return Err(anyhow!(
-                "round {round} (seed {}): {t:?} — VerifyLedger said ok={} first_bad_seq={} ({}), expected seq {want}",
+                "round {round} (seed {}, {}): {t:?} — VerifyLedger said ok={} first_bad_seq={} ({}), expected seq {want}",
                 config.seed,
+                if cold { "cold" } else { "warm" },
                 res.ok,
                 if res.has_bad_seq { res.first_bad_seq.to_string() } else { "none".into() },
                 res.reason
             ));
         }
+        let refused = query.list_balances(balances.clone()).await;
+        ensure!(
+            refused.as_ref().err().is_some_and(|e| e.code() == tonic::Code::DataLoss),
+            "round {round} (seed {}): {t:?} — after VerifyLedger found it, ListBalances answered {refused:?}",
+            config.seed
+        );
         *kinds.entry(t.kind()).or_default() += 1;
         owner
             .batch_execute(&format!(
@@ -210,6 +257,12 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;"
             ))
             .await?;
+        // The next round starts from a server that loaded the restored rows.
+        server.shutdown().await?;
+        server = Local::start(&db, openers(&sample.records()[..1])).await?;
+        server.clock.advance_to(last_time);
+        audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
+        query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
         if round % 50 == 0 || round == config.rounds {
             progress(&format!("round {round}/{}: every tampering named at its first bad seq", config.rounds));
         }
@@ -225,6 +278,10 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
         elapsed: started.elapsed(),
         facts: vec![
             format!("a village of {n} records; each round one random tampering by the database superuser, triggers bypassed"),
+            format!(
+                "{cold_rounds} cold rounds (the server restarted between the tampering and the check: public queries refused with DATA_LOSS from its start), {} warm",
+                config.rounds - cold_rounds
+            ),
             format!(
                 "detected, first bad seq named exactly: {}",
                 kinds.iter().map(|(k, v)| format!("{v} × {k}")).collect::<Vec<_>>().join(", ")
