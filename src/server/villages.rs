@@ -411,8 +411,14 @@ impl Villages {
             if stored.is_none_or(|c| (c.cosignatures.len() as u32) < quorum) {
                 continue;
             }
-            let last = self.store.record(code, size - 1).await;
-            if last.is_ok_and(|r| r.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year))) {
+            // A row that is no record cannot date the checkpoint (the bundle could not carry it
+            // anyway); any other store failure is the caller's error, not "none witnessed".
+            let last = match self.store.record(code, size - 1).await {
+                Ok(r) => r,
+                Err(StoreError::Corrupt { .. }) => None,
+                Err(e) => return Err(err(e)),
+            };
+            if last.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year)) {
                 chosen = Some(size);
                 break;
             }
