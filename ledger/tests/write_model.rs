@@ -7,7 +7,7 @@ use jifen_ledger::sample::{open_village, rulebook, sign, stock, ActorKey, Cast, 
 use jifen_ledger::signature::{sign_event, EventSignature, PublicKey};
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::verify_ledger;
-use jifen_ledger::village::{Command, Decision, Rejection, Village, VillageState};
+use jifen_ledger::village::{Accepted, Command, Decision, Rejection, Village, VillageState};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -130,8 +130,10 @@ impl Given {
             evidence_hash: vec![],
         }
     }
+    /// A settlement carrying the figures the ledger shows at the writer's clock (after any
+    /// expiry due by then).
     fn settlement(&self, period: &str, publication: &str) -> pb::PeriodSettled {
-        let book = self.w.state.balances();
+        let book = self.w.state.balances_at(self.w.now);
         pb::PeriodSettled {
             period: period.into(),
             publication_id: publication.into(),
@@ -1259,4 +1261,90 @@ fn the_esrs_aggregate_is_the_same_decision_and_fold() {
     );
     let err = Village::handle_command(&state, Command::new(body, sigs, g.w.now)).unwrap_err();
     assert_eq!(err, Rejection::UnknownKey(PublicKey(stranger.key.verifying_key().to_bytes())));
+}
+
+/// Adopts rulebook v2 (annual expiry, otherwise v1) in force from 2 January 2025 and moves the
+/// clock there.
+fn annual_expiry(g: &mut Given) {
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-01-02", "2025-01-01");
+    v2.expiry = pb::ExpiryPolicy::Annual as i32;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    g.w.advance_to(at("2025-01-02", 8));
+}
+
+/// `hour` o'clock on `day`, China Standard Time.
+fn at(day: &str, hour: i64) -> i64 {
+    Date::parse("d", day).unwrap().start_micros() + hour * HOUR
+}
+
+/// Gives `household` final points under B01 (rulebook v2) scored today, published for the
+/// current month and closed.
+fn final_v2(g: &mut Given, household: &str, points: i64, publication: &str) -> String {
+    let s = pb::ScoreRecorded { rulebook_version: 2, ..g.score(household, "B01", points) };
+    let e = s.entry_id.clone();
+    let p = g.panel(2);
+    ok!(g, &p, &[], Payload::ScoreRecorded(s));
+    let period = Date::of_micros(g.w.now).period().to_string();
+    let start = g.open_publication(publication, &period, std::slice::from_ref(&e));
+    g.close(publication, start);
+    e
+}
+
+#[test]
+fn a_settlement_opening_a_new_year_carries_the_digest_after_expiry_and_replays() {
+    // Given annual expiry and December's points final, nothing yet recorded in 2026.
+    let mut g = given();
+    annual_expiry(&mut g);
+    g.w.advance_to(at("2025-12-10", 8));
+    final_v2(&mut g, "H0004", 4, "P-2025-12");
+    g.w.advance_to(at("2026-01-02", 9));
+    assert_eq!(g.w.state.balances().available("H0004"), 4, "the book itself rolls over with the next record");
+    // When December is settled as the first record of 2026, with the figures the ledger shows then,
+    let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-12", "P-2025-12")));
+    // then it is accepted, and an offline replay checking each settlement against the state
+    // before it (the same function the write-model uses) agrees with it.
+    let mut state = VillageState::new();
+    let mut checked = 0;
+    for r in &g.w.records {
+        let a = Accepted::from_verified_record(r.clone()).unwrap();
+        if let Payload::PeriodSettled(s) = a.payload() {
+            assert_eq!(state.balance_digest_at(r.recorded_at()).as_bytes(), s.balance_digest.as_slice());
+            checked += 1;
+        }
+        state.apply(&a);
+    }
+    assert_eq!(checked, 1);
+    assert_eq!(state.balances().get("H0004").unwrap().expired, 4);
+    verify_ledger(&g.w.records, &checkpoint_of(&g.w.records)).expect("the ledger replays");
+}
+
+#[test]
+fn balances_at_a_time_show_the_expiry_due_then_without_changing_the_state() {
+    // Given annual expiry and 4 final points earned in 2025,
+    let mut g = given();
+    annual_expiry(&mut g);
+    final_v2(&mut g, "H0004", 4, "P-2025-01");
+    let head = g.w.state.head();
+    // when the balances are asked for at times in 2025 and in 2026,
+    let in_2025 = g.w.state.balances_at(at("2025-12-31", 23));
+    let in_2026 = g.w.state.balances_at(at("2026-01-01", 0));
+    // then 2025 shows the book as it is (borrowed, no copy), 2026 the expiry,
+    assert!(matches!(in_2025, std::borrow::Cow::Borrowed(_)));
+    assert_eq!(in_2025.available("H0004"), 4);
+    let b = in_2026.get("H0004").unwrap();
+    assert_eq!((b.available(), b.expired, b.ever_earned()), (0, 4, 4));
+    // and the state itself is unchanged.
+    assert_eq!(g.w.state.balances().available("H0004"), 4);
+    assert_eq!(g.w.state.head(), head);
+    // Under a policy that never expires, nothing is due.
+    let mut never = given();
+    never.final_points("H0004", 3);
+    assert_eq!(never.w.state.balances_at(at("2027-06-01", 8)).available("H0004"), 3);
+}
+
+fn checkpoint_of(records: &[jifen_ledger::record::Record]) -> jifen_ledger::checkpoint::Checkpoint {
+    let tree = jifen_ledger::merkle::Tree::from_record_hashes(records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
+    jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
 }

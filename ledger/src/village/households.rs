@@ -98,7 +98,7 @@ impl VillageState {
         if moving.len() == from.members.len() {
             return Err(Rejection::LastMember(from.id.clone()));
         }
-        let available = self.book.available(&from.id);
+        let available = ctx.book.available(&from.id);
         if p.points_transferred < 0 || p.points_transferred > available.max(0) {
             return Err(Rejection::CarryOverBalance { household: from.id.clone(), available, requested: p.points_transferred });
         }

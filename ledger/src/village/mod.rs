@@ -42,6 +42,7 @@ use crate::pb::{event_body::Payload, EventBody};
 use crate::record::{canonical_signatures, Record};
 use crate::signature::{verify_event, EventSignature, PublicKey};
 use crate::time::{Date, Period};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How far an author's `occurred_at` may run ahead of the server's `recorded_at` (clock skew).
@@ -177,6 +178,9 @@ pub(crate) struct Signer {
 pub(crate) struct Ctx<'a> {
     pub recorded_at: i64,
     pub today: Date,
+    /// The balances as they stand at `recorded_at` ([`VillageState::balances_at`]): what the
+    /// event is judged on, after any expiry that its recording books first.
+    pub book: &'a BalanceBook,
     pub author: &'a Signer,
     pub signers: &'a [Signer],
 }
@@ -258,9 +262,42 @@ impl VillageState {
     pub fn seq_of_key(&self, key: &str) -> Option<u64> {
         self.idempotency.get(key).map(|(seq, _)| *seq)
     }
-    /// The balance book.
+    /// The balance book as of the last record. Under annual expiry, the expiry of a new year
+    /// is booked by the first record of that year; to show balances at a given time (e.g.
+    /// "now", before any record of the new year), use [`VillageState::balances_at`].
     pub fn balances(&self) -> &BalanceBook {
         &self.book
+    }
+
+    /// The balances as they stand at `micros` (µs since the epoch): the book with any expiry
+    /// due by then applied (under annual expiry, the first instant of a new calendar year in
+    /// China Standard Time expires the year before), without changing the state. Borrowed
+    /// when nothing is due. This is the one path by which an event recorded at `micros` is
+    /// judged (`decide`), booked (`apply` books the same expiry first), and by which a
+    /// settlement's balance digest is checked and replayed ([`VillageState::balance_digest_at`]).
+    pub fn balances_at(&self, micros: i64) -> Cow<'_, BalanceBook> {
+        let (year, annual) = self.year_at(micros);
+        if self.book.expires_on_entering(year, annual) {
+            let mut book = self.book.clone();
+            book.enter_year(year, annual);
+            Cow::Owned(book)
+        } else {
+            Cow::Borrowed(&self.book)
+        }
+    }
+
+    /// The calendar year of `micros` and whether the rulebook in force that day expires points
+    /// annually: what [`VillageState::balances_at`] and `apply` book on entering a year.
+    fn year_at(&self, micros: i64) -> (i32, bool) {
+        let today = Date::of_micros(micros);
+        (today.year(), self.rulebook_on(today).is_some_and(|r| r.annual_expiry()))
+    }
+
+    /// The balance digest a `PeriodSettled` recorded at `micros` must carry: the digest of
+    /// [`VillageState::balances_at`] `micros`. An offline replay checks each settlement with
+    /// this, on the state just before the settlement's record.
+    pub fn balance_digest_at(&self, micros: i64) -> Hash {
+        self.balances_at(micros).digest()
     }
     /// An actor by id.
     pub fn actor(&self, id: &str) -> Option<&Actor> {
@@ -324,19 +361,8 @@ impl VillageState {
     ///
     /// The event is judged on the state as it stands at its `recorded_at`: when that opens a
     /// new calendar year under annual expiry, the decision sees the balances after expiry
-    /// (exactly what `apply` will book before the event itself).
+    /// ([`VillageState::balances_at`], exactly what `apply` books before the event itself).
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
-        let today = Date::of_micros(cmd.recorded_at);
-        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
-        if self.book.expires_on_entering(today.year(), annual) {
-            let mut rolled = self.clone();
-            rolled.book.enter_year(today.year(), annual);
-            return rolled.decide_at(cmd);
-        }
-        self.decide_at(cmd)
-    }
-
-    fn decide_at(&self, cmd: Command) -> Result<Decision, Rejection> {
         let body = decode_body(&cmd.body)?;
         let signatures = canonical_signatures(cmd.signatures)?;
         let payload = body.payload.as_ref().expect("decode_body requires a payload");
@@ -380,7 +406,8 @@ impl VillageState {
             .iter()
             .find(|s| s.actor_id == body.actor_id)
             .ok_or_else(|| Rejection::AuthorNotSigner { actor: body.actor_id.clone() })?;
-        let ctx = Ctx { recorded_at: cmd.recorded_at, today: Date::of_micros(cmd.recorded_at), author, signers: &signers };
+        let book = self.balances_at(cmd.recorded_at);
+        let ctx = Ctx { recorded_at: cmd.recorded_at, today: Date::of_micros(cmd.recorded_at), book: &book, author, signers: &signers };
         match payload {
             Payload::LedgerOpened(p) => actors::decide_opened(p, &ledger_id),
             Payload::ActorEnrolled(p) => self.decide_enrolled(&ctx, p),
@@ -420,9 +447,9 @@ impl VillageState {
         debug_assert_eq!(rec.seq(), self.next_seq);
         let body = &accepted.body;
         let recorded_at = rec.recorded_at();
-        let today = Date::of_micros(recorded_at);
-        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
-        self.book.enter_year(today.year(), annual);
+        // The expiry due at this record, exactly as `balances_at` (and so `decide`) saw it.
+        let (year, annual) = self.year_at(recorded_at);
+        self.book.enter_year(year, annual);
         self.idempotency.insert(body.idempotency_key.clone(), (rec.seq(), Hash::of(rec.body())));
         let seq = rec.seq();
         match accepted.payload() {

@@ -190,7 +190,7 @@ impl VillageState {
         if unpublished > 0 {
             return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
         }
-        let households = self.book.len() as u32;
+        let households = ctx.book.len() as u32;
         if p.households != households {
             return Err(Rejection::SettlementMismatch {
                 field: "households",
@@ -206,7 +206,7 @@ impl VillageState {
                 got: p.period_points.to_string(),
             });
         }
-        let digest = self.book.digest();
+        let digest = ctx.book.digest();
         if p.balance_digest != digest.as_bytes() {
             return Err(Rejection::SettlementMismatch {
                 field: "balance_digest",

@@ -94,7 +94,7 @@ impl VillageState {
         if p.total_points != total {
             return Err(Rejection::TotalMismatch { expected: total, got: p.total_points });
         }
-        let available = self.book.available(&p.household_id);
+        let available = ctx.book.available(&p.household_id);
         if total > available {
             return Err(Rejection::Overdraft { household: p.household_id.clone(), available, requested: total });
         }
