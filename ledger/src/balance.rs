@@ -8,6 +8,9 @@
 //! ever_earned = basic + contribution   (never reduced by redemption or expiry)
 //! ```
 //!
+//! Under annual expiry, entering a new year resets every available balance to zero (see
+//! [`BalanceBook::enter_year`]).
+//!
 //! The balance digest (docs/FORMAT.md, "Balance digest") is
 //! `SHA-256("jifen/balances/v1" || 0x00 || u32 n || n × household row)` over households in
 //! ascending byte order of their id, each row
@@ -34,13 +37,15 @@ pub struct Balance {
     pub contribution: i64,
     /// Final deductions (扣分), as a positive number.
     pub deducted: i64,
-    /// Points spent at the supermarket, net of reversals.
+    /// Points spent at the supermarket, net of reversals (never negative: a reversal is booked
+    /// on the household that spent the points).
     pub redeemed: i64,
     /// Points carried in from a split or merge.
     pub carried_in: i64,
     /// Points carried out to a split or merge.
     pub carried_out: i64,
-    /// Points that expired under an annual expiry policy.
+    /// Points written off by annual resets under an annual expiry policy: unspent points that
+    /// lapsed, less deficits cleared (negative when a reset cleared more deficit than it took).
     pub expired: i64,
 }
 
@@ -115,9 +120,26 @@ impl BalanceBook {
         }
     }
 
-    /// Books a redemption (positive) or its reversal (negative).
+    /// Books a redemption.
     pub fn post_redemption(&mut self, household: &str, points: i64) {
         self.entry(household).redeemed += points;
+    }
+
+    /// Books the reversal of a redemption of `points` that `redeemer` made in `spent_in_year`.
+    /// The spending is undone where it was booked (so `redeemed` never goes below zero), and
+    /// the points returned follow the household's merges to `holder`, the household now
+    /// holding its points (a carry, as the merge itself was). Under annual expiry, points spent
+    /// in a year before the book's year would have lapsed at its end had they not been spent:
+    /// they lapse on return instead of becoming spendable in the new year.
+    pub fn reverse_redemption(&mut self, redeemer: &str, holder: &str, points: i64, spent_in_year: i32, annual_expiry: bool) {
+        let lapsed = annual_expiry && self.year.is_some_and(|y| y > spent_in_year);
+        let b = self.entry(redeemer);
+        b.redeemed -= points;
+        if lapsed {
+            b.expired += points;
+        } else if redeemer != holder {
+            self.carry(redeemer, holder, points);
+        }
     }
 
     /// Carries points from one household to another (split or merge).
@@ -131,17 +153,17 @@ impl BalanceBook {
         annual_expiry && matches!(self.year, Some(y) if y < year)
     }
 
-    /// Enters `year`: under annual expiry, every positive available balance of an earlier
-    /// year expires. Years never go backwards.
+    /// Enters `year`: under annual expiry, every available balance of an earlier year is
+    /// reset to zero ("available points reset at the start of each calendar year"): unspent
+    /// points lapse (`expired` grows) and a deficit left by deductions is cleared (`expired`
+    /// shrinks by it), so a new year starts every household at zero and `expired` is the net
+    /// write-off. Deductions stay booked as history. Years never go backwards.
     pub fn enter_year(&mut self, year: i32, annual_expiry: bool) {
         match self.year {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
                 for b in self.households.values_mut() {
-                    let a = b.available();
-                    if a > 0 {
-                        b.expired += a;
-                    }
+                    b.expired += b.available();
                 }
                 self.year = Some(year);
             }
@@ -183,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn annual_expiry_expires_only_positive_balances_once_per_year() {
+    fn annual_expiry_resets_every_balance_to_zero_once_per_year() {
         let mut book = BalanceBook::new();
         book.enter_year(2025, true);
         book.post_score("A", Category::Basic, 10);
@@ -191,7 +213,8 @@ mod tests {
         book.enter_year(2025, true);
         assert_eq!(book.available("A"), 10);
         book.enter_year(2026, true);
-        assert_eq!((book.available("A"), book.available("B")), (0, -2));
+        assert_eq!((book.available("A"), book.available("B")), (0, 0));
+        assert_eq!((book.get("A").unwrap().expired, book.get("B").unwrap().expired, book.get("B").unwrap().deducted), (10, -2, 2));
         assert_eq!(book.get("A").unwrap().ever_earned(), 10);
         let mut never = BalanceBook::new();
         never.enter_year(2025, false);

@@ -1348,3 +1348,80 @@ fn checkpoint_of(records: &[jifen_ledger::record::Record]) -> jifen_ledger::chec
     let tree = jifen_ledger::merkle::Tree::from_record_hashes(records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
     jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
 }
+
+#[test]
+fn an_annual_reset_brings_every_available_balance_to_zero_a_deficit_too() {
+    // Given annual expiry, H0004 ends 2025 with a deficit of 3 and H0002 with 4 points.
+    let mut g = given();
+    annual_expiry(&mut g);
+    let p = g.panel(2);
+    let d = pb::ScoreRecorded { rulebook_version: 2, ..g.score("H0004", "D02", -3) };
+    let e = pb::ScoreRecorded { rulebook_version: 2, ..g.score("H0002", "B01", 4) };
+    let ids = [d.entry_id.clone(), e.entry_id.clone()];
+    ok!(g, &p, &[], Payload::ScoreRecorded(d));
+    ok!(g, &p, &[], Payload::ScoreRecorded(e));
+    let start = g.open_publication("P1", "2025-01", &ids);
+    g.close("P1", start);
+    assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0002")), (-3, 4));
+    // When 2026 begins,
+    g.w.advance_to(at("2026-01-05", 8));
+    let shown = g.w.state.balances_at(g.w.now);
+    assert_eq!((shown.available("H0004"), shown.available("H0002")), (0, 0));
+    let k = g.keeper();
+    ok!(g, &k, &[], Payload::StockReceived(stock("R-2026-1", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")));
+    // then the deficit is cleared as the credit lapsed (expired is the net write-off), and
+    // points ever earned and deductions stay as history.
+    let (h4, h2) = (*g.w.state.balances().get("H0004").unwrap(), *g.w.state.balances().get("H0002").unwrap());
+    assert_eq!((h4.available(), h4.expired, h4.deducted, h4.ever_earned()), (0, -3, 3, 0));
+    assert_eq!((h2.available(), h2.expired, h2.ever_earned()), (0, 4, 4));
+    // New points in 2026 are spendable in full: the old deficit is not carried into them.
+    final_v2(&mut g, "H0004", 3, "P-2026-01");
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    assert_eq!(g.w.state.balances().available("H0004"), 0);
+}
+
+#[test]
+fn a_reversal_of_a_redemption_from_an_earlier_year_returns_points_that_have_lapsed() {
+    // Given annual expiry and 5 points of H0004 spent in December 2025,
+    let mut g = given();
+    annual_expiry(&mut g);
+    g.w.advance_to(at("2025-12-01", 8));
+    final_v2(&mut g, "H0004", 5, "P-2025-12");
+    let k = g.keeper();
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    // when it is reversed in January 2026,
+    g.w.advance_to(at("2026-01-05", 8));
+    ok!(g, &k, &[], Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() }));
+    // then the goods return, but 2025's points do not become spendable in 2026.
+    let b = *g.w.state.balances().get("H0004").unwrap();
+    assert_eq!((b.redeemed, b.available(), b.expired), (0, 0, 5));
+}
+
+#[test]
+fn a_reversal_credited_to_the_household_that_absorbed_the_redeemer_keeps_every_figure_non_negative() {
+    // Given H0004 spent 3 of its 5 points, then merged into H0002,
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let (k, admin) = (g.keeper(), g.admin());
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0004".into(), into_household_id: "H0002".into() })
+    );
+    // when the redemption is reversed,
+    ok!(g, &k, &[], Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() }));
+    // then the spending is undone where it was booked and the points follow the merge.
+    let book = g.w.state.balances();
+    let (h4, h2) = (*book.get("H0004").unwrap(), *book.get("H0002").unwrap());
+    for (h, b) in [("H0004", h4), ("H0002", h2)] {
+        for (name, v) in
+            [("redeemed", b.redeemed), ("carried_in", b.carried_in), ("carried_out", b.carried_out), ("available", b.available())]
+        {
+            assert!(v >= 0, "{h} {name} = {v}");
+        }
+    }
+    assert_eq!((h4.redeemed, h4.available()), (0, 0));
+    assert_eq!((h2.redeemed, h2.available()), (0, 5));
+}

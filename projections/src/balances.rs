@@ -9,13 +9,19 @@ use jifen_ledger::village::{Accepted, VillageState};
 use std::collections::{BTreeMap, HashMap};
 
 /// A household's figures for one period: final scores by the month of the act, spending by
-/// the month of the redemption.
+/// the month of the redemption, returns by the month of the reversal. Every figure but the
+/// corrections booked into a score's month is a sum of positive amounts; a month's figures
+/// never change because of a later month's redemptions or reversals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeriodFigures {
     pub basic: i64,
     pub contribution: i64,
     pub deducted: i64,
+    /// Points spent by redemptions recorded in the period.
     pub redeemed: i64,
+    /// Points given back by reversals recorded in the period (of redemptions of any period),
+    /// on the household that spent them, as the balance book books them.
+    pub returned: i64,
 }
 
 impl PeriodFigures {
@@ -96,8 +102,7 @@ impl Balances {
             Payload::RedemptionReversed(r) => {
                 if let Some(red) = state.redemption(&r.redemption_id) {
                     let period = Date::of_micros(a.record().recorded_at()).period();
-                    let holder = state.resolve_household(&red.household).to_owned();
-                    self.periods.entry((period, holder)).or_default().redeemed -= red.total;
+                    self.periods.entry((period, red.household.clone())).or_default().returned += red.total;
                 }
             }
             _ => {}

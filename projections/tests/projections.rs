@@ -22,7 +22,7 @@ fn a_generated_year_projects_consistently() {
             basic += f.basic;
             contribution += f.contribution;
             deducted += f.deducted;
-            redeemed += f.redeemed;
+            redeemed += f.redeemed - f.returned;
         }
         assert_eq!((basic, contribution, deducted, redeemed), (b.basic, b.contribution, b.deducted, b.redeemed), "household {h}");
     }
@@ -153,4 +153,50 @@ fn a_board_follows_an_entry_through_objection_correction_and_close() {
     decision_signers.sort();
     assert_eq!(decision_signers, [cast.panel[1].id.clone(), cast.supervisors[0].id.clone()]);
     assert_eq!(closed.audit.by_household("H0004").count(), 4, "registered, scored, objected, decided");
+}
+
+#[test]
+fn a_reversal_in_a_later_month_is_a_return_of_that_month_not_negative_spending() {
+    // Given H0004 with 5 final points in January who spends 3 in January,
+    let hs: Vec<(String, Vec<String>)> = (1..=4).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01")])).collect();
+    let (cast, mut w) = open_village(5, &hs, 3).unwrap();
+    let today = Date::of_micros(w.now).to_string();
+    let score = pb::ScoreRecorded {
+        entry_id: "E1".into(),
+        household_id: "H0004".into(),
+        member_id: String::new(),
+        item_code: "B01".into(),
+        rulebook_version: 1,
+        points: 5,
+        occurred_on: today,
+        source: pb::ScoreSource::Inspection as i32,
+        evidence_hashes: vec![],
+        claim_id: String::new(),
+    };
+    w.submit(&cast.panel[2], &[], Payload::ScoreRecorded(score)).unwrap();
+    let start = w.now;
+    let publication = pb::PublicationOpened {
+        publication_id: "P1".into(),
+        period: "2025-01".into(),
+        entry_ids: vec!["E1".into()],
+        window_start: start,
+        window_end: start + 7 * 86_400_000_000,
+    };
+    w.submit(&cast.admin, &[], Payload::PublicationOpened(publication)).unwrap();
+    w.advance_to(start + 7 * 86_400_000_000);
+    w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() })).unwrap();
+    let line = pb::RedemptionLine { goods_code: "G-SOAP".into(), quantity: 1 };
+    let r = pb::RedemptionRecorded { redemption_id: "R1".into(), household_id: "H0004".into(), lines: vec![line], total_points: 3 };
+    w.submit(&cast.keeper, &[], Payload::RedemptionRecorded(r)).unwrap();
+    // when the redemption is reversed in February,
+    w.advance_to(Date::parse("d", "2025-02-03").unwrap().start_micros());
+    let rev = pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() };
+    w.submit(&cast.keeper, &[], Payload::RedemptionReversed(rev)).unwrap();
+    let p = Projections::from_records(&w.records).unwrap();
+    // then January keeps its spending, February shows a return, and nothing is negative.
+    let (jan, feb) = (Period::from_ym(2025, 1).unwrap(), Period::from_ym(2025, 2).unwrap());
+    let (j, f) = (p.balances.period(jan, "H0004"), p.balances.period(feb, "H0004"));
+    assert_eq!((j.redeemed, j.returned), (3, 0));
+    assert_eq!((f.redeemed, f.returned), (0, 3));
+    assert_eq!(p.state().balances().get("H0004").unwrap().redeemed, j.redeemed + f.redeemed - j.returned - f.returned);
 }

@@ -288,7 +288,7 @@ impl VillageState {
 
     /// The calendar year of `micros` and whether the rulebook in force that day expires points
     /// annually: what [`VillageState::balances_at`] and `apply` book on entering a year.
-    fn year_at(&self, micros: i64) -> (i32, bool) {
+    pub(crate) fn year_at(&self, micros: i64) -> (i32, bool) {
         let today = Date::of_micros(micros);
         (today.year(), self.rulebook_on(today).is_some_and(|r| r.annual_expiry()))
     }
@@ -482,8 +482,8 @@ impl VillageState {
             Payload::PeriodSettled(p) => self.apply_settlement(p),
             Payload::StockReceived(p) => self.apply_stock(p),
             Payload::PricesSet(p) => self.apply_prices(p),
-            Payload::RedemptionRecorded(p) => self.apply_redemption(p),
-            Payload::RedemptionReversed(p) => self.apply_reversal(p),
+            Payload::RedemptionRecorded(p) => self.apply_redemption(p, recorded_at),
+            Payload::RedemptionReversed(p) => self.apply_reversal(p, recorded_at),
             Payload::HonourAwarded(p) => {
                 self.result_ids.insert(format!("honour:{}", p.honour_id));
             }

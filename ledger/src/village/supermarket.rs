@@ -3,6 +3,7 @@
 use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::ids::check_id;
 use crate::pb::{PricesSet, RedemptionRecorded, RedemptionReversed, StockReceived, StockSource};
+use crate::time::Date;
 use std::collections::BTreeSet;
 
 /// Goods on the shelf.
@@ -20,6 +21,8 @@ pub struct Redemption {
     pub lines: Vec<(String, u64)>,
     pub total: i64,
     pub reversed: bool,
+    /// When it was recorded (µs).
+    pub recorded_at: i64,
 }
 
 impl VillageState {
@@ -127,7 +130,7 @@ impl VillageState {
         }
     }
 
-    pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded) {
+    pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded, recorded_at: i64) {
         let mut lines = Vec::with_capacity(p.lines.len());
         for line in &p.lines {
             self.goods.get_mut(&line.goods_code).expect("checked").stock -= line.quantity as u64;
@@ -136,18 +139,19 @@ impl VillageState {
         self.book.post_redemption(&p.household_id, p.total_points);
         self.redemptions.insert(
             p.redemption_id.clone(),
-            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false },
+            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false, recorded_at },
         );
     }
 
-    pub(super) fn apply_reversal(&mut self, p: &RedemptionReversed) {
+    pub(super) fn apply_reversal(&mut self, p: &RedemptionReversed, recorded_at: i64) {
         let r = self.redemptions.get_mut(&p.redemption_id).expect("checked");
         r.reversed = true;
-        let (household, total, lines) = (r.household.clone(), r.total, r.lines.clone());
+        let (household, total, lines, spent) = (r.household.clone(), r.total, r.lines.clone(), r.recorded_at);
         for (goods, q) in lines {
             self.goods.get_mut(&goods).expect("known").stock += q;
         }
         let holder = self.resolve_household(&household).to_owned();
-        self.book.post_redemption(&holder, -total);
+        let (_, annual) = self.year_at(recorded_at);
+        self.book.reverse_redemption(&household, &holder, total, Date::of_micros(spent).year(), annual);
     }
 }
