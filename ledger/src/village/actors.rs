@@ -97,6 +97,15 @@ fn roles_of(field: &'static str, roles: &[i32]) -> Result<RoleSet, Rejection> {
     Ok(set)
 }
 
+/// The scoring panel and the supervision group are separate people (DESIGN.md, "Trust
+/// model"): no actor holds both roles. Every way an actor gets roles passes here.
+pub(super) fn check_separation(actor: &str, roles: RoleSet) -> Result<(), Rejection> {
+    if roles.intersects(RoleSet::PANEL) && roles.intersects(RoleSet::SUPERVISOR) {
+        return Err(Rejection::ConflictingRoles { actor: actor.to_owned() });
+    }
+    Ok(())
+}
+
 impl VillageState {
     /// Whether the author may manage (enrol, rotate, revoke) an actor with `roles`: the
     /// township manages everyone; an admin manages everyone but township and admins.
@@ -133,6 +142,7 @@ impl VillageState {
         check_id("actor_id", &p.actor_id)?;
         let roles = roles_of("roles", &p.roles)?;
         self.check_manages(ctx, roles, "enrol an actor with these roles")?;
+        check_separation(&p.actor_id, roles)?;
         if self.actors.contains_key(&p.actor_id) {
             return Err(Rejection::Duplicate { kind: "actor", id: p.actor_id.clone() });
         }

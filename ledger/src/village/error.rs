@@ -63,6 +63,10 @@ pub enum Rejection {
     KeyInUse { actor: String },
     #[error("the township actor that opened the ledger cannot be revoked")]
     CannotRevokeTownship,
+    #[error("actor {actor} cannot hold both the scoring panel and the supervision group roles")]
+    ConflictingRoles { actor: String },
+    #[error("supervisor {actor} also signs the decision as its author or as a panel member; a decision needs an independent supervisor")]
+    SupervisorNotIndependent { actor: String },
 
     // --- identity of things -----------------------------------------------------------------
     #[error("{kind} {id} already exists")]

@@ -133,9 +133,15 @@ impl VillageState {
         }
         let entry = &self.entries[&o.entry];
         self.check_not_own(ctx, &entry.household)?;
-        let supervisors = ctx.count_with(RoleSet::SUPERVISOR, Some(&ctx.author.actor_id));
-        if supervisors < 1 {
-            return Err(Rejection::QuorumNotMet { what: "objection decision (supervisor co-signature)", needed: 1, got: 0 });
+        // The supervisor who co-signs is never the decision's author nor one of its panel
+        // signers (an actor enrolled with both roles before that was refused).
+        let independent = |s: &&super::Signer| s.actor_id != ctx.author.actor_id && !s.roles.intersects(RoleSet::PANEL);
+        let supervisors: Vec<&super::Signer> = ctx.signers.iter().filter(|s| s.roles.intersects(RoleSet::SUPERVISOR)).collect();
+        if !supervisors.iter().any(independent) {
+            return Err(match supervisors.first() {
+                Some(s) => Rejection::SupervisorNotIndependent { actor: s.actor_id.clone() },
+                None => Rejection::QuorumNotMet { what: "objection decision (supervisor co-signature)", needed: 1, got: 0 },
+            });
         }
         super::check_text("finding", &p.finding, true)?;
         match (ObjectionOutcome::try_from(p.outcome), correction_points(&p.correction)) {
