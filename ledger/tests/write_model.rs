@@ -881,7 +881,7 @@ fn objections_are_filed_within_the_window_one_at_a_time_per_entry() {
     let e = g.scored("H0004", "B01", 3);
     let other = g.scored("H0002", "B01", 3);
     let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
-    let (v, keeper, admin) = (g.villager(0), g.keeper(), g.admin());
+    let (v, keeper, admin) = (g.villager(3), g.keeper(), g.admin());
     assert_rejects!(g, &keeper, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::RoleNotAllowed { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &other)), Rejection::EntryNotPublished { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P9", &e)), Rejection::Unknown { kind: "publication", .. });
@@ -915,7 +915,7 @@ fn decisions_need_a_supervisor_and_upheld_ones_carry_their_correction() {
     let e = g.scored("H0004", "B01", 3);
     let e1 = g.scored("H0001", "B01", 3);
     g.open_publication("P1", "2025-01", &[e.clone(), e1.clone()]);
-    let v = g.villager(1);
+    let v = g.villager(3);
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e1)));
     let (p0, p2, s0, admin) = (g.panel(0), g.panel(2), g.sup(0), g.admin());
@@ -947,7 +947,7 @@ fn closing_waits_for_the_window_and_every_decision_then_makes_points_final() {
     let mut g = given();
     let e = g.scored("H0004", "B01", 3);
     let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
-    let (admin, v) = (g.admin(), g.villager(0));
+    let (admin, v) = (g.admin(), g.villager(3));
     let close = Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() });
     assert_rejects!(g, &admin, &[], close.clone(), Rejection::WindowNotOver { .. });
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
@@ -1475,4 +1475,49 @@ fn a_decisions_supervisor_cosigner_is_never_its_panel_signer_nor_its_author() {
     // with no supervisor at all it is a missing quorum; with an independent one it is accepted.
     assert_rejects!(g, &p2, &[], dismissed(), Rejection::QuorumNotMet { .. });
     ok!(g, &p2, &[&both, &s0], dismissed());
+}
+
+#[test]
+fn a_villager_objects_in_their_own_name_and_an_admin_on_anyones_behalf() {
+    // Given a published entry of H0004, and villager-H0001 (of household H0001),
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
+    let (v1, admin) = (g.villager(0), g.admin());
+    let as_objector = |g: &mut Given, id: &str, objector: &str| {
+        Payload::ObjectionFiled(pb::ObjectionFiled { objector: objector.into(), ..g.objection(id, "P1", &e) })
+    };
+    // when the villager signs an objection in another household's or another's member's name,
+    // then it is refused;
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0002"), Rejection::ObjectorMismatch { ref objector, .. } if objector == "H0002");
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0002-01"), Rejection::ObjectorMismatch { .. });
+    // in their own household's name, or a member's of it, it is accepted;
+    ok!(g, &v1, &[], as_objector(&mut g, "O1", "H0001-02"));
+    let (p, s) = (g.panel(2), g.sup(0));
+    ok!(g, &p, &[&s], decided("O1", pb::ObjectionOutcome::Dismissed, None));
+    ok!(g, &v1, &[], as_objector(&mut g, "O2", "H0001"));
+    ok!(g, &p, &[&s], decided("O2", pb::ObjectionOutcome::Dismissed, None));
+    // and an admin records an objection on behalf of anyone.
+    ok!(g, &admin, &[], as_objector(&mut g, "O3", "H0002-01"));
+}
+
+#[test]
+fn a_villager_who_merged_into_another_household_objects_in_its_name() {
+    // Given villager-H0001's household merged into H0002,
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
+    let (v1, admin) = (g.villager(0), g.admin());
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0001".into(), into_household_id: "H0002".into() })
+    );
+    // then the villager objects as the absorbing household, but not as a third.
+    let as_objector = |g: &mut Given, id: &str, objector: &str| {
+        Payload::ObjectionFiled(pb::ObjectionFiled { objector: objector.into(), ..g.objection(id, "P1", &e) })
+    };
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0003"), Rejection::ObjectorMismatch { .. });
+    ok!(g, &v1, &[], as_objector(&mut g, "O1", "H0002"));
 }

@@ -121,6 +121,8 @@ pub enum Rejection {
     EntryAlreadyPublished { entry: String, publication: String },
     #[error("the 公示 window is {got_hours} hours; the rulebook requires at least {min_days} days")]
     WindowTooShort { min_days: u32, got_hours: i64 },
+    #[error("villager {actor} signs only objections in the name of their own household or one of its members, not {objector}")]
+    ObjectorMismatch { actor: String, objector: String },
     #[error("the 公示 window cannot start before the event is recorded")]
     WindowInPast,
     #[error("recorded at {recorded_at}, outside the 公示 window [{start}, {end})")]

@@ -121,8 +121,21 @@ impl VillageState {
         if !self.households.contains_key(&p.objector) && !self.members.contains(&p.objector) {
             return Err(Rejection::Unknown { kind: "household or member", id: p.objector.clone() });
         }
+        // A villager's own key speaks for the villager: the objector is their household (where
+        // its members now are, following merges) or one of its members. An admin records an
+        // objection on anyone's behalf.
+        if !ctx.author.roles.intersects(RoleSet::ADMIN) && !self.speaks_for(ctx.author, &p.objector) {
+            return Err(Rejection::ObjectorMismatch { actor: ctx.author.actor_id.clone(), objector: p.objector.clone() });
+        }
         super::check_text("reason", &p.reason, true)?;
         super::check_hash("evidence_hash", &p.evidence_hash, false)
+    }
+
+    /// Whether `objector` (a household or member id) is the signer's own household, following
+    /// merges, or a member of it.
+    fn speaks_for(&self, signer: &super::Signer, objector: &str) -> bool {
+        let Some(own) = signer.household.as_deref().map(|h| self.resolve_household(h)) else { return false };
+        own == self.resolve_household(objector) || self.households.get(own).is_some_and(|h| h.members.contains(objector))
     }
 
     pub(super) fn decide_decision(&self, ctx: &Ctx, p: &ObjectionDecided) -> Result<(), Rejection> {
