@@ -998,6 +998,8 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
         Payload::PeriodSettled(g.settlement("2025-01", "P2")),
         Rejection::QuorumNotMet { needed: 2, got: 1, .. }
     );
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::PeriodNotOver { .. });
+    g.w.advance_to(at("2025-02-01", 0));
     let mut wrong = g.settlement("2025-01", "P2");
     wrong.balance_digest[0] ^= 1;
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "balance_digest", .. });
@@ -1012,7 +1014,7 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
     ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")));
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::PeriodSettled(_));
     // The settled month takes no more scores or corrections.
-    let s = g.score("H0004", "B02", 1);
+    let s = pb::ScoreRecorded { occurred_on: "2025-01-20".into(), ..g.score("H0004", "B02", 1) };
     assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PeriodSettled(_));
     assert_rejects!(
         g,
@@ -1520,4 +1522,45 @@ fn a_villager_who_merged_into_another_household_objects_in_its_name() {
     };
     assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0003"), Rejection::ObjectorMismatch { .. });
     ok!(g, &v1, &[], as_objector(&mut g, "O1", "H0002"));
+}
+
+#[test]
+fn a_month_is_settled_after_it_ends_and_after_every_earlier_month_with_entries() {
+    // Given January's and February's scores published and closed,
+    let mut g = given();
+    let jan = g.scored("H0004", "B01", 3);
+    let start = g.open_publication("P-01", "2025-01", &[jan]);
+    g.close("P-01", start);
+    g.w.advance_to(at("2025-02-03", 8));
+    let feb = g.scored("H0004", "B01", 2);
+    let start = g.open_publication("P-02", "2025-02", &[feb]);
+    g.close("P-02", start);
+    let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
+    // when February is settled in February, it is refused: the month is not over;
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-02", "P-02")),
+        Rejection::PeriodNotOver { ref period, ends_at } if period == "2025-02" && ends_at == at("2025-03-01", 0)
+    );
+    // when it is settled in March before January, it is refused: January waits;
+    g.w.advance_to(at("2025-03-01", 0));
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-02", "P-02")),
+        Rejection::EarlierPeriodUnsettled { ref period, ref earlier } if period == "2025-02" && earlier == "2025-01"
+    );
+    // January, the ledger's first month with entries, waits for nothing; then February.
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P-01")));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-02", "P-02")));
+    // A month without entries (March) holds nothing up: April settles after it ends.
+    g.w.advance_to(at("2025-04-02", 8));
+    let apr = g.scored("H0004", "B01", 1);
+    let start = g.open_publication("P-04", "2025-04", &[apr]);
+    g.close("P-04", start);
+    g.w.advance_to(at("2025-05-01", 8));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-04", "P-04")));
 }

@@ -145,6 +145,10 @@ pub enum Rejection {
     ObjectionsPending(usize),
     #[error("period {0} is already settled")]
     PeriodSettled(String),
+    #[error("period {period} ends at {ends_at} (µs); it cannot be settled before it is over")]
+    PeriodNotOver { period: String, ends_at: i64 },
+    #[error("period {period} cannot be settled before {earlier}, an earlier month with entries, is settled")]
+    EarlierPeriodUnsettled { period: String, earlier: String },
     #[error("{count} entries of period {period} are not in a closed publication")]
     UnpublishedEntries { period: String, count: usize },
     #[error("settlement {field} is {got}, the ledger computes {expected}")]

@@ -209,6 +209,19 @@ impl VillageState {
         if unpublished > 0 {
             return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
         }
+        // A month is settled once it is over (China Standard Time), and after every earlier
+        // month that has live entries: settlements run in calendar order from the ledger's
+        // first month with entries, which waits for nothing. A month without live entries has
+        // nothing to settle (and no publication to settle it with), so it holds nothing up.
+        let ends_at = period.next().first_day().start_micros();
+        if ctx.recorded_at < ends_at {
+            return Err(Rejection::PeriodNotOver { period: period.to_string(), ends_at });
+        }
+        let earlier =
+            self.entries.values().filter(|e| e.period < period && !e.void && !self.settled.contains_key(&e.period)).map(|e| e.period).min();
+        if let Some(earlier) = earlier {
+            return Err(Rejection::EarlierPeriodUnsettled { period: period.to_string(), earlier: earlier.to_string() });
+        }
         let households = ctx.book.len() as u32;
         if p.households != households {
             return Err(Rejection::SettlementMismatch {
