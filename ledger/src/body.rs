@@ -61,6 +61,7 @@ pub fn event_kind(payload: &crate::pb::event_body::Payload) -> &'static str {
         PointsClaimed(_) => "PointsClaimed",
         ScoreRecorded(_) => "ScoreRecorded",
         ScoreCorrected(_) => "ScoreCorrected",
+        ClaimDeclined(_) => "ClaimDeclined",
         PublicationOpened(_) => "PublicationOpened",
         ObjectionFiled(_) => "ObjectionFiled",
         ObjectionDecided(_) => "ObjectionDecided",

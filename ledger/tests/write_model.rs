@@ -1564,3 +1564,112 @@ fn a_month_is_settled_after_it_ends_and_after_every_earlier_month_with_entries()
     g.w.advance_to(at("2025-05-01", 8));
     ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-04", "P-04")));
 }
+
+// ---- corrections and claims of households that left -----------------------------------------
+
+fn fix_points(entry: &str, points: i64) -> Payload {
+    Payload::ScoreCorrected(pb::ScoreCorrected {
+        entry_id: entry.into(),
+        correction: Some(pb::score_corrected::Correction::NewPoints(points)),
+        reason: "复核".into(),
+    })
+}
+
+#[test]
+fn a_correction_never_posts_to_a_closed_household() {
+    // Given final scores of H0004 and H0002; then H0004 closed and H0002 merged into H0001,
+    let mut g = given();
+    let e4 = g.scored("H0004", "B01", 5);
+    let e2 = g.scored("H0002", "B01", 4);
+    let start = g.open_publication("P1", "2025-01", &[e4.clone(), e2.clone()]);
+    g.close("P1", start);
+    let (admin, p) = (g.admin(), g.panel(2));
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0002".into(), into_household_id: "H0001".into() })
+    );
+    // when a score of the closed household is corrected, it is refused;
+    assert_rejects!(g, &p, &[], fix_points(&e4, 2), Rejection::HouseholdClosed(ref h) if h == "H0004");
+    assert_eq!(g.w.state.balances().available("H0004"), 5);
+    // a score of the merged household is corrected on the household that holds its points.
+    ok!(g, &p, &[], fix_points(&e2, 2));
+    assert_eq!((g.w.state.balances().available("H0001"), g.w.state.balances().available("H0002")), (2, 0));
+}
+
+fn claim(id: &str, h: &str, item: &str, pts: i64, day: &str) -> Payload {
+    Payload::PointsClaimed(pb::PointsClaimed {
+        claim_id: id.into(),
+        household_id: h.into(),
+        member_id: String::new(),
+        item_code: item.into(),
+        points: pts,
+        occurred_on: day.into(),
+        evidence_hashes: vec![],
+    })
+}
+
+#[test]
+fn a_claim_of_a_household_that_merged_is_scored_onto_the_absorbing_household() {
+    // Given H0004's self-declaration, and then H0004 merged into H0002,
+    let mut g = given();
+    let (v4, admin, p) = (g.villager(3), g.admin(), g.panel(2));
+    let today = g.today();
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0004".into(), into_household_id: "H0002".into() })
+    );
+    let from_claim = |g: &mut Given, h: &str| pb::ScoreRecorded {
+        source: pb::ScoreSource::SelfDeclaration as i32,
+        claim_id: "C1".into(),
+        ..g.score(h, "B01", 2)
+    };
+    // when the panel scores it, then it goes to the absorbing household (the closed one takes
+    // nothing, and a third household does not match the claim).
+    let s = from_claim(&mut g, "H0004");
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::HouseholdClosed(_));
+    let s = from_claim(&mut g, "H0001");
+    let p1 = g.panel(1);
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s), Rejection::ClaimMismatch { reason: "household differs", .. });
+    let s = from_claim(&mut g, "H0002");
+    ok!(g, &p, &[], Payload::ScoreRecorded(s));
+}
+
+fn decline(id: &str, reason: &str) -> Payload {
+    Payload::ClaimDeclined(pb::ClaimDeclined { claim_id: id.into(), reason: reason.into() })
+}
+
+#[test]
+fn the_panel_declines_a_claim_with_a_reason_and_it_is_then_closed() {
+    // Given self-declarations of H0004, H0001 and H0003, and H0003 then closed,
+    let mut g = given();
+    let (v4, v1, admin, keeper) = (g.villager(3), g.villager(0), g.admin(), g.keeper());
+    let (p0, p1, p2) = (g.panel(0), g.panel(1), g.panel(2));
+    let today = g.today();
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    ok!(g, &v1, &[], claim("C2", "H0001", "B01", 2, &today));
+    ok!(g, &admin, &[], claim("C3", "H0003", "B01", 2, &today));
+    ok!(g, &v4, &[], claim("C4", "H0004", "B02", 1, &today));
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    // when it is declined by someone not on the panel, without a reason, or by a member of the
+    // household, it is refused;
+    assert_rejects!(g, &keeper, &[], decline("C1", "不符合申报条件"), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &p2, &[], decline("C1", " "), Rejection::InvalidField { field: "reason", .. });
+    assert_rejects!(g, &p0, &[], decline("C2", "不符合申报条件"), Rejection::SelfScoring { .. });
+    assert_rejects!(g, &p2, &[], decline("C9", "不符合申报条件"), Rejection::Unknown { kind: "claim", .. });
+    // when the panel declines it, it is closed: neither scored nor declined again;
+    ok!(g, &p2, &[], decline("C1", "经核实，申报事项不属实"));
+    assert_rejects!(g, &p2, &[], decline("C1", "重复"), Rejection::ClaimAlreadyDeclined(ref c) if c == "C1");
+    let s = pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C1".into(), ..g.score("H0004", "B01", 2) };
+    assert_rejects!(g, &p2, &[], Payload::ScoreRecorded(s), Rejection::ClaimAlreadyDeclined(_));
+    // a scored claim cannot be declined, and the claim of a closed household can.
+    let s = pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C4".into(), ..g.score("H0004", "B02", 1) };
+    ok!(g, &p2, &[], Payload::ScoreRecorded(s));
+    assert_rejects!(g, &p2, &[], decline("C4", "重复"), Rejection::ClaimAlreadyScored(_));
+    ok!(g, &p1, &[], decline("C3", "该户已迁出，申报不予认定"));
+}

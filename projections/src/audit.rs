@@ -144,6 +144,7 @@ impl AuditTrail {
                 (entry.as_deref().and_then(|e| state.entry(e)).map(|e| e.household.clone()), entry)
             }
             Payload::PointsClaimed(p) => (Some(p.household_id.clone()), None),
+            Payload::ClaimDeclined(p) => (state.claim(&p.claim_id).map(|c| c.household.clone()), None),
             Payload::HouseholdRegistered(p) => (Some(p.household_id.clone()), None),
             Payload::MemberAdded(p) => (Some(p.household_id.clone()), None),
             Payload::MemberRemoved(p) => (Some(p.household_id.clone()), None),

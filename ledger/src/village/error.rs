@@ -113,6 +113,8 @@ pub enum Rejection {
     EntryUnderObjection(String),
     #[error("claim {0} was already scored")]
     ClaimAlreadyScored(String),
+    #[error("claim {0} was declined")]
+    ClaimAlreadyDeclined(String),
     #[error("score does not match claim {claim}: {reason}")]
     ClaimMismatch { claim: String, reason: &'static str },
     #[error("entry {entry} belongs to period {entry_period}, not {period}")]

@@ -12,7 +12,7 @@
 //! - [`actors`] — genesis, enrolment, key rotation, revocation;
 //! - [`rules`] — rulebook adoption by congress resolution;
 //! - [`households`] — registration, members, split, merge, closing;
-//! - [`scoring`] — self-declarations, scores, corrections;
+//! - [`scoring`] — self-declarations (scored or declined), scores, corrections;
 //! - [`publication`] — 公示, objections, decisions, closing, settlement;
 //! - [`supermarket`] — stock, prices, redemptions and reversals;
 //! - [`results`] — honours, inspections and satisfaction surveys.
@@ -31,7 +31,7 @@ pub use error::Rejection;
 pub use households::Household;
 pub use publication::{Objection, Publication};
 pub use rules::{Item, Rulebook};
-pub use scoring::Entry;
+pub use scoring::{Claim, Entry};
 pub use supermarket::{Goods, Redemption};
 
 use crate::balance::BalanceBook;
@@ -323,6 +323,10 @@ impl VillageState {
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
     }
+    /// A self-declaration (claim) by id.
+    pub fn claim(&self, id: &str) -> Option<&Claim> {
+        self.claims.get(id)
+    }
     /// A publication by id.
     pub fn publication(&self, id: &str) -> Option<&Publication> {
         self.publications.get(id)
@@ -423,6 +427,7 @@ impl VillageState {
             Payload::PointsClaimed(p) => self.decide_claim(&ctx, p),
             Payload::ScoreRecorded(p) => self.decide_score(&ctx, p),
             Payload::ScoreCorrected(p) => self.decide_correction(&ctx, p),
+            Payload::ClaimDeclined(p) => self.decide_claim_declined(&ctx, p),
             Payload::PublicationOpened(p) => self.decide_publication(&ctx, p),
             Payload::ObjectionFiled(p) => self.decide_objection(&ctx, p),
             Payload::ObjectionDecided(p) => self.decide_decision(&ctx, p),
@@ -475,6 +480,7 @@ impl VillageState {
             Payload::PointsClaimed(p) => self.apply_claim(p),
             Payload::ScoreRecorded(p) => self.apply_score(p, seq),
             Payload::ScoreCorrected(p) => self.apply_correction(p),
+            Payload::ClaimDeclined(p) => self.apply_claim_declined(p),
             Payload::PublicationOpened(p) => self.apply_publication(p),
             Payload::ObjectionFiled(p) => self.apply_objection(p, seq),
             Payload::ObjectionDecided(p) => self.apply_decision(p),

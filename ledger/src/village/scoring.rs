@@ -7,15 +7,18 @@
 use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::balance::Category;
 use crate::ids::check_id;
-use crate::pb::{score_corrected, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
+use crate::pb::{score_corrected, ClaimDeclined, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
 use crate::time::{Date, Period};
 
-/// A self-declaration awaiting the panel.
+/// A self-declaration awaiting the panel, until it is scored or declined.
 #[derive(Clone, Debug)]
 pub struct Claim {
     pub household: String,
     pub item_code: String,
+    /// The day of the act declared.
+    pub occurred_on: Date,
     pub scored: bool,
+    pub declined: bool,
 }
 
 /// A score entry.
@@ -141,7 +144,12 @@ impl VillageState {
                 if claim.scored {
                     return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
                 }
-                if claim.household != p.household_id {
+                if claim.declined {
+                    return Err(Rejection::ClaimAlreadyDeclined(p.claim_id.clone()));
+                }
+                // The household that now holds the claimant's members and points: the claim's
+                // own, or the one that absorbed it in a merge.
+                if self.resolve_household(&claim.household) != p.household_id {
                     return Err(Rejection::ClaimMismatch { claim: p.claim_id.clone(), reason: "household differs" });
                 }
                 if claim.item_code != p.item_code {
@@ -176,6 +184,20 @@ impl VillageState {
         Ok(e)
     }
 
+    pub(super) fn decide_claim_declined(&self, ctx: &Ctx, p: &ClaimDeclined) -> Result<(), Rejection> {
+        let claim = self.claims.get(&p.claim_id).ok_or_else(|| Rejection::Unknown { kind: "claim", id: p.claim_id.clone() })?;
+        if claim.scored {
+            return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
+        }
+        if claim.declined {
+            return Err(Rejection::ClaimAlreadyDeclined(p.claim_id.clone()));
+        }
+        let date = claim.occurred_on;
+        let rb = self.rulebook_on(date).ok_or_else(|| Rejection::NoRulebook { date: date.to_string() })?;
+        self.panel_quorum(ctx, rb.score_quorum, &claim.household, "decline a claim")?;
+        super::check_text("reason", &p.reason, true)
+    }
+
     pub(super) fn decide_correction(&self, ctx: &Ctx, p: &ScoreCorrected) -> Result<(), Rejection> {
         let e = self.correctable(&p.entry_id)?;
         if e.pending_objection.is_some() {
@@ -184,6 +206,9 @@ impl VillageState {
         if self.settled.contains_key(&e.period) {
             return Err(Rejection::PeriodSettled(e.period.to_string()));
         }
+        // The points go to the household now holding the entry's (following merges): never
+        // to a closed one.
+        self.active_household(self.resolve_household(&e.household))?;
         let rb = self.rulebooks.iter().find(|r| r.version == e.rulebook_version).expect("adopted");
         self.panel_quorum(ctx, rb.score_quorum, &e.household, "correct a score")?;
         super::check_text("reason", &p.reason, true)?;
@@ -195,7 +220,16 @@ impl VillageState {
     }
 
     pub(super) fn apply_claim(&mut self, p: &PointsClaimed) {
-        self.claims.insert(p.claim_id.clone(), Claim { household: p.household_id.clone(), item_code: p.item_code.clone(), scored: false });
+        let Ok(occurred_on) = Date::parse("occurred_on", &p.occurred_on) else { return };
+        let claim =
+            Claim { household: p.household_id.clone(), item_code: p.item_code.clone(), occurred_on, scored: false, declined: false };
+        self.claims.insert(p.claim_id.clone(), claim);
+    }
+
+    pub(super) fn apply_claim_declined(&mut self, p: &ClaimDeclined) {
+        if let Some(c) = self.claims.get_mut(&p.claim_id) {
+            c.declined = true;
+        }
     }
 
     pub(super) fn apply_score(&mut self, p: &ScoreRecorded, seq: u64) {
