@@ -51,6 +51,7 @@ pub fn event_kind(payload: &crate::pb::event_body::Payload) -> &'static str {
         ActorEnrolled(_) => "ActorEnrolled",
         ActorKeyRotated(_) => "ActorKeyRotated",
         ActorRevoked(_) => "ActorRevoked",
+        ActorHouseholdChanged(_) => "ActorHouseholdChanged",
         RulebookAdopted(_) => "RulebookAdopted",
         HouseholdRegistered(_) => "HouseholdRegistered",
         MemberAdded(_) => "MemberAdded",

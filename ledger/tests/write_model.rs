@@ -1673,3 +1673,95 @@ fn the_panel_declines_a_claim_with_a_reason_and_it_is_then_closed() {
     assert_rejects!(g, &p2, &[], decline("C4", "重复"), Rejection::ClaimAlreadyScored(_));
     ok!(g, &p1, &[], decline("C3", "该户已迁出，申报不予认定"));
 }
+
+// ---- households of actors ---------------------------------------------------------------------
+
+fn split(from: &str, new: &str, members: &[&str]) -> Payload {
+    Payload::HouseholdSplit(pb::HouseholdSplit {
+        from_household_id: from.into(),
+        new_household_id: new.into(),
+        group: "G01".into(),
+        residency: pb::Residency::Registered as i32,
+        member_ids: members.iter().map(|m| (*m).to_string()).collect(),
+        points_transferred: 0,
+    })
+}
+
+fn moved(actor: &ActorKey, household: &str) -> Payload {
+    Payload::ActorHouseholdChanged(pb::ActorHouseholdChanged { actor_id: actor.id.clone(), household_id: household.into() })
+}
+
+#[test]
+fn a_panel_member_whose_household_split_scores_neither_part_until_their_household_is_recorded() {
+    // Given panel-01 of H0001, and H0001 split: member H0001-02 leaves for H0005,
+    let mut g = given();
+    let (admin, p0) = (g.admin(), g.panel(0));
+    ok!(g, &admin, &[], split("H0001", "H0005", &["H0001-02"]));
+    // when panel-01 scores the new household, or the old one, it is refused (the ledger does
+    // not know which of the two they now live in);
+    let s = g.score("H0005", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { ref household, .. } if household == "H0005");
+    let s = g.score("H0001", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    // once the admin records that panel-01 lives in H0005, H0001 may be scored, H0005 not.
+    ok!(g, &admin, &[], moved(&p0, "H0005"));
+    let s = g.score("H0005", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    ok!(g, &p0, &[], Payload::ScoreRecorded(g.score("H0001", "B01", 2)));
+    // A split of the household before an actor's household was recorded concerns them not:
+    // panel-02 (H0002) is recorded in H0002 again after H0002 splits, and scores H0006.
+    let p1 = g.panel(1);
+    ok!(g, &admin, &[], split("H0002", "H0006", &["H0002-02"]));
+    ok!(g, &admin, &[], moved(&p1, "H0002"));
+    ok!(g, &p1, &[], Payload::ScoreRecorded(g.score("H0006", "B01", 2)));
+    let s = g.score("H0002", "B01", 2);
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+}
+
+#[test]
+fn a_split_after_a_merge_is_followed_too() {
+    // Given panel-03 of H0003, H0003 merged into H0004, then H0004 split into H0005,
+    let mut g = given();
+    let (admin, p2) = (g.admin(), g.panel(2));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0004".into() })
+    );
+    ok!(g, &admin, &[], split("H0004", "H0005", &["H0003-01"]));
+    // then panel-03 scores neither H0004 nor H0005.
+    for h in ["H0004", "H0005"] {
+        let s = g.score(h, "B01", 2);
+        assert_rejects!(g, &p2, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    }
+    ok!(g, &p2, &[], Payload::ScoreRecorded(g.score("H0002", "B01", 2)));
+}
+
+#[test]
+fn an_actors_household_is_changed_by_whoever_may_enrol_them() {
+    // Given the cast,
+    let mut g = given();
+    let (admin, keeper, p0, v4, township) = (g.admin(), g.keeper(), g.panel(0), g.villager(3), g.cast.township.clone());
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    // when someone who may not enrol the actor changes their household, or the actor
+    // themselves, it is refused; so is an unknown actor or household, or a closed household;
+    assert_rejects!(g, &keeper, &[], moved(&v4, "H0002"), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &p0, &[], moved(&p0, "H0004"), Rejection::RoleNotAllowed { .. });
+    let ghost = ActorKey::derive(1, "ghost", None);
+    assert_rejects!(g, &admin, &[], moved(&ghost, "H0002"), Rejection::Unknown { kind: "actor", .. });
+    assert_rejects!(g, &admin, &[], moved(&v4, "H0404"), Rejection::Unknown { kind: "household", .. });
+    assert_rejects!(g, &admin, &[], moved(&v4, "H0003"), Rejection::HouseholdClosed(_));
+    assert_rejects!(g, &admin, &[], moved(&v4, ""), Rejection::Id(_));
+    // an admin (or the township) moves a villager: from then on the villager declares and
+    // objects for the new household only.
+    ok!(g, &admin, &[], moved(&v4, "H0002"));
+    assert_eq!(g.w.state.actor(&v4.id).unwrap().household.as_deref(), Some("H0002"));
+    let today = g.today();
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today), Rejection::RoleNotAllowed { .. });
+    ok!(g, &v4, &[], claim("C1", "H0002", "B01", 2, &today));
+    ok!(g, &township, &[], moved(&admin, "H0001"));
+    // A revoked actor's household is not changed.
+    ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
+    assert_rejects!(g, &admin, &[], moved(&keeper, "H0002"), Rejection::KeyRevoked { .. });
+}

@@ -145,6 +145,7 @@ impl AuditTrail {
             }
             Payload::PointsClaimed(p) => (Some(p.household_id.clone()), None),
             Payload::ClaimDeclined(p) => (state.claim(&p.claim_id).map(|c| c.household.clone()), None),
+            Payload::ActorHouseholdChanged(p) => (Some(p.household_id.clone()), None),
             Payload::HouseholdRegistered(p) => (Some(p.household_id.clone()), None),
             Payload::MemberAdded(p) => (Some(p.household_id.clone()), None),
             Payload::MemberRemoved(p) => (Some(p.household_id.clone()), None),

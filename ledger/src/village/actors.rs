@@ -6,7 +6,7 @@
 
 use super::{Ctx, Rejection, Signer, VillageState};
 use crate::ids::{check_id, VillageCode};
-use crate::pb::{ActorEnrolled, ActorKeyRotated, ActorRevoked, EventBody, LedgerOpened, Role};
+use crate::pb::{ActorEnrolled, ActorHouseholdChanged, ActorKeyRotated, ActorRevoked, EventBody, LedgerOpened, Role};
 use crate::signature::{EventSignature, PublicKey};
 
 /// A set of roles, as a bit set over [`Role`] values.
@@ -48,6 +48,8 @@ pub struct Actor {
     pub term_start: i64,
     pub term_end: i64,
     pub household: Option<String>,
+    /// The seq at which `household` was recorded (enrolment or `ActorHouseholdChanged`).
+    pub household_since: u64,
     /// The seq at which the actor was revoked.
     pub revoked_at: Option<u64>,
 }
@@ -65,7 +67,7 @@ pub(super) fn genesis_signer(p: &LedgerOpened, body: &EventBody, sigs: &[EventSi
     if let Some(other) = sigs.iter().find(|s| s.public_key != key) {
         return Err(Rejection::UnknownKey(other.public_key));
     }
-    Ok(Signer { actor_id: p.township_actor_id.clone(), roles: RoleSet::TOWNSHIP, household: None })
+    Ok(Signer { actor_id: p.township_actor_id.clone(), roles: RoleSet::TOWNSHIP, household: None, household_since: 0 })
 }
 
 /// The checks of a genesis event that do not need state.
@@ -174,6 +176,23 @@ impl VillageState {
         super::check_text("reason", &p.reason, true)
     }
 
+    pub(super) fn decide_household_changed(&self, ctx: &Ctx, p: &ActorHouseholdChanged) -> Result<(), Rejection> {
+        let actor = self.live_actor(&p.actor_id)?;
+        // Never the actor alone: a panel member must not move themselves out of a household
+        // to score it.
+        self.check_manages(ctx, actor.roles, "change this actor's household")?;
+        check_id("household_id", &p.household_id)?;
+        self.active_household(&p.household_id)?;
+        Ok(())
+    }
+
+    pub(super) fn apply_household_changed(&mut self, p: &ActorHouseholdChanged, seq: u64) {
+        if let Some(a) = self.actors.get_mut(&p.actor_id) {
+            a.household = Some(p.household_id.clone());
+            a.household_since = seq;
+        }
+    }
+
     pub(super) fn apply_opened(&mut self, p: &LedgerOpened) {
         let key = PublicKey::from_slice(&p.township_key).expect("checked by decide");
         self.keys.insert(key, p.township_actor_id.clone());
@@ -187,12 +206,13 @@ impl VillageState {
                 term_start: i64::MIN,
                 term_end: 0,
                 household: None,
+                household_since: 0,
                 revoked_at: None,
             },
         );
     }
 
-    pub(super) fn apply_enrolled(&mut self, p: &ActorEnrolled) {
+    pub(super) fn apply_enrolled(&mut self, p: &ActorEnrolled, seq: u64) {
         let key = PublicKey::from_slice(&p.public_key).expect("checked by decide");
         self.keys.insert(key, p.actor_id.clone());
         self.actors.insert(
@@ -205,6 +225,7 @@ impl VillageState {
                 term_start: p.term_start,
                 term_end: p.term_end,
                 household: (!p.household_id.is_empty()).then(|| p.household_id.clone()),
+                household_since: seq,
                 revoked_at: None,
             },
         );

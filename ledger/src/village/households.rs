@@ -19,6 +19,8 @@ pub struct Household {
     pub closed: bool,
     /// The household this one was merged into, if any.
     pub merged_into: Option<String>,
+    /// The seq of that merge.
+    pub merged_at: Option<u64>,
 }
 
 fn residency(field: &'static str, r: i32) -> Result<Residency, Rejection> {
@@ -144,6 +146,7 @@ impl VillageState {
                 members,
                 closed: false,
                 merged_into: None,
+                merged_at: None,
             },
         );
     }
@@ -158,7 +161,7 @@ impl VillageState {
         self.households.get_mut(&p.household_id).expect("checked").members.remove(&p.member_id);
     }
 
-    pub(super) fn apply_split(&mut self, p: &HouseholdSplit) {
+    pub(super) fn apply_split(&mut self, p: &HouseholdSplit, seq: u64) {
         let from = self.households.get_mut(&p.from_household_id).expect("checked");
         let mut moved = BTreeSet::new();
         for m in &p.member_ids {
@@ -167,6 +170,7 @@ impl VillageState {
         }
         self.book.open(&p.new_household_id);
         self.book.carry(&p.from_household_id, &p.new_household_id, p.points_transferred);
+        self.splits.entry(p.from_household_id.clone()).or_default().push((p.new_household_id.clone(), seq));
         self.households.insert(
             p.new_household_id.clone(),
             Household {
@@ -176,17 +180,19 @@ impl VillageState {
                 members: moved,
                 closed: false,
                 merged_into: None,
+                merged_at: None,
             },
         );
     }
 
-    pub(super) fn apply_merged(&mut self, p: &HouseholdMerged) {
+    pub(super) fn apply_merged(&mut self, p: &HouseholdMerged, seq: u64) {
         let available = self.book.available(&p.from_household_id);
         self.book.carry(&p.from_household_id, &p.into_household_id, available);
         let from = self.households.get_mut(&p.from_household_id).expect("checked");
         let members = std::mem::take(&mut from.members);
         from.closed = true;
         from.merged_into = Some(p.into_household_id.clone());
+        from.merged_at = Some(seq);
         self.households.get_mut(&p.into_household_id).expect("checked").members.extend(members);
     }
 

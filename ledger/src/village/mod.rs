@@ -9,7 +9,7 @@
 //! the ledger id, monotone `recorded_at`, idempotency, keys and terms in force at this position
 //! in the log, the author among the signers); then the rules of its family:
 //!
-//! - [`actors`] — genesis, enrolment, key rotation, revocation;
+//! - [`actors`] — genesis, enrolment, key rotation, revocation, an actor's household;
 //! - [`rules`] — rulebook adoption by congress resolution;
 //! - [`households`] — registration, members, split, merge, closing;
 //! - [`scoring`] — self-declarations (scored or declined), scores, corrections;
@@ -172,6 +172,8 @@ pub(crate) struct Signer {
     pub actor_id: String,
     pub roles: RoleSet,
     pub household: Option<String>,
+    /// The seq at which `household` was recorded (enrolment or `ActorHouseholdChanged`).
+    pub household_since: u64,
 }
 
 /// What every family's rules see of the event being decided.
@@ -222,6 +224,8 @@ pub struct VillageState {
     pub(crate) keys: HashMap<PublicKey, String>,
     pub(crate) rulebooks: Vec<Rulebook>,
     pub(crate) households: BTreeMap<String, Household>,
+    /// Households split from each household: (new household, seq of the split).
+    pub(crate) splits: HashMap<String, Vec<(String, u64)>>,
     pub(crate) members: HashSet<String>,
     pub(crate) claims: HashMap<String, scoring::Claim>,
     pub(crate) entries: HashMap<String, Entry>,
@@ -417,6 +421,7 @@ impl VillageState {
             Payload::ActorEnrolled(p) => self.decide_enrolled(&ctx, p),
             Payload::ActorKeyRotated(p) => self.decide_rotated(&ctx, p),
             Payload::ActorRevoked(p) => self.decide_revoked(&ctx, p),
+            Payload::ActorHouseholdChanged(p) => self.decide_household_changed(&ctx, p),
             Payload::RulebookAdopted(p) => self.decide_rulebook(&ctx, p),
             Payload::HouseholdRegistered(p) => self.decide_registered(&ctx, p),
             Payload::MemberAdded(p) => self.decide_member_added(&ctx, p),
@@ -467,15 +472,16 @@ impl VillageState {
                 });
                 self.apply_opened(p);
             }
-            Payload::ActorEnrolled(p) => self.apply_enrolled(p),
+            Payload::ActorEnrolled(p) => self.apply_enrolled(p, seq),
             Payload::ActorKeyRotated(p) => self.apply_rotated(p, seq),
             Payload::ActorRevoked(p) => self.apply_revoked(p, seq),
+            Payload::ActorHouseholdChanged(p) => self.apply_household_changed(p, seq),
             Payload::RulebookAdopted(p) => self.apply_rulebook(p),
             Payload::HouseholdRegistered(p) => self.apply_registered(p),
             Payload::MemberAdded(p) => self.apply_member_added(p),
             Payload::MemberRemoved(p) => self.apply_member_removed(p),
-            Payload::HouseholdSplit(p) => self.apply_split(p),
-            Payload::HouseholdMerged(p) => self.apply_merged(p),
+            Payload::HouseholdSplit(p) => self.apply_split(p, seq),
+            Payload::HouseholdMerged(p) => self.apply_merged(p, seq),
             Payload::HouseholdClosed(p) => self.apply_closed(p),
             Payload::PointsClaimed(p) => self.apply_claim(p),
             Payload::ScoreRecorded(p) => self.apply_score(p, seq),
@@ -527,7 +533,12 @@ impl VillageState {
         if at < actor.term_start || (actor.term_end != 0 && at >= actor.term_end) {
             return Err(Rejection::OutsideTerm { actor: actor.id.clone() });
         }
-        Ok(Signer { actor_id: actor.id.clone(), roles: actor.roles, household: actor.household.clone() })
+        Ok(Signer {
+            actor_id: actor.id.clone(),
+            roles: actor.roles,
+            household: actor.household.clone(),
+            household_since: actor.household_since,
+        })
     }
 
     /// Follows merges to the household that now holds `id`'s members and points.
@@ -541,12 +552,41 @@ impl VillageState {
         id
     }
 
-    /// Rejects if any signer belongs to `household` (following merges).
+    /// Every household an actor recorded in `household` at seq `since` may live in now: that
+    /// household, the households it merged into (from the merge on), and the households split
+    /// from any of these after the actor was there (a member who left in a split may be the
+    /// actor: the ledger knows households, not which member an actor is). An admin narrows it
+    /// again with `ActorHouseholdChanged`.
+    pub fn households_of_actor<'a>(&'a self, household: &'a str, since: u64) -> Vec<&'a str> {
+        let mut out: Vec<&'a str> = Vec::new();
+        let mut todo: Vec<(&'a str, u64)> = vec![(household, since)];
+        while let Some((id, since)) = todo.pop() {
+            if out.contains(&id) {
+                continue;
+            }
+            out.push(id);
+            if let Some(h) = self.households.get(id) {
+                if let (Some(into), Some(at)) = (h.merged_into.as_deref(), h.merged_at) {
+                    todo.push((into, since.max(at)));
+                }
+            }
+            for (new, at) in self.splits.get(id).into_iter().flatten() {
+                if *at > since {
+                    todo.push((new, *at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Rejects if any signer may belong to `household`: the household now holding its members
+    /// (following merges) is one the signer may live in ([`VillageState::households_of_actor`]:
+    /// merges and later splits of the signer's recorded household).
     pub(crate) fn check_not_own(&self, ctx: &Ctx, household: &str) -> Result<(), Rejection> {
         let target = self.resolve_household(household);
         for s in ctx.signers {
             if let Some(h) = &s.household {
-                if self.resolve_household(h) == target {
+                if self.households_of_actor(h, s.household_since).contains(&target) {
                     return Err(Rejection::SelfScoring { actor: s.actor_id.clone(), household: household.to_owned() });
                 }
             }
