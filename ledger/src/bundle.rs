@@ -310,7 +310,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The keys an auditor trusts. Without a log key the bundle's own is used (and reported as
-/// such); without witness keys, the supervisors enrolled in the ledger at each checkpoint.
+/// such); without witness keys, the supervisors of the ledger in term at each checkpoint's time.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
     pub log_key: Option<NoteVerifier>,
@@ -395,15 +395,18 @@ pub fn witness_key_name(origin: &str, actor_id: &str) -> String {
     format!("{deployment}/witness/{actor_id}")
 }
 
-/// The witnesses of a ledger in a state: its unrevoked supervisors' current keys, and the
-/// quorum of the last rulebook adopted (1 before any).
-pub fn witnesses(state: &VillageState, origin: &str) -> (Vec<NoteVerifier>, u32) {
+/// The witnesses of a ledger in a state at time `at` (µs): the current keys of its supervisors
+/// in term then ([`VillageState::actor_in_term`]: enrolled, unrevoked, `at` in their term), and
+/// the quorum of the rulebook in force then ([`VillageState::witness_quorum_at`], 1 before
+/// any). A checkpoint's time is the `recorded_at` of the last record it covers: the checkpoint
+/// text carries no time of its own, and that is the latest time the records vouch for.
+pub fn witnesses(state: &VillageState, origin: &str, at: i64) -> (Vec<NoteVerifier>, u32) {
     let keys = state
         .actors()
-        .filter(|a| a.roles.intersects(RoleSet::SUPERVISOR) && a.revoked_at.is_none())
+        .filter(|a| a.roles.intersects(RoleSet::SUPERVISOR) && state.actor_in_term(&a.id, at))
         .filter_map(|a| NoteVerifier::new(&witness_key_name(origin, &a.id), a.key.0).ok())
         .collect();
-    (keys, state.rulebooks().last().map_or(1, |r| r.witness_quorum))
+    (keys, state.witness_quorum_at(at))
 }
 
 /// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
@@ -471,7 +474,7 @@ pub fn verify_bundle(bundle: &Bundle, trust: &Trust, on_record: impl FnMut(u64) 
             || {
                 replay_observed(records, |seq, state| {
                     while next < sizes.len() && sizes[next] == seq + 1 {
-                        at.push(witnesses(state, origin));
+                        at.push(witnesses(state, origin, state.last_recorded_at()));
                         next += 1;
                     }
                     on_record(seq);

@@ -334,3 +334,84 @@ fn witness_keys_are_named_under_the_deployment() {
     let v = NoteVerifier::new(&witness_key_name("a.cn/village/150602101201", "s"), [1; 32]);
     assert!(v.is_ok());
 }
+
+// ---- witnesses judged at the checkpoint's time ------------------------------------------------
+
+/// A village opened by the fixture, with its log key, for bundles of a few records.
+fn small_village() -> (jifen_ledger::sample::Cast, jifen_ledger::sample::Writer, NoteSigner, String) {
+    let hs: Vec<(String, Vec<String>)> = (1..=3).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01")])).collect();
+    let (cast, w) = jifen_ledger::sample::open_village(17, &hs, 3).unwrap();
+    let origin = w.state.genesis().unwrap().origin.clone();
+    let log = NoteSigner::new(&origin, ActorKey::derive(17, "log", None).key).unwrap();
+    (cast, w, log, origin)
+}
+
+/// One checkpoint of all `records`, cosigned by `cosigners`.
+fn one_checkpoint(records: &[Record], log: &NoteSigner, origin: &str, cosigners: &[&ActorKey]) -> Bundle {
+    let tree = Tree::from_record_hashes(records.iter().map(Record::hash).collect::<Vec<_>>().iter());
+    let c = Checkpoint { origin: origin.to_owned(), size: tree.len(), root: tree.root(tree.len()).unwrap() };
+    let mut signed = c.sign(log);
+    for k in cosigners {
+        signed.cosign(&NoteSigner::new(&witness_key_name(origin, &k.id), k.key.clone()).unwrap());
+    }
+    Bundle {
+        ledger: records[0].ledger_id().clone(),
+        origin: origin.to_owned(),
+        log_key: log.verifier().to_string(),
+        year: 2025,
+        records: records.to_vec(),
+        checkpoints: vec![signed.encode()],
+        proofs: vec![],
+    }
+}
+
+#[test]
+fn a_supervisor_whose_term_ended_before_the_checkpoint_does_not_count_as_witness() {
+    use jifen_ledger::pb::{self, event_body::Payload};
+    // Given supervisor-04, whose term ended an hour before the last record,
+    let (cast, mut w, log, origin) = small_village();
+    let late = ActorKey::derive(17, "supervisor-04", None);
+    let now = w.now;
+    let enrol = pb::ActorEnrolled {
+        actor_id: late.id.clone(),
+        public_key: late.public(),
+        roles: vec![pb::Role::Supervisor as i32],
+        term_start: now - 86_400_000_000,
+        term_end: now + 3_600_000_000,
+        household_id: String::new(),
+    };
+    w.submit(&cast.admin, &[], Payload::ActorEnrolled(enrol)).unwrap();
+    w.advance_to(now + 2 * 3_600_000_000);
+    w.submit(&cast.keeper, &[], Payload::StockReceived(jifen_ledger::sample::stock("R-9", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")))
+        .unwrap();
+    // when the checkpoint is cosigned by supervisor-01 and supervisor-04, it lacks the quorum
+    // of 2: only supervisor-01 was in term at the checkpoint's time;
+    let b = one_checkpoint(&w.records, &log, &origin, &[&cast.supervisors[0], &late]);
+    let n = w.records.len() as u64;
+    assert_eq!(verify_bundle(&b, &Trust::default(), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    // with two supervisors in term it is witnessed.
+    let b = one_checkpoint(&w.records, &log, &origin, &[&cast.supervisors[0], &cast.supervisors[1]]);
+    assert!(verify_bundle(&b, &Trust::default(), |_| {}).unwrap().checkpoints[0].witnessed());
+}
+
+#[test]
+fn the_witness_quorum_of_a_checkpoint_is_the_rulebooks_in_force_at_its_time() {
+    use jifen_ledger::pb::{self, event_body::Payload};
+    // Given rulebook v2 (witness quorum 3) adopted to take effect in February,
+    let (cast, mut w, log, origin) = small_village();
+    let mut v2 = jifen_ledger::sample::rulebook(2, "2025-02-01", "2025-01-01");
+    v2.witness_quorum = 3;
+    w.submit(&cast.admin, &[], Payload::RulebookAdopted(v2)).unwrap();
+    let two = [&cast.supervisors[0], &cast.supervisors[1]];
+    // when a January checkpoint is cosigned by two supervisors, v1's quorum of 2 applies;
+    let b = one_checkpoint(&w.records, &log, &origin, &two);
+    let report = verify_bundle(&b, &Trust::default(), |_| {}).unwrap();
+    assert_eq!((report.checkpoints[0].quorum, report.checkpoints[0].witnessed()), (2, true));
+    // in February, v2's quorum of 3.
+    w.advance_to(jifen_ledger::time::Date::parse("d", "2025-02-01").unwrap().start_micros() + 3_600_000_000);
+    w.submit(&cast.keeper, &[], Payload::StockReceived(jifen_ledger::sample::stock("R-9", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")))
+        .unwrap();
+    let b = one_checkpoint(&w.records, &log, &origin, &two);
+    let n = w.records.len() as u64;
+    assert_eq!(verify_bundle(&b, &Trust::default(), |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 3, got: 2 });
+}

@@ -1765,3 +1765,43 @@ fn an_actors_household_is_changed_by_whoever_may_enrol_them() {
     ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
     assert_rejects!(g, &admin, &[], moved(&keeper, "H0002"), Rejection::KeyRevoked { .. });
 }
+
+// ---- terms and witnesses at a time ------------------------------------------------------------
+
+#[test]
+fn an_actor_is_in_term_only_enrolled_unrevoked_and_between_term_start_and_end() {
+    // Given panel-over, whose term runs [now − 1 day, now + 1 hour), and the keeper revoked,
+    let mut g = given();
+    let (admin, keeper) = (g.admin(), g.keeper());
+    let now = g.w.now;
+    let over = ActorKey::derive(4, "panel-over", None);
+    ok!(g, &admin, &[], g.enrol(&over, &[pb::Role::Panel], now - DAY, now + HOUR));
+    ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
+    let s = &g.w.state;
+    // then the term is judged at the time asked, end excluded;
+    assert!(s.actor_in_term("panel-over", now));
+    assert!(s.actor_in_term("panel-over", now - DAY));
+    assert!(!s.actor_in_term("panel-over", now - DAY - 1));
+    assert!(!s.actor_in_term("panel-over", now + HOUR));
+    // an open-ended term never ends; a revoked or unknown actor is in no term.
+    assert!(s.actor_in_term(&g.cast.township.id, now + 100 * 365 * DAY));
+    assert!(!s.actor_in_term(&keeper.id, now));
+    assert!(!s.actor_in_term("nobody", now));
+}
+
+#[test]
+fn the_witness_quorum_is_that_of_the_rulebook_in_force_at_a_time() {
+    // Given rulebook v1 (quorum 2) in force from 2025-01-01, and v2 (quorum 3) adopted to take
+    // effect on 2025-02-01,
+    let mut g = given();
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-02-01", "2025-01-01");
+    v2.witness_quorum = 3;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    let s = &g.w.state;
+    // then before v1 takes effect the default of 1 holds, v1's quorum until February, then v2's.
+    assert_eq!(s.witness_quorum_at(at("2024-12-25", 12)), 1);
+    assert_eq!(s.witness_quorum_at(g.w.now), 2);
+    assert_eq!(s.witness_quorum_at(at("2025-01-31", 23)), 2);
+    assert_eq!(s.witness_quorum_at(at("2025-02-01", 0)), 3);
+}

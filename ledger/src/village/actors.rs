@@ -54,6 +54,13 @@ pub struct Actor {
     pub revoked_at: Option<u64>,
 }
 
+impl Actor {
+    /// Whether `micros` lies in the actor's term `[term_start, term_end)` (`term_end` 0: open).
+    pub fn term_covers(&self, micros: i64) -> bool {
+        micros >= self.term_start && (self.term_end == 0 || micros < self.term_end)
+    }
+}
+
 /// The signer of the genesis event: the township key it names, which must have signed.
 pub(super) fn genesis_signer(p: &LedgerOpened, body: &EventBody, sigs: &[EventSignature]) -> Result<Signer, Rejection> {
     let key = PublicKey::from_slice(&p.township_key).ok_or_else(|| Rejection::field("township_key", "must be 32 bytes"))?;

@@ -360,6 +360,21 @@ impl VillageState {
         self.settled.iter().map(|(p, s)| (*p, s.as_str()))
     }
 
+    /// Whether an actor may act at `micros` (µs since the epoch): enrolled, not revoked (as of
+    /// the state's last record), and `micros` inside their term `[term_start, term_end)`. The
+    /// same judgement as a signature's in `decide`; the server uses it for request tokens and
+    /// cosignatures at "now", the bundle verifier for witnesses at a checkpoint's time.
+    pub fn actor_in_term(&self, actor_id: &str, micros: i64) -> bool {
+        self.actors.get(actor_id).is_some_and(|a| a.revoked_at.is_none() && a.term_covers(micros))
+    }
+
+    /// The witness quorum at `micros`: that of the rulebook in force on that day (China
+    /// Standard Time), which may not be the last adopted one (adopted rulebooks can take effect
+    /// later); 1 when no rulebook is in force yet.
+    pub fn witness_quorum_at(&self, micros: i64) -> u32 {
+        self.rulebook_on(Date::of_micros(micros)).map_or(1, |r| r.witness_quorum)
+    }
+
     /// The rulebook in force on `date`: the highest version whose effective date is not later.
     pub fn rulebook_on(&self, date: Date) -> Option<&Rulebook> {
         self.rulebooks.iter().rev().find(|r| r.effective_from <= date)
@@ -530,7 +545,7 @@ impl VillageState {
             let seq = actor.rotations.iter().find(|(old, _)| old == key).map_or(0, |(_, s)| *s);
             return Err(Rejection::KeySuperseded { actor: actor.id.clone(), seq });
         }
-        if at < actor.term_start || (actor.term_end != 0 && at >= actor.term_end) {
+        if !actor.term_covers(at) {
             return Err(Rejection::OutsideTerm { actor: actor.id.clone() });
         }
         Ok(Signer {
