@@ -200,3 +200,76 @@ fn a_reversal_in_a_later_month_is_a_return_of_that_month_not_negative_spending()
     assert_eq!((f.redeemed, f.returned), (0, 3));
     assert_eq!(p.state().balances().get("H0004").unwrap().redeemed, j.redeemed + f.redeemed - j.returned - f.returned);
 }
+
+/// A fixture village (four households of one member each … H0004 with two) whose H0004 has 5
+/// final January points; returns the cast and writer.
+fn village_with_points() -> (jifen_ledger::sample::Cast, jifen_ledger::sample::Writer) {
+    let mut hs: Vec<(String, Vec<String>)> = (1..=4).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01")])).collect();
+    hs[3].1.push("H0004-02".into());
+    let (cast, mut w) = open_village(5, &hs, 3).unwrap();
+    let today = Date::of_micros(w.now).to_string();
+    let score = pb::ScoreRecorded {
+        entry_id: "E1".into(),
+        household_id: "H0004".into(),
+        member_id: String::new(),
+        item_code: "B01".into(),
+        rulebook_version: 1,
+        points: 5,
+        occurred_on: today,
+        source: pb::ScoreSource::Inspection as i32,
+        evidence_hashes: vec![],
+        claim_id: String::new(),
+    };
+    w.submit(&cast.panel[2], &[], Payload::ScoreRecorded(score)).unwrap();
+    let start = w.now;
+    let publication = pb::PublicationOpened {
+        publication_id: "P1".into(),
+        period: "2025-01".into(),
+        entry_ids: vec!["E1".into()],
+        window_start: start,
+        window_end: start + 7 * 86_400_000_000,
+    };
+    w.submit(&cast.admin, &[], Payload::PublicationOpened(publication)).unwrap();
+    w.advance_to(start + 7 * 86_400_000_000);
+    w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() })).unwrap();
+    (cast, w)
+}
+
+#[test]
+fn a_households_audit_trail_shows_its_splits_merges_and_the_reversals_credited_to_it() {
+    // Given H0004 redeeming, splitting off H0005, then merging into H0002, and its redemption
+    // reversed after the merge (credited to H0002),
+    let (cast, mut w) = village_with_points();
+    let line = pb::RedemptionLine { goods_code: "G-SOAP".into(), quantity: 1 };
+    let r = pb::RedemptionRecorded { redemption_id: "R1".into(), household_id: "H0004".into(), lines: vec![line], total_points: 3 };
+    w.submit(&cast.keeper, &[], Payload::RedemptionRecorded(r)).unwrap();
+    let split = pb::HouseholdSplit {
+        from_household_id: "H0004".into(),
+        new_household_id: "H0005".into(),
+        group: "G01".into(),
+        residency: pb::Residency::Registered as i32,
+        member_ids: vec!["H0004-02".into()],
+        points_transferred: 1,
+    };
+    w.submit(&cast.admin, &[], Payload::HouseholdSplit(split)).unwrap();
+    let merge = pb::HouseholdMerged { from_household_id: "H0004".into(), into_household_id: "H0002".into() };
+    w.submit(&cast.admin, &[], Payload::HouseholdMerged(merge)).unwrap();
+    let rev = pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() };
+    w.submit(&cast.keeper, &[], Payload::RedemptionReversed(rev)).unwrap();
+    // when the audit trail is read by household,
+    let p = Projections::from_records(&w.records).unwrap();
+    let kinds = |h: &str| p.audit.by_household(h).map(|a| a.kind).collect::<Vec<_>>();
+    // then the new household shows the split that made it, the absorbing household the merge
+    // and the reversal credited to it, and the redeemer every one of its acts.
+    assert_eq!(kinds("H0005"), ["HouseholdSplit"]);
+    assert_eq!(kinds("H0002"), ["HouseholdRegistered", "HouseholdMerged", "RedemptionReversed"]);
+    assert_eq!(
+        kinds("H0004"),
+        ["HouseholdRegistered", "ScoreRecorded", "RedemptionRecorded", "HouseholdSplit", "HouseholdMerged", "RedemptionReversed"]
+    );
+    let merge_act = p.audit.by_household("H0002").nth(1).unwrap();
+    assert_eq!(
+        (merge_act.household.as_deref(), merge_act.households.clone()),
+        (Some("H0004"), vec!["H0004".to_owned(), "H0002".to_owned()])
+    );
+}
