@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! available = basic + contribution − deducted − redeemed + carried_in − carried_out − expired
-//! ever_earned = basic + contribution   (never reduced by redemption or expiry)
+//! ever_earned = basic + contribution + earned_carried_in − earned_carried_out
+//!               (never reduced by redemption or expiry; moved by splits and merges)
 //! ```
 //!
 //! Under annual expiry, entering a new year resets every available balance to zero (see
@@ -15,7 +16,9 @@
 //! `SHA-256("jifen/balances/v1" || 0x00 || u32 n || n × household row)` over households in
 //! ascending byte order of their id, each row
 //! `u16 len(id) || id || i64 basic || i64 contribution || i64 deducted || i64 redeemed ||
-//! i64 carried_in || i64 carried_out || i64 expired`, all big-endian.
+//! i64 carried_in || i64 carried_out || i64 expired`, all big-endian. The ever-earned carries
+//! are not in it (the layout is fixed by docs/FORMAT.md); they follow from the split and merge
+//! records, which the chain commits to.
 
 use crate::hash::{Hash, BALANCES_TAG};
 use std::collections::BTreeMap;
@@ -44,6 +47,10 @@ pub struct Balance {
     pub carried_in: i64,
     /// Points carried out to a split or merge.
     pub carried_out: i64,
+    /// Points ever earned carried in from a split or merge (not in the balance digest).
+    pub earned_carried_in: i64,
+    /// Points ever earned carried out to a split or merge (not in the balance digest).
+    pub earned_carried_out: i64,
     /// Points written off by annual resets under an annual expiry policy: unspent points that
     /// lapsed, less deficits cleared (negative when a reset cleared more deficit than it took).
     pub expired: i64,
@@ -55,9 +62,11 @@ impl Balance {
         self.basic + self.contribution - self.deducted - self.redeemed + self.carried_in - self.carried_out - self.expired
     }
 
-    /// Points ever earned (for honours and rankings): never reduced by spending or expiry.
+    /// Points ever earned (for honours and rankings): never reduced by spending or expiry; a
+    /// split carries the points it moves, a merge the whole figure, to the household receiving
+    /// them.
     pub fn ever_earned(&self) -> i64 {
-        self.basic + self.contribution
+        self.basic + self.contribution + self.earned_carried_in - self.earned_carried_out
     }
 }
 
@@ -142,10 +151,32 @@ impl BalanceBook {
         }
     }
 
-    /// Carries points from one household to another (split or merge).
-    pub fn carry(&mut self, from: &str, to: &str, points: i64) {
+    /// Carries available points from one household to another.
+    fn carry(&mut self, from: &str, to: &str, points: i64) {
         self.entry(from).carried_out += points;
         self.entry(to).carried_in += points;
+    }
+
+    /// Carries points ever earned from one household to another.
+    fn carry_earned(&mut self, from: &str, to: &str, points: i64) {
+        self.entry(from).earned_carried_out += points;
+        self.entry(to).earned_carried_in += points;
+    }
+
+    /// A split (分户): `points` available points go to the new household, and count as earned
+    /// by it (no more than the old household ever earned).
+    pub fn split(&mut self, from: &str, to: &str, points: i64) {
+        self.carry(from, to, points);
+        let earned = points.min(self.get(from).map_or(0, Balance::ever_earned).max(0));
+        self.carry_earned(from, to, earned);
+    }
+
+    /// A merge (合户): the household merged carries its whole available balance and everything
+    /// it ever earned to the household absorbing it.
+    pub fn merge(&mut self, from: &str, to: &str) {
+        let (available, earned) = self.get(from).map_or((0, 0), |b| (b.available(), b.ever_earned()));
+        self.carry(from, to, available);
+        self.carry_earned(from, to, earned);
     }
 
     /// Whether entering `year` would expire balances.
@@ -200,8 +231,9 @@ mod tests {
         book.post_redemption("H0001", 4);
         let b = book.get("H0001").unwrap();
         assert_eq!((b.available(), b.ever_earned(), b.deducted), (8, 15, 3));
-        book.carry("H0001", "H0002", 8);
+        book.merge("H0001", "H0002");
         assert_eq!((book.available("H0001"), book.available("H0002")), (0, 8));
+        assert_eq!((book.get("H0001").unwrap().ever_earned(), book.get("H0002").unwrap().ever_earned()), (0, 15));
     }
 
     #[test]

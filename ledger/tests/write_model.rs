@@ -1805,3 +1805,40 @@ fn the_witness_quorum_is_that_of_the_rulebook_in_force_at_a_time() {
     assert_eq!(s.witness_quorum_at(at("2025-01-31", 23)), 2);
     assert_eq!(s.witness_quorum_at(at("2025-02-01", 0)), 3);
 }
+
+#[test]
+fn points_ever_earned_follow_a_split_and_a_merge() {
+    // Given H0004 with 5 final points ever earned (3 of them spent),
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let (admin, k) = (g.admin(), g.keeper());
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    let ever = |g: &Given, h: &str| g.w.state.balances().get(h).unwrap().ever_earned();
+    // when it splits off H0005 with 2 points, the points carried count as earned by H0005;
+    ok!(g, &admin, &[], split_off_h0005(2));
+    assert_eq!((ever(&g, "H0004"), ever(&g, "H0005")), (3, 2));
+    assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0005")), (0, 2));
+    // when H0005 merges into H0002, H0002 has earned what H0005 had.
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0005".into(), into_household_id: "H0002".into() })
+    );
+    assert_eq!((ever(&g, "H0005"), ever(&g, "H0002")), (0, 2));
+    // The village's total ever earned is unchanged by moving points between households.
+    let total: i64 = g.w.state.balances().iter().map(|(_, b)| b.ever_earned()).sum();
+    assert_eq!(total, 5);
+}
+
+/// H0004 splits off H0005 with member H0004-02 and `points`.
+fn split_off_h0005(points: i64) -> Payload {
+    Payload::HouseholdSplit(pb::HouseholdSplit {
+        from_household_id: "H0004".into(),
+        new_household_id: "H0005".into(),
+        group: "G01".into(),
+        residency: pb::Residency::Registered as i32,
+        member_ids: vec!["H0004-02".into()],
+        points_transferred: points,
+    })
+}

@@ -169,7 +169,7 @@ impl VillageState {
             moved.insert(m.clone());
         }
         self.book.open(&p.new_household_id);
-        self.book.carry(&p.from_household_id, &p.new_household_id, p.points_transferred);
+        self.book.split(&p.from_household_id, &p.new_household_id, p.points_transferred);
         self.splits.entry(p.from_household_id.clone()).or_default().push((p.new_household_id.clone(), seq));
         self.households.insert(
             p.new_household_id.clone(),
@@ -186,8 +186,7 @@ impl VillageState {
     }
 
     pub(super) fn apply_merged(&mut self, p: &HouseholdMerged, seq: u64) {
-        let available = self.book.available(&p.from_household_id);
-        self.book.carry(&p.from_household_id, &p.into_household_id, available);
+        self.book.merge(&p.from_household_id, &p.into_household_id);
         let from = self.households.get_mut(&p.from_household_id).expect("checked");
         let members = std::mem::take(&mut from.members);
         from.closed = true;
