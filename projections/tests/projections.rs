@@ -273,3 +273,55 @@ fn a_households_audit_trail_shows_its_splits_merges_and_the_reversals_credited_t
         (Some("H0004"), vec!["H0004".to_owned(), "H0002".to_owned()])
     );
 }
+
+#[test]
+fn the_supermarket_month_shows_each_goods_stock_at_month_end_price_then_and_its_flows() {
+    // Given H0004 (5 points) redeeming soap at 3 points in January, the price cut to 2, a second
+    // soap at 2; in February soap received and the first redemption reversed; nothing in March;
+    let (cast, mut w) = village_with_points();
+    let redeem = |id: &str, total: i64| {
+        let line = pb::RedemptionLine { goods_code: "G-SOAP".into(), quantity: 1 };
+        Payload::RedemptionRecorded(pb::RedemptionRecorded {
+            redemption_id: id.into(),
+            household_id: "H0004".into(),
+            lines: vec![line],
+            total_points: total,
+        })
+    };
+    w.submit(&cast.keeper, &[], redeem("R1", 3)).unwrap();
+    let price = pb::Price { goods_code: "G-SOAP".into(), points: 2 };
+    w.submit(&cast.keeper, &[], Payload::PricesSet(pb::PricesSet { prices: vec![price] })).unwrap();
+    w.submit(&cast.keeper, &[], redeem("R2", 2)).unwrap();
+    w.advance_to(Date::parse("d", "2025-02-03").unwrap().start_micros());
+    let receipt = jifen_ledger::sample::stock("R-2025-02", "G-SOAP", "", 10, pb::StockSource::Donation, "东胜区妇联");
+    w.submit(&cast.keeper, &[], Payload::StockReceived(receipt)).unwrap();
+    let rev = pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() };
+    w.submit(&cast.keeper, &[], Payload::RedemptionReversed(rev)).unwrap();
+    let p = Projections::from_records(&w.records).unwrap();
+    let month = |y, m| p.supermarket.month_view(Period::from_ym(y, m).unwrap());
+    // when a month is viewed, then each goods shows its stock at the month's end, the price in
+    // force then, and the month's own movements;
+    let jan = month(2025, 1);
+    let soap = &jan.goods["G-SOAP"];
+    assert_eq!((soap.stock, soap.price, soap.out, soap.returned, soap.points, soap.points_returned), (198, Some(2), 2, 0, 5, 0));
+    assert_eq!(soap.name, "洗衣皂");
+    let oil = &jan.goods["G-OIL"];
+    assert_eq!((oil.stock, oil.price, oil.out, oil.received), (40, Some(40), 0, 0), "goods untouched in the month still show");
+    let feb = month(2025, 2);
+    let soap = &feb.goods["G-SOAP"];
+    assert_eq!(
+        (soap.stock, soap.price, soap.received, soap.out, soap.returned, soap.points, soap.points_returned),
+        (209, Some(2), 10, 0, 1, 0, 3)
+    );
+    // a month without activity shows the stock and prices it ended with, and no movement;
+    let mar = month(2025, 3);
+    let soap = &mar.goods["G-SOAP"];
+    assert_eq!((soap.stock, soap.price, soap.received, soap.out, soap.returned), (209, Some(2), 0, 0, 0));
+    assert_eq!((mar.exchanges, mar.receipts.len()), (0, 0));
+    // before the supermarket had anything, nothing.
+    assert!(month(2024, 11).goods.is_empty());
+    // The month's stock is the write-model's at the end of the last month with activity.
+    for (code, g) in p.state().goods() {
+        assert_eq!(mar.goods[code].stock, g.stock, "{code}");
+    }
+}

@@ -355,6 +355,10 @@ impl VillageState {
     pub fn goods(&self) -> impl Iterator<Item = (&str, &Goods)> {
         self.goods.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// One goods of the supermarket by code.
+    pub fn goods_item(&self, code: &str) -> Option<&Goods> {
+        self.goods.get(code)
+    }
     /// Settled periods and their publication.
     pub fn settled_periods(&self) -> impl Iterator<Item = (Period, &str)> {
         self.settled.iter().map(|(p, s)| (*p, s.as_str()))

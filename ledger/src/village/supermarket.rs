@@ -23,6 +23,8 @@ pub struct Redemption {
     pub reversed: bool,
     /// When it was recorded (µs).
     pub recorded_at: i64,
+    /// The points each line took (quantity × the price in force then), as `lines`.
+    pub line_points: Vec<i64>,
 }
 
 impl VillageState {
@@ -132,14 +134,17 @@ impl VillageState {
 
     pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded, recorded_at: i64) {
         let mut lines = Vec::with_capacity(p.lines.len());
+        let mut line_points = Vec::with_capacity(p.lines.len());
         for line in &p.lines {
-            self.goods.get_mut(&line.goods_code).expect("checked").stock -= line.quantity as u64;
+            let g = self.goods.get_mut(&line.goods_code).expect("checked");
+            g.stock -= line.quantity as u64;
+            line_points.push(g.price.unwrap_or(0) * line.quantity as i64);
             lines.push((line.goods_code.clone(), line.quantity as u64));
         }
         self.book.post_redemption(&p.household_id, p.total_points);
         self.redemptions.insert(
             p.redemption_id.clone(),
-            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false, recorded_at },
+            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false, recorded_at, line_points },
         );
     }
 
