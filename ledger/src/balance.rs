@@ -59,14 +59,21 @@ pub struct Balance {
 impl Balance {
     /// Points available to spend.
     pub fn available(&self) -> i64 {
-        self.basic + self.contribution - self.deducted - self.redeemed + self.carried_in - self.carried_out - self.expired
+        // Saturating: figures come from records, and no sequence of records may panic.
+        self.basic
+            .saturating_add(self.contribution)
+            .saturating_sub(self.deducted)
+            .saturating_sub(self.redeemed)
+            .saturating_add(self.carried_in)
+            .saturating_sub(self.carried_out)
+            .saturating_sub(self.expired)
     }
 
     /// Points ever earned (for honours and rankings): never reduced by spending or expiry; a
     /// split carries the points it moves, a merge the whole figure, to the household receiving
     /// them.
     pub fn ever_earned(&self) -> i64 {
-        self.basic + self.contribution + self.earned_carried_in - self.earned_carried_out
+        self.basic.saturating_add(self.contribution).saturating_add(self.earned_carried_in).saturating_sub(self.earned_carried_out)
     }
 }
 
@@ -123,15 +130,16 @@ impl BalanceBook {
     pub fn post_score(&mut self, household: &str, category: Category, delta: i64) {
         let b = self.entry(household);
         match category {
-            Category::Basic => b.basic += delta,
-            Category::Contribution => b.contribution += delta,
-            Category::Deduction => b.deducted -= delta,
+            Category::Basic => b.basic = b.basic.saturating_add(delta),
+            Category::Contribution => b.contribution = b.contribution.saturating_add(delta),
+            Category::Deduction => b.deducted = b.deducted.saturating_sub(delta),
         }
     }
 
     /// Books a redemption.
     pub fn post_redemption(&mut self, household: &str, points: i64) {
-        self.entry(household).redeemed += points;
+        let b = self.entry(household);
+        b.redeemed = b.redeemed.saturating_add(points);
     }
 
     /// Books the reversal of a redemption of `points` that `redeemer` made in `spent_in_year`.
@@ -143,9 +151,9 @@ impl BalanceBook {
     pub fn reverse_redemption(&mut self, redeemer: &str, holder: &str, points: i64, spent_in_year: i32, annual_expiry: bool) {
         let lapsed = annual_expiry && self.year.is_some_and(|y| y > spent_in_year);
         let b = self.entry(redeemer);
-        b.redeemed -= points;
+        b.redeemed = b.redeemed.saturating_sub(points);
         if lapsed {
-            b.expired += points;
+            b.expired = b.expired.saturating_add(points);
         } else if redeemer != holder {
             self.carry(redeemer, holder, points);
         }
@@ -153,14 +161,18 @@ impl BalanceBook {
 
     /// Carries available points from one household to another.
     fn carry(&mut self, from: &str, to: &str, points: i64) {
-        self.entry(from).carried_out += points;
-        self.entry(to).carried_in += points;
+        let f = self.entry(from);
+        f.carried_out = f.carried_out.saturating_add(points);
+        let t = self.entry(to);
+        t.carried_in = t.carried_in.saturating_add(points);
     }
 
     /// Carries points ever earned from one household to another.
     fn carry_earned(&mut self, from: &str, to: &str, points: i64) {
-        self.entry(from).earned_carried_out += points;
-        self.entry(to).earned_carried_in += points;
+        let f = self.entry(from);
+        f.earned_carried_out = f.earned_carried_out.saturating_add(points);
+        let t = self.entry(to);
+        t.earned_carried_in = t.earned_carried_in.saturating_add(points);
     }
 
     /// A split (分户): `points` available points go to the new household, and count as earned
@@ -194,7 +206,7 @@ impl BalanceBook {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
                 for b in self.households.values_mut() {
-                    b.expired += b.available();
+                    b.expired = b.expired.saturating_add(b.available());
                 }
                 self.year = Some(year);
             }

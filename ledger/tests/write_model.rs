@@ -1842,3 +1842,161 @@ fn split_off_h0005(points: i64) -> Payload {
         points_transferred: points,
     })
 }
+
+// ---- apply never panics -----------------------------------------------------------------------
+
+/// Records of `payloads`, signed by `author`, numbered from `seq`, never decided: what a
+/// damaged or hostile store could hand to `apply`.
+fn undecided(g: &Given, author: &ActorKey, seq: u64, payloads: Vec<Payload>) -> Vec<jifen_ledger::record::Record> {
+    let code = jifen_ledger::ids::VillageCode::parse(&g.w.ledger).unwrap();
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (body, sigs) = sign(&g.w.ledger, author, &[], g.w.now, &format!("hostile-{i}"), p);
+            let sigs = jifen_ledger::record::canonical_signatures(sigs).unwrap();
+            jifen_ledger::record::Record::new(code.clone(), seq + i as u64, jifen_ledger::Hash([0; 32]), g.w.now + i as i64, body, sigs)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Payloads no write-model would accept here: unknown ids, impossible values, extremes.
+fn hostile_payloads() -> Vec<Payload> {
+    use pb::correction::Change;
+    let score = |version: u32, item: &str, points: i64, day: &str, id: &str| {
+        Payload::ScoreRecorded(pb::ScoreRecorded {
+            entry_id: id.into(),
+            household_id: "H0004".into(),
+            item_code: item.into(),
+            rulebook_version: version,
+            points,
+            occurred_on: day.into(),
+            source: 42,
+            ..Default::default()
+        })
+    };
+    let line = |g: &str, q: u32| pb::RedemptionLine { goods_code: g.into(), quantity: q };
+    vec![
+        Payload::LedgerOpened(pb::LedgerOpened { township_key: vec![1, 2, 3], ..Default::default() }),
+        Payload::ActorEnrolled(pb::ActorEnrolled { actor_id: "x".into(), public_key: vec![9; 5], roles: vec![99], ..Default::default() }),
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: "nobody".into(), new_public_key: vec![7; 32] }),
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: "admin-01".into(), new_public_key: vec![7; 3] }),
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: "nobody".into(), reason: String::new() }),
+        Payload::ActorHouseholdChanged(pb::ActorHouseholdChanged { actor_id: "nobody".into(), household_id: "H9".into() }),
+        Payload::RulebookAdopted(pb::RulebookAdopted { version: 7, ..Default::default() }),
+        Payload::HouseholdRegistered(pb::HouseholdRegistered { household_id: "H0001".into(), residency: 77, ..Default::default() }),
+        Payload::MemberAdded(pb::MemberAdded { household_id: "H9".into(), member: None }),
+        Payload::MemberAdded(pb::MemberAdded { household_id: "H0002".into(), member: None }),
+        Payload::MemberRemoved(pb::MemberRemoved { household_id: "H9".into(), member_id: "m".into(), reason: 0 }),
+        Payload::HouseholdSplit(pb::HouseholdSplit { from_household_id: "H9".into(), new_household_id: "H8".into(), ..Default::default() }),
+        Payload::HouseholdSplit(pb::HouseholdSplit {
+            from_household_id: "H0002".into(),
+            new_household_id: "H0007".into(),
+            points_transferred: i64::MAX,
+            residency: 5,
+            ..Default::default()
+        }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0003".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0002".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0002".into(), into_household_id: "H0003".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H9".into(), into_household_id: "H8".into() }),
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H9".into(), reason: String::new() }),
+        Payload::PointsClaimed(pb::PointsClaimed { claim_id: "c".into(), occurred_on: "yesterday".into(), ..Default::default() }),
+        Payload::ClaimDeclined(pb::ClaimDeclined { claim_id: "nope".into(), reason: String::new() }),
+        score(9, "B01", 1, "2025-01-01", "X1"),
+        score(1, "B01", 1, "2025-13-01", "X2"),
+        score(1, "NOPE", 1, "2025-01-01", "X3"),
+        score(1, "B01", i64::MIN, "2025-01-01", "X4"),
+        score(1, "B01", i64::MAX, "2025-01-01", "X5"),
+        score(1, "B01", i64::MAX, "2025-01-01", "X5"),
+        Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: "nope".into(), correction: None, reason: String::new() }),
+        Payload::ScoreCorrected(pb::ScoreCorrected {
+            entry_id: "X4".into(),
+            correction: Some(pb::score_corrected::Correction::NewPoints(i64::MAX)),
+            reason: String::new(),
+        }),
+        Payload::PublicationOpened(pb::PublicationOpened { publication_id: "Q".into(), period: "soon".into(), ..Default::default() }),
+        Payload::PublicationOpened(pb::PublicationOpened {
+            publication_id: "Q".into(),
+            period: "2025-01".into(),
+            entry_ids: vec!["X4".into(), "X5".into(), "nope".into()],
+            ..Default::default()
+        }),
+        Payload::PublicationOpened(pb::PublicationOpened { publication_id: "Q".into(), period: "2025-01".into(), ..Default::default() }),
+        Payload::ObjectionFiled(pb::ObjectionFiled { objection_id: "o".into(), entry_id: "nope".into(), ..Default::default() }),
+        Payload::ObjectionFiled(pb::ObjectionFiled {
+            objection_id: "o2".into(),
+            entry_id: "X4".into(),
+            publication_id: "Q".into(),
+            ..Default::default()
+        }),
+        Payload::ObjectionDecided(pb::ObjectionDecided { objection_id: "nope".into(), outcome: 9, ..Default::default() }),
+        Payload::ObjectionDecided(pb::ObjectionDecided {
+            objection_id: "o2".into(),
+            outcome: pb::ObjectionOutcome::Upheld as i32,
+            correction: Some(pb::Correction { change: Some(Change::NewPoints(i64::MIN)) }),
+            ..Default::default()
+        }),
+        Payload::PublicationClosed(pb::PublicationClosed { publication_id: "Q".into() }),
+        Payload::PublicationClosed(pb::PublicationClosed { publication_id: "nope".into() }),
+        Payload::PeriodSettled(pb::PeriodSettled { period: "never".into(), ..Default::default() }),
+        Payload::StockReceived(stock("RX", "G-SOAP", "", u32::MAX, pb::StockSource::Subsidy, "")),
+        Payload::StockReceived(stock("RX", "G-SOAP", "", u32::MAX, pb::StockSource::Subsidy, "")),
+        Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: "nope".into(), points: -1 }] }),
+        Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: "G-OIL".into(), points: i64::MAX }] }),
+        redemption("RD1", "H0004", &[], i64::MAX),
+        Payload::RedemptionRecorded(pb::RedemptionRecorded {
+            redemption_id: "RD2".into(),
+            household_id: "H9".into(),
+            lines: vec![line("G-OIL", u32::MAX), line("nope", 3)],
+            total_points: i64::MAX,
+        }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "RD2".into(), reason: String::new() }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "RD2".into(), reason: String::new() }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "nope".into(), reason: String::new() }),
+        Payload::HonourAwarded(pb::HonourAwarded { honour_id: "h".into(), ..Default::default() }),
+        Payload::InspectionRecorded(pb::InspectionRecorded { inspection_id: "i".into(), ..Default::default() }),
+        Payload::SatisfactionSurveyRecorded(pb::SatisfactionSurveyRecorded { survey_id: "s".into(), ..Default::default() }),
+    ]
+}
+
+#[test]
+fn apply_never_panics_on_any_record_sequence() {
+    // Given a village's own records and records no write-model would accept,
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let k = g.keeper();
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    let admin = g.admin();
+    let mut records = g.w.records.clone();
+    records.extend(undecided(&g, &admin, records.len() as u64, hostile_payloads()));
+    let accepted: Vec<Accepted> = records.iter().map(|r| Accepted::from_verified_record(r.clone()).unwrap()).collect();
+    // when they are applied in order, reversed, each twice, and in shuffled orders, without
+    // deciding, then nothing panics, and the state still answers questions.
+    let mut orders: Vec<Vec<usize>> = vec![(0..accepted.len()).collect(), (0..accepted.len()).rev().collect()];
+    orders.push((0..accepted.len()).flat_map(|i| [i, i]).collect());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..20 {
+        let mut o: Vec<usize> = (0..accepted.len()).collect();
+        for i in (1..o.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            o.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        orders.push(o);
+    }
+    for order in orders {
+        let mut state = VillageState::new();
+        for i in order {
+            state.apply(&accepted[i]);
+            let _ = state.balances_at(g.w.now + 400 * DAY).digest();
+        }
+        for h in ["H0001", "H0002", "H0003", "H0004", "H0007"] {
+            let _ = state.households_of_actor(h, 0);
+            let _ = state.resolve_household(h);
+        }
+        let _ = state.witness_quorum_at(g.w.now);
+    }
+}

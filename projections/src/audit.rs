@@ -193,9 +193,9 @@ impl AuditTrail {
             self.lineage.entry(e.clone()).or_default().push(i);
         }
         match a.payload() {
-            Payload::ScoreRecorded(p) => {
+            Payload::ScoreRecorded(p) if Date::parse("occurred_on", &p.occurred_on).is_ok() => {
                 let day = Date::of_micros(r.recorded_at());
-                let occurred = Date::parse("occurred_on", &p.occurred_on).expect("applied");
+                let occurred = Date::parse("occurred_on", &p.occurred_on).unwrap_or(day);
                 let days = day.days() - occurred.days();
                 if days > BACKDATE_DAYS {
                     self.flags.push(RedFlag::BackDated { seq: r.seq(), entry: p.entry_id.clone(), days });

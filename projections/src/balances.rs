@@ -70,14 +70,14 @@ impl Balances {
         }
         let now = if e.void { 0 } else { e.points };
         let before = self.booked.insert(entry_id.to_owned(), now).unwrap_or(0);
-        let delta = now - before;
+        let delta = now.saturating_sub(before);
         // Booked where the write-model books it: the household now holding the points.
         let holder = state.resolve_household(&e.household).to_owned();
         let f = self.periods.entry((e.period, holder)).or_default();
         match e.category {
-            Category::Basic => f.basic += delta,
-            Category::Contribution => f.contribution += delta,
-            Category::Deduction => f.deducted -= delta,
+            Category::Basic => f.basic = f.basic.saturating_add(delta),
+            Category::Contribution => f.contribution = f.contribution.saturating_add(delta),
+            Category::Deduction => f.deducted = f.deducted.saturating_sub(delta),
         }
     }
 
@@ -85,7 +85,7 @@ impl Balances {
     pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
         match a.payload() {
             Payload::PublicationClosed(p) => {
-                for id in &state.publication(&p.publication_id).expect("applied").entries {
+                for id in state.publication(&p.publication_id).map(|x| x.entries.as_slice()).unwrap_or_default() {
                     self.book_entry(state, id);
                 }
             }
@@ -97,12 +97,14 @@ impl Balances {
             }
             Payload::RedemptionRecorded(r) => {
                 let period = Date::of_micros(a.record().recorded_at()).period();
-                self.periods.entry((period, r.household_id.clone())).or_default().redeemed += r.total_points;
+                let f = self.periods.entry((period, r.household_id.clone())).or_default();
+                f.redeemed = f.redeemed.saturating_add(r.total_points);
             }
             Payload::RedemptionReversed(r) => {
                 if let Some(red) = state.redemption(&r.redemption_id) {
                     let period = Date::of_micros(a.record().recorded_at()).period();
-                    self.periods.entry((period, red.household.clone())).or_default().returned += red.total;
+                    let f = self.periods.entry((period, red.household.clone())).or_default();
+                    f.returned = f.returned.saturating_add(red.total);
                 }
             }
             _ => {}

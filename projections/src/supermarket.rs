@@ -119,7 +119,8 @@ impl Supermarket {
                     donor: s.donor.clone(),
                     recorded_at: at,
                 });
-                m.goods_line(state, &s.goods_code).received += s.quantity as u64;
+                let g = m.goods_line(state, &s.goods_code);
+                g.received = g.received.saturating_add(s.quantity as u64);
             }
             Payload::PricesSet(p) => {
                 let m = self.month_mut(period);
@@ -130,25 +131,25 @@ impl Supermarket {
             Payload::RedemptionRecorded(r) => {
                 let m = self.month_mut(period);
                 m.exchanges += 1;
-                m.points += r.total_points;
+                m.points = m.points.saturating_add(r.total_points);
                 let line_points = state.redemption(&r.redemption_id).map(|x| x.line_points.clone()).unwrap_or_default();
                 for (i, l) in r.lines.iter().enumerate() {
                     *m.goods_out.entry(l.goods_code.clone()).or_default() += l.quantity as i64;
                     let g = m.goods_line(state, &l.goods_code);
-                    g.out += l.quantity as u64;
-                    g.points += line_points.get(i).copied().unwrap_or(0);
+                    g.out = g.out.saturating_add(l.quantity as u64);
+                    g.points = g.points.saturating_add(line_points.get(i).copied().unwrap_or(0));
                 }
             }
             Payload::RedemptionReversed(r) => {
                 let Some(red) = state.redemption(&r.redemption_id) else { return };
                 let m = self.month_mut(period);
                 m.reversals += 1;
-                m.points -= red.total;
+                m.points = m.points.saturating_sub(red.total);
                 for (i, (code, q)) in red.lines.iter().enumerate() {
                     *m.goods_out.entry(code.clone()).or_default() -= *q as i64;
                     let g = m.goods_line(state, code);
-                    g.returned += *q;
-                    g.points_returned += red.line_points.get(i).copied().unwrap_or(0);
+                    g.returned = g.returned.saturating_add(*q);
+                    g.points_returned = g.points_returned.saturating_add(red.line_points.get(i).copied().unwrap_or(0));
                 }
             }
             _ => {}

@@ -201,7 +201,7 @@ impl VillageState {
     }
 
     pub(super) fn apply_opened(&mut self, p: &LedgerOpened) {
-        let key = PublicKey::from_slice(&p.township_key).expect("checked by decide");
+        let Some(key) = PublicKey::from_slice(&p.township_key) else { return };
         self.keys.insert(key, p.township_actor_id.clone());
         self.actors.insert(
             p.township_actor_id.clone(),
@@ -220,7 +220,7 @@ impl VillageState {
     }
 
     pub(super) fn apply_enrolled(&mut self, p: &ActorEnrolled, seq: u64) {
-        let key = PublicKey::from_slice(&p.public_key).expect("checked by decide");
+        let (Some(key), Ok(roles)) = (PublicKey::from_slice(&p.public_key), roles_of("roles", &p.roles)) else { return };
         self.keys.insert(key, p.actor_id.clone());
         self.actors.insert(
             p.actor_id.clone(),
@@ -228,7 +228,7 @@ impl VillageState {
                 id: p.actor_id.clone(),
                 key,
                 rotations: Vec::new(),
-                roles: roles_of("roles", &p.roles).expect("checked by decide"),
+                roles,
                 term_start: p.term_start,
                 term_end: p.term_end,
                 household: (!p.household_id.is_empty()).then(|| p.household_id.clone()),
@@ -239,14 +239,15 @@ impl VillageState {
     }
 
     pub(super) fn apply_rotated(&mut self, p: &ActorKeyRotated, seq: u64) {
-        let key = PublicKey::from_slice(&p.new_public_key).expect("checked by decide");
-        self.keys.insert(key, p.actor_id.clone());
-        let a = self.actors.get_mut(&p.actor_id).expect("checked by decide");
+        let (Some(key), Some(a)) = (PublicKey::from_slice(&p.new_public_key), self.actors.get_mut(&p.actor_id)) else { return };
         let old = std::mem::replace(&mut a.key, key);
         a.rotations.push((old, seq));
+        self.keys.insert(key, p.actor_id.clone());
     }
 
     pub(super) fn apply_revoked(&mut self, p: &ActorRevoked, seq: u64) {
-        self.actors.get_mut(&p.actor_id).expect("checked by decide").revoked_at = Some(seq);
+        if let Some(a) = self.actors.get_mut(&p.actor_id) {
+            a.revoked_at = Some(seq);
+        }
     }
 }

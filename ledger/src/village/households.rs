@@ -142,7 +142,7 @@ impl VillageState {
             Household {
                 id: p.household_id.clone(),
                 group: p.group.clone(),
-                residency: Residency::try_from(p.residency).expect("checked by decide"),
+                residency: Residency::try_from(p.residency).unwrap_or(Residency::Unspecified),
                 members,
                 closed: false,
                 merged_into: None,
@@ -152,17 +152,22 @@ impl VillageState {
     }
 
     pub(super) fn apply_member_added(&mut self, p: &MemberAdded) {
-        let m = p.member.as_ref().expect("checked by decide");
+        let (Some(m), Some(h)) = (p.member.as_ref(), self.households.get_mut(&p.household_id)) else { return };
+        h.members.insert(m.member_id.clone());
         self.members.insert(m.member_id.clone());
-        self.households.get_mut(&p.household_id).expect("checked").members.insert(m.member_id.clone());
     }
 
     pub(super) fn apply_member_removed(&mut self, p: &MemberRemoved) {
-        self.households.get_mut(&p.household_id).expect("checked").members.remove(&p.member_id);
+        if let Some(h) = self.households.get_mut(&p.household_id) {
+            h.members.remove(&p.member_id);
+        }
     }
 
     pub(super) fn apply_split(&mut self, p: &HouseholdSplit, seq: u64) {
-        let from = self.households.get_mut(&p.from_household_id).expect("checked");
+        if self.households.contains_key(&p.new_household_id) {
+            return;
+        }
+        let Some(from) = self.households.get_mut(&p.from_household_id) else { return };
         let mut moved = BTreeSet::new();
         for m in &p.member_ids {
             from.members.remove(m);
@@ -176,7 +181,7 @@ impl VillageState {
             Household {
                 id: p.new_household_id.clone(),
                 group: p.group.clone(),
-                residency: Residency::try_from(p.residency).expect("checked by decide"),
+                residency: Residency::try_from(p.residency).unwrap_or(Residency::Unspecified),
                 members: moved,
                 closed: false,
                 merged_into: None,
@@ -186,16 +191,23 @@ impl VillageState {
     }
 
     pub(super) fn apply_merged(&mut self, p: &HouseholdMerged, seq: u64) {
-        self.book.merge(&p.from_household_id, &p.into_household_id);
-        let from = self.households.get_mut(&p.from_household_id).expect("checked");
+        if p.from_household_id == p.into_household_id || !self.households.contains_key(&p.into_household_id) {
+            return;
+        }
+        let Some(from) = self.households.get_mut(&p.from_household_id) else { return };
         let members = std::mem::take(&mut from.members);
         from.closed = true;
         from.merged_into = Some(p.into_household_id.clone());
         from.merged_at = Some(seq);
-        self.households.get_mut(&p.into_household_id).expect("checked").members.extend(members);
+        if let Some(into) = self.households.get_mut(&p.into_household_id) {
+            into.members.extend(members);
+        }
+        self.book.merge(&p.from_household_id, &p.into_household_id);
     }
 
     pub(super) fn apply_closed(&mut self, p: &HouseholdClosed) {
-        self.households.get_mut(&p.household_id).expect("checked").closed = true;
+        if let Some(h) = self.households.get_mut(&p.household_id) {
+            h.closed = true;
+        }
     }
 }

@@ -144,7 +144,7 @@ impl VillageState {
         if o.outcome.is_some() {
             return Err(Rejection::AlreadyDecided(o.id.clone()));
         }
-        let entry = &self.entries[&o.entry];
+        let entry = self.entries.get(&o.entry).ok_or_else(|| Rejection::Unknown { kind: "entry", id: o.entry.clone() })?;
         self.check_not_own(ctx, &entry.household)?;
         // The supervisor who co-signs is never the decision's author nor one of its panel
         // signers (an actor enrolled with both roles before that was refused).
@@ -172,7 +172,7 @@ impl VillageState {
         if ctx.recorded_at < publication.window_end {
             return Err(Rejection::WindowNotOver { end: publication.window_end, recorded_at: ctx.recorded_at });
         }
-        let pending = publication.objections.iter().filter(|o| self.objections[*o].outcome.is_none()).count();
+        let pending = publication.objections.iter().filter(|o| self.objections.get(*o).is_some_and(|x| x.outcome.is_none())).count();
         if pending > 0 {
             return Err(Rejection::ObjectionsPending(pending));
         }
@@ -250,14 +250,20 @@ impl VillageState {
     }
 
     pub(super) fn apply_publication(&mut self, p: &PublicationOpened) {
+        let Ok(period) = Period::parse("period", &p.period) else { return };
+        if self.publications.contains_key(&p.publication_id) {
+            return;
+        }
         for id in &p.entry_ids {
-            self.entries.get_mut(id).expect("checked").publication = Some(p.publication_id.clone());
+            if let Some(e) = self.entries.get_mut(id) {
+                e.publication = Some(p.publication_id.clone());
+            }
         }
         self.publications.insert(
             p.publication_id.clone(),
             Publication {
                 id: p.publication_id.clone(),
-                period: Period::parse("period", &p.period).expect("checked"),
+                period,
                 entries: p.entry_ids.clone(),
                 window_start: p.window_start,
                 window_end: p.window_end,
@@ -268,8 +274,11 @@ impl VillageState {
     }
 
     pub(super) fn apply_objection(&mut self, p: &ObjectionFiled, seq: u64) {
-        self.entries.get_mut(&p.entry_id).expect("checked").pending_objection = Some(p.objection_id.clone());
-        self.publications.get_mut(&p.publication_id).expect("checked").objections.push(p.objection_id.clone());
+        let (Some(entry), Some(publication)) = (self.entries.get_mut(&p.entry_id), self.publications.get_mut(&p.publication_id)) else {
+            return;
+        };
+        entry.pending_objection = Some(p.objection_id.clone());
+        publication.objections.push(p.objection_id.clone());
         self.objections.insert(
             p.objection_id.clone(),
             Objection {
@@ -284,22 +293,25 @@ impl VillageState {
     }
 
     pub(super) fn apply_decision(&mut self, p: &ObjectionDecided) {
-        let outcome = ObjectionOutcome::try_from(p.outcome).expect("checked");
-        let o = self.objections.get_mut(&p.objection_id).expect("checked");
+        let (Ok(outcome), Some(o)) = (ObjectionOutcome::try_from(p.outcome), self.objections.get_mut(&p.objection_id)) else { return };
         o.outcome = Some(outcome);
         let entry = o.entry.clone();
-        self.entries.get_mut(&entry).expect("checked").pending_objection = None;
+        let Some(e) = self.entries.get_mut(&entry) else { return };
+        e.pending_objection = None;
         if let Some(Ok(points)) = correction_points(&p.correction) {
             self.change_entry(&entry, points);
         }
     }
 
     pub(super) fn apply_close(&mut self, p: &PublicationClosed) {
-        let publication = self.publications.get_mut(&p.publication_id).expect("checked");
+        let Some(publication) = self.publications.get_mut(&p.publication_id) else { return };
         publication.closed = true;
         let ids = publication.entries.clone();
         for id in ids {
-            let e = self.entries.get_mut(&id).expect("checked");
+            let Some(e) = self.entries.get_mut(&id) else { continue };
+            if e.is_final {
+                continue;
+            }
             e.is_final = true;
             if !e.void {
                 let (h, c, pts) = (e.household.clone(), e.category, e.points);
@@ -310,6 +322,8 @@ impl VillageState {
     }
 
     pub(super) fn apply_settlement(&mut self, p: &PeriodSettled) {
-        self.settled.insert(Period::parse("period", &p.period).expect("checked"), p.publication_id.clone());
+        if let Ok(period) = Period::parse("period", &p.period) {
+            self.settled.insert(period, p.publication_id.clone());
+        }
     }
 }

@@ -167,6 +167,8 @@ impl VillageState {
     }
 
     pub(super) fn apply_rulebook(&mut self, p: &RulebookAdopted) {
-        self.rulebooks.push(rulebook_of(p).expect("checked by decide"));
+        if let Ok(rb) = rulebook_of(p) {
+            self.rulebooks.push(rb);
+        }
     }
 }

@@ -168,11 +168,16 @@ impl VillageState {
     /// The new points of a correction, checked against the entry's item.
     pub(super) fn corrected_points(&self, entry: &Entry, new_points: Option<i64>) -> Result<i64, Rejection> {
         let Some(points) = new_points else { return Ok(0) };
-        let rb = self.rulebooks.iter().find(|r| r.version == entry.rulebook_version).expect("entries name adopted rulebooks");
+        let rb = self.rulebook_version(entry.rulebook_version)?;
         let item = rb.item(&entry.item_code)?;
         item.check_points(points)?;
         self.check_cap(item, &entry.household, entry.period, points.abs() - entry.points.abs())?;
         Ok(points)
+    }
+
+    /// An adopted rulebook by version.
+    fn rulebook_version(&self, version: u32) -> Result<&super::Rulebook, Rejection> {
+        self.rulebooks.iter().find(|r| r.version == version).ok_or_else(|| Rejection::Unknown { kind: "rulebook", id: version.to_string() })
     }
 
     /// A live entry that may be corrected.
@@ -209,7 +214,7 @@ impl VillageState {
         // The points go to the household now holding the entry's (following merges): never
         // to a closed one.
         self.active_household(self.resolve_household(&e.household))?;
-        let rb = self.rulebooks.iter().find(|r| r.version == e.rulebook_version).expect("adopted");
+        let rb = self.rulebook_version(e.rulebook_version)?;
         self.panel_quorum(ctx, rb.score_quorum, &e.household, "correct a score")?;
         super::check_text("reason", &p.reason, true)?;
         match p.correction {
@@ -233,13 +238,20 @@ impl VillageState {
     }
 
     pub(super) fn apply_score(&mut self, p: &ScoreRecorded, seq: u64) {
-        let date = Date::parse("occurred_on", &p.occurred_on).expect("checked");
-        let rb = self.rulebooks.iter().find(|r| r.version == p.rulebook_version).expect("checked");
-        let category = rb.items[&p.item_code].category;
+        let Ok(date) = Date::parse("occurred_on", &p.occurred_on) else { return };
+        let Some(category) =
+            self.rulebooks.iter().find(|r| r.version == p.rulebook_version).and_then(|rb| rb.items.get(&p.item_code)).map(|i| i.category)
+        else {
+            return;
+        };
+        if self.entries.contains_key(&p.entry_id) {
+            return;
+        }
         if let Some(c) = self.claims.get_mut(&p.claim_id) {
             c.scored = true;
         }
-        *self.caps.entry((p.household_id.clone(), p.item_code.clone(), date.period())).or_default() += p.points.abs();
+        let cap = self.caps.entry((p.household_id.clone(), p.item_code.clone(), date.period())).or_default();
+        *cap = cap.saturating_add(p.points.saturating_abs());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {
@@ -252,7 +264,7 @@ impl VillageState {
                 points: p.points,
                 occurred_on: date,
                 period: date.period(),
-                source: ScoreSource::try_from(p.source).expect("checked"),
+                source: ScoreSource::try_from(p.source).unwrap_or(ScoreSource::Unspecified),
                 seq,
                 void: false,
                 is_final: false,
@@ -264,13 +276,14 @@ impl VillageState {
 
     /// Changes an entry's points (or voids it), keeping caps and, for final entries, the book.
     pub(super) fn change_entry(&mut self, id: &str, new_points: Option<i64>) {
-        let e = self.entries.get_mut(id).expect("checked");
+        let Some(e) = self.entries.get_mut(id) else { return };
         let new = new_points.unwrap_or(0);
         let key = (e.household.clone(), e.item_code.clone(), e.period);
-        *self.caps.entry(key).or_default() += new.abs() - e.points.abs();
+        let cap = self.caps.entry(key).or_default();
+        *cap = cap.saturating_add(new.saturating_abs() - e.points.saturating_abs());
         if e.is_final {
             let holder = e.household.clone();
-            let (category, delta) = (e.category, new - e.points);
+            let (category, delta) = (e.category, new.saturating_sub(e.points));
             let e_points = &mut e.points;
             *e_points = new;
             e.void = new_points.is_none();

@@ -94,7 +94,7 @@ impl VillageState {
                     requested: line.quantity as u64,
                 });
             }
-            total += price * line.quantity as i64;
+            total = total.saturating_add(price.saturating_mul(line.quantity as i64));
         }
         if p.total_points != total {
             return Err(Rejection::TotalMismatch { expected: total, got: p.total_points });
@@ -123,22 +123,32 @@ impl VillageState {
         if g.name.is_empty() {
             g.name = p.goods_name.clone();
         }
-        g.stock += p.quantity as u64;
+        g.stock = g.stock.saturating_add(p.quantity as u64);
     }
 
     pub(super) fn apply_prices(&mut self, p: &PricesSet) {
         for price in &p.prices {
-            self.goods.get_mut(&price.goods_code).expect("checked").price = Some(price.points);
+            if let Some(g) = self.goods.get_mut(&price.goods_code) {
+                g.price = Some(price.points);
+            }
         }
     }
 
     pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded, recorded_at: i64) {
         let mut lines = Vec::with_capacity(p.lines.len());
         let mut line_points = Vec::with_capacity(p.lines.len());
+        if self.redemptions.contains_key(&p.redemption_id) {
+            return;
+        }
         for line in &p.lines {
-            let g = self.goods.get_mut(&line.goods_code).expect("checked");
-            g.stock -= line.quantity as u64;
-            line_points.push(g.price.unwrap_or(0) * line.quantity as i64);
+            let points = match self.goods.get_mut(&line.goods_code) {
+                Some(g) => {
+                    g.stock = g.stock.saturating_sub(line.quantity as u64);
+                    g.price.unwrap_or(0).saturating_mul(line.quantity as i64)
+                }
+                None => 0,
+            };
+            line_points.push(points);
             lines.push((line.goods_code.clone(), line.quantity as u64));
         }
         self.book.post_redemption(&p.household_id, p.total_points);
@@ -149,11 +159,16 @@ impl VillageState {
     }
 
     pub(super) fn apply_reversal(&mut self, p: &RedemptionReversed, recorded_at: i64) {
-        let r = self.redemptions.get_mut(&p.redemption_id).expect("checked");
+        let Some(r) = self.redemptions.get_mut(&p.redemption_id) else { return };
+        if r.reversed {
+            return;
+        }
         r.reversed = true;
         let (household, total, lines, spent) = (r.household.clone(), r.total, r.lines.clone(), r.recorded_at);
         for (goods, q) in lines {
-            self.goods.get_mut(&goods).expect("known").stock += q;
+            if let Some(g) = self.goods.get_mut(&goods) {
+                g.stock = g.stock.saturating_add(q);
+            }
         }
         let holder = self.resolve_household(&household).to_owned();
         let (_, annual) = self.year_at(recorded_at);
