@@ -47,8 +47,10 @@ pub struct Month {
     /// Redemptions recorded, and reversed, in the month.
     pub exchanges: u32,
     pub reversals: u32,
-    /// Points spent, net of reversals.
+    /// Points spent by the month's redemptions (never reduced by a later return).
     pub points: i64,
+    /// Points given back by the month's reversals (of redemptions of any month).
+    pub points_returned: i64,
     /// Goods handed out, net of returns.
     pub goods_out: BTreeMap<String, i64>,
     /// Every goods known at the end of the month, by goods code: its stock and price then and
@@ -144,7 +146,7 @@ impl Supermarket {
                 let Some(red) = state.redemption(&r.redemption_id) else { return };
                 let m = self.month_mut(period);
                 m.reversals += 1;
-                m.points = m.points.saturating_sub(red.total);
+                m.points_returned = m.points_returned.saturating_add(red.total);
                 for (i, (code, q)) in red.lines.iter().enumerate() {
                     *m.goods_out.entry(code.clone()).or_default() -= *q as i64;
                     let g = m.goods_line(state, code);

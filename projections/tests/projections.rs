@@ -318,6 +318,8 @@ fn the_supermarket_month_shows_each_goods_stock_at_month_end_price_then_and_its_
     let soap = &mar.goods["G-SOAP"];
     assert_eq!((soap.stock, soap.price, soap.received, soap.out, soap.returned), (209, Some(2), 0, 0, 0));
     assert_eq!((mar.exchanges, mar.receipts.len()), (0, 0));
+    // The month's points: spent in January, given back in February, never negative.
+    assert_eq!((jan.points, jan.points_returned, feb.points, feb.points_returned, feb.reversals), (5, 0, 0, 3, 1));
     // before the supermarket had anything, nothing.
     assert!(month(2024, 11).goods.is_empty());
     // The month's stock is the write-model's at the end of the last month with activity.
