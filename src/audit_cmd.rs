@@ -390,7 +390,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     for r in bundle.records.iter().take_while(|r| r.recorded_at() < until) {
         let a = Accepted::from_verified_record(r.clone())?;
         if let Payload::PeriodSettled(s) = a.payload() {
-            let replayed = p.state().balances().digest();
+            let replayed = p.state().balance_digest_at(r.recorded_at());
             settlements.push((r.seq(), s.clone(), replayed.as_bytes() == s.balance_digest.as_slice(), replayed));
         }
         p.apply(&a);

@@ -17,8 +17,14 @@ pub struct YearArgs {
     #[arg(long, default_value_t = 3)]
     month: u32,
     /// With --offline: households (default: chosen by the seed, 300–800).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::demo::households_arg())]
     year_households: Option<usize>,
+}
+
+/// `--households`: a whole number from `MIN_HOUSEHOLDS` to `MAX_HOUSEHOLDS`.
+pub fn households_arg() -> clap::builder::RangedU64ValueParser<usize> {
+    use jifen_ledger::sample::{MAX_HOUSEHOLDS, MIN_HOUSEHOLDS};
+    clap::builder::RangedU64ValueParser::new().range(MIN_HOUSEHOLDS as u64..=MAX_HOUSEHOLDS as u64)
 }
 
 pub fn run(args: YearArgs) -> anyhow::Result<()> {
@@ -46,7 +52,8 @@ pub fn run(args: YearArgs) -> anyhow::Result<()> {
     // Verify as an auditor would, from the records and the note alone.
     let verifiers: Vec<_> = witnesses.iter().map(|w| w.verifier().clone()).collect();
     let (opened, cosigners) = SignedCheckpoint::open(note.as_bytes(), &sample.origin, sample.log_key.verifier(), &verifiers)?;
-    let quorum = sample.writer.state.rulebooks().last().map_or(1, |r| r.witness_quorum) as usize;
+    let last_at = records.last().map_or(0, |r| r.recorded_at());
+    let quorum = sample.writer.state.witness_quorum_after(records.len() as u64, last_at) as usize;
     if cosigners.len() < quorum {
         bail!("checkpoint has {} cosignatures, the rulebook requires {quorum}", cosigners.len());
     }

@@ -39,7 +39,7 @@ pub struct GrpcDemoArgs {
     #[arg(long, default_value_t = 2025)]
     pub seed: u64,
     /// Number of households (default: 300).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, value_parser = crate::demo::households_arg(), default_value_t = 300)]
     pub households: usize,
     /// Where the embedded PostgreSQL lives (default: a temporary directory, removed at the end).
     #[arg(long)]

@@ -39,6 +39,20 @@ pub fn batch_mode() -> jifen_ledger::verify::SignatureMode {
 }
 
 /// The generated gRPC API (`proto/jifen/v1/ledger.proto`).
+/// 32 bytes written as exactly 64 hex digits (either case), as key files and the townships
+/// file hold them; anything else (a sign, a space, a non-ASCII character, another length) is
+/// `None`.
+pub fn hex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 pub mod api {
     #![allow(missing_docs, clippy::all)]
     tonic::include_proto!("jifen.v1");

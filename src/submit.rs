@@ -44,11 +44,8 @@ pub struct SubmitArgs {
 pub fn read_key(path: &Path) -> anyhow::Result<SigningKey> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
     let text = text.trim();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("{}: a key file holds 64 hex digits (see `jifen keygen`)", path.display());
-    }
-    let seed: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).expect("hex")).collect();
-    Ok(SigningKey::from_bytes(&seed.try_into().expect("32 bytes")))
+    let seed = jifen::hex32(text).with_context(|| format!("{}: a key file holds 64 hex digits (see `jifen keygen`)", path.display()))?;
+    Ok(SigningKey::from_bytes(&seed))
 }
 
 /// Parses a JSON event description into an EventBody (proto3 JSON mapping, strict).

@@ -160,11 +160,7 @@ impl Townships {
 
 /// A 32-byte public key written as exactly 64 hex digits.
 pub fn parse_hex_key(s: &str) -> Option<PublicKey> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let bytes: Vec<u8> = (0..32).map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16)).collect::<Result<_, _>>().ok()?;
-    PublicKey::from_slice(&bytes)
+    PublicKey::from_slice(&crate::hex32(s)?)
 }
 
 #[cfg(test)]

@@ -601,3 +601,94 @@ async fn the_cli_submits_signed_json_events_and_queries_tables() {
     assert!(audit.contains("ScoreRecorded") && audit.contains(&panel.id), "{audit}");
     server.shutdown().await;
 }
+
+/// Query answers: the tree an answer names has a signed checkpoint the moment it is given;
+/// balances are judged now (an annual expiry due shows before a record of the new year books
+/// it); the supermarket's month is that month's stock and prices; malformed ids and periods
+/// without data are said to be so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing() {
+    use jifen::api::query_service_client::QueryServiceClient;
+    use jifen_ledger::time::{Date, Period};
+    let db = Db::start().await;
+    let mut sample = small_year(12, 2);
+    // The congress adopts annual expiry, in force from the next day.
+    let today = Date::of_micros(sample.writer.now);
+    let mut v2 = jifen_ledger::sample::rulebook(2, &today.add_days(1).to_string(), &today.to_string());
+    v2.expiry = pb::ExpiryPolicy::Annual as i32;
+    sample.writer.submit(&sample.cast.admin, &[], Payload::RulebookAdopted(v2)).unwrap();
+    let mut server = Server::start(&db, &sample).await;
+    let ledger = sample.writer.ledger.clone();
+    let ch = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut q = QueryServiceClient::new(ch.clone());
+    let mut l = LedgerServiceClient::new(ch);
+    let records = sample.records().to_vec();
+    let n = records.len() as u64;
+
+    // Every answer right after an append names a tree whose signed checkpoint can be fetched.
+    for r in &records {
+        server.replay(r).await;
+        if r.seq() % 97 == 0 || r.seq() + 1 == n {
+            let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+            let size = all.as_of.unwrap().tree_size;
+            assert_eq!(size, r.seq() + 1);
+            let cp = l
+                .get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: size, min_tree_size: 0 })
+                .await
+                .unwrap_or_else(|e| panic!("the answer named tree {size}, which has no signed checkpoint: {e:?}"))
+                .into_inner();
+            assert_eq!(cp.checkpoint.unwrap().tree_size, size);
+        }
+    }
+
+    // Before the new year, balances as the records leave them.
+    let state = &sample.writer.state;
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert_eq!(all.balance_digest, state.balances().digest().0.to_vec());
+    // Once 2026 has begun, the annual expiry shows though no record of 2026 exists yet: the
+    // digest is the one a settlement recorded now must carry.
+    let new_year = Date::parse("d", "2026-01-05").unwrap().start_micros();
+    server.clock.advance_to(new_year);
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert_eq!(all.balance_digest, state.balance_digest_at(new_year).0.to_vec());
+    assert_ne!(all.balance_digest, state.balances().digest().0.to_vec(), "the sample has points to expire");
+    let rich = state.balances().iter().find(|(_, b)| b.available() > 0).map(|(h, _)| h.to_owned()).unwrap();
+    let before = state.balances().get(&rich).unwrap().available();
+    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: rich.clone() }).await.unwrap().into_inner();
+    let b = one.balance.unwrap();
+    assert_eq!((b.available, b.expired - state.balances().get(&rich).unwrap().expired), (0, before));
+
+    // The supermarket's January: that month's closing stock and prices, as a fold of the
+    // records gives them, not today's stock with no prices.
+    let mut folded = jifen_projections::Projections::new();
+    for r in &records {
+        folded.apply(&jifen_ledger::village::Accepted::from_verified_record(r.clone()).unwrap());
+    }
+    let jan = folded.views.supermarket.month_view(Period::from_ym(2025, 1).unwrap());
+    let shop = q
+        .get_supermarket_ledger(api::GetSupermarketLedgerRequest { ledger_id: ledger.clone(), period: "2025-01".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let served: Vec<(String, i64, i64)> = shop.stock.iter().map(|g| (g.goods_code.clone(), g.quantity, g.price)).collect();
+    let want: Vec<(String, i64, i64)> = jan.goods.iter().map(|(c, g)| (c.clone(), g.stock as i64, g.price.unwrap_or(0))).collect();
+    assert_eq!(served, want);
+    assert!(served.iter().any(|(_, _, price)| *price > 0), "{served:?}");
+    assert!(shop.goods_out.iter().all(|g| g.price > 0), "{:?}", shop.goods_out);
+    assert_eq!((shop.points_spent, shop.points_returned), (jan.points, jan.points_returned));
+
+    // Malformed ids are INVALID_ARGUMENT, an unknown well-formed one NOT_FOUND.
+    for bad in ["H 0001", "", "户0001", "H0001/../x"] {
+        let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: bad.into() }).await.unwrap_err();
+        assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
+    }
+    let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into() }).await.unwrap_err();
+    assert_status(e, Code::NotFound, "UNKNOWN_HOUSEHOLD");
+    let e = q.get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P 2025".into() }).await.unwrap_err();
+    assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
+    // A ranking of a month with no scores says so, and a month with some still ranks.
+    let e = q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-07".into(), size: 5 }).await.unwrap_err();
+    assert_status(e, Code::NotFound, "UNKNOWN_PERIOD");
+    assert!(q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-02".into(), size: 5 }).await.is_ok());
+    server.shutdown().await;
+}

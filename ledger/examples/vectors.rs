@@ -59,7 +59,7 @@ fn main() {
     book.post_score("H0001", Category::Deduction, -3);
     book.post_redemption("H0001", 9);
     book.open("H0002");
-    book.carry("H0001", "H0002", 5);
+    book.split("H0001", "H0002", 5);
 
     let r0 = &records[0];
     let mut truncated = r0.encode();

@@ -5,14 +5,20 @@
 //!
 //! ```text
 //! available = basic + contribution − deducted − redeemed + carried_in − carried_out − expired
-//! ever_earned = basic + contribution   (never reduced by redemption or expiry)
+//! ever_earned = basic + contribution + earned_carried_in − earned_carried_out
+//!               (never reduced by redemption or expiry; moved by splits and merges)
 //! ```
+//!
+//! Under annual expiry, entering a new year resets every available balance to zero (see
+//! [`BalanceBook::enter_year`]).
 //!
 //! The balance digest (docs/FORMAT.md, "Balance digest") is
 //! `SHA-256("jifen/balances/v1" || 0x00 || u32 n || n × household row)` over households in
 //! ascending byte order of their id, each row
 //! `u16 len(id) || id || i64 basic || i64 contribution || i64 deducted || i64 redeemed ||
-//! i64 carried_in || i64 carried_out || i64 expired`, all big-endian.
+//! i64 carried_in || i64 carried_out || i64 expired`, all big-endian. The ever-earned carries
+//! are not in it (the layout is fixed by docs/FORMAT.md); they follow from the split and merge
+//! records, which the chain commits to.
 
 use crate::hash::{Hash, BALANCES_TAG};
 use std::collections::BTreeMap;
@@ -34,25 +40,40 @@ pub struct Balance {
     pub contribution: i64,
     /// Final deductions (扣分), as a positive number.
     pub deducted: i64,
-    /// Points spent at the supermarket, net of reversals.
+    /// Points spent at the supermarket, net of reversals (never negative: a reversal is booked
+    /// on the household that spent the points).
     pub redeemed: i64,
     /// Points carried in from a split or merge.
     pub carried_in: i64,
     /// Points carried out to a split or merge.
     pub carried_out: i64,
-    /// Points that expired under an annual expiry policy.
+    /// Points ever earned carried in from a split or merge (not in the balance digest).
+    pub earned_carried_in: i64,
+    /// Points ever earned carried out to a split or merge (not in the balance digest).
+    pub earned_carried_out: i64,
+    /// Points written off by annual resets under an annual expiry policy: unspent points that
+    /// lapsed, less deficits cleared (negative when a reset cleared more deficit than it took).
     pub expired: i64,
 }
 
 impl Balance {
     /// Points available to spend.
     pub fn available(&self) -> i64 {
-        self.basic + self.contribution - self.deducted - self.redeemed + self.carried_in - self.carried_out - self.expired
+        // Saturating: figures come from records, and no sequence of records may panic.
+        self.basic
+            .saturating_add(self.contribution)
+            .saturating_sub(self.deducted)
+            .saturating_sub(self.redeemed)
+            .saturating_add(self.carried_in)
+            .saturating_sub(self.carried_out)
+            .saturating_sub(self.expired)
     }
 
-    /// Points ever earned (for honours and rankings): never reduced by spending or expiry.
+    /// Points ever earned (for honours and rankings): never reduced by spending or expiry; a
+    /// split carries the points it moves, a merge the whole figure, to the household receiving
+    /// them.
     pub fn ever_earned(&self) -> i64 {
-        self.basic + self.contribution
+        self.basic.saturating_add(self.contribution).saturating_add(self.earned_carried_in).saturating_sub(self.earned_carried_out)
     }
 }
 
@@ -109,21 +130,65 @@ impl BalanceBook {
     pub fn post_score(&mut self, household: &str, category: Category, delta: i64) {
         let b = self.entry(household);
         match category {
-            Category::Basic => b.basic += delta,
-            Category::Contribution => b.contribution += delta,
-            Category::Deduction => b.deducted -= delta,
+            Category::Basic => b.basic = b.basic.saturating_add(delta),
+            Category::Contribution => b.contribution = b.contribution.saturating_add(delta),
+            Category::Deduction => b.deducted = b.deducted.saturating_sub(delta),
         }
     }
 
-    /// Books a redemption (positive) or its reversal (negative).
+    /// Books a redemption.
     pub fn post_redemption(&mut self, household: &str, points: i64) {
-        self.entry(household).redeemed += points;
+        let b = self.entry(household);
+        b.redeemed = b.redeemed.saturating_add(points);
     }
 
-    /// Carries points from one household to another (split or merge).
-    pub fn carry(&mut self, from: &str, to: &str, points: i64) {
-        self.entry(from).carried_out += points;
-        self.entry(to).carried_in += points;
+    /// Books the reversal of a redemption of `points` that `redeemer` made in `spent_in_year`.
+    /// The spending is undone where it was booked (so `redeemed` never goes below zero), and
+    /// the points returned follow the household's merges to `holder`, the household now
+    /// holding its points (a carry, as the merge itself was). Under annual expiry, points spent
+    /// in a year before the book's year would have lapsed at its end had they not been spent:
+    /// they lapse on return instead of becoming spendable in the new year.
+    pub fn reverse_redemption(&mut self, redeemer: &str, holder: &str, points: i64, spent_in_year: i32, annual_expiry: bool) {
+        let lapsed = annual_expiry && self.year.is_some_and(|y| y > spent_in_year);
+        let b = self.entry(redeemer);
+        b.redeemed = b.redeemed.saturating_sub(points);
+        if lapsed {
+            b.expired = b.expired.saturating_add(points);
+        } else if redeemer != holder {
+            self.carry(redeemer, holder, points);
+        }
+    }
+
+    /// Carries available points from one household to another.
+    fn carry(&mut self, from: &str, to: &str, points: i64) {
+        let f = self.entry(from);
+        f.carried_out = f.carried_out.saturating_add(points);
+        let t = self.entry(to);
+        t.carried_in = t.carried_in.saturating_add(points);
+    }
+
+    /// Carries points ever earned from one household to another.
+    fn carry_earned(&mut self, from: &str, to: &str, points: i64) {
+        let f = self.entry(from);
+        f.earned_carried_out = f.earned_carried_out.saturating_add(points);
+        let t = self.entry(to);
+        t.earned_carried_in = t.earned_carried_in.saturating_add(points);
+    }
+
+    /// A split (分户): `points` available points go to the new household, and count as earned
+    /// by it (no more than the old household ever earned).
+    pub fn split(&mut self, from: &str, to: &str, points: i64) {
+        self.carry(from, to, points);
+        let earned = points.min(self.get(from).map_or(0, Balance::ever_earned).max(0));
+        self.carry_earned(from, to, earned);
+    }
+
+    /// A merge (合户): the household merged carries its whole available balance and everything
+    /// it ever earned to the household absorbing it.
+    pub fn merge(&mut self, from: &str, to: &str) {
+        let (available, earned) = self.get(from).map_or((0, 0), |b| (b.available(), b.ever_earned()));
+        self.carry(from, to, available);
+        self.carry_earned(from, to, earned);
     }
 
     /// Whether entering `year` would expire balances.
@@ -131,17 +196,17 @@ impl BalanceBook {
         annual_expiry && matches!(self.year, Some(y) if y < year)
     }
 
-    /// Enters `year`: under annual expiry, every positive available balance of an earlier
-    /// year expires. Years never go backwards.
+    /// Enters `year`: under annual expiry, every available balance of an earlier year is
+    /// reset to zero ("available points reset at the start of each calendar year"): unspent
+    /// points lapse (`expired` grows) and a deficit left by deductions is cleared (`expired`
+    /// shrinks by it), so a new year starts every household at zero and `expired` is the net
+    /// write-off. Deductions stay booked as history. Years never go backwards.
     pub fn enter_year(&mut self, year: i32, annual_expiry: bool) {
         match self.year {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
                 for b in self.households.values_mut() {
-                    let a = b.available();
-                    if a > 0 {
-                        b.expired += a;
-                    }
+                    b.expired = b.expired.saturating_add(b.available());
                 }
                 self.year = Some(year);
             }
@@ -178,12 +243,13 @@ mod tests {
         book.post_redemption("H0001", 4);
         let b = book.get("H0001").unwrap();
         assert_eq!((b.available(), b.ever_earned(), b.deducted), (8, 15, 3));
-        book.carry("H0001", "H0002", 8);
+        book.merge("H0001", "H0002");
         assert_eq!((book.available("H0001"), book.available("H0002")), (0, 8));
+        assert_eq!((book.get("H0001").unwrap().ever_earned(), book.get("H0002").unwrap().ever_earned()), (0, 15));
     }
 
     #[test]
-    fn annual_expiry_expires_only_positive_balances_once_per_year() {
+    fn annual_expiry_resets_every_balance_to_zero_once_per_year() {
         let mut book = BalanceBook::new();
         book.enter_year(2025, true);
         book.post_score("A", Category::Basic, 10);
@@ -191,7 +257,8 @@ mod tests {
         book.enter_year(2025, true);
         assert_eq!(book.available("A"), 10);
         book.enter_year(2026, true);
-        assert_eq!((book.available("A"), book.available("B")), (0, -2));
+        assert_eq!((book.available("A"), book.available("B")), (0, 0));
+        assert_eq!((book.get("A").unwrap().expired, book.get("B").unwrap().expired, book.get("B").unwrap().deducted), (10, -2, 2));
         assert_eq!(book.get("A").unwrap().ever_earned(), 10);
         let mut never = BalanceBook::new();
         never.enter_year(2025, false);

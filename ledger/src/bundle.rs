@@ -310,7 +310,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// The keys an auditor trusts. Without a log key the bundle's own is used (and reported as
-/// such); without witness keys, the supervisors enrolled in the ledger at each checkpoint.
+/// such); without witness keys, the supervisors of the ledger in term at each checkpoint's time.
 #[derive(Clone, Debug, Default)]
 pub struct Trust {
     pub log_key: Option<NoteVerifier>,
@@ -395,15 +395,44 @@ pub fn witness_key_name(origin: &str, actor_id: &str) -> String {
     format!("{deployment}/witness/{actor_id}")
 }
 
-/// The witnesses of a ledger in a state: its unrevoked supervisors' current keys, and the
-/// quorum of the last rulebook adopted (1 before any).
-pub fn witnesses(state: &VillageState, origin: &str) -> (Vec<NoteVerifier>, u32) {
-    let keys = state
+/// The witnesses of a checkpoint of `size` records whose last was recorded at `at` (µs): the
+/// keys, as they were after those records, of the supervisors enrolled and not revoked by then
+/// ([`Actor::active_after`], [`Actor::key_after`]) with `at` in their term, and the quorum of
+/// the rulebook in force then among those adopted by then
+/// ([`VillageState::witness_quorum_after`], 1 before any). A checkpoint's time is the
+/// `recorded_at` of the last record it covers: the checkpoint text carries no time of its own,
+/// and that is the latest time the records vouch for. The answer is the same on any state that
+/// holds the first `size` records (keys in name order), so the server (whose state has moved on) and a verifier
+/// (replaying up to the checkpoint) agree.
+///
+/// [`Actor::active_after`]: crate::village::Actor::active_after
+/// [`Actor::key_after`]: crate::village::Actor::key_after
+pub fn witnesses(state: &VillageState, origin: &str, size: u64, at: i64) -> (Vec<NoteVerifier>, u32) {
+    let mut keys: Vec<NoteVerifier> = state
         .actors()
-        .filter(|a| a.roles.intersects(RoleSet::SUPERVISOR) && a.revoked_at.is_none())
-        .filter_map(|a| NoteVerifier::new(&witness_key_name(origin, &a.id), a.key.0).ok())
+        .filter(|a| a.roles.intersects(RoleSet::SUPERVISOR) && a.active_after(size) && a.term_covers(at))
+        .filter_map(|a| NoteVerifier::new(&witness_key_name(origin, &a.id), a.key_after(size).0).ok())
         .collect();
-    (keys, state.rulebooks().last().map_or(1, |r| r.witness_quorum))
+    keys.sort_by(|a, b| a.name().cmp(b.name()));
+    (keys, state.witness_quorum_after(size, at))
+}
+
+/// The distinct witnesses whose cosignatures on a checkpoint note verify, in the order of the
+/// note's lines, or the name of the first witness line that does not verify. Lines by keys
+/// that are not witnesses are not counted (FORMAT.md §11).
+pub fn cosigners(note: &Note, witnesses: &[NoteVerifier]) -> Result<Vec<String>, String> {
+    let mut cosigners = Vec::new();
+    for s in note.signatures() {
+        let Some(w) = witnesses.iter().find(|w| w.name() == s.name && w.id() == s.id) else { continue };
+        let ok = <[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|sig| w.verify(note.text().as_bytes(), &sig));
+        if !ok {
+            return Err(s.name.clone());
+        }
+        if !cosigners.contains(&s.name) {
+            cosigners.push(s.name.clone());
+        }
+    }
+    Ok(cosigners)
 }
 
 /// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
@@ -488,7 +517,7 @@ pub fn verify_bundle(
             || {
                 replay_observed(records, |seq, state| {
                     while next < sizes.len() && sizes[next] == seq + 1 {
-                        at.push(witnesses(state, origin));
+                        at.push(witnesses(state, origin, seq + 1, state.last_recorded_at()));
                         next += 1;
                     }
                     on_record(seq);
@@ -524,17 +553,7 @@ pub fn verify_bundle(
     for ((c, text), (derived, quorum)) in checkpoints.iter().zip(&bundle.checkpoints).zip(at_checkpoint) {
         let witnesses = if trust.witness_keys.is_empty() { derived } else { trust.witness_keys.clone() };
         let note = Note::parse(text.as_bytes()).expect("opened above");
-        let mut cosigners = Vec::new();
-        for s in note.signatures() {
-            let Some(w) = witnesses.iter().find(|w| w.name() == s.name && w.id() == s.id) else { continue };
-            let ok = <[u8; 64]>::try_from(s.signature.as_slice()).is_ok_and(|sig| w.verify(note.text().as_bytes(), &sig));
-            if !ok {
-                return Err(BundleError::BadCosignature { size: c.size, name: s.name.clone() });
-            }
-            if !cosigners.contains(&s.name) {
-                cosigners.push(s.name.clone());
-            }
-        }
+        let cosigners = cosigners(&note, &witnesses).map_err(|name| BundleError::BadCosignature { size: c.size, name })?;
         reports.push(CheckpointReport { size: c.size, root: c.root, cosigners, quorum });
     }
     let final_report = reports.last().expect("at least one checkpoint");

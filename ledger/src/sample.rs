@@ -139,7 +139,8 @@ impl Writer {
 #[derive(Clone, Debug)]
 pub struct SampleConfig {
     pub seed: u64,
-    /// Households; `None` picks 300–800 from the seed.
+    /// Households; `None` picks 300–800 from the seed. Fewer than [`MIN_HOUSEHOLDS`] are
+    /// taken as that many (the cast lives in the village's households).
     pub households: Option<usize>,
     /// Months to play, from January 2025 (1–12).
     pub months: u32,
@@ -443,10 +444,16 @@ pub fn households(rng: &mut ChaCha8Rng, n: usize) -> Vec<(String, Vec<String>)> 
         .collect()
 }
 
+/// The fewest households a generated village has.
+pub const MIN_HOUSEHOLDS: usize = 10;
+
+/// The most households a generated village has (a large township village has about 3,000).
+pub const MAX_HOUSEHOLDS: usize = 100_000;
+
 /// Generates a village ledger.
 pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let n = config.households.unwrap_or_else(|| rng.random_range(300..=800));
+    let n = config.households.unwrap_or_else(|| rng.random_range(300..=800)).clamp(MIN_HOUSEHOLDS, MAX_HOUSEHOLDS);
     let panel_size = rng.random_range(3..=5);
     let hs = households(&mut rng, n);
     let (cast, mut w) = open_village(config.seed, &hs, panel_size)?;

@@ -346,3 +346,151 @@ fn witness_keys_are_named_under_the_deployment() {
     let v = NoteVerifier::new(&witness_key_name("a.cn/village/150602101201", "s"), [1; 32]);
     assert!(v.is_ok());
 }
+
+// ---- witnesses judged at the checkpoint's time ------------------------------------------------
+
+/// A village opened by the fixture, with its log key, for bundles of a few records.
+fn small_village() -> (jifen_ledger::sample::Cast, jifen_ledger::sample::Writer, NoteSigner, String) {
+    let hs: Vec<(String, Vec<String>)> = (1..=3).map(|i| (format!("H000{i}"), vec![format!("H000{i}-01")])).collect();
+    let (cast, w) = jifen_ledger::sample::open_village(17, &hs, 3).unwrap();
+    let origin = w.state.genesis().unwrap().origin.clone();
+    let log = NoteSigner::new(&origin, ActorKey::derive(17, "log", None).key).unwrap();
+    (cast, w, log, origin)
+}
+
+/// One checkpoint of all `records`, cosigned by `cosigners`.
+fn one_checkpoint(records: &[Record], log: &NoteSigner, origin: &str, cosigners: &[&ActorKey]) -> Bundle {
+    let tree = Tree::from_record_hashes(records.iter().map(Record::hash).collect::<Vec<_>>().iter());
+    let c = Checkpoint { origin: origin.to_owned(), size: tree.len(), root: tree.root(tree.len()).unwrap() };
+    let mut signed = c.sign(log);
+    for k in cosigners {
+        signed.cosign(&NoteSigner::new(&witness_key_name(origin, &k.id), k.key.clone()).unwrap());
+    }
+    Bundle {
+        ledger: records[0].ledger_id().clone(),
+        origin: origin.to_owned(),
+        log_key: log.verifier().to_string(),
+        year: 2025,
+        records: records.to_vec(),
+        checkpoints: vec![signed.encode()],
+        proofs: vec![],
+    }
+}
+
+#[test]
+fn a_supervisor_whose_term_ended_before_the_checkpoint_does_not_count_as_witness() {
+    use jifen_ledger::pb::{self, event_body::Payload};
+    // Given supervisor-04, whose term ended an hour before the last record,
+    let (cast, mut w, log, origin) = small_village();
+    let late = ActorKey::derive(17, "supervisor-04", None);
+    let now = w.now;
+    let enrol = pb::ActorEnrolled {
+        actor_id: late.id.clone(),
+        public_key: late.public(),
+        roles: vec![pb::Role::Supervisor as i32],
+        term_start: now - 86_400_000_000,
+        term_end: now + 3_600_000_000,
+        household_id: String::new(),
+    };
+    w.submit(&cast.admin, &[], Payload::ActorEnrolled(enrol)).unwrap();
+    w.advance_to(now + 2 * 3_600_000_000);
+    w.submit(&cast.keeper, &[], Payload::StockReceived(jifen_ledger::sample::stock("R-9", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")))
+        .unwrap();
+    // when the checkpoint is cosigned by supervisor-01 and supervisor-04, it lacks the quorum
+    // of 2: only supervisor-01 was in term at the checkpoint's time;
+    let b = one_checkpoint(&w.records, &log, &origin, &[&cast.supervisors[0], &late]);
+    let n = w.records.len() as u64;
+    assert_eq!(verify_bundle(&b, &Trust::default(), BATCH, |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 2, got: 1 });
+    // with two supervisors in term it is witnessed.
+    let b = one_checkpoint(&w.records, &log, &origin, &[&cast.supervisors[0], &cast.supervisors[1]]);
+    assert!(verify_bundle(&b, &Trust::default(), BATCH, |_| {}).unwrap().checkpoints[0].witnessed());
+}
+
+#[test]
+fn the_witness_quorum_of_a_checkpoint_is_the_rulebooks_in_force_at_its_time() {
+    use jifen_ledger::pb::{self, event_body::Payload};
+    // Given rulebook v2 (witness quorum 3) adopted to take effect in February,
+    let (cast, mut w, log, origin) = small_village();
+    let mut v2 = jifen_ledger::sample::rulebook(2, "2025-02-01", "2025-01-01");
+    v2.witness_quorum = 3;
+    w.submit(&cast.admin, &[], Payload::RulebookAdopted(v2)).unwrap();
+    let two = [&cast.supervisors[0], &cast.supervisors[1]];
+    // when a January checkpoint is cosigned by two supervisors, v1's quorum of 2 applies;
+    let b = one_checkpoint(&w.records, &log, &origin, &two);
+    let report = verify_bundle(&b, &Trust::default(), BATCH, |_| {}).unwrap();
+    assert_eq!((report.checkpoints[0].quorum, report.checkpoints[0].witnessed()), (2, true));
+    // in February, v2's quorum of 3.
+    w.advance_to(jifen_ledger::time::Date::parse("d", "2025-02-01").unwrap().start_micros() + 3_600_000_000);
+    w.submit(&cast.keeper, &[], Payload::StockReceived(jifen_ledger::sample::stock("R-9", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")))
+        .unwrap();
+    let b = one_checkpoint(&w.records, &log, &origin, &two);
+    let n = w.records.len() as u64;
+    assert_eq!(verify_bundle(&b, &Trust::default(), BATCH, |_| {}).unwrap_err(), BundleError::NotWitnessed { size: n, needed: 3, got: 2 });
+}
+
+/// The witnesses of a checkpoint are a function of the records it covers: the state the server
+/// holds (every record since) names the same keys and quorum as the state a verifier replays up
+/// to the checkpoint, through a key rotation, a revocation, an enrolment and a rulebook that
+/// raises the quorum on the day it is adopted.
+#[test]
+fn a_checkpoints_witnesses_are_the_same_on_every_later_state() {
+    use jifen_ledger::bundle::witnesses;
+    use jifen_ledger::pb::{self, event_body::Payload};
+    use jifen_ledger::sample::rulebook;
+    use jifen_ledger::time::Date;
+    use jifen_ledger::village::VillageState;
+    let mut s = generate(&SampleConfig { seed: 5, households: Some(12), months: 1, scores_per_household: 1.0 }).unwrap();
+    let (cast, w) = (&s.cast, &mut s.writer);
+    let sups = &cast.supervisors;
+    let rotated = ActorKey::derive(77, &sups[0].id, None);
+    w.advance_to(w.now + 3_600_000_000);
+    w.submit(
+        &sups[0],
+        &[],
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: sups[0].id.clone(), new_public_key: rotated.public() }),
+    )
+    .unwrap();
+    w.submit(&cast.admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: sups[1].id.clone(), reason: "任期内调离".into() }))
+        .unwrap();
+    let newcomer = ActorKey::derive(77, "supervisor-new", None);
+    w.submit(
+        &cast.admin,
+        &[],
+        Payload::ActorEnrolled(pb::ActorEnrolled {
+            actor_id: newcomer.id.clone(),
+            public_key: newcomer.public(),
+            roles: vec![pb::Role::Supervisor as i32],
+            term_start: w.now,
+            term_end: 0,
+            household_id: String::new(),
+        }),
+    )
+    .unwrap();
+    let today = Date::of_micros(w.now).to_string();
+    let mut v2 = rulebook(2, &today, &today);
+    v2.witness_quorum = 3;
+    w.submit(&cast.admin, &[], Payload::RulebookAdopted(v2)).unwrap();
+
+    let records = s.writer.records.clone();
+    let last = &s.writer.state;
+    let key_set = |(keys, quorum): (Vec<NoteVerifier>, u32)| (keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(), quorum);
+    let mut state = VillageState::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, r) in records.iter().enumerate() {
+        let a = jifen_ledger::village::Accepted::from_verified_record(r.clone()).unwrap();
+        state.apply(&a);
+        let size = i as u64 + 1;
+        let at = r.recorded_at();
+        let then = key_set(witnesses(&state, &s.origin, size, at));
+        assert_eq!(key_set(witnesses(last, &s.origin, size, at)), then, "checkpoint of size {size}");
+        seen.insert((then.0.len(), then.1));
+    }
+    // Each change showed: no witness yet, the quorum of 2, the revocation, the newcomer, 3.
+    let end = key_set(witnesses(last, &s.origin, records.len() as u64, records.last().unwrap().recorded_at()));
+    assert_eq!(end.1, 3);
+    assert!(end.0.contains(
+        &NoteVerifier::new(&witness_key_name(&s.origin, &sups[0].id), rotated.key.verifying_key().to_bytes()).unwrap().to_string()
+    ));
+    assert!(!end.0.iter().any(|k| k.contains(&format!("/witness/{}+", sups[1].id))));
+    assert!(seen.len() >= 4, "{seen:?}");
+}

@@ -7,7 +7,7 @@ use jifen_ledger::sample::{open_village, rulebook, sign, stock, ActorKey, Cast, 
 use jifen_ledger::signature::{sign_event, EventSignature, PublicKey};
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::verify_ledger;
-use jifen_ledger::village::{Command, Decision, Rejection, Village, VillageState};
+use jifen_ledger::village::{Accepted, Command, Decision, Rejection, Village, VillageState};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -28,12 +28,12 @@ fn given() -> Given {
 
 /// Asserts that submitting is rejected as `$pat` and that nothing was appended.
 macro_rules! assert_rejects {
-    ($g:expr, $author:expr, $cos:expr, $payload:expr, $pat:pat) => {{
+    ($g:expr, $author:expr, $cos:expr, $payload:expr, $pat:pat $(if $guard:expr)?) => {{
         let payload = $payload;
         let cos = $cos;
         let before = ($g.w.records.len(), $g.w.state.head());
         let r = $g.w.submit($author, cos, payload);
-        assert!(matches!(r, Err($pat)), "expected {}, got {:?}", stringify!($pat), r);
+        assert!(matches!(r, Err($pat) $(if $guard)?), "expected {}, got {:?}", stringify!($pat), r);
         assert_eq!(before, ($g.w.records.len(), $g.w.state.head()), "a rejection appended something");
     }};
 }
@@ -130,8 +130,10 @@ impl Given {
             evidence_hash: vec![],
         }
     }
+    /// A settlement carrying the figures the ledger shows at the writer's clock (after any
+    /// expiry due by then).
     fn settlement(&self, period: &str, publication: &str) -> pb::PeriodSettled {
-        let book = self.w.state.balances();
+        let book = self.w.state.balances_at(self.w.now);
         pb::PeriodSettled {
             period: period.into(),
             publication_id: publication.into(),
@@ -880,7 +882,7 @@ fn objections_are_filed_within_the_window_one_at_a_time_per_entry() {
     let e = g.scored("H0004", "B01", 3);
     let other = g.scored("H0002", "B01", 3);
     let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
-    let (v, keeper, admin) = (g.villager(0), g.keeper(), g.admin());
+    let (v, keeper, admin) = (g.villager(3), g.keeper(), g.admin());
     assert_rejects!(g, &keeper, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)), Rejection::RoleNotAllowed { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &other)), Rejection::EntryNotPublished { .. });
     assert_rejects!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P9", &e)), Rejection::Unknown { kind: "publication", .. });
@@ -914,7 +916,7 @@ fn decisions_need_a_supervisor_and_upheld_ones_carry_their_correction() {
     let e = g.scored("H0004", "B01", 3);
     let e1 = g.scored("H0001", "B01", 3);
     g.open_publication("P1", "2025-01", &[e.clone(), e1.clone()]);
-    let v = g.villager(1);
+    let v = g.villager(3);
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e1)));
     let (p0, p2, s0, admin) = (g.panel(0), g.panel(2), g.sup(0), g.admin());
@@ -946,7 +948,7 @@ fn closing_waits_for_the_window_and_every_decision_then_makes_points_final() {
     let mut g = given();
     let e = g.scored("H0004", "B01", 3);
     let start = g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
-    let (admin, v) = (g.admin(), g.villager(0));
+    let (admin, v) = (g.admin(), g.villager(3));
     let close = Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() });
     assert_rejects!(g, &admin, &[], close.clone(), Rejection::WindowNotOver { .. });
     ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
@@ -997,6 +999,8 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
         Payload::PeriodSettled(g.settlement("2025-01", "P2")),
         Rejection::QuorumNotMet { needed: 2, got: 1, .. }
     );
+    assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::PeriodNotOver { .. });
+    g.w.advance_to(at("2025-02-01", 0));
     let mut wrong = g.settlement("2025-01", "P2");
     wrong.balance_digest[0] ^= 1;
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(wrong), Rejection::SettlementMismatch { field: "balance_digest", .. });
@@ -1011,7 +1015,7 @@ fn settlement_needs_a_closed_publication_supervisors_and_the_right_digest() {
     ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")));
     assert_rejects!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P2")), Rejection::PeriodSettled(_));
     // The settled month takes no more scores or corrections.
-    let s = g.score("H0004", "B02", 1);
+    let s = pb::ScoreRecorded { occurred_on: "2025-01-20".into(), ..g.score("H0004", "B02", 1) };
     assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::PeriodSettled(_));
     assert_rejects!(
         g,
@@ -1260,4 +1264,740 @@ fn the_esrs_aggregate_is_the_same_decision_and_fold() {
     );
     let err = Village::handle_command(&state, Command::new(body, sigs, g.w.now)).unwrap_err();
     assert_eq!(err, Rejection::UnknownKey(PublicKey(stranger.key.verifying_key().to_bytes())));
+}
+
+/// Adopts rulebook v2 (annual expiry, otherwise v1) in force from 2 January 2025 and moves the
+/// clock there.
+fn annual_expiry(g: &mut Given) {
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-01-02", "2025-01-01");
+    v2.expiry = pb::ExpiryPolicy::Annual as i32;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    g.w.advance_to(at("2025-01-02", 8));
+}
+
+/// `hour` o'clock on `day`, China Standard Time.
+fn at(day: &str, hour: i64) -> i64 {
+    Date::parse("d", day).unwrap().start_micros() + hour * HOUR
+}
+
+/// Gives `household` final points under B01 (rulebook v2) scored today, published for the
+/// current month and closed.
+fn final_v2(g: &mut Given, household: &str, points: i64, publication: &str) -> String {
+    let s = pb::ScoreRecorded { rulebook_version: 2, ..g.score(household, "B01", points) };
+    let e = s.entry_id.clone();
+    let p = g.panel(2);
+    ok!(g, &p, &[], Payload::ScoreRecorded(s));
+    let period = Date::of_micros(g.w.now).period().to_string();
+    let start = g.open_publication(publication, &period, std::slice::from_ref(&e));
+    g.close(publication, start);
+    e
+}
+
+#[test]
+fn a_settlement_opening_a_new_year_carries_the_digest_after_expiry_and_replays() {
+    // Given annual expiry and December's points final, nothing yet recorded in 2026.
+    let mut g = given();
+    annual_expiry(&mut g);
+    g.w.advance_to(at("2025-12-10", 8));
+    final_v2(&mut g, "H0004", 4, "P-2025-12");
+    g.w.advance_to(at("2026-01-02", 9));
+    assert_eq!(g.w.state.balances().available("H0004"), 4, "the book itself rolls over with the next record");
+    // When December is settled as the first record of 2026, with the figures the ledger shows then,
+    let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-12", "P-2025-12")));
+    // then it is accepted, and an offline replay checking each settlement against the state
+    // before it (the same function the write-model uses) agrees with it.
+    let mut state = VillageState::new();
+    let mut checked = 0;
+    for r in &g.w.records {
+        let a = Accepted::from_verified_record(r.clone()).unwrap();
+        if let Payload::PeriodSettled(s) = a.payload() {
+            assert_eq!(state.balance_digest_at(r.recorded_at()).as_bytes(), s.balance_digest.as_slice());
+            checked += 1;
+        }
+        state.apply(&a);
+    }
+    assert_eq!(checked, 1);
+    assert_eq!(state.balances().get("H0004").unwrap().expired, 4);
+    verify_ledger(&g.w.records, &checkpoint_of(&g.w.records), jifen_ledger::verify::SignatureMode::Strict).expect("the ledger replays");
+}
+
+#[test]
+fn balances_at_a_time_show_the_expiry_due_then_without_changing_the_state() {
+    // Given annual expiry and 4 final points earned in 2025,
+    let mut g = given();
+    annual_expiry(&mut g);
+    final_v2(&mut g, "H0004", 4, "P-2025-01");
+    let head = g.w.state.head();
+    // when the balances are asked for at times in 2025 and in 2026,
+    let in_2025 = g.w.state.balances_at(at("2025-12-31", 23));
+    let in_2026 = g.w.state.balances_at(at("2026-01-01", 0));
+    // then 2025 shows the book as it is (borrowed, no copy), 2026 the expiry,
+    assert!(matches!(in_2025, std::borrow::Cow::Borrowed(_)));
+    assert_eq!(in_2025.available("H0004"), 4);
+    let b = in_2026.get("H0004").unwrap();
+    assert_eq!((b.available(), b.expired, b.ever_earned()), (0, 4, 4));
+    // and the state itself is unchanged.
+    assert_eq!(g.w.state.balances().available("H0004"), 4);
+    assert_eq!(g.w.state.head(), head);
+    // Under a policy that never expires, nothing is due.
+    let mut never = given();
+    never.final_points("H0004", 3);
+    assert_eq!(never.w.state.balances_at(at("2027-06-01", 8)).available("H0004"), 3);
+}
+
+fn checkpoint_of(records: &[jifen_ledger::record::Record]) -> jifen_ledger::checkpoint::Checkpoint {
+    let tree = jifen_ledger::merkle::Tree::from_record_hashes(records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
+    jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
+}
+
+#[test]
+fn an_annual_reset_brings_every_available_balance_to_zero_a_deficit_too() {
+    // Given annual expiry, H0004 ends 2025 with a deficit of 3 and H0002 with 4 points.
+    let mut g = given();
+    annual_expiry(&mut g);
+    let p = g.panel(2);
+    let d = pb::ScoreRecorded { rulebook_version: 2, ..g.score("H0004", "D02", -3) };
+    let e = pb::ScoreRecorded { rulebook_version: 2, ..g.score("H0002", "B01", 4) };
+    let ids = [d.entry_id.clone(), e.entry_id.clone()];
+    ok!(g, &p, &[], Payload::ScoreRecorded(d));
+    ok!(g, &p, &[], Payload::ScoreRecorded(e));
+    let start = g.open_publication("P1", "2025-01", &ids);
+    g.close("P1", start);
+    assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0002")), (-3, 4));
+    // When 2026 begins,
+    g.w.advance_to(at("2026-01-05", 8));
+    let shown = g.w.state.balances_at(g.w.now);
+    assert_eq!((shown.available("H0004"), shown.available("H0002")), (0, 0));
+    let k = g.keeper();
+    ok!(g, &k, &[], Payload::StockReceived(stock("R-2026-1", "G-SOAP", "", 5, pb::StockSource::Subsidy, "")));
+    // then the deficit is cleared as the credit lapsed (expired is the net write-off), and
+    // points ever earned and deductions stay as history.
+    let (h4, h2) = (*g.w.state.balances().get("H0004").unwrap(), *g.w.state.balances().get("H0002").unwrap());
+    assert_eq!((h4.available(), h4.expired, h4.deducted, h4.ever_earned()), (0, -3, 3, 0));
+    assert_eq!((h2.available(), h2.expired, h2.ever_earned()), (0, 4, 4));
+    // New points in 2026 are spendable in full: the old deficit is not carried into them.
+    final_v2(&mut g, "H0004", 3, "P-2026-01");
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    assert_eq!(g.w.state.balances().available("H0004"), 0);
+}
+
+#[test]
+fn a_reversal_of_a_redemption_from_an_earlier_year_returns_points_that_have_lapsed() {
+    // Given annual expiry and 5 points of H0004 spent in December 2025,
+    let mut g = given();
+    annual_expiry(&mut g);
+    g.w.advance_to(at("2025-12-01", 8));
+    final_v2(&mut g, "H0004", 5, "P-2025-12");
+    let k = g.keeper();
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    // when it is reversed in January 2026,
+    g.w.advance_to(at("2026-01-05", 8));
+    ok!(g, &k, &[], Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() }));
+    // then the goods return, but 2025's points do not become spendable in 2026.
+    let b = *g.w.state.balances().get("H0004").unwrap();
+    assert_eq!((b.redeemed, b.available(), b.expired), (0, 0, 5));
+}
+
+#[test]
+fn a_reversal_credited_to_the_household_that_absorbed_the_redeemer_keeps_every_figure_non_negative() {
+    // Given H0004 spent 3 of its 5 points, then merged into H0002,
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let (k, admin) = (g.keeper(), g.admin());
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0004".into(), into_household_id: "H0002".into() })
+    );
+    // when the redemption is reversed,
+    ok!(g, &k, &[], Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "R1".into(), reason: "退货".into() }));
+    // then the spending is undone where it was booked and the points follow the merge.
+    let book = g.w.state.balances();
+    let (h4, h2) = (*book.get("H0004").unwrap(), *book.get("H0002").unwrap());
+    for (h, b) in [("H0004", h4), ("H0002", h2)] {
+        for (name, v) in
+            [("redeemed", b.redeemed), ("carried_in", b.carried_in), ("carried_out", b.carried_out), ("available", b.available())]
+        {
+            assert!(v >= 0, "{h} {name} = {v}");
+        }
+    }
+    assert_eq!((h4.redeemed, h4.available()), (0, 0));
+    assert_eq!((h2.redeemed, h2.available()), (0, 5));
+}
+
+// ---- separation of duties ---------------------------------------------------------------------
+
+/// Appends `payload` signed by `author` as a record written before today's rules: applied
+/// without being decided (as an old ledger replayed into a state would be).
+fn force(g: &mut Given, author: &ActorKey, payload: Payload) {
+    let (body, sigs) = sign(&g.w.ledger, author, &[], g.w.now, &format!("forced-{}", g.w.records.len()), payload);
+    let code = jifen_ledger::ids::VillageCode::parse(&g.w.ledger).unwrap();
+    let sigs = jifen_ledger::record::canonical_signatures(sigs).unwrap();
+    let r = jifen_ledger::record::Record::new(code, g.w.state.next_seq(), g.w.state.head(), g.w.now, body, sigs).unwrap();
+    g.w.state.apply(&Accepted::from_verified_record(r.clone()).unwrap());
+    g.w.records.push(r);
+}
+
+#[test]
+fn no_actor_holds_both_the_panel_and_the_supervisor_role() {
+    // Given a village, when an actor is enrolled on the panel and in the supervision group,
+    let mut g = given();
+    let (admin, township) = (g.admin(), g.cast.township.clone());
+    let both = ActorKey::derive(6, "panel-sup", Some("H0004"));
+    // then enrolment is refused, whoever enrols and in whatever order the roles come.
+    let p = g.enrol(&both, &[pb::Role::Panel, pb::Role::Supervisor], 0, 0);
+    assert_rejects!(g, &admin, &[], p, Rejection::ConflictingRoles { ref actor } if actor == "panel-sup");
+    let p = g.enrol(&both, &[pb::Role::Supervisor, pb::Role::Admin, pb::Role::Panel], 0, 0);
+    assert_rejects!(g, &township, &[], p, Rejection::ConflictingRoles { .. });
+    // Either role alone is fine.
+    ok!(g, &admin, &[], g.enrol(&both, &[pb::Role::Supervisor], 0, 0));
+}
+
+#[test]
+fn a_decisions_supervisor_cosigner_is_never_its_panel_signer_nor_its_author() {
+    // Given an actor holding both roles (enrolled before the rule existed) and an objection,
+    let mut g = given();
+    let township = g.cast.township.clone();
+    let both = ActorKey::derive(6, "panel-sup", None);
+    let p = g.enrol(&both, &[pb::Role::Panel, pb::Role::Supervisor], 0, 0);
+    force(&mut g, &township, p);
+    let e = g.scored("H0004", "B01", 3);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
+    let v = g.villager(3);
+    ok!(g, &v, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
+    let (p2, s0) = (g.panel(2), g.sup(0));
+    let dismissed = || decided("O1", pb::ObjectionOutcome::Dismissed, None);
+    // when that actor co-signs as the supervisor of a decision they also sign as panel member,
+    // or authors it and counts as its own supervisor, then it is refused;
+    assert_rejects!(g, &p2, &[&both], dismissed(), Rejection::SupervisorNotIndependent { ref actor } if actor == "panel-sup");
+    assert_rejects!(g, &both, &[], dismissed(), Rejection::SupervisorNotIndependent { .. });
+    // with no supervisor at all it is a missing quorum; with an independent one it is accepted.
+    assert_rejects!(g, &p2, &[], dismissed(), Rejection::QuorumNotMet { .. });
+    ok!(g, &p2, &[&both, &s0], dismissed());
+}
+
+#[test]
+fn a_villager_objects_in_their_own_name_and_an_admin_on_anyones_behalf() {
+    // Given a published entry of H0004, and villager-H0001 (of household H0001),
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
+    let (v1, admin) = (g.villager(0), g.admin());
+    let as_objector = |g: &mut Given, id: &str, objector: &str| {
+        Payload::ObjectionFiled(pb::ObjectionFiled { objector: objector.into(), ..g.objection(id, "P1", &e) })
+    };
+    // when the villager signs an objection in another household's or another's member's name,
+    // then it is refused;
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0002"), Rejection::ObjectorMismatch { ref objector, .. } if objector == "H0002");
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0002-01"), Rejection::ObjectorMismatch { .. });
+    // in their own household's name, or a member's of it, it is accepted;
+    ok!(g, &v1, &[], as_objector(&mut g, "O1", "H0001-02"));
+    let (p, s) = (g.panel(2), g.sup(0));
+    ok!(g, &p, &[&s], decided("O1", pb::ObjectionOutcome::Dismissed, None));
+    ok!(g, &v1, &[], as_objector(&mut g, "O2", "H0001"));
+    ok!(g, &p, &[&s], decided("O2", pb::ObjectionOutcome::Dismissed, None));
+    // and an admin records an objection on behalf of anyone.
+    ok!(g, &admin, &[], as_objector(&mut g, "O3", "H0002-01"));
+}
+
+#[test]
+fn a_villager_who_merged_into_another_household_objects_in_its_name() {
+    // Given villager-H0001's household merged into H0002,
+    let mut g = given();
+    let e = g.scored("H0004", "B01", 3);
+    g.open_publication("P1", "2025-01", std::slice::from_ref(&e));
+    let (v1, admin) = (g.villager(0), g.admin());
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0001".into(), into_household_id: "H0002".into() })
+    );
+    // then the villager objects as the absorbing household, but not as a third.
+    let as_objector = |g: &mut Given, id: &str, objector: &str| {
+        Payload::ObjectionFiled(pb::ObjectionFiled { objector: objector.into(), ..g.objection(id, "P1", &e) })
+    };
+    assert_rejects!(g, &v1, &[], as_objector(&mut g, "O1", "H0003"), Rejection::ObjectorMismatch { .. });
+    ok!(g, &v1, &[], as_objector(&mut g, "O1", "H0002"));
+}
+
+#[test]
+fn a_month_is_settled_after_it_ends_and_after_every_earlier_month_with_entries() {
+    // Given January's and February's scores published and closed,
+    let mut g = given();
+    let jan = g.scored("H0004", "B01", 3);
+    let start = g.open_publication("P-01", "2025-01", &[jan]);
+    g.close("P-01", start);
+    g.w.advance_to(at("2025-02-03", 8));
+    let feb = g.scored("H0004", "B01", 2);
+    let start = g.open_publication("P-02", "2025-02", &[feb]);
+    g.close("P-02", start);
+    let (admin, s0, s1) = (g.admin(), g.sup(0), g.sup(1));
+    // when February is settled in February, it is refused: the month is not over;
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-02", "P-02")),
+        Rejection::PeriodNotOver { ref period, ends_at } if period == "2025-02" && ends_at == at("2025-03-01", 0)
+    );
+    // when it is settled in March before January, it is refused: January waits;
+    g.w.advance_to(at("2025-03-01", 0));
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-02", "P-02")),
+        Rejection::EarlierPeriodUnsettled { ref period, ref earlier } if period == "2025-02" && earlier == "2025-01"
+    );
+    // January, the ledger's first month with entries, waits for nothing; then February.
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P-01")));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-02", "P-02")));
+    // A month without entries (March) holds nothing up: April settles after it ends.
+    g.w.advance_to(at("2025-04-02", 8));
+    let apr = g.scored("H0004", "B01", 1);
+    let start = g.open_publication("P-04", "2025-04", &[apr]);
+    g.close("P-04", start);
+    g.w.advance_to(at("2025-05-01", 8));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-04", "P-04")));
+}
+
+// ---- corrections and claims of households that left -----------------------------------------
+
+fn fix_points(entry: &str, points: i64) -> Payload {
+    Payload::ScoreCorrected(pb::ScoreCorrected {
+        entry_id: entry.into(),
+        correction: Some(pb::score_corrected::Correction::NewPoints(points)),
+        reason: "复核".into(),
+    })
+}
+
+#[test]
+fn a_correction_never_posts_to_a_closed_household() {
+    // Given final scores of H0004 and H0002; then H0004 closed and H0002 merged into H0001,
+    let mut g = given();
+    let e4 = g.scored("H0004", "B01", 5);
+    let e2 = g.scored("H0002", "B01", 4);
+    let start = g.open_publication("P1", "2025-01", &[e4.clone(), e2.clone()]);
+    g.close("P1", start);
+    let (admin, p) = (g.admin(), g.panel(2));
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0004".into(), reason: "迁出".into() }));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0002".into(), into_household_id: "H0001".into() })
+    );
+    // when a score of the closed household is corrected, it is refused;
+    assert_rejects!(g, &p, &[], fix_points(&e4, 2), Rejection::HouseholdClosed(ref h) if h == "H0004");
+    assert_eq!(g.w.state.balances().available("H0004"), 5);
+    // a score of the merged household is corrected on the household that holds its points.
+    ok!(g, &p, &[], fix_points(&e2, 2));
+    assert_eq!((g.w.state.balances().available("H0001"), g.w.state.balances().available("H0002")), (2, 0));
+}
+
+fn claim(id: &str, h: &str, item: &str, pts: i64, day: &str) -> Payload {
+    Payload::PointsClaimed(pb::PointsClaimed {
+        claim_id: id.into(),
+        household_id: h.into(),
+        member_id: String::new(),
+        item_code: item.into(),
+        points: pts,
+        occurred_on: day.into(),
+        evidence_hashes: vec![],
+    })
+}
+
+#[test]
+fn a_claim_of_a_household_that_merged_is_scored_onto_the_absorbing_household() {
+    // Given H0004's self-declaration, and then H0004 merged into H0002,
+    let mut g = given();
+    let (v4, admin, p) = (g.villager(3), g.admin(), g.panel(2));
+    let today = g.today();
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0004".into(), into_household_id: "H0002".into() })
+    );
+    let from_claim = |g: &mut Given, h: &str| pb::ScoreRecorded {
+        source: pb::ScoreSource::SelfDeclaration as i32,
+        claim_id: "C1".into(),
+        ..g.score(h, "B01", 2)
+    };
+    // when the panel scores it, then it goes to the absorbing household (the closed one takes
+    // nothing, and a third household does not match the claim).
+    let s = from_claim(&mut g, "H0004");
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::HouseholdClosed(_));
+    let s = from_claim(&mut g, "H0001");
+    let p1 = g.panel(1);
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s), Rejection::ClaimMismatch { reason: "household differs", .. });
+    let s = from_claim(&mut g, "H0002");
+    ok!(g, &p, &[], Payload::ScoreRecorded(s));
+}
+
+fn decline(id: &str, reason: &str) -> Payload {
+    Payload::ClaimDeclined(pb::ClaimDeclined { claim_id: id.into(), reason: reason.into() })
+}
+
+#[test]
+fn the_panel_declines_a_claim_with_a_reason_and_it_is_then_closed() {
+    // Given self-declarations of H0004, H0001 and H0003, and H0003 then closed,
+    let mut g = given();
+    let (v4, v1, admin, keeper) = (g.villager(3), g.villager(0), g.admin(), g.keeper());
+    let (p0, p1, p2) = (g.panel(0), g.panel(1), g.panel(2));
+    let today = g.today();
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    ok!(g, &v1, &[], claim("C2", "H0001", "B01", 2, &today));
+    ok!(g, &admin, &[], claim("C3", "H0003", "B01", 2, &today));
+    ok!(g, &v4, &[], claim("C4", "H0004", "B02", 1, &today));
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    // when it is declined by someone not on the panel, without a reason, or by a member of the
+    // household, it is refused;
+    assert_rejects!(g, &keeper, &[], decline("C1", "不符合申报条件"), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &p2, &[], decline("C1", " "), Rejection::InvalidField { field: "reason", .. });
+    assert_rejects!(g, &p0, &[], decline("C2", "不符合申报条件"), Rejection::SelfScoring { .. });
+    assert_rejects!(g, &p2, &[], decline("C9", "不符合申报条件"), Rejection::Unknown { kind: "claim", .. });
+    // when the panel declines it, it is closed: neither scored nor declined again;
+    ok!(g, &p2, &[], decline("C1", "经核实，申报事项不属实"));
+    assert_rejects!(g, &p2, &[], decline("C1", "重复"), Rejection::ClaimAlreadyDeclined(ref c) if c == "C1");
+    let s = pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C1".into(), ..g.score("H0004", "B01", 2) };
+    assert_rejects!(g, &p2, &[], Payload::ScoreRecorded(s), Rejection::ClaimAlreadyDeclined(_));
+    // a scored claim cannot be declined, and the claim of a closed household can.
+    let s = pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C4".into(), ..g.score("H0004", "B02", 1) };
+    ok!(g, &p2, &[], Payload::ScoreRecorded(s));
+    assert_rejects!(g, &p2, &[], decline("C4", "重复"), Rejection::ClaimAlreadyScored(_));
+    ok!(g, &p1, &[], decline("C3", "该户已迁出，申报不予认定"));
+}
+
+// ---- households of actors ---------------------------------------------------------------------
+
+fn split(from: &str, new: &str, members: &[&str]) -> Payload {
+    Payload::HouseholdSplit(pb::HouseholdSplit {
+        from_household_id: from.into(),
+        new_household_id: new.into(),
+        group: "G01".into(),
+        residency: pb::Residency::Registered as i32,
+        member_ids: members.iter().map(|m| (*m).to_string()).collect(),
+        points_transferred: 0,
+    })
+}
+
+fn moved(actor: &ActorKey, household: &str) -> Payload {
+    Payload::ActorHouseholdChanged(pb::ActorHouseholdChanged { actor_id: actor.id.clone(), household_id: household.into() })
+}
+
+#[test]
+fn a_panel_member_whose_household_split_scores_neither_part_until_their_household_is_recorded() {
+    // Given panel-01 of H0001, and H0001 split: member H0001-02 leaves for H0005,
+    let mut g = given();
+    let (admin, p0) = (g.admin(), g.panel(0));
+    ok!(g, &admin, &[], split("H0001", "H0005", &["H0001-02"]));
+    // when panel-01 scores the new household, or the old one, it is refused (the ledger does
+    // not know which of the two they now live in);
+    let s = g.score("H0005", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { ref household, .. } if household == "H0005");
+    let s = g.score("H0001", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    // once the admin records that panel-01 lives in H0005, H0001 may be scored, H0005 not.
+    ok!(g, &admin, &[], moved(&p0, "H0005"));
+    let s = g.score("H0005", "B01", 2);
+    assert_rejects!(g, &p0, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    ok!(g, &p0, &[], Payload::ScoreRecorded(g.score("H0001", "B01", 2)));
+    // A split of the household before an actor's household was recorded concerns them not:
+    // panel-02 (H0002) is recorded in H0002 again after H0002 splits, and scores H0006.
+    let p1 = g.panel(1);
+    ok!(g, &admin, &[], split("H0002", "H0006", &["H0002-02"]));
+    ok!(g, &admin, &[], moved(&p1, "H0002"));
+    ok!(g, &p1, &[], Payload::ScoreRecorded(g.score("H0006", "B01", 2)));
+    let s = g.score("H0002", "B01", 2);
+    assert_rejects!(g, &p1, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+}
+
+#[test]
+fn a_split_after_a_merge_is_followed_too() {
+    // Given panel-03 of H0003, H0003 merged into H0004, then H0004 split into H0005,
+    let mut g = given();
+    let (admin, p2) = (g.admin(), g.panel(2));
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0004".into() })
+    );
+    ok!(g, &admin, &[], split("H0004", "H0005", &["H0003-01"]));
+    // then panel-03 scores neither H0004 nor H0005.
+    for h in ["H0004", "H0005"] {
+        let s = g.score(h, "B01", 2);
+        assert_rejects!(g, &p2, &[], Payload::ScoreRecorded(s), Rejection::SelfScoring { .. });
+    }
+    ok!(g, &p2, &[], Payload::ScoreRecorded(g.score("H0002", "B01", 2)));
+}
+
+#[test]
+fn an_actors_household_is_changed_by_whoever_may_enrol_them() {
+    // Given the cast,
+    let mut g = given();
+    let (admin, keeper, p0, v4, township) = (g.admin(), g.keeper(), g.panel(0), g.villager(3), g.cast.township.clone());
+    ok!(g, &admin, &[], Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H0003".into(), reason: "迁出".into() }));
+    // when someone who may not enrol the actor changes their household, or the actor
+    // themselves, it is refused; so is an unknown actor or household, or a closed household;
+    assert_rejects!(g, &keeper, &[], moved(&v4, "H0002"), Rejection::RoleNotAllowed { .. });
+    assert_rejects!(g, &p0, &[], moved(&p0, "H0004"), Rejection::RoleNotAllowed { .. });
+    let ghost = ActorKey::derive(1, "ghost", None);
+    assert_rejects!(g, &admin, &[], moved(&ghost, "H0002"), Rejection::Unknown { kind: "actor", .. });
+    assert_rejects!(g, &admin, &[], moved(&v4, "H0404"), Rejection::Unknown { kind: "household", .. });
+    assert_rejects!(g, &admin, &[], moved(&v4, "H0003"), Rejection::HouseholdClosed(_));
+    assert_rejects!(g, &admin, &[], moved(&v4, ""), Rejection::Id(_));
+    // an admin (or the township) moves a villager: from then on the villager declares and
+    // objects for the new household only.
+    ok!(g, &admin, &[], moved(&v4, "H0002"));
+    assert_eq!(g.w.state.actor(&v4.id).unwrap().household.as_deref(), Some("H0002"));
+    let today = g.today();
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today), Rejection::RoleNotAllowed { .. });
+    ok!(g, &v4, &[], claim("C1", "H0002", "B01", 2, &today));
+    ok!(g, &township, &[], moved(&admin, "H0001"));
+    // A revoked actor's household is not changed.
+    ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
+    assert_rejects!(g, &admin, &[], moved(&keeper, "H0002"), Rejection::KeyRevoked { .. });
+}
+
+// ---- terms and witnesses at a time ------------------------------------------------------------
+
+#[test]
+fn an_actor_is_in_term_only_enrolled_unrevoked_and_between_term_start_and_end() {
+    // Given panel-over, whose term runs [now − 1 day, now + 1 hour), and the keeper revoked,
+    let mut g = given();
+    let (admin, keeper) = (g.admin(), g.keeper());
+    let now = g.w.now;
+    let over = ActorKey::derive(4, "panel-over", None);
+    ok!(g, &admin, &[], g.enrol(&over, &[pb::Role::Panel], now - DAY, now + HOUR));
+    ok!(g, &admin, &[], Payload::ActorRevoked(pb::ActorRevoked { actor_id: keeper.id.clone(), reason: "离任".into() }));
+    let s = &g.w.state;
+    // then the term is judged at the time asked, end excluded;
+    assert!(s.actor_in_term("panel-over", now));
+    assert!(s.actor_in_term("panel-over", now - DAY));
+    assert!(!s.actor_in_term("panel-over", now - DAY - 1));
+    assert!(!s.actor_in_term("panel-over", now + HOUR));
+    // an open-ended term never ends; a revoked or unknown actor is in no term.
+    assert!(s.actor_in_term(&g.cast.township.id, now + 100 * 365 * DAY));
+    assert!(!s.actor_in_term(&keeper.id, now));
+    assert!(!s.actor_in_term("nobody", now));
+}
+
+#[test]
+fn the_witness_quorum_is_that_of_the_rulebook_in_force_at_a_time() {
+    // Given rulebook v1 (quorum 2) in force from 2025-01-01, and v2 (quorum 3) adopted to take
+    // effect on 2025-02-01,
+    let mut g = given();
+    let admin = g.admin();
+    let mut v2 = rulebook(2, "2025-02-01", "2025-01-01");
+    v2.witness_quorum = 3;
+    ok!(g, &admin, &[], Payload::RulebookAdopted(v2));
+    let s = &g.w.state;
+    // then before v1 takes effect the default of 1 holds, v1's quorum until February, then v2's.
+    assert_eq!(s.witness_quorum_at(at("2024-12-25", 12)), 1);
+    assert_eq!(s.witness_quorum_at(g.w.now), 2);
+    assert_eq!(s.witness_quorum_at(at("2025-01-31", 23)), 2);
+    assert_eq!(s.witness_quorum_at(at("2025-02-01", 0)), 3);
+}
+
+#[test]
+fn points_ever_earned_follow_a_split_and_a_merge() {
+    // Given H0004 with 5 final points ever earned (3 of them spent),
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let (admin, k) = (g.admin(), g.keeper());
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    let ever = |g: &Given, h: &str| g.w.state.balances().get(h).unwrap().ever_earned();
+    // when it splits off H0005 with 2 points, the points carried count as earned by H0005;
+    ok!(g, &admin, &[], split_off_h0005(2));
+    assert_eq!((ever(&g, "H0004"), ever(&g, "H0005")), (3, 2));
+    assert_eq!((g.w.state.balances().available("H0004"), g.w.state.balances().available("H0005")), (0, 2));
+    // when H0005 merges into H0002, H0002 has earned what H0005 had.
+    ok!(
+        g,
+        &admin,
+        &[],
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0005".into(), into_household_id: "H0002".into() })
+    );
+    assert_eq!((ever(&g, "H0005"), ever(&g, "H0002")), (0, 2));
+    // The village's total ever earned is unchanged by moving points between households.
+    let total: i64 = g.w.state.balances().iter().map(|(_, b)| b.ever_earned()).sum();
+    assert_eq!(total, 5);
+}
+
+/// H0004 splits off H0005 with member H0004-02 and `points`.
+fn split_off_h0005(points: i64) -> Payload {
+    Payload::HouseholdSplit(pb::HouseholdSplit {
+        from_household_id: "H0004".into(),
+        new_household_id: "H0005".into(),
+        group: "G01".into(),
+        residency: pb::Residency::Registered as i32,
+        member_ids: vec!["H0004-02".into()],
+        points_transferred: points,
+    })
+}
+
+// ---- apply never panics -----------------------------------------------------------------------
+
+/// Records of `payloads`, signed by `author`, numbered from `seq`, never decided: what a
+/// damaged or hostile store could hand to `apply`.
+fn undecided(g: &Given, author: &ActorKey, seq: u64, payloads: Vec<Payload>) -> Vec<jifen_ledger::record::Record> {
+    let code = jifen_ledger::ids::VillageCode::parse(&g.w.ledger).unwrap();
+    payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (body, sigs) = sign(&g.w.ledger, author, &[], g.w.now, &format!("hostile-{i}"), p);
+            let sigs = jifen_ledger::record::canonical_signatures(sigs).unwrap();
+            jifen_ledger::record::Record::new(code.clone(), seq + i as u64, jifen_ledger::Hash([0; 32]), g.w.now + i as i64, body, sigs)
+                .unwrap()
+        })
+        .collect()
+}
+
+/// Payloads no write-model would accept here: unknown ids, impossible values, extremes.
+fn hostile_payloads() -> Vec<Payload> {
+    use pb::correction::Change;
+    let score = |version: u32, item: &str, points: i64, day: &str, id: &str| {
+        Payload::ScoreRecorded(pb::ScoreRecorded {
+            entry_id: id.into(),
+            household_id: "H0004".into(),
+            item_code: item.into(),
+            rulebook_version: version,
+            points,
+            occurred_on: day.into(),
+            source: 42,
+            ..Default::default()
+        })
+    };
+    let line = |g: &str, q: u32| pb::RedemptionLine { goods_code: g.into(), quantity: q };
+    vec![
+        Payload::LedgerOpened(pb::LedgerOpened { township_key: vec![1, 2, 3], ..Default::default() }),
+        Payload::ActorEnrolled(pb::ActorEnrolled { actor_id: "x".into(), public_key: vec![9; 5], roles: vec![99], ..Default::default() }),
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: "nobody".into(), new_public_key: vec![7; 32] }),
+        Payload::ActorKeyRotated(pb::ActorKeyRotated { actor_id: "admin-01".into(), new_public_key: vec![7; 3] }),
+        Payload::ActorRevoked(pb::ActorRevoked { actor_id: "nobody".into(), reason: String::new() }),
+        Payload::ActorHouseholdChanged(pb::ActorHouseholdChanged { actor_id: "nobody".into(), household_id: "H9".into() }),
+        Payload::RulebookAdopted(pb::RulebookAdopted { version: 7, ..Default::default() }),
+        Payload::HouseholdRegistered(pb::HouseholdRegistered { household_id: "H0001".into(), residency: 77, ..Default::default() }),
+        Payload::MemberAdded(pb::MemberAdded { household_id: "H9".into(), member: None }),
+        Payload::MemberAdded(pb::MemberAdded { household_id: "H0002".into(), member: None }),
+        Payload::MemberRemoved(pb::MemberRemoved { household_id: "H9".into(), member_id: "m".into(), reason: 0 }),
+        Payload::HouseholdSplit(pb::HouseholdSplit { from_household_id: "H9".into(), new_household_id: "H8".into(), ..Default::default() }),
+        Payload::HouseholdSplit(pb::HouseholdSplit {
+            from_household_id: "H0002".into(),
+            new_household_id: "H0007".into(),
+            points_transferred: i64::MAX,
+            residency: 5,
+            ..Default::default()
+        }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0003".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0003".into(), into_household_id: "H0002".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H0002".into(), into_household_id: "H0003".into() }),
+        Payload::HouseholdMerged(pb::HouseholdMerged { from_household_id: "H9".into(), into_household_id: "H8".into() }),
+        Payload::HouseholdClosed(pb::HouseholdClosed { household_id: "H9".into(), reason: String::new() }),
+        Payload::PointsClaimed(pb::PointsClaimed { claim_id: "c".into(), occurred_on: "yesterday".into(), ..Default::default() }),
+        Payload::ClaimDeclined(pb::ClaimDeclined { claim_id: "nope".into(), reason: String::new() }),
+        score(9, "B01", 1, "2025-01-01", "X1"),
+        score(1, "B01", 1, "2025-13-01", "X2"),
+        score(1, "NOPE", 1, "2025-01-01", "X3"),
+        score(1, "B01", i64::MIN, "2025-01-01", "X4"),
+        score(1, "B01", i64::MAX, "2025-01-01", "X5"),
+        score(1, "B01", i64::MAX, "2025-01-01", "X5"),
+        Payload::ScoreCorrected(pb::ScoreCorrected { entry_id: "nope".into(), correction: None, reason: String::new() }),
+        Payload::ScoreCorrected(pb::ScoreCorrected {
+            entry_id: "X4".into(),
+            correction: Some(pb::score_corrected::Correction::NewPoints(i64::MAX)),
+            reason: String::new(),
+        }),
+        Payload::PublicationOpened(pb::PublicationOpened { publication_id: "Q".into(), period: "soon".into(), ..Default::default() }),
+        Payload::PublicationOpened(pb::PublicationOpened {
+            publication_id: "Q".into(),
+            period: "2025-01".into(),
+            entry_ids: vec!["X4".into(), "X5".into(), "nope".into()],
+            ..Default::default()
+        }),
+        Payload::PublicationOpened(pb::PublicationOpened { publication_id: "Q".into(), period: "2025-01".into(), ..Default::default() }),
+        Payload::ObjectionFiled(pb::ObjectionFiled { objection_id: "o".into(), entry_id: "nope".into(), ..Default::default() }),
+        Payload::ObjectionFiled(pb::ObjectionFiled {
+            objection_id: "o2".into(),
+            entry_id: "X4".into(),
+            publication_id: "Q".into(),
+            ..Default::default()
+        }),
+        Payload::ObjectionDecided(pb::ObjectionDecided { objection_id: "nope".into(), outcome: 9, ..Default::default() }),
+        Payload::ObjectionDecided(pb::ObjectionDecided {
+            objection_id: "o2".into(),
+            outcome: pb::ObjectionOutcome::Upheld as i32,
+            correction: Some(pb::Correction { change: Some(Change::NewPoints(i64::MIN)) }),
+            ..Default::default()
+        }),
+        Payload::PublicationClosed(pb::PublicationClosed { publication_id: "Q".into() }),
+        Payload::PublicationClosed(pb::PublicationClosed { publication_id: "nope".into() }),
+        Payload::PeriodSettled(pb::PeriodSettled { period: "never".into(), ..Default::default() }),
+        Payload::StockReceived(stock("RX", "G-SOAP", "", u32::MAX, pb::StockSource::Subsidy, "")),
+        Payload::StockReceived(stock("RX", "G-SOAP", "", u32::MAX, pb::StockSource::Subsidy, "")),
+        Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: "nope".into(), points: -1 }] }),
+        Payload::PricesSet(pb::PricesSet { prices: vec![pb::Price { goods_code: "G-OIL".into(), points: i64::MAX }] }),
+        redemption("RD1", "H0004", &[], i64::MAX),
+        Payload::RedemptionRecorded(pb::RedemptionRecorded {
+            redemption_id: "RD2".into(),
+            household_id: "H9".into(),
+            lines: vec![line("G-OIL", u32::MAX), line("nope", 3)],
+            total_points: i64::MAX,
+        }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "RD2".into(), reason: String::new() }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "RD2".into(), reason: String::new() }),
+        Payload::RedemptionReversed(pb::RedemptionReversed { redemption_id: "nope".into(), reason: String::new() }),
+        Payload::HonourAwarded(pb::HonourAwarded { honour_id: "h".into(), ..Default::default() }),
+        Payload::InspectionRecorded(pb::InspectionRecorded { inspection_id: "i".into(), ..Default::default() }),
+        Payload::SatisfactionSurveyRecorded(pb::SatisfactionSurveyRecorded { survey_id: "s".into(), ..Default::default() }),
+    ]
+}
+
+#[test]
+fn apply_never_panics_on_any_record_sequence() {
+    // Given a village's own records and records no write-model would accept,
+    let mut g = given();
+    g.final_points("H0004", 5);
+    let k = g.keeper();
+    ok!(g, &k, &[], redemption("R1", "H0004", &[("G-SOAP", 1)], 3));
+    let admin = g.admin();
+    let mut records = g.w.records.clone();
+    records.extend(undecided(&g, &admin, records.len() as u64, hostile_payloads()));
+    let accepted: Vec<Accepted> = records.iter().map(|r| Accepted::from_verified_record(r.clone()).unwrap()).collect();
+    // when they are applied in order, reversed, each twice, and in shuffled orders, without
+    // deciding, then nothing panics, and the state still answers questions.
+    let mut orders: Vec<Vec<usize>> = vec![(0..accepted.len()).collect(), (0..accepted.len()).rev().collect()];
+    orders.push((0..accepted.len()).flat_map(|i| [i, i]).collect());
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..20 {
+        let mut o: Vec<usize> = (0..accepted.len()).collect();
+        for i in (1..o.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            o.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        orders.push(o);
+    }
+    for order in orders {
+        let mut state = VillageState::new();
+        for i in order {
+            state.apply(&accepted[i]);
+            let _ = state.balances_at(g.w.now + 400 * DAY).digest();
+        }
+        for h in ["H0001", "H0002", "H0003", "H0004", "H0007"] {
+            let _ = state.households_of_actor(h, 0);
+            let _ = state.resolve_household(h);
+        }
+        let _ = state.witness_quorum_at(g.w.now);
+    }
 }

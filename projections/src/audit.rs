@@ -39,7 +39,12 @@ pub struct Act {
     pub signers: Vec<String>,
     pub recorded_at: i64,
     pub occurred_at: i64,
+    /// The household the act is about (the first of `households`).
     pub household: Option<String>,
+    /// Every household the act concerns: for a split the household split and the new one, for
+    /// a merge the household merged and the one absorbing it, for a reversal (or a correction)
+    /// the household that redeemed (or was scored) and the household credited now, if another.
+    pub households: Vec<String>,
     pub entry: Option<String>,
 }
 
@@ -92,7 +97,8 @@ impl AuditTrail {
     pub fn by_actor(&self, actor: &str) -> impl Iterator<Item = &Act> {
         self.by_actor.get(actor).into_iter().flatten().map(|i| &self.acts[*i])
     }
-    /// The acts concerning a household.
+    /// The acts concerning a household: its own, and those that split it, merged it or into
+    /// it, or credited it (a reversal or correction after a merge).
     pub fn by_household(&self, household: &str) -> impl Iterator<Item = &Act> {
         self.by_household.get(household).into_iter().flatten().map(|i| &self.acts[*i])
     }
@@ -135,41 +141,61 @@ impl AuditTrail {
     pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
         let r = a.record();
         let signers: Vec<String> = r.signatures().iter().filter_map(|s| state.actor_of_key(&s.public_key)).map(|x| x.id.clone()).collect();
-        let (household, entry): (Option<String>, Option<String>) = match a.payload() {
-            Payload::ScoreRecorded(p) => (Some(p.household_id.clone()), Some(p.entry_id.clone())),
-            Payload::ScoreCorrected(p) => (state.entry(&p.entry_id).map(|e| e.household.clone()), Some(p.entry_id.clone())),
-            Payload::ObjectionFiled(p) => (state.entry(&p.entry_id).map(|e| e.household.clone()), Some(p.entry_id.clone())),
+        // The household an act is about, and the household now holding its points if another
+        // (after merges): a correction or reversal is credited there.
+        let with_holder = |h: String| {
+            let holder = state.resolve_household(&h).to_owned();
+            if holder == h {
+                vec![h]
+            } else {
+                vec![h, holder]
+            }
+        };
+        let one = |h: &str| vec![h.to_owned()];
+        let (households, entry): (Vec<String>, Option<String>) = match a.payload() {
+            Payload::ScoreRecorded(p) => (one(&p.household_id), Some(p.entry_id.clone())),
+            Payload::ScoreCorrected(p) => {
+                (state.entry(&p.entry_id).map(|e| with_holder(e.household.clone())).unwrap_or_default(), Some(p.entry_id.clone()))
+            }
+            Payload::ObjectionFiled(p) => {
+                (state.entry(&p.entry_id).map(|e| one(&e.household)).unwrap_or_default(), Some(p.entry_id.clone()))
+            }
             Payload::ObjectionDecided(p) => {
                 let entry = state.objection(&p.objection_id).map(|o| o.entry.clone());
-                (entry.as_deref().and_then(|e| state.entry(e)).map(|e| e.household.clone()), entry)
+                (entry.as_deref().and_then(|e| state.entry(e)).map(|e| with_holder(e.household.clone())).unwrap_or_default(), entry)
             }
-            Payload::PointsClaimed(p) => (Some(p.household_id.clone()), None),
-            Payload::HouseholdRegistered(p) => (Some(p.household_id.clone()), None),
-            Payload::MemberAdded(p) => (Some(p.household_id.clone()), None),
-            Payload::MemberRemoved(p) => (Some(p.household_id.clone()), None),
-            Payload::HouseholdSplit(p) => (Some(p.from_household_id.clone()), None),
-            Payload::HouseholdMerged(p) => (Some(p.from_household_id.clone()), None),
-            Payload::HouseholdClosed(p) => (Some(p.household_id.clone()), None),
-            Payload::RedemptionRecorded(p) => (Some(p.household_id.clone()), None),
-            Payload::RedemptionReversed(p) => (state.redemption(&p.redemption_id).map(|x| x.household.clone()), None),
-            Payload::HonourAwarded(p) => (Some(p.household_id.clone()), None),
-            _ => (None, None),
+            Payload::PointsClaimed(p) => (one(&p.household_id), None),
+            Payload::ClaimDeclined(p) => (state.claim(&p.claim_id).map(|c| one(&c.household)).unwrap_or_default(), None),
+            Payload::ActorHouseholdChanged(p) => (one(&p.household_id), None),
+            Payload::HouseholdRegistered(p) => (one(&p.household_id), None),
+            Payload::MemberAdded(p) => (one(&p.household_id), None),
+            Payload::MemberRemoved(p) => (one(&p.household_id), None),
+            Payload::HouseholdSplit(p) => (vec![p.from_household_id.clone(), p.new_household_id.clone()], None),
+            Payload::HouseholdMerged(p) => (vec![p.from_household_id.clone(), p.into_household_id.clone()], None),
+            Payload::HouseholdClosed(p) => (one(&p.household_id), None),
+            Payload::RedemptionRecorded(p) => (one(&p.household_id), None),
+            Payload::RedemptionReversed(p) => {
+                (state.redemption(&p.redemption_id).map(|x| with_holder(x.household.clone())).unwrap_or_default(), None)
+            }
+            Payload::HonourAwarded(p) => (one(&p.household_id), None),
+            _ => (Vec::new(), None),
         };
+        let household = households.first().cloned();
         let body = a.body();
         let i = self.acts.len();
         for s in &signers {
             self.by_actor.entry(s.clone()).or_default().push(i);
         }
-        if let Some(h) = &household {
+        for h in &households {
             self.by_household.entry(h.clone()).or_default().push(i);
         }
         if let Some(e) = &entry {
             self.lineage.entry(e.clone()).or_default().push(i);
         }
         match a.payload() {
-            Payload::ScoreRecorded(p) => {
+            Payload::ScoreRecorded(p) if Date::parse("occurred_on", &p.occurred_on).is_ok() => {
                 let day = Date::of_micros(r.recorded_at());
-                let occurred = Date::parse("occurred_on", &p.occurred_on).expect("applied");
+                let occurred = Date::parse("occurred_on", &p.occurred_on).unwrap_or(day);
                 let days = day.days() - occurred.days();
                 if days > BACKDATE_DAYS {
                     self.flags.push(RedFlag::BackDated { seq: r.seq(), entry: p.entry_id.clone(), days });
@@ -200,6 +226,7 @@ impl AuditTrail {
             recorded_at: r.recorded_at(),
             occurred_at: body.occurred_at,
             household,
+            households,
             entry,
         });
     }

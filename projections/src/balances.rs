@@ -9,13 +9,19 @@ use jifen_ledger::village::{Accepted, VillageState};
 use std::collections::{BTreeMap, HashMap};
 
 /// A household's figures for one period: final scores by the month of the act, spending by
-/// the month of the redemption.
+/// the month of the redemption, returns by the month of the reversal. Every figure but the
+/// corrections booked into a score's month is a sum of positive amounts; a month's figures
+/// never change because of a later month's redemptions or reversals.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeriodFigures {
     pub basic: i64,
     pub contribution: i64,
     pub deducted: i64,
+    /// Points spent by redemptions recorded in the period.
     pub redeemed: i64,
+    /// Points given back by reversals recorded in the period (of redemptions of any period),
+    /// on the household that spent them, as the balance book books them.
+    pub returned: i64,
 }
 
 impl PeriodFigures {
@@ -64,14 +70,14 @@ impl Balances {
         }
         let now = if e.void { 0 } else { e.points };
         let before = self.booked.insert(entry_id.to_owned(), now).unwrap_or(0);
-        let delta = now - before;
+        let delta = now.saturating_sub(before);
         // Booked where the write-model books it: the household now holding the points.
         let holder = state.resolve_household(&e.household).to_owned();
         let f = self.periods.entry((e.period, holder)).or_default();
         match e.category {
-            Category::Basic => f.basic += delta,
-            Category::Contribution => f.contribution += delta,
-            Category::Deduction => f.deducted -= delta,
+            Category::Basic => f.basic = f.basic.saturating_add(delta),
+            Category::Contribution => f.contribution = f.contribution.saturating_add(delta),
+            Category::Deduction => f.deducted = f.deducted.saturating_sub(delta),
         }
     }
 
@@ -79,7 +85,7 @@ impl Balances {
     pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
         match a.payload() {
             Payload::PublicationClosed(p) => {
-                for id in &state.publication(&p.publication_id).expect("applied").entries {
+                for id in state.publication(&p.publication_id).map(|x| x.entries.as_slice()).unwrap_or_default() {
                     self.book_entry(state, id);
                 }
             }
@@ -91,13 +97,14 @@ impl Balances {
             }
             Payload::RedemptionRecorded(r) => {
                 let period = Date::of_micros(a.record().recorded_at()).period();
-                self.periods.entry((period, r.household_id.clone())).or_default().redeemed += r.total_points;
+                let f = self.periods.entry((period, r.household_id.clone())).or_default();
+                f.redeemed = f.redeemed.saturating_add(r.total_points);
             }
             Payload::RedemptionReversed(r) => {
                 if let Some(red) = state.redemption(&r.redemption_id) {
                     let period = Date::of_micros(a.record().recorded_at()).period();
-                    let holder = state.resolve_household(&red.household).to_owned();
-                    self.periods.entry((period, holder)).or_default().redeemed -= red.total;
+                    let f = self.periods.entry((period, red.household.clone())).or_default();
+                    f.returned = f.returned.saturating_add(red.total);
                 }
             }
             _ => {}

@@ -108,7 +108,7 @@ impl Publicity {
 
     fn line(&mut self, entry: &str) -> Option<&mut BoardEntry> {
         let (board, i) = self.index.get(entry)?;
-        self.boards.get_mut(board).map(|b| &mut b.entries[*i])
+        self.boards.get_mut(board).and_then(|b| b.entries.get_mut(*i))
     }
 
     /// Folds an event; `state` is the write-model state after it.
@@ -116,15 +116,17 @@ impl Publicity {
         let at = a.record().recorded_at();
         match a.payload() {
             Payload::PublicationOpened(p) => {
+                let Ok(period) = Period::parse("period", &p.period) else { return };
                 let mut entries = Vec::with_capacity(p.entry_ids.len());
-                for (i, id) in p.entry_ids.iter().enumerate() {
-                    let e = state.entry(id).expect("applied");
+                for id in &p.entry_ids {
+                    let Some(e) = state.entry(id) else { continue };
                     let item_name = state
                         .rulebooks()
                         .iter()
                         .find(|r| r.version == e.rulebook_version)
                         .and_then(|r| r.items.get(&e.item_code))
                         .map_or_else(String::new, |i| i.name.clone());
+                    self.index.insert(id.clone(), (p.publication_id.clone(), entries.len()));
                     entries.push(BoardEntry {
                         entry_id: id.clone(),
                         household: e.household.clone(),
@@ -136,9 +138,7 @@ impl Publicity {
                         points: e.points,
                         status: EntryStatus::Published,
                     });
-                    self.index.insert(id.clone(), (p.publication_id.clone(), i));
                 }
-                let period = Period::parse("period", &p.period).expect("applied");
                 self.boards.insert(
                     p.publication_id.clone(),
                     Board {
@@ -178,7 +178,7 @@ impl Publicity {
                     correction::Change::NewPoints(n) => format!("改为 {n}"),
                     correction::Change::Void(_) => "作废".to_owned(),
                 });
-                let e = state.entry(&entry).expect("applied");
+                let Some(e) = state.entry(&entry) else { return };
                 let (points, void) = (e.points, e.void);
                 if let Some(line) = self.line(&entry) {
                     line.points = points;
@@ -196,7 +196,7 @@ impl Publicity {
                 }
             }
             Payload::ScoreCorrected(c) => {
-                let e = state.entry(&c.entry_id).expect("applied");
+                let Some(e) = state.entry(&c.entry_id) else { return };
                 let (points, void) = (e.points, e.void);
                 if let Some(line) = self.line(&c.entry_id) {
                     line.points = points;

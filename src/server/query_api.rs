@@ -24,6 +24,12 @@ pub struct QueryApi {
     villages: Arc<Villages>,
 }
 
+/// An id in a request, in the ledger's id syntax (docs/FORMAT.md): a malformed one is
+/// `INVALID_ARGUMENT`, never a search that finds nothing.
+fn id_arg(field: &'static str, value: &str) -> Result<(), Status> {
+    jifen_ledger::ids::check_id(field, value).map_err(|e| status::invalid(field, e.to_string()))
+}
+
 impl QueryApi {
     pub fn new(villages: Arc<Villages>) -> QueryApi {
         QueryApi { villages }
@@ -82,13 +88,12 @@ impl QueryService for QueryApi {
     async fn get_balance(&self, request: Request<api::GetBalanceRequest>) -> Result<Response<api::GetBalanceResponse>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
+        id_arg("household_id", &req.household_id)?;
         let name = self.villages.store().profile_name(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
         let names: HashMap<String, String> = name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
-        let b = v
-            .state()
-            .balances()
+        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        let book = v.state().balances_at(self.villages.now_for(&v));
+        let b = book
             .get(&req.household_id)
             .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_HOUSEHOLD", format!("no household {}", req.household_id)))?;
         let periods = v
@@ -112,9 +117,8 @@ impl QueryService for QueryApi {
     async fn list_balances(&self, request: Request<api::ListBalancesRequest>) -> Result<Response<api::ListBalancesResponse>, Status> {
         let code = ledger_id("ledger_id", &request.into_inner().ledger_id)?;
         let names = self.names(&code).await?;
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
-        let book = v.state().balances();
+        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        let book = v.state().balances_at(self.villages.now_for(&v));
         Ok(Response::new(api::ListBalancesResponse {
             as_of: as_of(&v),
             balances: book.iter().map(|(h, b)| balance(h, b, &names)).collect(),
@@ -125,9 +129,9 @@ impl QueryService for QueryApi {
     async fn get_publication(&self, request: Request<api::GetPublicationRequest>) -> Result<Response<api::GetPublicationResponse>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
+        id_arg("publication_id", &req.publication_id)?;
         let names = self.names(&code).await?;
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
+        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
         let b = v
             .views()
             .publicity
@@ -188,8 +192,14 @@ impl QueryService for QueryApi {
             _ => return Err(status::invalid("size", "at most 100")),
         };
         let names = self.names(&code).await?;
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
+        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        if v.views().balances.periods(p).next().is_none() {
+            return Err(status::plain(
+                Code::NotFound,
+                "UNKNOWN_PERIOD",
+                format!("ledger {code} has no scores, deductions or redemptions in {p}, so nothing to rank"),
+            ));
+        }
         let (red, black) = red_black_lists(&v.views().balances, p, size);
         let column = quarterly_column(&v.views().balances, p.year(), p.quarter());
         Ok(Response::new(api::GetRankingsResponse {
@@ -207,11 +217,9 @@ impl QueryService for QueryApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         let p = period("period", &req.period)?;
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
-        let empty = Default::default();
-        let month = v.views().supermarket.month(p).unwrap_or(&empty);
-        let goods: HashMap<&str, &jifen_ledger::village::Goods> = v.state().goods().collect();
+        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        // The month as it was: stock and prices at its end, not today's.
+        let month = v.views().supermarket.month_view(p);
         Ok(Response::new(api::GetSupermarketLedgerResponse {
             as_of: as_of(&v),
             receipts: month
@@ -232,31 +240,42 @@ impl QueryService for QueryApi {
             goods_out: month
                 .goods_out
                 .iter()
-                .map(|(g, q)| api::GoodsLine {
-                    goods_code: g.clone(),
-                    name: goods.get(g.as_str()).map_or_else(String::new, |x| x.name.clone()),
-                    quantity: *q,
-                    price: 0,
+                .map(|(g, q)| {
+                    let at_end = month.goods.get(g);
+                    api::GoodsLine {
+                        goods_code: g.clone(),
+                        name: at_end.map_or_else(String::new, |x| x.name.clone()),
+                        quantity: *q,
+                        price: at_end.and_then(|x| x.price).unwrap_or(0),
+                    }
                 })
                 .collect(),
-            stock: goods
+            stock: month
+                .goods
                 .iter()
                 .map(|(g, x)| api::GoodsLine {
-                    goods_code: (*g).to_owned(),
+                    goods_code: g.clone(),
                     name: x.name.clone(),
                     quantity: x.stock as i64,
                     price: x.price.unwrap_or(0),
                 })
                 .collect(),
+            points_returned: month.points_returned,
         }))
     }
 
     async fn get_audit_trail(&self, request: Request<api::GetAuditTrailRequest>) -> Result<Response<api::GetAuditTrailResponse>, Status> {
         use api::get_audit_trail_request::Subject;
         let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        match &request.get_ref().subject {
+            Some(Subject::ActorId(a)) => id_arg("actor_id", a)?,
+            Some(Subject::HouseholdId(h)) => id_arg("household_id", h)?,
+            Some(Subject::EntryId(e)) => id_arg("entry_id", e)?,
+            None => return Err(status::invalid("subject", "name an actor_id, a household_id or an entry_id")),
+        }
         let arc = self.villages.authorized(&request, method::GET_AUDIT_TRAIL, &code).await?;
         let req = request.into_inner();
-        let v = arc.lock().await;
+        let v = self.villages.signed_tip(arc).await?;
         let audit = &v.views().audit;
         let acts: Vec<&jifen_projections::audit::Act> = match &req.subject {
             Some(Subject::ActorId(a)) => audit.by_actor(a).collect(),

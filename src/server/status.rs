@@ -38,7 +38,13 @@ pub fn code_of(r: &Rejection) -> Code {
         Signature(_) | UnknownKey(_) | KeyRevoked { .. } | KeySuperseded { .. } | OutsideTerm { .. } | AuthorNotSigner { .. } | WeakKey => {
             Code::Unauthenticated
         }
-        RoleNotAllowed { .. } | QuorumNotMet { .. } | SelfScoring { .. } | CannotRevokeTownship => Code::PermissionDenied,
+        RoleNotAllowed { .. }
+        | QuorumNotMet { .. }
+        | SelfScoring { .. }
+        | CannotRevokeTownship
+        | ConflictingRoles { .. }
+        | SupervisorNotIndependent { .. }
+        | ObjectorMismatch { .. } => Code::PermissionDenied,
         Duplicate { .. } | IdempotencyConflict { .. } | KeyInUse { .. } | AlreadyOpened => Code::AlreadyExists,
         Unknown { .. } | NotOpened => Code::NotFound,
         PointsOutOfRange { .. } | OutsideWindow { .. } => Code::OutOfRange,

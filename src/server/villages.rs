@@ -20,7 +20,7 @@ use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
 use esrs::store::EventStore;
 use esrs::{Aggregate, AggregateState};
-use jifen_ledger::bundle::{Bundle, ConsistencyStep};
+use jifen_ledger::bundle::{self, Bundle, ConsistencyStep};
 use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
@@ -30,13 +30,13 @@ use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
-use jifen_ledger::village::{Accepted, Decision, Rejection, RoleSet, Signed, Village as VillageAggregate, VillageState};
+use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, Village as VillageAggregate, VillageState};
 use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, watch, Mutex, Notify};
+use tokio::sync::{broadcast, watch, Mutex, Notify, OwnedMutexGuard};
 use tonic::{Code, Status};
 
 /// Applies one accepted event to the aggregate state and then to the views.
@@ -85,13 +85,7 @@ impl LogKey {
     /// A key file's contents: exactly 64 hex digits, with surrounding white space allowed.
     pub fn parse(bytes: &[u8]) -> Result<LogKey, String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "not text (expected 64 hex digits)".to_owned())?.trim();
-        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("expected 64 hex digits, found {} characters", text.chars().count()));
-        }
-        let mut seed = [0u8; 32];
-        for (i, b) in seed.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-        }
+        let seed = crate::hex32(text).ok_or_else(|| format!("expected 64 hex digits, found {} characters", text.chars().count()))?;
         Ok(LogKey::from_seed(seed))
     }
 
@@ -232,11 +226,6 @@ impl Village {
     fn origin(&self) -> Option<String> {
         self.state().genesis().map(|g| g.origin.clone())
     }
-
-    /// The witness quorum of the rulebook in force (1 before any rulebook).
-    fn witness_quorum(&self) -> u32 {
-        self.state().rulebooks().last().map_or(1, |r| r.witness_quorum)
-    }
 }
 
 /// Why an append failed.
@@ -299,6 +288,12 @@ pub struct Villages {
 }
 
 impl Villages {
+    /// Now (µs), never before the last record of `village`: the time queries judge balances
+    /// at (an annual expiry due by now is shown before any record of the new year books it).
+    pub fn now_for(&self, village: &Village) -> i64 {
+        self.clock.now_micros().max(village.state().last_recorded_at())
+    }
+
     /// The villages served from `store`, with time from `clock`, checkpoints signed by `log`.
     pub fn new(store: Store, clock: Arc<dyn Clock>, log: LogKey, deployment: &str, townships: Townships) -> Villages {
         Villages {
@@ -401,24 +396,23 @@ impl Villages {
         // as stored, and the proofs between the checkpoints are computed from them, so an
         // auditor's offline verification names the first bad record.
         let arc = self.loaded(code).await?;
-        let quorum = arc.lock().await.witness_quorum();
         let err = |e: StoreError| status::store(&e);
         let origin = self.origin_of(code).await?;
         let sizes = self.store.cosigned_sizes(code, u64::MAX).await.map_err(err)?;
         let mut chosen = None;
         for &size in sizes.iter().rev() {
-            let stored = self.store.checkpoint(code, Some(size)).await.map_err(err)?;
-            if stored.is_none_or(|c| (c.cosignatures.len() as u32) < quorum) {
-                continue;
-            }
-            // A row that is no record cannot date the checkpoint (the bundle could not carry it
-            // anyway); any other store failure is the caller's error, not "none witnessed".
-            let last = match self.store.record(code, size - 1).await {
-                Ok(r) => r,
-                Err(StoreError::Corrupt { .. }) => None,
-                Err(e) => return Err(err(e)),
-            };
-            if last.is_some_and(|r| Date::of_micros(r.recorded_at()).year() <= i32::from(year)) {
+            let Some(stored) = self.store.checkpoint(code, Some(size)).await.map_err(err)? else { continue };
+            // Dated by its last record as stored; one whose cosignatures do not verify (or
+            // whose last row is gone) is not witnessed.
+            let in_year = stored.last_recorded_at.is_some_and(|t| Date::of_micros(t).year() <= i32::from(year));
+            // A village whose rows fail verification has no state to name its witnesses from:
+            // the latest cosigned checkpoint of the year goes out, and the auditor's verifier
+            // judges it (and names the first bad record).
+            let v = arc.lock().await;
+            let witnessed =
+                if v.corrupt.is_some() { !stored.cosignatures.is_empty() } else { self.view(&v, &stored).is_ok_and(|c| c.witnessed) };
+            drop(v);
+            if in_year && witnessed {
                 chosen = Some(size);
                 break;
             }
@@ -427,7 +421,7 @@ impl Villages {
             status::plain(
                 Code::FailedPrecondition,
                 "NO_WITNESSED_CHECKPOINT",
-                format!("ledger {code} has no checkpoint of {year} or before with the {quorum} supervisor cosignatures needed (supervisors run `jifen cosign`)"),
+                format!("ledger {code} has no checkpoint of {year} or before with the supervisor cosignatures its witness quorum needs (supervisors run `jifen cosign`)"),
             )
         })?;
         let rows = self.store.read_rows(code, 0, size).await.map_err(err)?;
@@ -589,15 +583,24 @@ impl Villages {
         self.view(village, stored).map_err(bad)
     }
 
+    /// A stored checkpoint as served. Its cosigners are the distinct witnesses whose lines
+    /// verify, and it is witnessed when they reach the quorum: both as of the checkpoint's
+    /// size and time (`bundle::witnesses`), exactly as an offline verifier counts them.
     fn view(&self, village: &Village, stored: &StoredCheckpoint) -> Result<CheckpointView, String> {
         let note = stored_note(stored)?;
         let origin = village.origin().unwrap_or_default();
-        let cosigners = stored.cosignatures.len() as u32;
+        let size = stored.tree_size;
+        let at = stored
+            .last_recorded_at
+            .ok_or_else(|| format!("record {} that the checkpoint of size {size} ends with is not stored", size.wrapping_sub(1)))?;
+        let (witnesses, quorum) = bundle::witnesses(village.state(), &origin, size, at);
+        let cosigners = bundle::cosigners(&note, &witnesses)
+            .map_err(|name| format!("the stored cosignature of {name} on the checkpoint of size {size} does not verify"))?;
         Ok(CheckpointView {
-            checkpoint: Checkpoint { origin, size: stored.tree_size, root: stored.root },
+            checkpoint: Checkpoint { origin, size, root: stored.root },
             note,
-            cosigners,
-            witnessed: cosigners >= village.witness_quorum(),
+            cosigners: cosigners.len() as u32,
+            witnessed: cosigners.len() as u32 >= quorum,
         })
     }
 
@@ -674,7 +677,7 @@ impl Villages {
         if village.is_empty() {
             self.check_opener(&village.code, events)?;
         }
-        let now = self.clock.now_micros().max(village.state().last_recorded_at());
+        let now = self.now_for(village);
         let in_place = events.len() > 1;
         let mut agg = village.agg.take().expect("state present");
         let id = *agg.id();
@@ -787,26 +790,37 @@ impl Villages {
             Some(v) => v.clone(),
             None => return Ok(()),
         };
-        let (origin, size, root, nodes) = {
-            let v = arc.lock().await;
-            let size = v.len();
-            if size == 0 || v.corrupt.is_some() || v.latest.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
-                return Ok(());
-            }
-            let origin = v.origin().expect("a non-empty ledger has a genesis");
-            (origin, size, v.tree.root(size).expect("size"), v.tree.nodes_since(v.nodes_stored))
-        };
+        let mut v = arc.lock().await;
+        self.sign_tip(&mut v).await
+    }
+
+    /// Signs and stores a checkpoint of all of a village's records if the latest does not
+    /// cover them, under the village's lock (so nothing is appended meanwhile).
+    async fn sign_tip(&self, v: &mut Village) -> Result<(), StoreError> {
+        let size = v.len();
+        if size == 0 || v.corrupt.is_some() || v.latest.as_ref().is_some_and(|c| c.checkpoint.size >= size) {
+            return Ok(());
+        }
+        let Some(origin) = v.origin() else { return Ok(()) };
+        let root = v.tree.root(size).map_err(|e| StoreError::Corrupt { ledger: v.code.to_string(), seq: -1, error: e.to_string() })?;
+        let nodes = v.tree.nodes_since(v.nodes_stored);
         let checkpoint = Checkpoint { origin: origin.clone(), size, root };
         let signed = checkpoint.sign(&self.log.signer(&origin));
-        self.store.insert_checkpoint(code, size, &root, &signed.encode(), &nodes).await?;
-        let mut v = arc.lock().await;
+        self.store.insert_checkpoint(&v.code, size, &root, &signed.encode(), &nodes).await?;
         v.nodes_stored = v.nodes_stored.max(size);
-        if v.latest.as_ref().is_none_or(|c| c.checkpoint.size < size) {
-            let quorum = v.witness_quorum();
-            v.latest = Some(CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: quorum == 0 });
-            v.checkpoint_tx.send_replace(size);
-        }
+        // No cosignature yet, and every quorum is at least 1.
+        v.latest = Some(CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false });
+        v.checkpoint_tx.send_replace(size);
         Ok(())
+    }
+
+    /// A village to answer a query from, locked, with a signed checkpoint of exactly its
+    /// records: an answer names a tree (`as_of`) that a client can fetch the signed checkpoint
+    /// of. Records the checkpointer has not signed yet are signed now.
+    pub async fn signed_tip(&self, arc: Arc<Mutex<Village>>) -> Result<OwnedMutexGuard<Village>, Status> {
+        let mut v = arc.lock_owned().await;
+        self.sign_tip(&mut v).await.map_err(|e| status::store(&e))?;
+        Ok(v)
     }
 
     /// Adds a witness cosignature to a checkpoint. The key name must be
@@ -828,14 +842,29 @@ impl Villages {
             .ok_or_else(|| status::invalid("signature_line", format!("witness key names are \"{prefix}<actor id>\"")))?;
         let actor =
             v.state().actor(actor_id).ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_WITNESS", format!("no actor {actor_id}")))?;
-        if !actor.roles.intersects(RoleSet::SUPERVISOR) || actor.revoked_at.is_some() {
-            return Err(status::plain(Code::PermissionDenied, "NOT_A_WITNESS", format!("{actor_id} is not an enrolled supervisor")));
-        }
-        if key_id(&sig.name, &actor.key.0) != sig.id {
+        let at = stored.last_recorded_at.ok_or_else(|| {
+            status::corrupt(code, Some(size - 1), &format!("record {} that the checkpoint ends with is not stored", size - 1))
+        })?;
+        // The witnesses of this checkpoint, as an offline verifier derives them: supervisors
+        // enrolled and unrevoked after its records, in term at its time, with their key then.
+        let (witnesses, _) = bundle::witnesses(v.state(), &v.origin().unwrap_or_default(), size, at);
+        let Some(verifier) = witnesses.iter().find(|w| w.name() == sig.name) else {
+            return Err(status::plain(
+                Code::PermissionDenied,
+                "NOT_A_WITNESS",
+                format!("{actor_id} is not an enrolled supervisor, unrevoked and in term, at the checkpoint of size {size}"),
+            ));
+        };
+        if verifier.id() != sig.id {
+            let current = key_id(&sig.name, &actor.key.0) == sig.id;
             return Err(status::plain(
                 Code::Unauthenticated,
                 "WRONG_WITNESS_KEY",
-                "the key ID is not that of the supervisor's current key",
+                if current {
+                    "the key ID is the supervisor's current key, not the key they held when the checkpoint was made"
+                } else {
+                    "the key ID is not that of the supervisor's key"
+                },
             ));
         }
         let corrupt = |e: String| status::store(&StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e });
@@ -843,7 +872,6 @@ impl Villages {
         let signature: [u8; 64] =
             sig.signature.as_slice().try_into().map_err(|_| status::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
         // The one check of a cosignature, strict, as every verifier makes it (FORMAT.md §3, §6).
-        let verifier = NoteVerifier::new(&sig.name, actor.key.0).map_err(|e| status::invalid("signature_line", e.to_string()))?;
         if !verifier.verify(text.as_bytes(), &signature) {
             return Err(status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"));
         }

@@ -363,6 +363,9 @@ pub struct StoredCheckpoint {
     pub root: Hash,
     pub note: String,
     pub cosignatures: Vec<(String, u32, Vec<u8>)>,
+    /// The stored `recorded_at` of the last record the checkpoint covers (its time, which
+    /// decides its witnesses: `bundle::witnesses`), if that row is stored.
+    pub last_recorded_at: Option<i64>,
 }
 
 impl Store {
@@ -431,6 +434,10 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let size: i64 = row.get(0);
         let root: Vec<u8> = row.get(1);
+        let last_recorded_at = client
+            .query_opt("SELECT recorded_at FROM records WHERE ledger_id = $1 AND seq = $2", &[&ledger.as_str(), &(size - 1)])
+            .await?
+            .map(|r| r.get(0));
         let rows = client
             .query(
                 "SELECT key_name, key_id, signature FROM cosignatures WHERE ledger_id = $1 AND tree_size = $2 ORDER BY added_at, key_name",
@@ -443,6 +450,7 @@ impl Store {
             root: Hash::from_slice(&root).ok_or_else(|| corrupt("checkpoint root is not 32 bytes"))?,
             note: row.get(2),
             cosignatures: rows.iter().map(|r| (r.get(0), r.get::<_, i64>(1) as u32, r.get(2))).collect(),
+            last_recorded_at,
         }))
     }
 

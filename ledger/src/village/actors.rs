@@ -6,7 +6,7 @@
 
 use super::{Ctx, Rejection, Signer, VillageState};
 use crate::ids::{check_id, VillageCode};
-use crate::pb::{ActorEnrolled, ActorKeyRotated, ActorRevoked, EventBody, LedgerOpened, Role};
+use crate::pb::{ActorEnrolled, ActorHouseholdChanged, ActorKeyRotated, ActorRevoked, EventBody, LedgerOpened, Role};
 use crate::signature::{EventSignature, PublicKey};
 
 /// A set of roles, as a bit set over [`Role`] values.
@@ -48,8 +48,30 @@ pub struct Actor {
     pub term_start: i64,
     pub term_end: i64,
     pub household: Option<String>,
+    /// The seq at which `household` was recorded (enrolment or `ActorHouseholdChanged`).
+    pub household_since: u64,
     /// The seq at which the actor was revoked.
     pub revoked_at: Option<u64>,
+    /// The seq of the record that enrolled the actor (the genesis for the township).
+    pub enrolled_at: u64,
+}
+
+impl Actor {
+    /// Whether `micros` lies in the actor's term `[term_start, term_end)` (`term_end` 0: open).
+    pub fn term_covers(&self, micros: i64) -> bool {
+        micros >= self.term_start && (self.term_end == 0 || micros < self.term_end)
+    }
+
+    /// Whether the actor was enrolled and not yet revoked after the first `size` records.
+    pub fn active_after(&self, size: u64) -> bool {
+        self.enrolled_at < size && self.revoked_at.is_none_or(|r| r >= size)
+    }
+
+    /// The actor's key after the first `size` records: the key a rotation at seq `size` or
+    /// later replaced, else the current key.
+    pub fn key_after(&self, size: u64) -> PublicKey {
+        self.rotations.iter().find(|(_, seq)| *seq >= size).map_or(self.key, |(old, _)| *old)
+    }
 }
 
 /// The signer of the genesis event: the township key it names, which must have signed.
@@ -65,7 +87,7 @@ pub(super) fn genesis_signer(p: &LedgerOpened, body: &EventBody, sigs: &[EventSi
     if let Some(other) = sigs.iter().find(|s| s.public_key != key) {
         return Err(Rejection::UnknownKey(other.public_key));
     }
-    Ok(Signer { actor_id: p.township_actor_id.clone(), roles: RoleSet::TOWNSHIP, household: None })
+    Ok(Signer { actor_id: p.township_actor_id.clone(), roles: RoleSet::TOWNSHIP, household: None, household_since: 0 })
 }
 
 /// The checks of a genesis event that do not need state.
@@ -95,6 +117,15 @@ fn roles_of(field: &'static str, roles: &[i32]) -> Result<RoleSet, Rejection> {
         set = set.or(bit);
     }
     Ok(set)
+}
+
+/// The scoring panel and the supervision group are separate people (DESIGN.md, "Trust
+/// model"): no actor holds both roles. Every way an actor gets roles passes here.
+pub(super) fn check_separation(actor: &str, roles: RoleSet) -> Result<(), Rejection> {
+    if roles.intersects(RoleSet::PANEL) && roles.intersects(RoleSet::SUPERVISOR) {
+        return Err(Rejection::ConflictingRoles { actor: actor.to_owned() });
+    }
+    Ok(())
 }
 
 impl VillageState {
@@ -133,6 +164,7 @@ impl VillageState {
         check_id("actor_id", &p.actor_id)?;
         let roles = roles_of("roles", &p.roles)?;
         self.check_manages(ctx, roles, "enrol an actor with these roles")?;
+        check_separation(&p.actor_id, roles)?;
         if self.actors.contains_key(&p.actor_id) {
             return Err(Rejection::Duplicate { kind: "actor", id: p.actor_id.clone() });
         }
@@ -164,8 +196,25 @@ impl VillageState {
         super::check_text("reason", &p.reason, true)
     }
 
+    pub(super) fn decide_household_changed(&self, ctx: &Ctx, p: &ActorHouseholdChanged) -> Result<(), Rejection> {
+        let actor = self.live_actor(&p.actor_id)?;
+        // Never the actor alone: a panel member must not move themselves out of a household
+        // to score it.
+        self.check_manages(ctx, actor.roles, "change this actor's household")?;
+        check_id("household_id", &p.household_id)?;
+        self.active_household(&p.household_id)?;
+        Ok(())
+    }
+
+    pub(super) fn apply_household_changed(&mut self, p: &ActorHouseholdChanged, seq: u64) {
+        if let Some(a) = self.actors.get_mut(&p.actor_id) {
+            a.household = Some(p.household_id.clone());
+            a.household_since = seq;
+        }
+    }
+
     pub(super) fn apply_opened(&mut self, p: &LedgerOpened) {
-        let key = PublicKey::from_slice(&p.township_key).expect("checked by decide");
+        let Some(key) = PublicKey::from_slice(&p.township_key) else { return };
         self.keys.insert(key, p.township_actor_id.clone());
         self.actors.insert(
             p.township_actor_id.clone(),
@@ -177,13 +226,15 @@ impl VillageState {
                 term_start: i64::MIN,
                 term_end: 0,
                 household: None,
+                household_since: 0,
                 revoked_at: None,
+                enrolled_at: 0,
             },
         );
     }
 
-    pub(super) fn apply_enrolled(&mut self, p: &ActorEnrolled) {
-        let key = PublicKey::from_slice(&p.public_key).expect("checked by decide");
+    pub(super) fn apply_enrolled(&mut self, p: &ActorEnrolled, seq: u64) {
+        let (Some(key), Ok(roles)) = (PublicKey::from_slice(&p.public_key), roles_of("roles", &p.roles)) else { return };
         self.keys.insert(key, p.actor_id.clone());
         self.actors.insert(
             p.actor_id.clone(),
@@ -191,24 +242,27 @@ impl VillageState {
                 id: p.actor_id.clone(),
                 key,
                 rotations: Vec::new(),
-                roles: roles_of("roles", &p.roles).expect("checked by decide"),
+                roles,
                 term_start: p.term_start,
                 term_end: p.term_end,
                 household: (!p.household_id.is_empty()).then(|| p.household_id.clone()),
+                household_since: seq,
                 revoked_at: None,
+                enrolled_at: seq,
             },
         );
     }
 
     pub(super) fn apply_rotated(&mut self, p: &ActorKeyRotated, seq: u64) {
-        let key = PublicKey::from_slice(&p.new_public_key).expect("checked by decide");
-        self.keys.insert(key, p.actor_id.clone());
-        let a = self.actors.get_mut(&p.actor_id).expect("checked by decide");
+        let (Some(key), Some(a)) = (PublicKey::from_slice(&p.new_public_key), self.actors.get_mut(&p.actor_id)) else { return };
         let old = std::mem::replace(&mut a.key, key);
         a.rotations.push((old, seq));
+        self.keys.insert(key, p.actor_id.clone());
     }
 
     pub(super) fn apply_revoked(&mut self, p: &ActorRevoked, seq: u64) {
-        self.actors.get_mut(&p.actor_id).expect("checked by decide").revoked_at = Some(seq);
+        if let Some(a) = self.actors.get_mut(&p.actor_id) {
+            a.revoked_at = Some(seq);
+        }
     }
 }

@@ -63,6 +63,10 @@ pub enum Rejection {
     KeyInUse { actor: String },
     #[error("the township actor that opened the ledger cannot be revoked")]
     CannotRevokeTownship,
+    #[error("actor {actor} cannot hold both the scoring panel and the supervision group roles")]
+    ConflictingRoles { actor: String },
+    #[error("supervisor {actor} also signs the decision as its author or as a panel member; a decision needs an independent supervisor")]
+    SupervisorNotIndependent { actor: String },
 
     // --- identity of things -----------------------------------------------------------------
     #[error("{kind} {id} already exists")]
@@ -109,6 +113,8 @@ pub enum Rejection {
     EntryUnderObjection(String),
     #[error("claim {0} was already scored")]
     ClaimAlreadyScored(String),
+    #[error("claim {0} was declined")]
+    ClaimAlreadyDeclined(String),
     #[error("score does not match claim {claim}: {reason}")]
     ClaimMismatch { claim: String, reason: &'static str },
     #[error("entry {entry} belongs to period {entry_period}, not {period}")]
@@ -117,6 +123,8 @@ pub enum Rejection {
     EntryAlreadyPublished { entry: String, publication: String },
     #[error("the 公示 window is {got_hours} hours; the rulebook requires at least {min_days} days")]
     WindowTooShort { min_days: u32, got_hours: i64 },
+    #[error("villager {actor} signs only objections in the name of their own household or one of its members, not {objector}")]
+    ObjectorMismatch { actor: String, objector: String },
     #[error("the 公示 window cannot start before the event is recorded")]
     WindowInPast,
     #[error("recorded at {recorded_at}, outside the 公示 window [{start}, {end})")]
@@ -139,6 +147,10 @@ pub enum Rejection {
     ObjectionsPending(usize),
     #[error("period {0} is already settled")]
     PeriodSettled(String),
+    #[error("period {period} ends at {ends_at} (µs); it cannot be settled before it is over")]
+    PeriodNotOver { period: String, ends_at: i64 },
+    #[error("period {period} cannot be settled before {earlier}, an earlier month with entries, is settled")]
+    EarlierPeriodUnsettled { period: String, earlier: String },
     #[error("{count} entries of period {period} are not in a closed publication")]
     UnpublishedEntries { period: String, count: usize },
     #[error("settlement {field} is {got}, the ledger computes {expected}")]

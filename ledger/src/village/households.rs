@@ -19,6 +19,8 @@ pub struct Household {
     pub closed: bool,
     /// The household this one was merged into, if any.
     pub merged_into: Option<String>,
+    /// The seq of that merge.
+    pub merged_at: Option<u64>,
 }
 
 fn residency(field: &'static str, r: i32) -> Result<Residency, Rejection> {
@@ -98,7 +100,7 @@ impl VillageState {
         if moving.len() == from.members.len() {
             return Err(Rejection::LastMember(from.id.clone()));
         }
-        let available = self.book.available(&from.id);
+        let available = ctx.book.available(&from.id);
         if p.points_transferred < 0 || p.points_transferred > available.max(0) {
             return Err(Rejection::CarryOverBalance { household: from.id.clone(), available, requested: p.points_transferred });
         }
@@ -140,57 +142,72 @@ impl VillageState {
             Household {
                 id: p.household_id.clone(),
                 group: p.group.clone(),
-                residency: Residency::try_from(p.residency).expect("checked by decide"),
+                residency: Residency::try_from(p.residency).unwrap_or(Residency::Unspecified),
                 members,
                 closed: false,
                 merged_into: None,
+                merged_at: None,
             },
         );
     }
 
     pub(super) fn apply_member_added(&mut self, p: &MemberAdded) {
-        let m = p.member.as_ref().expect("checked by decide");
+        let (Some(m), Some(h)) = (p.member.as_ref(), self.households.get_mut(&p.household_id)) else { return };
+        h.members.insert(m.member_id.clone());
         self.members.insert(m.member_id.clone());
-        self.households.get_mut(&p.household_id).expect("checked").members.insert(m.member_id.clone());
     }
 
     pub(super) fn apply_member_removed(&mut self, p: &MemberRemoved) {
-        self.households.get_mut(&p.household_id).expect("checked").members.remove(&p.member_id);
+        if let Some(h) = self.households.get_mut(&p.household_id) {
+            h.members.remove(&p.member_id);
+        }
     }
 
-    pub(super) fn apply_split(&mut self, p: &HouseholdSplit) {
-        let from = self.households.get_mut(&p.from_household_id).expect("checked");
+    pub(super) fn apply_split(&mut self, p: &HouseholdSplit, seq: u64) {
+        if self.households.contains_key(&p.new_household_id) {
+            return;
+        }
+        let Some(from) = self.households.get_mut(&p.from_household_id) else { return };
         let mut moved = BTreeSet::new();
         for m in &p.member_ids {
             from.members.remove(m);
             moved.insert(m.clone());
         }
         self.book.open(&p.new_household_id);
-        self.book.carry(&p.from_household_id, &p.new_household_id, p.points_transferred);
+        self.book.split(&p.from_household_id, &p.new_household_id, p.points_transferred);
+        self.splits.entry(p.from_household_id.clone()).or_default().push((p.new_household_id.clone(), seq));
         self.households.insert(
             p.new_household_id.clone(),
             Household {
                 id: p.new_household_id.clone(),
                 group: p.group.clone(),
-                residency: Residency::try_from(p.residency).expect("checked by decide"),
+                residency: Residency::try_from(p.residency).unwrap_or(Residency::Unspecified),
                 members: moved,
                 closed: false,
                 merged_into: None,
+                merged_at: None,
             },
         );
     }
 
-    pub(super) fn apply_merged(&mut self, p: &HouseholdMerged) {
-        let available = self.book.available(&p.from_household_id);
-        self.book.carry(&p.from_household_id, &p.into_household_id, available);
-        let from = self.households.get_mut(&p.from_household_id).expect("checked");
+    pub(super) fn apply_merged(&mut self, p: &HouseholdMerged, seq: u64) {
+        if p.from_household_id == p.into_household_id || !self.households.contains_key(&p.into_household_id) {
+            return;
+        }
+        let Some(from) = self.households.get_mut(&p.from_household_id) else { return };
         let members = std::mem::take(&mut from.members);
         from.closed = true;
         from.merged_into = Some(p.into_household_id.clone());
-        self.households.get_mut(&p.into_household_id).expect("checked").members.extend(members);
+        from.merged_at = Some(seq);
+        if let Some(into) = self.households.get_mut(&p.into_household_id) {
+            into.members.extend(members);
+        }
+        self.book.merge(&p.from_household_id, &p.into_household_id);
     }
 
     pub(super) fn apply_closed(&mut self, p: &HouseholdClosed) {
-        self.households.get_mut(&p.household_id).expect("checked").closed = true;
+        if let Some(h) = self.households.get_mut(&p.household_id) {
+            h.closed = true;
+        }
     }
 }

@@ -9,10 +9,10 @@
 //! the ledger id, monotone `recorded_at`, idempotency, keys and terms in force at this position
 //! in the log, the author among the signers); then the rules of its family:
 //!
-//! - [`actors`] — genesis, enrolment, key rotation, revocation;
+//! - [`actors`] — genesis, enrolment, key rotation, revocation, an actor's household;
 //! - [`rules`] — rulebook adoption by congress resolution;
 //! - [`households`] — registration, members, split, merge, closing;
-//! - [`scoring`] — self-declarations, scores, corrections;
+//! - [`scoring`] — self-declarations (scored or declined), scores, corrections;
 //! - [`publication`] — 公示, objections, decisions, closing, settlement;
 //! - [`supermarket`] — stock, prices, redemptions and reversals;
 //! - [`results`] — honours, inspections and satisfaction surveys.
@@ -31,7 +31,7 @@ pub use error::Rejection;
 pub use households::Household;
 pub use publication::{Objection, Publication};
 pub use rules::{Item, Rulebook};
-pub use scoring::Entry;
+pub use scoring::{Claim, Entry};
 pub use supermarket::{Goods, Redemption};
 
 use crate::balance::BalanceBook;
@@ -42,6 +42,7 @@ use crate::pb::{event_body::Payload, EventBody};
 use crate::record::{canonical_signatures, Record};
 use crate::signature::{verify_event, EventSignature, PublicKey};
 use crate::time::{Date, Period};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How far an author's `occurred_at` may run ahead of the server's `recorded_at` (clock skew).
@@ -176,12 +177,17 @@ pub(crate) struct Signer {
     pub actor_id: String,
     pub roles: RoleSet,
     pub household: Option<String>,
+    /// The seq at which `household` was recorded (enrolment or `ActorHouseholdChanged`).
+    pub household_since: u64,
 }
 
 /// What every family's rules see of the event being decided.
 pub(crate) struct Ctx<'a> {
     pub recorded_at: i64,
     pub today: Date,
+    /// The balances as they stand at `recorded_at` ([`VillageState::balances_at`]): what the
+    /// event is judged on, after any expiry that its recording books first.
+    pub book: &'a BalanceBook,
     pub author: &'a Signer,
     pub signers: &'a [Signer],
 }
@@ -223,6 +229,8 @@ pub struct VillageState {
     pub(crate) keys: HashMap<PublicKey, String>,
     pub(crate) rulebooks: Vec<Rulebook>,
     pub(crate) households: BTreeMap<String, Household>,
+    /// Households split from each household: (new household, seq of the split).
+    pub(crate) splits: HashMap<String, Vec<(String, u64)>>,
     pub(crate) members: HashSet<String>,
     pub(crate) claims: HashMap<String, scoring::Claim>,
     pub(crate) entries: HashMap<String, Entry>,
@@ -263,9 +271,42 @@ impl VillageState {
     pub fn seq_of_key(&self, key: &str) -> Option<u64> {
         self.idempotency.get(key).map(|(seq, _)| *seq)
     }
-    /// The balance book.
+    /// The balance book as of the last record. Under annual expiry, the expiry of a new year
+    /// is booked by the first record of that year; to show balances at a given time (e.g.
+    /// "now", before any record of the new year), use [`VillageState::balances_at`].
     pub fn balances(&self) -> &BalanceBook {
         &self.book
+    }
+
+    /// The balances as they stand at `micros` (µs since the epoch): the book with any expiry
+    /// due by then applied (under annual expiry, the first instant of a new calendar year in
+    /// China Standard Time expires the year before), without changing the state. Borrowed
+    /// when nothing is due. This is the one path by which an event recorded at `micros` is
+    /// judged (`decide`), booked (`apply` books the same expiry first), and by which a
+    /// settlement's balance digest is checked and replayed ([`VillageState::balance_digest_at`]).
+    pub fn balances_at(&self, micros: i64) -> Cow<'_, BalanceBook> {
+        let (year, annual) = self.year_at(micros);
+        if self.book.expires_on_entering(year, annual) {
+            let mut book = self.book.clone();
+            book.enter_year(year, annual);
+            Cow::Owned(book)
+        } else {
+            Cow::Borrowed(&self.book)
+        }
+    }
+
+    /// The calendar year of `micros` and whether the rulebook in force that day expires points
+    /// annually: what [`VillageState::balances_at`] and `apply` book on entering a year.
+    pub(crate) fn year_at(&self, micros: i64) -> (i32, bool) {
+        let today = Date::of_micros(micros);
+        (today.year(), self.rulebook_on(today).is_some_and(|r| r.annual_expiry()))
+    }
+
+    /// The balance digest a `PeriodSettled` recorded at `micros` must carry: the digest of
+    /// [`VillageState::balances_at`] `micros`. An offline replay checks each settlement with
+    /// this, on the state just before the settlement's record.
+    pub fn balance_digest_at(&self, micros: i64) -> Hash {
+        self.balances_at(micros).digest()
     }
     /// An actor by id.
     pub fn actor(&self, id: &str) -> Option<&Actor> {
@@ -291,6 +332,10 @@ impl VillageState {
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
     }
+    /// A self-declaration (claim) by id.
+    pub fn claim(&self, id: &str) -> Option<&Claim> {
+        self.claims.get(id)
+    }
     /// A publication by id.
     pub fn publication(&self, id: &str) -> Option<&Publication> {
         self.publications.get(id)
@@ -315,9 +360,37 @@ impl VillageState {
     pub fn goods(&self) -> impl Iterator<Item = (&str, &Goods)> {
         self.goods.iter().map(|(k, v)| (k.as_str(), v))
     }
+    /// One goods of the supermarket by code.
+    pub fn goods_item(&self, code: &str) -> Option<&Goods> {
+        self.goods.get(code)
+    }
     /// Settled periods and their publication.
     pub fn settled_periods(&self) -> impl Iterator<Item = (Period, &str)> {
         self.settled.iter().map(|(p, s)| (*p, s.as_str()))
+    }
+
+    /// Whether an actor may act at `micros` (µs since the epoch): enrolled, not revoked (as of
+    /// the state's last record), and `micros` inside their term `[term_start, term_end)`. The
+    /// same judgement as a signature's in `decide`; the server uses it for request tokens and
+    /// cosignatures at "now", the bundle verifier for witnesses at a checkpoint's time.
+    pub fn actor_in_term(&self, actor_id: &str, micros: i64) -> bool {
+        self.actors.get(actor_id).is_some_and(|a| a.revoked_at.is_none() && a.term_covers(micros))
+    }
+
+    /// The witness quorum at `micros`: that of the rulebook in force on that day (China
+    /// Standard Time), which may not be the last adopted one (adopted rulebooks can take effect
+    /// later); 1 when no rulebook is in force yet.
+    pub fn witness_quorum_at(&self, micros: i64) -> u32 {
+        self.rulebook_on(Date::of_micros(micros)).map_or(1, |r| r.witness_quorum)
+    }
+
+    /// The witness quorum of a checkpoint of `size` records whose last was recorded at
+    /// `micros`: that of the rulebook in force that day among those adopted by then (record
+    /// seq below `size`). The same answer on any state that holds those records, so the server,
+    /// whose state has moved on, and a verifier replaying up to the checkpoint agree.
+    pub fn witness_quorum_after(&self, size: u64, micros: i64) -> u32 {
+        let day = Date::of_micros(micros);
+        self.rulebooks.iter().rev().filter(|r| r.adopted_at < size).find(|r| r.effective_from <= day).map_or(1, |r| r.witness_quorum)
     }
 
     /// The rulebook in force on `date`: the highest version whose effective date is not later.
@@ -329,19 +402,8 @@ impl VillageState {
     ///
     /// The event is judged on the state as it stands at its `recorded_at`: when that opens a
     /// new calendar year under annual expiry, the decision sees the balances after expiry
-    /// (exactly what `apply` will book before the event itself).
+    /// ([`VillageState::balances_at`], exactly what `apply` books before the event itself).
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
-        let today = Date::of_micros(cmd.recorded_at);
-        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
-        if self.book.expires_on_entering(today.year(), annual) {
-            let mut rolled = self.clone();
-            rolled.book.enter_year(today.year(), annual);
-            return rolled.decide_at(cmd);
-        }
-        self.decide_at(cmd)
-    }
-
-    fn decide_at(&self, cmd: Command) -> Result<Decision, Rejection> {
         let body = decode_body(&cmd.body)?;
         let signatures = canonical_signatures(cmd.signatures)?;
         let payload = body.payload.as_ref().expect("decode_body requires a payload");
@@ -385,12 +447,14 @@ impl VillageState {
             .iter()
             .find(|s| s.actor_id == body.actor_id)
             .ok_or_else(|| Rejection::AuthorNotSigner { actor: body.actor_id.clone() })?;
-        let ctx = Ctx { recorded_at: cmd.recorded_at, today: Date::of_micros(cmd.recorded_at), author, signers: &signers };
+        let book = self.balances_at(cmd.recorded_at);
+        let ctx = Ctx { recorded_at: cmd.recorded_at, today: Date::of_micros(cmd.recorded_at), book: &book, author, signers: &signers };
         match payload {
             Payload::LedgerOpened(p) => actors::decide_opened(p, &ledger_id),
             Payload::ActorEnrolled(p) => self.decide_enrolled(&ctx, p),
             Payload::ActorKeyRotated(p) => self.decide_rotated(&ctx, p),
             Payload::ActorRevoked(p) => self.decide_revoked(&ctx, p),
+            Payload::ActorHouseholdChanged(p) => self.decide_household_changed(&ctx, p),
             Payload::RulebookAdopted(p) => self.decide_rulebook(&ctx, p),
             Payload::HouseholdRegistered(p) => self.decide_registered(&ctx, p),
             Payload::MemberAdded(p) => self.decide_member_added(&ctx, p),
@@ -401,6 +465,7 @@ impl VillageState {
             Payload::PointsClaimed(p) => self.decide_claim(&ctx, p),
             Payload::ScoreRecorded(p) => self.decide_score(&ctx, p),
             Payload::ScoreCorrected(p) => self.decide_correction(&ctx, p),
+            Payload::ClaimDeclined(p) => self.decide_claim_declined(&ctx, p),
             Payload::PublicationOpened(p) => self.decide_publication(&ctx, p),
             Payload::ObjectionFiled(p) => self.decide_objection(&ctx, p),
             Payload::ObjectionDecided(p) => self.decide_decision(&ctx, p),
@@ -419,15 +484,16 @@ impl VillageState {
         Ok(Decision::Append(Box::new(Accepted { record, hash, body })))
     }
 
-    /// Applies an accepted event. It must be the event `decide` produced for this state.
+    /// Applies an accepted event. It must be the event `decide` produced for this state; it
+    /// books what the event did and judges nothing. Given any record instead (out of order,
+    /// never decided), it never panics: what does not fit the state is left out.
     pub fn apply(&mut self, accepted: &Accepted) {
         let rec = &accepted.record;
-        debug_assert_eq!(rec.seq(), self.next_seq);
         let body = &accepted.body;
         let recorded_at = rec.recorded_at();
-        let today = Date::of_micros(recorded_at);
-        let annual = self.rulebook_on(today).is_some_and(|r| r.annual_expiry());
-        self.book.enter_year(today.year(), annual);
+        // The expiry due at this record, exactly as `balances_at` (and so `decide`) saw it.
+        let (year, annual) = self.year_at(recorded_at);
+        self.book.enter_year(year, annual);
         self.idempotency.insert(body.idempotency_key.clone(), (rec.seq(), Hash::of(rec.body())));
         let seq = rec.seq();
         match accepted.payload() {
@@ -440,19 +506,21 @@ impl VillageState {
                 });
                 self.apply_opened(p);
             }
-            Payload::ActorEnrolled(p) => self.apply_enrolled(p),
+            Payload::ActorEnrolled(p) => self.apply_enrolled(p, seq),
             Payload::ActorKeyRotated(p) => self.apply_rotated(p, seq),
             Payload::ActorRevoked(p) => self.apply_revoked(p, seq),
-            Payload::RulebookAdopted(p) => self.apply_rulebook(p),
+            Payload::ActorHouseholdChanged(p) => self.apply_household_changed(p, seq),
+            Payload::RulebookAdopted(p) => self.apply_rulebook(p, seq),
             Payload::HouseholdRegistered(p) => self.apply_registered(p),
             Payload::MemberAdded(p) => self.apply_member_added(p),
             Payload::MemberRemoved(p) => self.apply_member_removed(p),
-            Payload::HouseholdSplit(p) => self.apply_split(p),
-            Payload::HouseholdMerged(p) => self.apply_merged(p),
+            Payload::HouseholdSplit(p) => self.apply_split(p, seq),
+            Payload::HouseholdMerged(p) => self.apply_merged(p, seq),
             Payload::HouseholdClosed(p) => self.apply_closed(p),
             Payload::PointsClaimed(p) => self.apply_claim(p),
             Payload::ScoreRecorded(p) => self.apply_score(p, seq),
             Payload::ScoreCorrected(p) => self.apply_correction(p),
+            Payload::ClaimDeclined(p) => self.apply_claim_declined(p),
             Payload::PublicationOpened(p) => self.apply_publication(p),
             Payload::ObjectionFiled(p) => self.apply_objection(p, seq),
             Payload::ObjectionDecided(p) => self.apply_decision(p),
@@ -460,8 +528,8 @@ impl VillageState {
             Payload::PeriodSettled(p) => self.apply_settlement(p),
             Payload::StockReceived(p) => self.apply_stock(p),
             Payload::PricesSet(p) => self.apply_prices(p),
-            Payload::RedemptionRecorded(p) => self.apply_redemption(p),
-            Payload::RedemptionReversed(p) => self.apply_reversal(p),
+            Payload::RedemptionRecorded(p) => self.apply_redemption(p, recorded_at),
+            Payload::RedemptionReversed(p) => self.apply_reversal(p, recorded_at),
             Payload::HonourAwarded(p) => {
                 self.result_ids.insert(format!("honour:{}", p.honour_id));
             }
@@ -496,10 +564,15 @@ impl VillageState {
             let seq = actor.rotations.iter().find(|(old, _)| old == key).map_or(0, |(_, s)| *s);
             return Err(Rejection::KeySuperseded { actor: actor.id.clone(), seq });
         }
-        if at < actor.term_start || (actor.term_end != 0 && at >= actor.term_end) {
+        if !actor.term_covers(at) {
             return Err(Rejection::OutsideTerm { actor: actor.id.clone() });
         }
-        Ok(Signer { actor_id: actor.id.clone(), roles: actor.roles, household: actor.household.clone() })
+        Ok(Signer {
+            actor_id: actor.id.clone(),
+            roles: actor.roles,
+            household: actor.household.clone(),
+            household_since: actor.household_since,
+        })
     }
 
     /// Follows merges to the household that now holds `id`'s members and points.
@@ -513,12 +586,41 @@ impl VillageState {
         id
     }
 
-    /// Rejects if any signer belongs to `household` (following merges).
+    /// Every household an actor recorded in `household` at seq `since` may live in now: that
+    /// household, the households it merged into (from the merge on), and the households split
+    /// from any of these after the actor was there (a member who left in a split may be the
+    /// actor: the ledger knows households, not which member an actor is). An admin narrows it
+    /// again with `ActorHouseholdChanged`.
+    pub fn households_of_actor<'a>(&'a self, household: &'a str, since: u64) -> Vec<&'a str> {
+        let mut out: Vec<&'a str> = Vec::new();
+        let mut todo: Vec<(&'a str, u64)> = vec![(household, since)];
+        while let Some((id, since)) = todo.pop() {
+            if out.contains(&id) {
+                continue;
+            }
+            out.push(id);
+            if let Some(h) = self.households.get(id) {
+                if let (Some(into), Some(at)) = (h.merged_into.as_deref(), h.merged_at) {
+                    todo.push((into, since.max(at)));
+                }
+            }
+            for (new, at) in self.splits.get(id).into_iter().flatten() {
+                if *at > since {
+                    todo.push((new, *at));
+                }
+            }
+        }
+        out
+    }
+
+    /// Rejects if any signer may belong to `household`: the household now holding its members
+    /// (following merges) is one the signer may live in ([`VillageState::households_of_actor`]:
+    /// merges and later splits of the signer's recorded household).
     pub(crate) fn check_not_own(&self, ctx: &Ctx, household: &str) -> Result<(), Rejection> {
         let target = self.resolve_household(household);
         for s in ctx.signers {
             if let Some(h) = &s.household {
-                if self.resolve_household(h) == target {
+                if self.households_of_actor(h, s.household_since).contains(&target) {
                     return Err(Rejection::SelfScoring { actor: s.actor_id.clone(), household: household.to_owned() });
                 }
             }

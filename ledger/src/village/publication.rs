@@ -121,8 +121,21 @@ impl VillageState {
         if !self.households.contains_key(&p.objector) && !self.members.contains(&p.objector) {
             return Err(Rejection::Unknown { kind: "household or member", id: p.objector.clone() });
         }
+        // A villager's own key speaks for the villager: the objector is their household (where
+        // its members now are, following merges) or one of its members. An admin records an
+        // objection on anyone's behalf.
+        if !ctx.author.roles.intersects(RoleSet::ADMIN) && !self.speaks_for(ctx.author, &p.objector) {
+            return Err(Rejection::ObjectorMismatch { actor: ctx.author.actor_id.clone(), objector: p.objector.clone() });
+        }
         super::check_text("reason", &p.reason, true)?;
         super::check_hash("evidence_hash", &p.evidence_hash, false)
+    }
+
+    /// Whether `objector` (a household or member id) is the signer's own household, following
+    /// merges, or a member of it.
+    fn speaks_for(&self, signer: &super::Signer, objector: &str) -> bool {
+        let Some(own) = signer.household.as_deref().map(|h| self.resolve_household(h)) else { return false };
+        own == self.resolve_household(objector) || self.households.get(own).is_some_and(|h| h.members.contains(objector))
     }
 
     pub(super) fn decide_decision(&self, ctx: &Ctx, p: &ObjectionDecided) -> Result<(), Rejection> {
@@ -131,11 +144,17 @@ impl VillageState {
         if o.outcome.is_some() {
             return Err(Rejection::AlreadyDecided(o.id.clone()));
         }
-        let entry = &self.entries[&o.entry];
+        let entry = self.entries.get(&o.entry).ok_or_else(|| Rejection::Unknown { kind: "entry", id: o.entry.clone() })?;
         self.check_not_own(ctx, &entry.household)?;
-        let supervisors = ctx.count_with(RoleSet::SUPERVISOR, Some(&ctx.author.actor_id));
-        if supervisors < 1 {
-            return Err(Rejection::QuorumNotMet { what: "objection decision (supervisor co-signature)", needed: 1, got: 0 });
+        // The supervisor who co-signs is never the decision's author nor one of its panel
+        // signers (an actor enrolled with both roles before that was refused).
+        let independent = |s: &&super::Signer| s.actor_id != ctx.author.actor_id && !s.roles.intersects(RoleSet::PANEL);
+        let supervisors: Vec<&super::Signer> = ctx.signers.iter().filter(|s| s.roles.intersects(RoleSet::SUPERVISOR)).collect();
+        if !supervisors.iter().any(independent) {
+            return Err(match supervisors.first() {
+                Some(s) => Rejection::SupervisorNotIndependent { actor: s.actor_id.clone() },
+                None => Rejection::QuorumNotMet { what: "objection decision (supervisor co-signature)", needed: 1, got: 0 },
+            });
         }
         super::check_text("finding", &p.finding, true)?;
         match (ObjectionOutcome::try_from(p.outcome), correction_points(&p.correction)) {
@@ -153,7 +172,7 @@ impl VillageState {
         if ctx.recorded_at < publication.window_end {
             return Err(Rejection::WindowNotOver { end: publication.window_end, recorded_at: ctx.recorded_at });
         }
-        let pending = publication.objections.iter().filter(|o| self.objections[*o].outcome.is_none()).count();
+        let pending = publication.objections.iter().filter(|o| self.objections.get(*o).is_some_and(|x| x.outcome.is_none())).count();
         if pending > 0 {
             return Err(Rejection::ObjectionsPending(pending));
         }
@@ -190,7 +209,20 @@ impl VillageState {
         if unpublished > 0 {
             return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
         }
-        let households = self.book.len() as u32;
+        // A month is settled once it is over (China Standard Time), and after every earlier
+        // month that has live entries: settlements run in calendar order from the ledger's
+        // first month with entries, which waits for nothing. A month without live entries has
+        // nothing to settle (and no publication to settle it with), so it holds nothing up.
+        let ends_at = period.next().first_day().start_micros();
+        if ctx.recorded_at < ends_at {
+            return Err(Rejection::PeriodNotOver { period: period.to_string(), ends_at });
+        }
+        let earlier =
+            self.entries.values().filter(|e| e.period < period && !e.void && !self.settled.contains_key(&e.period)).map(|e| e.period).min();
+        if let Some(earlier) = earlier {
+            return Err(Rejection::EarlierPeriodUnsettled { period: period.to_string(), earlier: earlier.to_string() });
+        }
+        let households = ctx.book.len() as u32;
         if p.households != households {
             return Err(Rejection::SettlementMismatch {
                 field: "households",
@@ -206,7 +238,7 @@ impl VillageState {
                 got: p.period_points.to_string(),
             });
         }
-        let digest = self.book.digest();
+        let digest = ctx.book.digest();
         if p.balance_digest != digest.as_bytes() {
             return Err(Rejection::SettlementMismatch {
                 field: "balance_digest",
@@ -218,14 +250,20 @@ impl VillageState {
     }
 
     pub(super) fn apply_publication(&mut self, p: &PublicationOpened) {
+        let Ok(period) = Period::parse("period", &p.period) else { return };
+        if self.publications.contains_key(&p.publication_id) {
+            return;
+        }
         for id in &p.entry_ids {
-            self.entries.get_mut(id).expect("checked").publication = Some(p.publication_id.clone());
+            if let Some(e) = self.entries.get_mut(id) {
+                e.publication = Some(p.publication_id.clone());
+            }
         }
         self.publications.insert(
             p.publication_id.clone(),
             Publication {
                 id: p.publication_id.clone(),
-                period: Period::parse("period", &p.period).expect("checked"),
+                period,
                 entries: p.entry_ids.clone(),
                 window_start: p.window_start,
                 window_end: p.window_end,
@@ -236,8 +274,11 @@ impl VillageState {
     }
 
     pub(super) fn apply_objection(&mut self, p: &ObjectionFiled, seq: u64) {
-        self.entries.get_mut(&p.entry_id).expect("checked").pending_objection = Some(p.objection_id.clone());
-        self.publications.get_mut(&p.publication_id).expect("checked").objections.push(p.objection_id.clone());
+        let (Some(entry), Some(publication)) = (self.entries.get_mut(&p.entry_id), self.publications.get_mut(&p.publication_id)) else {
+            return;
+        };
+        entry.pending_objection = Some(p.objection_id.clone());
+        publication.objections.push(p.objection_id.clone());
         self.objections.insert(
             p.objection_id.clone(),
             Objection {
@@ -252,22 +293,25 @@ impl VillageState {
     }
 
     pub(super) fn apply_decision(&mut self, p: &ObjectionDecided) {
-        let outcome = ObjectionOutcome::try_from(p.outcome).expect("checked");
-        let o = self.objections.get_mut(&p.objection_id).expect("checked");
+        let (Ok(outcome), Some(o)) = (ObjectionOutcome::try_from(p.outcome), self.objections.get_mut(&p.objection_id)) else { return };
         o.outcome = Some(outcome);
         let entry = o.entry.clone();
-        self.entries.get_mut(&entry).expect("checked").pending_objection = None;
+        let Some(e) = self.entries.get_mut(&entry) else { return };
+        e.pending_objection = None;
         if let Some(Ok(points)) = correction_points(&p.correction) {
             self.change_entry(&entry, points);
         }
     }
 
     pub(super) fn apply_close(&mut self, p: &PublicationClosed) {
-        let publication = self.publications.get_mut(&p.publication_id).expect("checked");
+        let Some(publication) = self.publications.get_mut(&p.publication_id) else { return };
         publication.closed = true;
         let ids = publication.entries.clone();
         for id in ids {
-            let e = self.entries.get_mut(&id).expect("checked");
+            let Some(e) = self.entries.get_mut(&id) else { continue };
+            if e.is_final {
+                continue;
+            }
             e.is_final = true;
             if !e.void {
                 let (h, c, pts) = (e.household.clone(), e.category, e.points);
@@ -278,6 +322,8 @@ impl VillageState {
     }
 
     pub(super) fn apply_settlement(&mut self, p: &PeriodSettled) {
-        self.settled.insert(Period::parse("period", &p.period).expect("checked"), p.publication_id.clone());
+        if let Ok(period) = Period::parse("period", &p.period) {
+            self.settled.insert(period, p.publication_id.clone());
+        }
     }
 }

@@ -31,6 +31,8 @@ pub struct Rulebook {
     pub score_quorum: u32,
     pub settlement_quorum: u32,
     pub witness_quorum: u32,
+    /// The seq of the record that adopted it.
+    pub adopted_at: u64,
 }
 
 impl Rulebook {
@@ -143,6 +145,7 @@ fn rulebook_of(p: &RulebookAdopted) -> Result<Rulebook, Rejection> {
         score_quorum: p.score_quorum,
         settlement_quorum: p.settlement_quorum,
         witness_quorum: p.witness_quorum,
+        adopted_at: 0,
     })
 }
 
@@ -166,7 +169,9 @@ impl VillageState {
         check_resolution(p.resolution.as_ref(), ctx.today)
     }
 
-    pub(super) fn apply_rulebook(&mut self, p: &RulebookAdopted) {
-        self.rulebooks.push(rulebook_of(p).expect("checked by decide"));
+    pub(super) fn apply_rulebook(&mut self, p: &RulebookAdopted, seq: u64) {
+        if let Ok(rb) = rulebook_of(p) {
+            self.rulebooks.push(Rulebook { adopted_at: seq, ..rb });
+        }
     }
 }

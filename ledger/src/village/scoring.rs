@@ -7,15 +7,18 @@
 use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::balance::Category;
 use crate::ids::check_id;
-use crate::pb::{score_corrected, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
+use crate::pb::{score_corrected, ClaimDeclined, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
 use crate::time::{Date, Period};
 
-/// A self-declaration awaiting the panel.
+/// A self-declaration awaiting the panel, until it is scored or declined.
 #[derive(Clone, Debug)]
 pub struct Claim {
     pub household: String,
     pub item_code: String,
+    /// The day of the act declared.
+    pub occurred_on: Date,
     pub scored: bool,
+    pub declined: bool,
 }
 
 /// A score entry.
@@ -141,7 +144,12 @@ impl VillageState {
                 if claim.scored {
                     return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
                 }
-                if claim.household != p.household_id {
+                if claim.declined {
+                    return Err(Rejection::ClaimAlreadyDeclined(p.claim_id.clone()));
+                }
+                // The household that now holds the claimant's members and points: the claim's
+                // own, or the one that absorbed it in a merge.
+                if self.resolve_household(&claim.household) != p.household_id {
                     return Err(Rejection::ClaimMismatch { claim: p.claim_id.clone(), reason: "household differs" });
                 }
                 if claim.item_code != p.item_code {
@@ -160,11 +168,16 @@ impl VillageState {
     /// The new points of a correction, checked against the entry's item.
     pub(super) fn corrected_points(&self, entry: &Entry, new_points: Option<i64>) -> Result<i64, Rejection> {
         let Some(points) = new_points else { return Ok(0) };
-        let rb = self.rulebooks.iter().find(|r| r.version == entry.rulebook_version).expect("entries name adopted rulebooks");
+        let rb = self.rulebook_version(entry.rulebook_version)?;
         let item = rb.item(&entry.item_code)?;
         item.check_points(points)?;
         self.check_cap(item, &entry.household, entry.period, points.abs() - entry.points.abs())?;
         Ok(points)
+    }
+
+    /// An adopted rulebook by version.
+    fn rulebook_version(&self, version: u32) -> Result<&super::Rulebook, Rejection> {
+        self.rulebooks.iter().find(|r| r.version == version).ok_or_else(|| Rejection::Unknown { kind: "rulebook", id: version.to_string() })
     }
 
     /// A live entry that may be corrected.
@@ -176,6 +189,20 @@ impl VillageState {
         Ok(e)
     }
 
+    pub(super) fn decide_claim_declined(&self, ctx: &Ctx, p: &ClaimDeclined) -> Result<(), Rejection> {
+        let claim = self.claims.get(&p.claim_id).ok_or_else(|| Rejection::Unknown { kind: "claim", id: p.claim_id.clone() })?;
+        if claim.scored {
+            return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
+        }
+        if claim.declined {
+            return Err(Rejection::ClaimAlreadyDeclined(p.claim_id.clone()));
+        }
+        let date = claim.occurred_on;
+        let rb = self.rulebook_on(date).ok_or_else(|| Rejection::NoRulebook { date: date.to_string() })?;
+        self.panel_quorum(ctx, rb.score_quorum, &claim.household, "decline a claim")?;
+        super::check_text("reason", &p.reason, true)
+    }
+
     pub(super) fn decide_correction(&self, ctx: &Ctx, p: &ScoreCorrected) -> Result<(), Rejection> {
         let e = self.correctable(&p.entry_id)?;
         if e.pending_objection.is_some() {
@@ -184,7 +211,10 @@ impl VillageState {
         if self.settled.contains_key(&e.period) {
             return Err(Rejection::PeriodSettled(e.period.to_string()));
         }
-        let rb = self.rulebooks.iter().find(|r| r.version == e.rulebook_version).expect("adopted");
+        // The points go to the household now holding the entry's (following merges): never
+        // to a closed one.
+        self.active_household(self.resolve_household(&e.household))?;
+        let rb = self.rulebook_version(e.rulebook_version)?;
         self.panel_quorum(ctx, rb.score_quorum, &e.household, "correct a score")?;
         super::check_text("reason", &p.reason, true)?;
         match p.correction {
@@ -195,17 +225,33 @@ impl VillageState {
     }
 
     pub(super) fn apply_claim(&mut self, p: &PointsClaimed) {
-        self.claims.insert(p.claim_id.clone(), Claim { household: p.household_id.clone(), item_code: p.item_code.clone(), scored: false });
+        let Ok(occurred_on) = Date::parse("occurred_on", &p.occurred_on) else { return };
+        let claim =
+            Claim { household: p.household_id.clone(), item_code: p.item_code.clone(), occurred_on, scored: false, declined: false };
+        self.claims.insert(p.claim_id.clone(), claim);
+    }
+
+    pub(super) fn apply_claim_declined(&mut self, p: &ClaimDeclined) {
+        if let Some(c) = self.claims.get_mut(&p.claim_id) {
+            c.declined = true;
+        }
     }
 
     pub(super) fn apply_score(&mut self, p: &ScoreRecorded, seq: u64) {
-        let date = Date::parse("occurred_on", &p.occurred_on).expect("checked");
-        let rb = self.rulebooks.iter().find(|r| r.version == p.rulebook_version).expect("checked");
-        let category = rb.items[&p.item_code].category;
+        let Ok(date) = Date::parse("occurred_on", &p.occurred_on) else { return };
+        let Some(category) =
+            self.rulebooks.iter().find(|r| r.version == p.rulebook_version).and_then(|rb| rb.items.get(&p.item_code)).map(|i| i.category)
+        else {
+            return;
+        };
+        if self.entries.contains_key(&p.entry_id) {
+            return;
+        }
         if let Some(c) = self.claims.get_mut(&p.claim_id) {
             c.scored = true;
         }
-        *self.caps.entry((p.household_id.clone(), p.item_code.clone(), date.period())).or_default() += p.points.abs();
+        let cap = self.caps.entry((p.household_id.clone(), p.item_code.clone(), date.period())).or_default();
+        *cap = cap.saturating_add(p.points.saturating_abs());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {
@@ -218,7 +264,7 @@ impl VillageState {
                 points: p.points,
                 occurred_on: date,
                 period: date.period(),
-                source: ScoreSource::try_from(p.source).expect("checked"),
+                source: ScoreSource::try_from(p.source).unwrap_or(ScoreSource::Unspecified),
                 seq,
                 void: false,
                 is_final: false,
@@ -230,13 +276,14 @@ impl VillageState {
 
     /// Changes an entry's points (or voids it), keeping caps and, for final entries, the book.
     pub(super) fn change_entry(&mut self, id: &str, new_points: Option<i64>) {
-        let e = self.entries.get_mut(id).expect("checked");
+        let Some(e) = self.entries.get_mut(id) else { return };
         let new = new_points.unwrap_or(0);
         let key = (e.household.clone(), e.item_code.clone(), e.period);
-        *self.caps.entry(key).or_default() += new.abs() - e.points.abs();
+        let cap = self.caps.entry(key).or_default();
+        *cap = cap.saturating_add(new.saturating_abs() - e.points.saturating_abs());
         if e.is_final {
             let holder = e.household.clone();
-            let (category, delta) = (e.category, new - e.points);
+            let (category, delta) = (e.category, new.saturating_sub(e.points));
             let e_points = &mut e.points;
             *e_points = new;
             e.void = new_points.is_none();

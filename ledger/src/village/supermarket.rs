@@ -3,6 +3,7 @@
 use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::ids::check_id;
 use crate::pb::{PricesSet, RedemptionRecorded, RedemptionReversed, StockReceived, StockSource};
+use crate::time::Date;
 use std::collections::BTreeSet;
 
 /// Goods on the shelf.
@@ -20,6 +21,10 @@ pub struct Redemption {
     pub lines: Vec<(String, u64)>,
     pub total: i64,
     pub reversed: bool,
+    /// When it was recorded (µs).
+    pub recorded_at: i64,
+    /// The points each line took (quantity × the price in force then), as `lines`.
+    pub line_points: Vec<i64>,
 }
 
 impl VillageState {
@@ -89,12 +94,12 @@ impl VillageState {
                     requested: line.quantity as u64,
                 });
             }
-            total += price * line.quantity as i64;
+            total = total.saturating_add(price.saturating_mul(line.quantity as i64));
         }
         if p.total_points != total {
             return Err(Rejection::TotalMismatch { expected: total, got: p.total_points });
         }
-        let available = self.book.available(&p.household_id);
+        let available = ctx.book.available(&p.household_id);
         if total > available {
             return Err(Rejection::Overdraft { household: p.household_id.clone(), available, requested: total });
         }
@@ -118,36 +123,55 @@ impl VillageState {
         if g.name.is_empty() {
             g.name = p.goods_name.clone();
         }
-        g.stock += p.quantity as u64;
+        g.stock = g.stock.saturating_add(p.quantity as u64);
     }
 
     pub(super) fn apply_prices(&mut self, p: &PricesSet) {
         for price in &p.prices {
-            self.goods.get_mut(&price.goods_code).expect("checked").price = Some(price.points);
+            if let Some(g) = self.goods.get_mut(&price.goods_code) {
+                g.price = Some(price.points);
+            }
         }
     }
 
-    pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded) {
+    pub(super) fn apply_redemption(&mut self, p: &RedemptionRecorded, recorded_at: i64) {
         let mut lines = Vec::with_capacity(p.lines.len());
+        let mut line_points = Vec::with_capacity(p.lines.len());
+        if self.redemptions.contains_key(&p.redemption_id) {
+            return;
+        }
         for line in &p.lines {
-            self.goods.get_mut(&line.goods_code).expect("checked").stock -= line.quantity as u64;
+            let points = match self.goods.get_mut(&line.goods_code) {
+                Some(g) => {
+                    g.stock = g.stock.saturating_sub(line.quantity as u64);
+                    g.price.unwrap_or(0).saturating_mul(line.quantity as i64)
+                }
+                None => 0,
+            };
+            line_points.push(points);
             lines.push((line.goods_code.clone(), line.quantity as u64));
         }
         self.book.post_redemption(&p.household_id, p.total_points);
         self.redemptions.insert(
             p.redemption_id.clone(),
-            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false },
+            Redemption { household: p.household_id.clone(), lines, total: p.total_points, reversed: false, recorded_at, line_points },
         );
     }
 
-    pub(super) fn apply_reversal(&mut self, p: &RedemptionReversed) {
-        let r = self.redemptions.get_mut(&p.redemption_id).expect("checked");
+    pub(super) fn apply_reversal(&mut self, p: &RedemptionReversed, recorded_at: i64) {
+        let Some(r) = self.redemptions.get_mut(&p.redemption_id) else { return };
+        if r.reversed {
+            return;
+        }
         r.reversed = true;
-        let (household, total, lines) = (r.household.clone(), r.total, r.lines.clone());
+        let (household, total, lines, spent) = (r.household.clone(), r.total, r.lines.clone(), r.recorded_at);
         for (goods, q) in lines {
-            self.goods.get_mut(&goods).expect("known").stock += q;
+            if let Some(g) = self.goods.get_mut(&goods) {
+                g.stock = g.stock.saturating_add(q);
+            }
         }
         let holder = self.resolve_household(&household).to_owned();
-        self.book.post_redemption(&holder, -total);
+        let (_, annual) = self.year_at(recorded_at);
+        self.book.reverse_redemption(&household, &holder, total, Date::of_micros(spent).year(), annual);
     }
 }
