@@ -343,3 +343,109 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     server.shutdown().await;
 }
+
+/// Under annual expiry, December settled as the first record of the new year carries the
+/// balances after the expiry; `jifen replay` checks it against the same figures (it took
+/// them before the expiry, and failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_checks_a_settlement_that_opens_a_new_year_after_its_expiry() {
+    use jifen_ledger::bundle::witness_key_name;
+    use jifen_ledger::checkpoint::Checkpoint;
+    use jifen_ledger::note::NoteSigner;
+    use jifen_ledger::pb::{self, event_body::Payload};
+    use jifen_ledger::time::{Date, Period};
+    let mut s = jifen_ledger::sample::generate(&jifen_ledger::sample::SampleConfig {
+        seed: 8,
+        households: Some(12),
+        months: 1,
+        scores_per_household: 1.0,
+    })
+    .unwrap();
+    let (cast, w) = (&s.cast, &mut s.writer);
+    let hour = 3_600_000_000i64;
+    let at = |d: &str, h: i64| Date::parse("d", d).unwrap().start_micros() + h * hour;
+    // Given annual expiry from the next day and points made final in December,
+    let today = Date::of_micros(w.now);
+    let mut v2 = jifen_ledger::sample::rulebook(2, &today.add_days(1).to_string(), &today.to_string());
+    v2.expiry = pb::ExpiryPolicy::Annual as i32;
+    w.submit(&cast.admin, &[], Payload::RulebookAdopted(v2)).unwrap();
+    w.advance_to(at("2025-12-10", 8));
+    let scorer = &cast.panel[0];
+    let household =
+        w.state.households().filter(|h| !h.closed).map(|h| h.id.clone()).find(|h| Some(h) != scorer.household.as_ref()).unwrap();
+    let score = pb::ScoreRecorded {
+        entry_id: "E-2025-12-1".into(),
+        household_id: household.clone(),
+        member_id: String::new(),
+        item_code: "B01".into(),
+        rulebook_version: 2,
+        points: 4,
+        occurred_on: Date::of_micros(w.now).to_string(),
+        source: pb::ScoreSource::Inspection as i32,
+        evidence_hashes: vec![],
+        claim_id: String::new(),
+    };
+    w.submit(scorer, &[], Payload::ScoreRecorded(score)).unwrap();
+    let start = w.now;
+    let board = pb::PublicationOpened {
+        publication_id: "P-2025-12".into(),
+        period: "2025-12".into(),
+        entry_ids: vec!["E-2025-12-1".into()],
+        window_start: start,
+        window_end: start + 7 * 24 * hour,
+    };
+    w.submit(&cast.admin, &[], Payload::PublicationOpened(board)).unwrap();
+    w.advance_to(start + 7 * 24 * hour);
+    w.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P-2025-12".into() })).unwrap();
+    // when December is settled as the first record of 2026, with the figures shown then,
+    w.advance_to(at("2026-01-02", 9));
+    let book = w.state.balances_at(w.now).into_owned();
+    assert_ne!(book.digest(), w.state.balances().digest(), "points expire on entering 2026");
+    let settled = pb::PeriodSettled {
+        period: "2025-12".into(),
+        publication_id: "P-2025-12".into(),
+        households: book.len() as u32,
+        period_points: w.state.period_points(Period::from_ym(2025, 12).unwrap()),
+        balance_digest: book.digest().0.to_vec(),
+    };
+    w.submit(&cast.admin, &[&cast.supervisors[0], &cast.supervisors[1]], Payload::PeriodSettled(settled)).unwrap();
+    // then the year's bundle replays with every settlement matching.
+    let records = s.records().to_vec();
+    let n = records.len() as u64;
+    let tree = jifen_ledger::merkle::Tree::from_record_hashes(records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
+    let mut cp = Checkpoint { origin: s.origin.clone(), size: n, root: tree.root(n).unwrap() }.sign(&s.log_key);
+    for k in &s.cast.supervisors[..2] {
+        cp.cosign(&NoteSigner::new(&witness_key_name(&s.origin, &k.id), k.key.clone()).unwrap());
+    }
+    let bundle = Bundle {
+        ledger: records[0].ledger_id().clone(),
+        origin: s.origin.clone(),
+        log_key: s.log_key.verifier().to_string(),
+        year: 2025,
+        records,
+        checkpoints: vec![cp.encode()],
+        proofs: vec![],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("y.jfb");
+    std::fs::write(&file, bundle.encode()).unwrap();
+    let log_key = s.log_key.verifier().to_string();
+    let out = jifen(vec![
+        "replay".into(),
+        "--bundle".into(),
+        file.display().to_string(),
+        "--year".into(),
+        "2025".into(),
+        "--as-of".into(),
+        "2026-01-31".into(),
+        "--json".into(),
+        "--log-key".into(),
+        log_key,
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let settlements = json["settlements"].as_array().unwrap();
+    assert!(settlements.iter().any(|x| x["period"] == "2025-12"), "{settlements:?}");
+    assert!(settlements.iter().all(|x| x["matches_replay"] == true), "{settlements:?}");
+}
