@@ -1,0 +1,114 @@
+//! Loading a village from the store, checking every stored row, the stored Merkle leaves and
+//! the latest checkpoint on the way.
+
+use super::*;
+
+impl Villages {
+    /// Loads a village from its stored rows, page by page (the records of a large village
+    /// never sit in memory all at once). Each row is checked as it is read: the chain, the
+    /// stored `record_hash` column, and the write-model's decision on it (so no stored row
+    /// reaches `apply` undecided); then the stored Merkle leaves and the latest checkpoint, whose
+    /// log signature must open and whose root must match. Signatures are left to VerifyLedger.
+    /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
+    /// an `Err` is only the store failing.
+    pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
+        let id = aggregate_id(code);
+        let mut agg = AggregateState::with_id(id);
+        let mut views = Views::default();
+        let mut tip = ChainTip::default();
+        let mut hashes = Vec::new();
+        let mut corrupt = None;
+        'pages: loop {
+            let rows = self.store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
+            let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
+            let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
+            let page = &rows.records[..good.len()];
+            for (r, h) in page.iter().zip(&good) {
+                match replay_one(agg.inner(), r) {
+                    Ok(a) => {
+                        agg = fold(agg, &mut views, a);
+                        hashes.push(*h);
+                    }
+                    Err(e) => {
+                        corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+                        break 'pages;
+                    }
+                }
+            }
+            tip = tip.after(page, &good);
+            if let Some(e) = fault {
+                corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+                break;
+            }
+            if let Some((seq, why)) = rows.undecodable {
+                corrupt = Some(Corruption::at(seq.min(tip.next_seq), format!("stored row {seq} is not a record: {why}")));
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+        let tree = Tree::from_record_hashes(&hashes);
+        let nodes_stored = self.store.stored_leaves(code).await?;
+        let mut village = Village { agg: Some(agg), tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
+        if corrupt.is_none() && nodes_stored > village.len() {
+            corrupt = Some(Corruption::at(
+                village.len(),
+                format!(
+                    "Merkle leaves of {nodes_stored} records are stored with the checkpoints, but only {} records (the tail was removed)",
+                    village.len()
+                ),
+            ));
+        }
+        if corrupt.is_none() {
+            if let Some(stored) = self.store.checkpoint(code, None).await? {
+                match self.check_stored_checkpoint(&village, &stored) {
+                    Ok(view) => {
+                        village.latest = Some(view);
+                        village.checkpoint_tx.send_replace(stored.tree_size);
+                    }
+                    Err(c) => corrupt = Some(c),
+                }
+            }
+        }
+        if let Some(c) = corrupt {
+            tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
+            village.corrupt = Some(c);
+        } else if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+            self.mark_dirty(code);
+        }
+        Ok(village)
+    }
+
+    /// Checks the latest stored checkpoint against the records loaded: the note must open
+    /// with the log key under the village's origin, say what the row's columns say, cover no
+    /// more records than are stored, and have the root of the loaded records.
+    pub(super) fn check_stored_checkpoint(&self, village: &Village, stored: &StoredCheckpoint) -> Result<CheckpointView, Corruption> {
+        let len = village.len();
+        let origin = village.origin().unwrap_or_default();
+        let bad = |why: String| Corruption { seq: None, reason: format!("the stored checkpoint of size {}: {why}", stored.tree_size) };
+        let (signed, _) =
+            SignedCheckpoint::open(stored.note.as_bytes(), &origin, &self.log_verifier(&origin), &[]).map_err(|e| bad(e.to_string()))?;
+        let c = signed.checkpoint();
+        if c.size != stored.tree_size || c.root != stored.root {
+            return Err(bad(format!(
+                "its columns (size {}, root {}) are not what the log signed (size {}, root {})",
+                stored.tree_size, stored.root, c.size, c.root
+            )));
+        }
+        if c.size > len {
+            return Err(Corruption::at(
+                len,
+                format!("the checkpoint of size {} covers more than the {len} records stored (truncated)", c.size),
+            ));
+        }
+        let root = village.tree.root(c.size).map_err(|e| bad(e.to_string()))?;
+        if root != c.root {
+            return Err(bad(format!("the Merkle root of the first {} stored records is {root}, the log signed {}", c.size, c.root)));
+        }
+        self.view(village, stored).map_err(bad)
+    }
+}
+
+/// Records per page when a village is loaded.
+const LOAD_PAGE: u64 = 10_000;

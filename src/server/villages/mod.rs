@@ -1,0 +1,207 @@
+//! One writer per village, inside the process.
+//!
+//! Each village's state (the write-model state, the Merkle tree and the latest checkpoint) is
+//! kept in memory behind its own async mutex, loaded lazily from the store on first use.
+//! Appends to one village are serialised, and different villages proceed in parallel. Events
+//! are decided by the write-model, then persisted through the esrs `EventStore`
+//! ([`VillageEventStore`]) in one transaction per request. If another process appended to the
+//! same village first, the unique (ledger, seq) constraint refuses our records. The writer then
+//! reloads the village and decides again, once, and never forks the chain.
+//!
+//! The checkpointer ([`run_checkpointer`]) signs a checkpoint of every village with new records
+//! within a fraction of a second of the append (batched), storing the new Merkle nodes with it.
+//!
+//! Files, one concept each: `village` (one village in memory), `load` (from the store, every
+//! row checked), `writer` (the append path), `checkpointer`, `witnessing` (checkpoints as
+//! served, cosignatures), `export` (year bundles), `log_key`. This file holds the map of
+//! villages and who may reach one.
+
+use super::clock::Clock;
+use super::status;
+use crate::auth::Guard;
+use crate::store::event_store::{aggregate_id, VillageEventStore};
+use crate::store::{Store, StoreError, StoredCheckpoint};
+use crate::townships::{OpenRefusal, Townships};
+use ed25519_dalek::SigningKey;
+use esrs::store::EventStore;
+use esrs::{Aggregate, AggregateState};
+use jifen_ledger::bundle::{self, Bundle, ConsistencyStep};
+use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
+use jifen_ledger::hash::Hash;
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::merkle::Tree;
+use jifen_ledger::note::NoteVerifier;
+use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
+use jifen_ledger::record::Record;
+use jifen_ledger::time::Date;
+use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
+use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, Village as VillageAggregate, VillageState};
+use jifen_projections::Views;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, watch, Mutex, Notify, OwnedMutexGuard};
+use tonic::{Code, Status};
+
+mod checkpointer;
+mod export;
+mod load;
+mod log_key;
+mod village;
+mod witnessing;
+mod writer;
+
+pub use checkpointer::{run_checkpointer, CHECKPOINT_BATCH};
+pub use log_key::LogKey;
+pub use village::{CheckpointView, Corruption, Village};
+pub use writer::{AppendError, Appended};
+
+/// Applies one accepted event to the aggregate state and then to the views.
+fn fold(agg: AggregateState<VillageState>, views: &mut Views, a: Accepted) -> AggregateState<VillageState> {
+    let id = *agg.id();
+    let copy = a.clone();
+    let agg = agg.apply_store_events(vec![VillageEventStore::store_event(id, a)], VillageAggregate::apply_event);
+    views.apply(&copy, agg.inner());
+    agg
+}
+
+/// All villages of the deployment.
+pub struct Villages {
+    store: Store,
+    events: VillageEventStore,
+    clock: Arc<dyn Clock>,
+    log: LogKey,
+    deployment: String,
+    map: SyncMutex<HashMap<VillageCode, Arc<Mutex<Village>>>>,
+    dirty: SyncMutex<HashSet<VillageCode>>,
+    wake: Notify,
+    guard: Guard,
+    townships: Townships,
+}
+
+impl Villages {
+    /// Now (µs), never before the last record of `village`: the time queries judge balances
+    /// at (an annual expiry due by now is shown before any record of the new year books it).
+    pub fn now_for(&self, village: &Village) -> i64 {
+        self.clock.now_micros().max(village.state().last_recorded_at())
+    }
+
+    /// The villages served from `store`, with time from `clock`, checkpoints signed by `log`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, log: LogKey, deployment: &str, townships: Townships) -> Villages {
+        Villages {
+            events: VillageEventStore::new(store.clone()),
+            store,
+            clock,
+            log,
+            deployment: deployment.to_owned(),
+            map: SyncMutex::default(),
+            dirty: SyncMutex::default(),
+            wake: Notify::new(),
+            guard: Guard::default(),
+            townships,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The deployment origin (`<deployment>/village/<code>` is a ledger's origin).
+    pub fn deployment(&self) -> &str {
+        &self.deployment
+    }
+
+    /// A village, loaded from the store on first use (empty if it has no records yet).
+    pub async fn village(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        self.village_or_load(code).await.map_err(|e| status::store(&e))
+    }
+
+    async fn village_or_load(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, StoreError> {
+        if let Some(v) = self.map.lock().expect("village map").get(code) {
+            return Ok(v.clone());
+        }
+        let loaded = self.load(code).await?;
+        if loaded.is_empty() && loaded.corrupt.is_none() {
+            // Not cached: a ledger exists only once its genesis is stored (unknown codes must
+            // not fill the map). Racing genesis appends are settled by the database.
+            return Ok(Arc::new(Mutex::new(loaded)));
+        }
+        let mut map = self.map.lock().expect("village map");
+        Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
+    }
+
+    /// A village that must exist, for a guarded call of `method`: the request must carry a
+    /// valid token of an enrolled supervisor, township or auditor (see [`crate::auth`]).
+    /// A village whose stored rows failed verification is refused (`DATA_LOSS`).
+    pub async fn authorized<T>(
+        &self,
+        request: &tonic::Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.authorized_audit(request, method, code).await?;
+        arc.lock().await.serving()?;
+        Ok(arc)
+    }
+
+    /// [`Villages::authorized`] for the calls that must work when the stored rows fail
+    /// verification (VerifyLedger, ReadRecords, ExportBundle): the token is checked against
+    /// the state replayed up to the last good record, and the deployment's township keys for
+    /// the village's township are accepted as well.
+    pub async fn authorized_audit<T>(
+        &self,
+        request: &tonic::Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.loaded(code).await?;
+        let now = self.clock.now_micros().div_euclid(1_000_000);
+        let deployment_key = |key: &jifen_ledger::signature::PublicKey| self.townships.is_enrolled_for(code, key);
+        self.guard.check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
+        Ok(arc)
+    }
+
+    /// Records that the stored rows of a village failed verification: from now on it takes
+    /// no appends and answers no public query, until it is loaded again from rows that pass.
+    pub async fn mark_corrupt(&self, code: &VillageCode, corruption: Corruption) {
+        let arc = self.map.lock().expect("village map").get(code).cloned();
+        if let Some(arc) = arc {
+            let mut v = arc.lock().await;
+            if v.corrupt.is_none() {
+                tracing::error!(village = %code, seq = ?corruption.seq, reason = %corruption.reason, "stored rows fail verification: appends and queries stop");
+                v.corrupt = Some(corruption);
+            }
+        }
+    }
+
+    /// The log's note verifier key for a village origin.
+    pub fn log_verifier(&self, origin: &str) -> NoteVerifier {
+        self.log.signer(origin).verifier().clone()
+    }
+
+    /// A village that must exist and whose stored rows pass the checks of a load.
+    pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        let arc = self.loaded(code).await?;
+        arc.lock().await.serving()?;
+        Ok(arc)
+    }
+
+    /// A village that must exist, whether or not its stored rows pass verification.
+    async fn loaded(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+        let v = self.village(code).await?;
+        {
+            let g = v.lock().await;
+            if g.is_empty() && g.corrupt.is_none() {
+                return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
+            }
+        }
+        Ok(v)
+    }
+
+    fn mark_dirty(&self, code: &VillageCode) {
+        self.dirty.lock().expect("dirty set").insert(code.clone());
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,122 @@
+//! One village in memory: the write-model state, the Merkle tree, the views, the latest
+//! checkpoint, and whether its stored rows failed a check.
+
+use super::*;
+
+/// A checkpoint as served: the note with every cosignature, and whether it is witnessed.
+#[derive(Clone, Debug)]
+pub struct CheckpointView {
+    pub checkpoint: Checkpoint,
+    pub note: Note,
+    pub cosigners: u32,
+    pub witnessed: bool,
+}
+
+/// One village in memory.
+pub struct Village {
+    pub(super) code: VillageCode,
+    pub(super) agg: Option<AggregateState<VillageState>>,
+    pub(super) tree: Tree,
+    pub(super) record_hashes: Vec<Hash>,
+    pub(super) nodes_stored: u64,
+    pub(super) latest: Option<CheckpointView>,
+    pub(super) records_tx: broadcast::Sender<Record>,
+    pub(super) checkpoint_tx: watch::Sender<u64>,
+    /// The read models, folded with the state after each event.
+    pub(super) views: Views,
+    /// Set when a failed batch could not be undone (the store was unreachable for the
+    /// reload): the village is empty and out of the map, and must be loaded again.
+    pub(super) stale: bool,
+    /// Set when the stored rows failed a check (on load, or in VerifyLedger): the state and
+    /// views are those of the records before the first bad one, kept only to authenticate
+    /// supervisors' and auditors' tokens. Nothing is appended and no query is answered.
+    pub(super) corrupt: Option<Corruption>,
+}
+
+/// Why a village's stored rows cannot be served: the first bad seq, where one is named, and
+/// why. A village in this state can still be verified, read and exported by its supervisors
+/// and auditors; writes and public queries get `DATA_LOSS` / `LEDGER_CORRUPT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Corruption {
+    pub seq: Option<u64>,
+    pub reason: String,
+}
+
+impl Corruption {
+    pub(super) fn at(seq: u64, reason: impl Into<String>) -> Corruption {
+        Corruption { seq: Some(seq), reason: reason.into() }
+    }
+}
+
+impl Village {
+    /// A village with no records (and new channels).
+    pub(super) fn empty(code: VillageCode) -> Village {
+        let id = aggregate_id(&code);
+        Village {
+            code,
+            agg: Some(AggregateState::with_id(id)),
+            tree: Tree::default(),
+            record_hashes: Vec::new(),
+            nodes_stored: 0,
+            latest: None,
+            records_tx: broadcast::channel(1024).0,
+            checkpoint_tx: watch::channel(0).0,
+            views: Views::default(),
+            stale: false,
+            corrupt: None,
+        }
+    }
+
+    /// The read models.
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+    /// The tree size and root the state and views were computed from.
+    pub fn as_of(&self) -> (u64, Hash) {
+        (self.len(), self.tree.root(self.len()).expect("size"))
+    }
+    /// The write-model state.
+    pub fn state(&self) -> &VillageState {
+        self.agg.as_ref().expect("state present outside an append").inner()
+    }
+    /// Why the stored rows cannot be served, if they failed a check.
+    pub fn corruption(&self) -> Option<&Corruption> {
+        self.corrupt.as_ref()
+    }
+    /// `DATA_LOSS` if the stored rows failed a check: for writes and public queries.
+    pub fn serving(&self) -> Result<(), Status> {
+        self.corrupt.as_ref().map_or(Ok(()), |c| Err(status::corrupt(&self.code, c.seq, &c.reason)))
+    }
+    /// The number of records.
+    pub fn len(&self) -> u64 {
+        self.tree.len()
+    }
+    /// Whether the village has no records yet.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+    /// The Merkle tree.
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+    /// The record hash at `seq`.
+    pub fn record_hash(&self, seq: u64) -> Option<Hash> {
+        self.record_hashes.get(seq as usize).copied()
+    }
+    /// The latest signed checkpoint.
+    pub fn latest_checkpoint(&self) -> Option<&CheckpointView> {
+        self.latest.as_ref()
+    }
+    /// New records, as they are appended.
+    pub fn subscribe(&self) -> broadcast::Receiver<Record> {
+        self.records_tx.subscribe()
+    }
+    /// The size of the latest checkpoint, as it changes.
+    pub fn checkpoints(&self) -> watch::Receiver<u64> {
+        self.checkpoint_tx.subscribe()
+    }
+
+    pub(super) fn origin(&self) -> Option<String> {
+        self.state().genesis().map(|g| g.origin.clone())
+    }
+}

@@ -1,0 +1,112 @@
+//! Witnessing: checkpoints as served (cosigners counted as the offline verifier counts them)
+//! and supervisors' cosignatures.
+
+use super::*;
+
+impl Villages {
+    /// A stored checkpoint as served. Its cosigners are the distinct witnesses whose lines
+    /// verify, and it is witnessed when they reach the quorum: both as of the checkpoint's
+    /// size and time (`bundle::witnesses`), exactly as an offline verifier counts them.
+    pub(super) fn view(&self, village: &Village, stored: &StoredCheckpoint) -> Result<CheckpointView, String> {
+        let note = stored_note(stored)?;
+        let origin = village.origin().unwrap_or_default();
+        let size = stored.tree_size;
+        let at = stored
+            .last_recorded_at
+            .ok_or_else(|| format!("record {} that the checkpoint of size {size} ends with is not stored", size.wrapping_sub(1)))?;
+        let (witnesses, quorum) = bundle::witnesses(village.state(), &origin, size, at);
+        let cosigners = bundle::cosigners(&note, &witnesses)
+            .map_err(|name| format!("the stored cosignature of {name} on the checkpoint of size {size} does not verify"))?;
+        Ok(CheckpointView {
+            checkpoint: Checkpoint { origin, size, root: stored.root },
+            note,
+            cosigners: cosigners.len() as u32,
+            witnessed: cosigners.len() as u32 >= quorum,
+        })
+    }
+
+    /// Adds a witness cosignature to a checkpoint. The key name must be
+    /// `<deployment>/witness/<actor id>` of an enrolled supervisor, whose current key signed.
+    pub async fn cosign(&self, code: &VillageCode, size: u64, line: &str) -> Result<CheckpointView, Status> {
+        let parsed = Note::parse(format!("x\n\n{}\n", line.trim_end_matches('\n')).as_bytes())
+            .map_err(|e| status::invalid("signature_line", e.to_string()))?;
+        let sig = parsed.signatures().first().cloned().ok_or_else(|| status::invalid("signature_line", "no signature"))?;
+        let arc = self.existing(code).await?;
+        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?;
+        let stored = stored.ok_or_else(|| {
+            status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no checkpoint of size {size}"))
+        })?;
+        let v = arc.lock().await;
+        let prefix = format!("{}/witness/", self.deployment);
+        let actor_id = sig
+            .name
+            .strip_prefix(&prefix)
+            .ok_or_else(|| status::invalid("signature_line", format!("witness key names are \"{prefix}<actor id>\"")))?;
+        let actor =
+            v.state().actor(actor_id).ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_WITNESS", format!("no actor {actor_id}")))?;
+        let at = stored.last_recorded_at.ok_or_else(|| {
+            status::corrupt(code, Some(size - 1), &format!("record {} that the checkpoint ends with is not stored", size - 1))
+        })?;
+        // The witnesses of this checkpoint, as an offline verifier derives them: supervisors
+        // enrolled and unrevoked after its records, in term at its time, with their key then.
+        let (witnesses, _) = bundle::witnesses(v.state(), &v.origin().unwrap_or_default(), size, at);
+        let Some(verifier) = witnesses.iter().find(|w| w.name() == sig.name) else {
+            return Err(status::plain(
+                Code::PermissionDenied,
+                "NOT_A_WITNESS",
+                format!("{actor_id} is not an enrolled supervisor, unrevoked and in term, at the checkpoint of size {size}"),
+            ));
+        };
+        if verifier.id() != sig.id {
+            let current = key_id(&sig.name, &actor.key.0) == sig.id;
+            return Err(status::plain(
+                Code::Unauthenticated,
+                "WRONG_WITNESS_KEY",
+                if current {
+                    "the key ID is the supervisor's current key, not the key they held when the checkpoint was made"
+                } else {
+                    "the key ID is not that of the supervisor's key"
+                },
+            ));
+        }
+        let corrupt = |e: String| status::store(&StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e });
+        let text = Note::parse(stored.note.as_bytes()).map_err(|e| corrupt(e.to_string()))?.text().to_owned();
+        let signature: [u8; 64] =
+            sig.signature.as_slice().try_into().map_err(|_| status::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
+        // The one check of a cosignature, strict, as every verifier makes it (FORMAT.md §3, §6).
+        if !verifier.verify(text.as_bytes(), &signature) {
+            return Err(status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"));
+        }
+        drop(v);
+        self.store.insert_cosignature(code, size, &sig.name, sig.id, &sig.signature).await.map_err(|e| status::store(&e))?;
+        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?.expect("just read");
+        let mut v = arc.lock().await;
+        let view = self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))?;
+        if v.latest.as_ref().is_some_and(|c| c.checkpoint.size == size) {
+            v.latest = Some(view.clone());
+        }
+        Ok(view)
+    }
+
+    /// A checkpoint of a village: the latest, or the one of `size`.
+    /// Served even when the stored rows fail verification: a checkpoint is the log's signed
+    /// statement, which a supervisor verifying the village needs.
+    pub async fn checkpoint_view(&self, code: &VillageCode, size: Option<u64>) -> Result<CheckpointView, Status> {
+        let arc = self.loaded(code).await?;
+        let stored = self.store.checkpoint(code, size).await.map_err(|e| status::store(&e))?;
+        let stored = stored
+            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no such checkpoint yet")))?;
+        let v = arc.lock().await;
+        self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))
+    }
+}
+
+/// A stored checkpoint's note with the cosignature lines added since it was signed.
+pub(super) fn stored_note(stored: &StoredCheckpoint) -> Result<Note, String> {
+    let mut note =
+        Note::parse(stored.note.as_bytes()).map_err(|e| format!("the stored note of size {} is malformed: {e}", stored.tree_size))?;
+    for (name, id, sig) in &stored.cosignatures {
+        note.add_signature(NoteSignature { name: name.clone(), id: *id, signature: sig.clone() });
+    }
+    Ok(note)
+}
