@@ -12,7 +12,10 @@
 //! loads the village (chain check, write-model and views folded); then 10,000 inclusion
 //! proofs one after another, then GetBalance for random households at 2,000 calls/s
 //! (open loop: two calls sent every millisecond, whatever the answers do) for SECONDS
-//! (default 10). The server's resident memory is read from /proc.
+//! (default 10). Then three AppendBatch calls of 100 supermarket receipts by the generated
+//! village's keeper (seed 2025): one accepted (the baseline: what a batch costs), one refused
+//! at its 2nd event (signed by a stranger), and right after it one accepted again (whether the
+//! refusal stalled the village). The server's resident memory is read from /proc.
 
 use jifen::api::query_service_client::QueryServiceClient;
 use jifen::api::{self};
@@ -131,5 +134,41 @@ fn main() {
         println!("GetBalance at {offered:.0} calls/s offered for {seconds} s: p50 {p50:.3} ms, p99 {p99:.3} ms, {failed} failed");
         let (rss, peak) = rss_mb(pid);
         println!("server memory after the load: {rss:.0} MB (peak {peak:.0} MB)");
+
+        // Batches of 100 receipts: accepted, refused at the 2nd event, accepted again.
+        use jifen_ledger::pb::{self, event_body::Payload};
+        use jifen_ledger::sample::{sign, stock, ActorKey};
+        let keeper = ActorKey::derive(2025, "keeper-01", None);
+        let stranger = ActorKey::derive(2025, "stranger", None);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64;
+        let batch = |tag: &str, bad_at: Option<usize>| {
+            let events = (0..100)
+                .map(|i| {
+                    let signer = if Some(i) == bad_at { &stranger } else { &keeper };
+                    let id = format!("BENCH-{tag}-{i}");
+                    let (body, sigs) =
+                        sign(&ledger, signer, &[], now, &id, Payload::StockReceived(stock(&id, "G-SOAP", "", 1, pb::StockSource::Subsidy, "")));
+                    api::SignedEvent::new(body, &sigs)
+                })
+                .collect();
+            api::AppendBatchRequest { ledger_id: ledger.clone(), events }
+        };
+        let timed = |req| {
+            let mut c = ledger_client.clone();
+            async move {
+                let t = Instant::now();
+                let ok = c.append_batch(req).await.map(|_| ()).map_err(|e| e.message().to_owned());
+                (t.elapsed().as_secs_f64() * 1e3, ok)
+            }
+        };
+        let (base, ok) = timed(batch("A", None)).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let (refused, err) = timed(batch("B", Some(1))).await;
+        assert!(err.as_ref().is_err_and(|m| m.starts_with("event 1:")), "{err:?}");
+        let (after, ok) = timed(batch("C", None)).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        println!(
+            "AppendBatch of 100 on {n} records: accepted {base:.1} ms (baseline); refused at its 2nd event {refused:.1} ms; the next accepted batch {after:.1} ms"
+        );
     });
 }

@@ -232,7 +232,9 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
         "BODY",
     );
     assert_status(server.client.append(api::AppendRequest { event: None }).await.unwrap_err(), Code::InvalidArgument, "INVALID_REQUEST");
-    // An all-or-nothing batch with one bad event appends none of them.
+    // An all-or-nothing batch with one bad event appends none of them, and costs only itself:
+    // the village is not reloaded, and nothing of the first event shows anywhere.
+    let loads = server.villages.loads();
     let good = submit(&cast.panel[1], &[], "i", score("H0020", 2)).event.unwrap();
     let bad = submit(&stranger, &[], "j", score("H0021", 2)).event.unwrap();
     let e = server
@@ -243,6 +245,14 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
     assert_eq!(e.code(), Code::Unauthenticated);
     assert!(e.message().starts_with("event 1:"), "{}", e.message());
     assert_eq!(server.len(&ledger, &sample.cast.auditor).await, before, "nothing was appended by any rejected request");
+    assert_eq!(server.villages.loads(), loads, "a refused batch is dropped, not undone by a reload");
+    let arc = server.villages.existing(&jifen_ledger::VillageCode::parse(&ledger).unwrap()).await.unwrap();
+    {
+        let v = arc.lock().await;
+        assert_eq!(v.len() as usize, before);
+        assert!(v.views().audit.lineage("X1").next().is_none(), "the refused batch's first event reached no view");
+        assert!(v.state().entry("X1").is_none());
+    }
 
     // An idempotent retry returns the same record; the same key with another body conflicts.
     let first = server.client.append(api::AppendRequest { event: Some(good.clone()) }).await.unwrap().into_inner().result.unwrap();

@@ -21,7 +21,6 @@
 //! records, which the chain commits to.
 
 use crate::hash::{Hash, BALANCES_TAG};
-use std::collections::BTreeMap;
 
 /// Whether a final score is basic, contribution or a deduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -80,7 +79,7 @@ impl Balance {
 /// Every household's balance, keyed by household id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BalanceBook {
-    households: BTreeMap<String, Balance>,
+    households: imbl::OrdMap<String, Balance>,
     /// The calendar year the available figures belong to (for annual expiry).
     year: Option<i32>,
 }
@@ -205,9 +204,11 @@ impl BalanceBook {
         match self.year {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
-                for b in self.households.values_mut() {
-                    b.expired = b.expired.saturating_add(b.available());
-                }
+                self.households = self
+                    .households
+                    .iter()
+                    .map(|(id, b)| (id.clone(), Balance { expired: b.expired.saturating_add(b.available()), ..*b }))
+                    .collect();
                 self.year = Some(year);
             }
             _ => self.year = Some(year),

@@ -104,6 +104,8 @@ pub struct Local {
     pub addr: std::net::SocketAddr,
     pub client: LedgerServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
+    /// The server's villages (to observe loads).
+    pub villages: Arc<Villages>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -117,11 +119,11 @@ impl Local {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(crate::server::run(listener, villages, async {
+        let task = tokio::spawn(crate::server::run(listener, villages.clone(), async {
             let _ = stopped.await;
         }));
         let client = LedgerServiceClient::connect(format!("http://{addr}")).await?.max_decoding_message_size(crate::server::MAX_MESSAGE);
-        Ok(Local { addr, client, clock, stop: Some(stop), task: Some(task) })
+        Ok(Local { addr, client, clock, villages, stop: Some(stop), task: Some(task) })
     }
 
     /// Stops serving, finishes in-flight appends and signs the last checkpoints.

@@ -43,7 +43,6 @@ use crate::record::{canonical_signatures, Record};
 use crate::signature::{verify_event, EventSignature, PublicKey};
 use crate::time::{Date, Period};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// How far an author's `occurred_at` may run ahead of the server's `recorded_at` (clock skew).
 pub const MAX_CLOCK_SKEW_MICROS: i64 = 5 * 60 * 1_000_000;
@@ -218,30 +217,34 @@ pub struct Genesis {
 }
 
 /// The state of one village ledger, rebuilt from its records.
+///
+/// Its collections are persistent (`imbl`): a clone costs O(1) and shares everything until
+/// one side changes, so a writer decides a batch on a clone and keeps the original if any
+/// event is refused, and a snapshot after each event costs nothing.
 #[derive(Clone, Debug, Default)]
 pub struct VillageState {
     genesis: Option<Genesis>,
     next_seq: u64,
     head: Hash,
     last_recorded_at: i64,
-    idempotency: HashMap<String, (u64, Hash)>,
-    pub(crate) actors: HashMap<String, Actor>,
-    pub(crate) keys: HashMap<PublicKey, String>,
-    pub(crate) rulebooks: Vec<Rulebook>,
-    pub(crate) households: BTreeMap<String, Household>,
+    idempotency: imbl::HashMap<String, (u64, Hash)>,
+    pub(crate) actors: imbl::HashMap<String, Actor>,
+    pub(crate) keys: imbl::HashMap<PublicKey, String>,
+    pub(crate) rulebooks: std::sync::Arc<Vec<Rulebook>>,
+    pub(crate) households: imbl::OrdMap<String, Household>,
     /// Households split from each household: (new household, seq of the split).
-    pub(crate) splits: HashMap<String, Vec<(String, u64)>>,
-    pub(crate) members: HashSet<String>,
-    pub(crate) claims: HashMap<String, scoring::Claim>,
-    pub(crate) entries: HashMap<String, Entry>,
-    pub(crate) caps: HashMap<(String, String, Period), i64>,
-    pub(crate) publications: HashMap<String, Publication>,
-    pub(crate) objections: HashMap<String, Objection>,
-    pub(crate) settled: BTreeMap<Period, String>,
-    pub(crate) goods: BTreeMap<String, Goods>,
-    pub(crate) receipts: HashSet<String>,
-    pub(crate) redemptions: HashMap<String, Redemption>,
-    pub(crate) result_ids: HashSet<String>,
+    pub(crate) splits: imbl::HashMap<String, Vec<(String, u64)>>,
+    pub(crate) members: imbl::HashSet<String>,
+    pub(crate) claims: imbl::HashMap<String, scoring::Claim>,
+    pub(crate) entries: imbl::HashMap<String, Entry>,
+    pub(crate) caps: imbl::HashMap<(String, String, Period), i64>,
+    pub(crate) publications: imbl::HashMap<String, Publication>,
+    pub(crate) objections: imbl::HashMap<String, Objection>,
+    pub(crate) settled: imbl::OrdMap<Period, String>,
+    pub(crate) goods: imbl::OrdMap<String, Goods>,
+    pub(crate) receipts: imbl::HashSet<String>,
+    pub(crate) redemptions: imbl::HashMap<String, Redemption>,
+    pub(crate) result_ids: imbl::HashSet<String>,
     pub(crate) book: BalanceBook,
 }
 

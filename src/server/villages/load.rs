@@ -12,8 +12,8 @@ impl Villages {
     /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
     /// an `Err` is only the store failing.
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
-        let id = aggregate_id(code);
-        let mut agg = AggregateState::with_id(id);
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut state = VillageState::new();
         let mut views = Views::default();
         let mut tip = ChainTip::default();
         let mut hashes = Vec::new();
@@ -24,9 +24,10 @@ impl Villages {
             let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
             let page = &rows.records[..good.len()];
             for (r, h) in page.iter().zip(&good) {
-                match replay_one(agg.inner(), r) {
+                match replay_one(&state, r) {
                     Ok(a) => {
-                        agg = fold(agg, &mut views, a);
+                        state.apply(&a);
+                        views.apply(&a, &state);
                         hashes.push(*h);
                     }
                     Err(e) => {
@@ -50,7 +51,7 @@ impl Villages {
         }
         let tree = Tree::from_record_hashes(&hashes);
         let nodes_stored = self.store.stored_leaves(code).await?;
-        let mut village = Village { agg: Some(agg), tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
+        let mut village = Village { state, tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
         if corrupt.is_none() && nodes_stored > village.len() {
             corrupt = Some(Corruption::at(
                 village.len(),

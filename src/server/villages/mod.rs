@@ -24,7 +24,7 @@ use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
 use esrs::store::EventStore;
-use esrs::{Aggregate, AggregateState};
+use esrs::AggregateState;
 use jifen_ledger::bundle::{self, Bundle, ConsistencyStep};
 use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
 use jifen_ledger::hash::Hash;
@@ -35,7 +35,7 @@ use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
-use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, Village as VillageAggregate, VillageState};
+use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, VillageState};
 use jifen_projections::Views;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -57,15 +57,6 @@ pub use log_key::LogKey;
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};
 
-/// Applies one accepted event to the aggregate state and then to the views.
-fn fold(agg: AggregateState<VillageState>, views: &mut Views, a: Accepted) -> AggregateState<VillageState> {
-    let id = *agg.id();
-    let copy = a.clone();
-    let agg = agg.apply_store_events(vec![VillageEventStore::store_event(id, a)], VillageAggregate::apply_event);
-    views.apply(&copy, agg.inner());
-    agg
-}
-
 /// All villages of the deployment.
 pub struct Villages {
     store: Store,
@@ -78,9 +69,17 @@ pub struct Villages {
     wake: Notify,
     guard: Guard,
     townships: Townships,
+    /// Villages loaded from the store since start (first uses and reloads).
+    loads: std::sync::atomic::AtomicU64,
 }
 
 impl Villages {
+    /// How many times a village was loaded from the store since start (first uses, and
+    /// reloads after another process appended to a village first).
+    pub fn loads(&self) -> u64 {
+        self.loads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Now (µs), never before the last record of `village`: the time queries judge balances
     /// at (an annual expiry due by now is shown before any record of the new year books it).
     pub fn now_for(&self, village: &Village) -> i64 {
@@ -100,6 +99,7 @@ impl Villages {
             wake: Notify::new(),
             guard: Guard::default(),
             townships,
+            loads: Default::default(),
         }
     }
 

@@ -15,7 +15,7 @@ pub struct CheckpointView {
 /// One village in memory.
 pub struct Village {
     pub(super) code: VillageCode,
-    pub(super) agg: Option<AggregateState<VillageState>>,
+    pub(super) state: VillageState,
     pub(super) tree: Tree,
     pub(super) record_hashes: Vec<Hash>,
     pub(super) nodes_stored: u64,
@@ -51,10 +51,9 @@ impl Corruption {
 impl Village {
     /// A village with no records (and new channels).
     pub(super) fn empty(code: VillageCode) -> Village {
-        let id = aggregate_id(&code);
         Village {
             code,
-            agg: Some(AggregateState::with_id(id)),
+            state: VillageState::new(),
             tree: Tree::default(),
             record_hashes: Vec::new(),
             nodes_stored: 0,
@@ -77,7 +76,7 @@ impl Village {
     }
     /// The write-model state.
     pub fn state(&self) -> &VillageState {
-        self.agg.as_ref().expect("state present outside an append").inner()
+        &self.state
     }
     /// Why the stored rows cannot be served, if they failed a check.
     pub fn corruption(&self) -> Option<&Corruption> {

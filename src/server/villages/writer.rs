@@ -1,5 +1,7 @@
-//! The append path: decide on the live state, persist through the esrs `EventStore`, fold;
-//! a refused or failed batch is undone by a reload.
+//! The append path: decide and apply a request's events on a clone of the state (O(1): the
+//! state's collections are persistent), persist them through the esrs `EventStore`, then keep
+//! the clone and fold the views. A refused event or a failed store leaves the village as it
+//! was: a refusal costs the request, never a reload.
 
 use super::*;
 
@@ -115,11 +117,11 @@ impl Villages {
         }
     }
 
-    /// Decides and stores `events`. A single event is decided on the state, stored, then
-    /// applied. A batch is decided and applied event by event on the live state and views
-    /// (each later event sees the earlier ones, each view the state right after its event:
-    /// no copy of the state is made); if an event is refused or the store fails, the village
-    /// is reloaded from the store, which has none of the batch.
+    /// Decides and stores `events`, all or nothing. Each event is decided and applied on a
+    /// clone of the state, so each later event sees the earlier ones; a refusal or a store
+    /// failure drops the clone and leaves the village untouched. Once the records are stored,
+    /// the clone becomes the state and the views are folded, each event with the state right
+    /// after it (a snapshot, O(1)).
     pub(super) async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         if let Some(corruption) = &village.corrupt {
             return Err(AppendError::Corrupt { code: village.code.clone(), corruption: corruption.clone() });
@@ -128,31 +130,23 @@ impl Villages {
             self.check_opener(&village.code, events)?;
         }
         let now = self.now_for(village);
-        let in_place = events.len() > 1;
-        let mut agg = village.agg.take().expect("state present");
-        let id = *agg.id();
+        let mut next = village.state.clone();
         let mut accepted: Vec<Accepted> = Vec::new();
+        let mut after: Vec<VillageState> = Vec::new();
         let mut results: Vec<Option<Appended>> = Vec::new();
-        let mut failure = None;
         for (index, event) in events.iter().enumerate() {
-            match agg.inner().decide(event.command(now)) {
+            match next.decide(event.command(now)) {
                 Ok(Decision::Append(a)) => {
-                    if in_place {
-                        agg = agg.apply_store_events(vec![VillageEventStore::store_event(id, (*a).clone())], VillageAggregate::apply_event);
-                        village.views.apply(&a, agg.inner());
-                    }
+                    next.apply(&a);
+                    after.push(next.clone());
                     results.push(None);
                     accepted.push(*a);
                 }
                 Ok(Decision::Duplicate { seq }) => {
                     let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
-                    let recorded_at = match self.store.record(&village.code, seq).await {
-                        Ok(Some(r)) => r.recorded_at(),
-                        Ok(None) => now,
-                        Err(e) => {
-                            failure = Some(AppendError::Store(e));
-                            break;
-                        }
+                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
+                        Some(r) => r.recorded_at(),
+                        None => now,
                     };
                     results.push(Some(Appended {
                         ledger_id: village.code.to_string(),
@@ -162,38 +156,18 @@ impl Villages {
                         duplicate: true,
                     }));
                 }
-                Err(rejection) => {
-                    failure = Some(AppendError::Rejected { index, rejection });
-                    break;
-                }
+                Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
             }
         }
         let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
-        if failure.is_none() && !accepted.is_empty() {
-            // Persisted through the esrs EventStore; a batch is already applied, so its
-            // events are not applied again.
-            let mut scratch = AggregateState::with_id(id);
-            let target = if in_place { &mut scratch } else { &mut agg };
-            match self.events.persist(target, accepted).await {
-                Ok(store_events) if !in_place => {
-                    for e in store_events {
-                        let a = e.payload.clone();
-                        agg = agg.apply_store_events(vec![e], VillageAggregate::apply_event);
-                        village.views.apply(&a, agg.inner());
-                    }
-                }
-                Ok(_) => {}
-                Err(e) => failure = Some(AppendError::Store(e)),
-            }
+        if !accepted.is_empty() {
+            // Persisted through the esrs EventStore; the state is ours, kept below.
+            let mut scratch = AggregateState::with_id(aggregate_id(&village.code));
+            self.events.persist(&mut scratch, accepted.clone()).await.map_err(AppendError::Store)?;
         }
-        village.agg = Some(agg);
-        if let Some(failure) = failure {
-            if in_place && !records.is_empty() {
-                // Undo the batch's events in memory. A reload that fails leaves the village
-                // stale; the append's own error is what the caller learns.
-                let _ = self.reload(village).await;
-            }
-            return Err(failure);
+        village.state = next;
+        for (a, state) in accepted.iter().zip(&after) {
+            village.views.apply(a, state);
         }
         let mut fresh = records.iter();
         let out = results
