@@ -515,12 +515,12 @@ pub fn verify_bundle(
         rayon::join(
             || check_signatures(records, mode),
             || {
-                replay_observed(records, |seq, state| {
-                    while next < sizes.len() && sizes[next] == seq + 1 {
-                        at.push(witnesses(state, origin, seq + 1, state.last_recorded_at()));
+                replay_observed(records, |position, state| {
+                    while next < sizes.len() && sizes[next] == position + 1 {
+                        at.push(witnesses(state, origin, position + 1, state.last_recorded_at()));
                         next += 1;
                     }
-                    on_record(seq);
+                    on_record(position);
                 })
             },
         )

@@ -494,3 +494,64 @@ fn a_checkpoints_witnesses_are_the_same_on_every_later_state() {
     assert!(!end.0.iter().any(|k| k.contains(&format!("/witness/{}+", sups[1].id))));
     assert!(seen.len() >= 4, "{seen:?}");
 }
+
+// ---- failures named by position (FORMAT.md §11.3 step 4) --------------------------------------
+
+/// The failure a bundle of `records` (checkpointed as `full` is) is refused with.
+fn refusal(s: &Sample, records: Vec<Record>, mode: SignatureMode) -> BundleError {
+    let mut b = full(s);
+    b.records = records;
+    verify_bundle(&b, &trust(s), mode, |_| {}).unwrap_err()
+}
+
+/// Records out of place are named at the first position whose seq is wrong, never at the seq
+/// a record claims: a deletion, two records swapped, a record repeated further on (which claims
+/// a seq below its position), in either signature mode.
+#[test]
+fn records_out_of_place_are_named_at_the_first_position_whose_seq_is_wrong() {
+    let s = sample();
+    let orig = s.records().to_vec();
+    let n = 57usize;
+    let deleted = |pad: bool| {
+        let mut r = orig.clone();
+        r.remove(n);
+        if pad {
+            r.push(orig[n].clone());
+        }
+        r
+    };
+    let swapped = |a: usize, b: usize| {
+        let mut r = orig.clone();
+        r.swap(a, b);
+        r
+    };
+    // A copy of record n at position n + 1 (later records shifted, the last dropped), as is, or
+    // with its body altered so that its signature fails too.
+    let repeated = |flip: bool| {
+        let mut r = orig.clone();
+        r.insert(n + 1, with(&orig[n], None, None, flip));
+        r.pop();
+        r
+    };
+    let cases: Vec<(&str, Vec<Record>, u64, u64)> = vec![
+        ("a middle record deleted, the bundle one short", deleted(false), n as u64, n as u64 + 1),
+        ("a middle record deleted, moved to the end", deleted(true), n as u64, n as u64 + 1),
+        ("two neighbours swapped", swapped(n, n + 1), n as u64, n as u64 + 1),
+        ("two records far apart swapped", swapped(n, n + 100), n as u64, n as u64 + 100),
+        ("a record repeated right after itself", repeated(false), n as u64 + 1, n as u64),
+        ("a record repeated with its body altered", repeated(true), n as u64 + 1, n as u64),
+    ];
+    for (what, records, position, claimed) in cases {
+        for mode in [BATCH, SignatureMode::Strict] {
+            let e = refusal(s, records.clone(), mode);
+            assert_eq!(e.seq(), Some(position), "{what}: {e}");
+            assert_eq!(e, BundleError::Record(VerifyError::Gap { seq: claimed, expected: position }), "{what}");
+        }
+    }
+    // The stages on their own name positions too.
+    let repeated = repeated(true);
+    let sig = jifen_ledger::verify::check_signatures(&repeated, SignatureMode::Strict).unwrap_err();
+    assert!(matches!(sig, VerifyError::BadSignature { seq, .. } if seq == n as u64 + 1), "{sig}");
+    let replayed = jifen_ledger::verify::replay(&repeated, |_| {}).unwrap_err();
+    assert!(matches!(replayed, VerifyError::Inadmissible { seq, .. } if seq == n as u64 + 1), "{replayed}");
+}
