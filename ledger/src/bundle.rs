@@ -330,6 +330,8 @@ pub enum BundleError {
     Record(VerifyError),
     #[error("checkpoint {index}: {error}")]
     Checkpoint { index: usize, error: CheckpointError },
+    #[error("checkpoint {index} has size 0: the log never signs an empty tree, and no consistency proof starts from one")]
+    EmptyCheckpoint { index: usize },
     #[error("checkpoint {index} (size {size}) does not follow size {previous}: checkpoints must grow")]
     CheckpointOrder { index: usize, size: u64, previous: u64 },
     #[error("the last checkpoint covers {size} records but the bundle holds {records}")]
@@ -457,12 +459,15 @@ pub fn verify_bundle(
     if log.name() != bundle.origin {
         return Err(BundleError::LogKeyOrigin { got: log.name().to_owned(), want: bundle.origin.clone() });
     }
-    // Checkpoints: log signatures, growing sizes, the last covering every record.
+    // Checkpoints: log signatures, sizes at least 1 and growing, the last covering every record.
     let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(bundle.checkpoints.len());
     for (index, text) in bundle.checkpoints.iter().enumerate() {
         let (signed, _) =
             SignedCheckpoint::open(text.as_bytes(), &bundle.origin, &log, &[]).map_err(|error| BundleError::Checkpoint { index, error })?;
         let c = signed.checkpoint().clone();
+        if c.size == 0 {
+            return Err(BundleError::EmptyCheckpoint { index });
+        }
         if let Some(prev) = checkpoints.last() {
             if c.size <= prev.size {
                 return Err(BundleError::CheckpointOrder { index, size: c.size, previous: prev.size });

@@ -555,3 +555,37 @@ fn records_out_of_place_are_named_at_the_first_position_whose_seq_is_wrong() {
     let replayed = jifen_ledger::verify::replay(&repeated, |_| {}).unwrap_err();
     assert!(matches!(replayed, VerifyError::Inadmissible { seq, .. } if seq == n as u64 + 1), "{replayed}");
 }
+
+/// FORMAT.md §11.3 step 2 (and §5): a checkpoint's size is at least 1. A bundle holding a
+/// checkpoint of size 0 is refused there, whether it comes first, after another, or alone
+/// in a bundle of no records.
+#[test]
+fn a_checkpoint_of_size_0_is_refused() {
+    let s = sample();
+    let n = s.records().len() as u64;
+    let empty = Checkpoint { origin: s.origin.clone(), size: 0, root: jifen_ledger::merkle::empty_root() };
+    let mut signed = empty.sign(&s.log_key);
+    for k in &s.cast.supervisors[..2] {
+        signed.cosign(&witness(s, k));
+    }
+    let empty = signed.encode();
+    // Given the full bundle with its first checkpoint replaced by one of size 0,
+    let mut first = full(s);
+    first.checkpoints[0] = empty.clone();
+    first.proofs[0] = ConsistencyStep { old: 0, new: first.proofs[0].new, proof: vec![] };
+    // one with a checkpoint of size 0 after the first,
+    let mut second = full(s);
+    second.checkpoints.insert(1, empty.clone());
+    second.proofs.insert(1, ConsistencyStep { old: 0, new: n / 2 + 1, proof: vec![] });
+    second.proofs[0].new = 0;
+    // and one of no records with a single checkpoint of size 0,
+    let alone = Bundle { records: vec![], checkpoints: vec![empty], proofs: vec![], ..full(s) };
+    // when each is verified (as built, and after a round trip through its bytes),
+    // then the checkpoint of size 0 is named.
+    for (b, index) in [(first, 0), (second, 1), (alone, 0)] {
+        let decoded = Bundle::decode(&b.encode()).unwrap();
+        for b in [&b, &decoded] {
+            assert_eq!(verify_bundle(b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::EmptyCheckpoint { index });
+        }
+    }
+}
