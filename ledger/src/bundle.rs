@@ -21,7 +21,7 @@ use crate::ids::VillageCode;
 use crate::merkle::{verify_consistency, ProofError, Tree};
 use crate::note::{Note, NoteError, NoteVerifier};
 use crate::record::{Record, RecordError};
-use crate::verify::{check_chain, check_signatures, replay_observed, SignatureMode, VerifyError};
+use crate::verify::{check_chain_from, check_signatures, replay_observed, ChainTip, SignatureMode, VerifyError};
 use crate::village::{RoleSet, VillageState};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -437,6 +437,12 @@ pub fn cosigners(note: &Note, witnesses: &[NoteVerifier]) -> Result<Vec<String>,
     Ok(cosigners)
 }
 
+/// The chain of the bundle's records (FORMAT.md §11.3 step 4), whose every `ledger_id` must be
+/// the header's.
+fn header_chain(bundle: &Bundle) -> Result<Vec<Hash>, VerifyError> {
+    check_chain_from(&ChainTip { ledger: Some(bundle.ledger.clone()), ..ChainTip::default() }, &bundle.records)
+}
+
 /// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
 /// them, the chain, every signature (batched, on all cores), a replay of the write-model
 /// (on its own thread, alongside), every checkpoint's root, and the last checkpoint's
@@ -480,7 +486,7 @@ pub fn verify_bundle(
     if last != count || last == 0 {
         // A deletion or insertion in the middle is named at the first wrong seq, as the chain
         // sees it; a shorter, intact chain is a truncation at its end.
-        if let Err(e) = check_chain(&bundle.records) {
+        if let Err(e) = header_chain(bundle) {
             if e.seq().is_some_and(|s| s < last) {
                 return Err(BundleError::Record(e));
             }
@@ -510,17 +516,22 @@ pub fn verify_bundle(
     // taken from the replayed state as it reaches the checkpoint's size.
     let records = &bundle.records;
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
-    let chain = check_chain(records);
+    let chain = header_chain(bundle);
     let mut at_checkpoint: Vec<(Vec<NoteVerifier>, u32)> = Vec::with_capacity(sizes.len());
+    let mut genesis_origin: Option<String> = None;
     let (sigs, replayed) = {
         let origin = bundle.origin.as_str();
         let at = &mut at_checkpoint;
+        let genesis_origin = &mut genesis_origin;
         let mut on_record = on_record;
         let mut next = 0usize;
         rayon::join(
             || check_signatures(records, mode),
             || {
                 replay_observed(records, |position, state| {
+                    if position == 0 {
+                        *genesis_origin = state.genesis().map(|g| g.origin.clone());
+                    }
                     while next < sizes.len() && sizes[next] == position + 1 {
                         at.push(witnesses(state, origin, position + 1, state.last_recorded_at()));
                         next += 1;
@@ -532,8 +543,14 @@ pub fn verify_bundle(
     };
     // A record's own failure is named before a fork that only bounds where the bad records
     // are (the fork's range starts at the last checkpoint whose root matched).
+    // The replay fails at position 0 if the ledger was opened under another origin than the
+    // header's (the record at position 0, once replayed, opened it).
+    let replay_failure = match genesis_origin {
+        Some(got) if got != bundle.origin => Some(VerifyError::WrongOrigin { seq: 0, expected: bundle.origin.clone(), got }),
+        _ => replayed.as_ref().err().cloned(),
+    };
     let record_failure =
-        [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().min_by_key(|e| e.seq()).cloned();
+        [chain.as_ref().err().cloned(), sigs.as_ref().err().cloned(), replay_failure].into_iter().flatten().min_by_key(|e| e.seq());
     if let Ok(hashes) = &chain {
         let tree = Tree::from_record_hashes(hashes);
         let mut from = 0;

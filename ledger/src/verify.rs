@@ -38,6 +38,10 @@ pub enum VerifyError {
     TimeRegressed { seq: u64 },
     #[error("seq {seq}: {error}")]
     BadSignature { seq: u64, error: SignatureError },
+    /// The `LedgerOpened` at seq 0 names another origin than the one the ledger is verified
+    /// as (a bundle's header, FORMAT.md §11.3 step 4).
+    #[error("seq {seq}: the ledger was opened as {got:?}, not as {expected:?}")]
+    WrongOrigin { seq: u64, expected: String, got: String },
     #[error("seq {seq}: inadmissible event: {rejection}")]
     Inadmissible { seq: u64, rejection: Rejection },
     #[error("seq {seq}: replay does not reproduce the stored record")]
@@ -71,6 +75,7 @@ impl VerifyError {
         match self {
             VerifyError::Gap { expected, .. } => Some(*expected),
             VerifyError::WrongLedger { seq, .. }
+            | VerifyError::WrongOrigin { seq, .. }
             | VerifyError::TimeRegressed { seq }
             | VerifyError::BadSignature { seq, .. }
             | VerifyError::Inadmissible { seq, .. }

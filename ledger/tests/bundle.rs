@@ -589,3 +589,42 @@ fn a_checkpoint_of_size_0_is_refused() {
         }
     }
 }
+
+/// The records of a small village in a bundle whose header says `ledger` and `origin`, its one
+/// checkpoint signed by a log key named `origin` and cosigned by two supervisors under that
+/// origin's deployment; with the trust that goes with it.
+fn relabelled(ledger: &str, origin: &str) -> (Bundle, Trust) {
+    let (cast, w, _, _) = small_village();
+    let log = NoteSigner::new(origin, ActorKey::derive(17, "log", None).key).unwrap();
+    let b = Bundle {
+        ledger: VillageCode::parse(ledger).unwrap(),
+        ..one_checkpoint(&w.records, &log, origin, &[&cast.supervisors[0], &cast.supervisors[1]])
+    };
+    (b, Trust { log_key: Some(log.verifier().clone()), witness_keys: vec![] })
+}
+
+/// FORMAT.md §11.3 step 4: every record's `ledger_id` is the header's (chain), and the
+/// `LedgerOpened` at seq 0 names the header's origin (replay). Both fail at position 0.
+#[test]
+fn the_records_must_be_of_the_ledger_and_origin_the_header_names() {
+    let (code, origin) = (jifen_ledger::sample::VILLAGE_CODE, format!("jifen.example.cn/village/{}", jifen_ledger::sample::VILLAGE_CODE));
+    // Given the village's records under their own ledger id and origin, the bundle verifies;
+    let (b, t) = relabelled(code, &origin);
+    assert!(verify_bundle(&b, &t, BATCH, |_| {}).is_ok());
+    // when the header names another ledger (and an origin and log key to match), the records'
+    // ledger id is refused at position 0;
+    let (b, t) = relabelled("150602101202", "jifen.example.cn/village/150602101202");
+    assert_eq!(
+        verify_bundle(&b, &t, BATCH, |_| {}).unwrap_err(),
+        BundleError::Record(VerifyError::WrongLedger { seq: 0, expected: "150602101202".into(), got: code.into() })
+    );
+    // when the header names the same ledger under another deployment, the genesis's origin is.
+    let other = format!("other.example.cn/village/{code}");
+    let (b, t) = relabelled(code, &other);
+    for mode in [BATCH, SignatureMode::Strict] {
+        assert_eq!(
+            verify_bundle(&b, &t, mode, |_| {}).unwrap_err(),
+            BundleError::Record(VerifyError::WrongOrigin { seq: 0, expected: other.clone(), got: origin.clone() })
+        );
+    }
+}
