@@ -159,7 +159,9 @@ impl Bundle {
         unsealed
     }
 
-    /// Decodes bundle bytes strictly (see the module docs). Records are decoded in parallel.
+    /// Decodes bundle bytes strictly (see the module docs), refusing them at the first fault in
+    /// FORMAT.md §11's order. Records are decoded in parallel; of several malformed records the
+    /// one at the lowest position is named.
     pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleFormatError> {
         use rayon::prelude::*;
         let mut r = Cursor { bytes, pos: 0 };
@@ -202,11 +204,13 @@ impl Bundle {
             slices.push(rs.slice("records", len as usize)?);
         }
         rs.finish(TAG_RECORDS)?;
-        let records = slices
-            .par_iter()
-            .enumerate()
-            .map(|(i, b)| Record::decode(b).map_err(|error| BundleFormatError::BadRecord { index: i as u64, error }))
-            .collect::<Result<Vec<Record>, _>>()?;
+        // Decoded in parallel, then the malformed record at the lowest position is named
+        // (FORMAT.md §11), not whichever a thread met first.
+        let decoded: Vec<Result<Record, RecordError>> = slices.par_iter().map(|b| Record::decode(b)).collect();
+        let mut records = Vec::with_capacity(decoded.len());
+        for (index, r) in (0u64..).zip(decoded) {
+            records.push(r.map_err(|error| BundleFormatError::BadRecord { index, error })?);
+        }
 
         let mut cs = r.section(TAG_CHECKPOINTS, u64::MAX)?;
         let mut checkpoints = Vec::with_capacity(checkpoint_count as usize);

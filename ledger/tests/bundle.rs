@@ -628,3 +628,44 @@ fn the_records_must_be_of_the_ledger_and_origin_the_header_names() {
         );
     }
 }
+
+/// FORMAT.md §11: the records are decoded in parallel, but if several are malformed the one at
+/// the lowest position is named. The two malformed records sit on either side of the middle,
+/// where the parallel decoder splits the work: a second thread meets the higher one first.
+#[test]
+fn of_several_malformed_records_the_one_at_the_lowest_position_is_named() {
+    use jifen_ledger::bundle::BundleFormatError;
+    let s = sample();
+    let many: Vec<Record> = s.records().iter().cycle().take(40 * s.records().len()).cloned().collect();
+    let b = Bundle { records: many, ..full(s) };
+    let bytes = b.encode();
+    // Where each record's bytes start: after the fixed 12 bytes, the HEADER section and the
+    // RECORDS section's tag and length, each record follows its u32 length.
+    let header_len = u64::from_be_bytes(bytes[13..21].try_into().unwrap()) as usize;
+    let mut at = 21 + header_len + 9;
+    let mut starts = Vec::with_capacity(b.records.len());
+    for _ in &b.records {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        starts.push(at + 4);
+        at += 4 + len;
+    }
+    // A record whose ledger id is not 12 digits (its first digit made an 'x').
+    let malformed = |positions: &[usize]| {
+        let mut bad = bytes[..bytes.len() - 41].to_vec();
+        for &p in positions {
+            bad[starts[p] + 2] = b'x';
+        }
+        Bundle::seal(bad)
+    };
+    let n = b.records.len();
+    let mid = n / 2;
+    for positions in [vec![mid - 1, mid], vec![mid - 1, mid, mid + 1, n - 1], vec![3, mid], vec![0, n - 1], vec![mid, n - 2, n - 1]] {
+        let file = malformed(&positions);
+        for _ in 0..5 {
+            match Bundle::decode(&file) {
+                Err(BundleFormatError::BadRecord { index, .. }) => assert_eq!(index, positions[0] as u64, "malformed at {positions:?}"),
+                other => panic!("malformed at {positions:?}: {other:?}"),
+            }
+        }
+    }
+}
