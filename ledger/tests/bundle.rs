@@ -669,3 +669,29 @@ fn of_several_malformed_records_the_one_at_the_lowest_position_is_named() {
         }
     }
 }
+
+/// FORMAT.md §10 and §5: split-view evidence holding a checkpoint of size 0 is refused (the log
+/// never signs one, and no consistency proof starts from the empty tree), whichever of the two
+/// it is, rather than read as an unanswered proof or a fork.
+#[test]
+fn split_view_evidence_with_a_checkpoint_of_size_0_is_refused() {
+    let s = sample();
+    let (honest, _) = diverged(s, 100);
+    let note = |size: u64, root: jifen_ledger::Hash| Checkpoint { origin: s.origin.clone(), size, root }.sign(&s.log_key).encode();
+    let empty = note(0, jifen_ledger::merkle::empty_root());
+    let other_empty = note(0, jifen_ledger::Hash::of(b"not the empty tree"));
+    let real = note(150, honest.root(150).unwrap());
+    let evidence = |older: &str, newer: &str| Evidence {
+        log_key: s.log_key.verifier().to_string(),
+        older: older.to_owned(),
+        newer: newer.to_owned(),
+        proof: honest.consistency_proof(1, 150).unwrap(),
+    };
+    for (older, newer, which) in [(&empty, &real, "older"), (&real, &empty, "newer"), (&empty, &other_empty, "older")] {
+        let e = evidence(older, newer);
+        assert_eq!(Evidence::parse(&e.encode()).unwrap(), e);
+        assert_eq!(e.verify(), Err(EvidenceError::EmptyCheckpoint { which }), "{which}");
+    }
+    // The same evidence from size 1 is answered by the proof: consistent.
+    assert_eq!(evidence(&note(1, honest.root(1).unwrap()), &real).verify(), Err(EvidenceError::Consistent));
+}
