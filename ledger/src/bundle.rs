@@ -334,6 +334,8 @@ pub enum BundleError {
     Record(VerifyError),
     #[error("checkpoint {index}: {error}")]
     Checkpoint { index: usize, error: CheckpointError },
+    #[error("the bundle holds no checkpoint")]
+    NoCheckpoint,
     #[error("checkpoint {index} has size 0: the log never signs an empty tree, and no consistency proof starts from one")]
     EmptyCheckpoint { index: usize },
     #[error("checkpoint {index} (size {size}) does not follow size {previous}: checkpoints must grow")]
@@ -447,17 +449,19 @@ fn header_chain(bundle: &Bundle) -> Result<Vec<Hash>, VerifyError> {
     check_chain_from(&ChainTip { ledger: Some(bundle.ledger.clone()), ..ChainTip::default() }, &bundle.records)
 }
 
-/// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
-/// them, the chain, every signature (batched, on all cores), a replay of the write-model
-/// (on its own thread, alongside), every checkpoint's root, and the last checkpoint's
-/// cosignature quorum. Signatures are checked as `mode` says (FORMAT.md §3.2). `on_record` is
-/// called after each replayed record.
+/// Verifies a bundle: the header, the log signature of every checkpoint, the consistency
+/// proofs between them, the chain, every signature (batched, on all cores), a replay of the
+/// write-model (on its own thread, alongside), every checkpoint's root, the record count, the
+/// cosignatures and the last checkpoint's quorum, in FORMAT.md §11.3's order, reporting the
+/// first failure there. Signatures are checked as `mode` says (FORMAT.md §3.2). `on_record` is
+/// called after each replayed record, with its position.
 pub fn verify_bundle(
     bundle: &Bundle,
     trust: &Trust,
     mode: SignatureMode,
     on_record: impl FnMut(u64) + Send,
 ) -> Result<BundleReport, BundleError> {
+    // 1. Header: the origin names the ledger, the log key is named after the origin.
     let expected_origin_suffix = format!("/village/{}", bundle.ledger);
     if !bundle.origin.ends_with(&expected_origin_suffix) {
         return Err(BundleError::OriginMismatch { header: bundle.ledger.to_string(), origin: bundle.origin.clone() });
@@ -469,7 +473,10 @@ pub fn verify_bundle(
     if log.name() != bundle.origin {
         return Err(BundleError::LogKeyOrigin { got: log.name().to_owned(), want: bundle.origin.clone() });
     }
-    // Checkpoints: log signatures, sizes at least 1 and growing, the last covering every record.
+    // 2. Checkpoints: log signatures, sizes at least 1 and growing.
+    if bundle.checkpoints.is_empty() {
+        return Err(BundleError::NoCheckpoint);
+    }
     let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(bundle.checkpoints.len());
     for (index, text) in bundle.checkpoints.iter().enumerate() {
         let (signed, _) =
@@ -485,22 +492,7 @@ pub fn verify_bundle(
         }
         checkpoints.push(c);
     }
-    let last = checkpoints.last().map_or(0, |c| c.size);
-    let count = bundle.records.len() as u64;
-    if last != count || last == 0 {
-        // A deletion or insertion in the middle is named at the first wrong seq, as the chain
-        // sees it; a shorter, intact chain is a truncation at its end.
-        if let Err(e) = header_chain(bundle) {
-            if e.seq().is_some_and(|s| s < last) {
-                return Err(BundleError::Record(e));
-            }
-        }
-        if count < last {
-            return Err(BundleError::Record(VerifyError::Truncated { size: last, have: count }));
-        }
-        return Err(BundleError::RecordCount { size: last, records: count });
-    }
-    // Consistency proofs between consecutive checkpoints.
+    // 3. Consistency proofs between consecutive checkpoints.
     if bundle.proofs.len() + 1 != checkpoints.len() {
         return Err(BundleError::ProofCount { proofs: bundle.proofs.len(), checkpoints: checkpoints.len() });
     }
@@ -516,8 +508,9 @@ pub fn verify_bundle(
         })?;
     }
 
-    // Records: chain, signatures and replay; the witnesses and quorum at each checkpoint are
-    // taken from the replayed state as it reaches the checkpoint's size.
+    // 4. Records, all of them whatever their count: chain, signatures and replay; the
+    // witnesses and quorum at each checkpoint are taken from the replayed state as it reaches
+    // the checkpoint's size.
     let records = &bundle.records;
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
     let chain = header_chain(bundle);
@@ -545,21 +538,25 @@ pub fn verify_bundle(
             },
         )
     };
-    // A record's own failure is named before a fork that only bounds where the bad records
-    // are (the fork's range starts at the last checkpoint whose root matched).
     // The replay fails at position 0 if the ledger was opened under another origin than the
     // header's (the record at position 0, once replayed, opened it).
     let replay_failure = match genesis_origin {
         Some(got) if got != bundle.origin => Some(VerifyError::WrongOrigin { seq: 0, expected: bundle.origin.clone(), got }),
         _ => replayed.as_ref().err().cloned(),
     };
+    // F: the failure at the lowest position; on a tie the chain's, then the signatures', then
+    // the replay's.
     let record_failure =
         [chain.as_ref().err().cloned(), sigs.as_ref().err().cloned(), replay_failure].into_iter().flatten().min_by_key(|e| e.seq());
+    // 5. Roots of the checkpoints the records reach. A record's own failure below a
+    // checkpoint is named before the fork it causes (the fork's range only bounds where the
+    // bad records are: from the last checkpoint whose root matched).
+    let count = records.len() as u64;
     if let Ok(hashes) = &chain {
         let tree = Tree::from_record_hashes(hashes);
         let mut from = 0;
-        for c in &checkpoints {
-            let computed = tree.root(c.size).expect("sizes checked against the record count");
+        for c in checkpoints.iter().take_while(|c| c.size <= count) {
+            let computed = tree.root(c.size).expect("size at most the record count");
             if computed != c.root {
                 return Err(match record_failure {
                     Some(e) if e.seq().is_some_and(|s| s < c.size) => BundleError::Record(e),
@@ -569,12 +566,22 @@ pub fn verify_bundle(
             from = c.size;
         }
     }
+    // 6. F.
     if let Some(e) = record_failure {
         return Err(BundleError::Record(e));
     }
     let state = replayed.expect("no failure");
+    // 7. The record count: a shorter bundle is a truncated tail, named at the first missing seq.
+    let last = checkpoints.last().expect("at least one checkpoint").size;
+    if count < last {
+        return Err(BundleError::Record(VerifyError::Truncated { size: last, have: count }));
+    }
+    if count > last {
+        return Err(BundleError::RecordCount { size: last, records: count });
+    }
 
-    // Cosignatures: every one by a witness must verify; the last checkpoint needs the quorum.
+    // 8. Cosignatures: every one by a witness must verify; 9. the last checkpoint needs the
+    // quorum.
     let mut reports = Vec::with_capacity(checkpoints.len());
     for ((c, text), (derived, quorum)) in checkpoints.iter().zip(&bundle.checkpoints).zip(at_checkpoint) {
         let witnesses = if trust.witness_keys.is_empty() { derived } else { trust.witness_keys.clone() };

@@ -29,6 +29,12 @@ fn witness(s: &Sample, k: &ActorKey) -> NoteSigner {
 /// Checkpoints of `records` at `sizes`, each cosigned by the first `cosigners` supervisors.
 fn bundle_of(s: &Sample, records: &[Record], sizes: &[u64], cosigners: usize) -> Bundle {
     let tree = Tree::from_record_hashes(records.iter().map(Record::hash).collect::<Vec<_>>().iter());
+    Bundle { records: records[..*sizes.last().unwrap() as usize].to_vec(), ..checkpoints_of(s, &tree, records, sizes, cosigners) }
+}
+
+/// A bundle of `records` with checkpoints of `tree` (whatever records it is the tree of) at
+/// `sizes`, each cosigned by the first `cosigners` supervisors, and the proofs between them.
+fn checkpoints_of(s: &Sample, tree: &Tree, records: &[Record], sizes: &[u64], cosigners: usize) -> Bundle {
     let mut checkpoints = Vec::new();
     for &size in sizes {
         let c = Checkpoint { origin: s.origin.clone(), size, root: tree.root(size).unwrap() };
@@ -45,7 +51,7 @@ fn bundle_of(s: &Sample, records: &[Record], sizes: &[u64], cosigners: usize) ->
         origin: s.origin.clone(),
         log_key: s.log_key.verifier().to_string(),
         year: 2025,
-        records: records[..*sizes.last().unwrap() as usize].to_vec(),
+        records: records.to_vec(),
         checkpoints,
         proofs,
     }
@@ -694,4 +700,73 @@ fn split_view_evidence_with_a_checkpoint_of_size_0_is_refused() {
     }
     // The same evidence from size 1 is answered by the proof: consistent.
     assert_eq!(evidence(&note(1, honest.root(1).unwrap()), &real).verify(), Err(EvidenceError::Consistent));
+}
+
+/// FORMAT.md §11.3: the steps in their order. The proofs (step 3) come before the records; a
+/// record's own failure (step 6) before the record count (step 7), over all the records
+/// whatever their count; the roots (step 5) of the checkpoints the records reach even when the
+/// bundle is short.
+#[test]
+fn a_bundle_is_refused_at_the_first_failing_step_of_section_11_3() {
+    let s = sample();
+    let orig = s.records().to_vec();
+    let n = orig.len() as u64;
+    let short = |k: usize| orig[..orig.len() - k].to_vec();
+    // The last record present with a bit of its signature's S flipped: the chain holds (no
+    // record follows it), its signature fails.
+    let last_resigned = |mut records: Vec<Record>| {
+        let r = records.pop().unwrap();
+        let mut sigs = r.signatures().to_vec();
+        sigs[0].signature[40] ^= 1;
+        records.push(Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), r.body().to_vec(), sigs).unwrap());
+        records
+    };
+    // Given a truncated bundle whose first proof is damaged, the proof is named (step 3);
+    let mut b = Bundle { records: short(3), ..full(s) };
+    b.proofs[0].proof[0].0[0] ^= 1;
+    assert!(matches!(verify_bundle(&b, &trust(s), BATCH, |_| {}), Err(BundleError::Inconsistent { .. })));
+    // a truncated bundle whose last present record has a bad signature: that record (step 6),
+    // not the truncation (step 7);
+    let b = Bundle { records: last_resigned(short(3)), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::BadSignature { seq, .. }) if seq == n - 4), "{e}");
+    // a truncated bundle whose records are not those its checkpoints commit to: the fork (step 5);
+    let (_, forked) = diverged(s, 100);
+    let sizes = [n / 3, n / 2 + 1, n];
+    assert!(sizes[0] < 100 && sizes[1] > 100);
+    let b = checkpoints_of(s, &forked, &short(3), &sizes, 2);
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Fork { from, size, .. } if (from, size) == (sizes[0], sizes[1])), "{e}");
+    // records beyond the last checkpoint are verified too: one with a bad signature (step 6),
+    let mut extra = orig.clone();
+    extra.push(with(&orig[5], Some(n), None, false));
+    let relinked_extra = |mut records: Vec<Record>| {
+        let r = records.pop().unwrap();
+        let prev = records.last().unwrap().hash();
+        records.push(relinked(&r, None, Some(records.last().unwrap().recorded_at()), false, prev));
+        records
+    };
+    let b = Bundle { records: last_resigned(relinked_extra(extra.clone())), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::BadSignature { seq, .. }) if seq == n), "{e}");
+    // a repeated one (a replay failure, step 6),
+    let b = Bundle { records: relinked_extra(extra), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::NotReproduced { seq }) if seq == n), "{e}");
+    // one that claims the seq of the record it repeats (a chain failure, step 6);
+    let mut repeated = orig.clone();
+    repeated.push(orig[5].clone());
+    let b = Bundle { records: repeated, ..full(s) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::Record(VerifyError::Gap { seq: 5, expected: n }));
+    // and only a bundle whose records all verify is refused for its count (step 7).
+    let b = Bundle { records: short(3), ..full(s) };
+    assert_eq!(
+        verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(),
+        BundleError::Record(VerifyError::Truncated { size: n, have: n - 3 })
+    );
+    let b = Bundle { records: orig.clone(), ..bundle_of(s, &orig, &[n / 3, n - 1], 2) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::RecordCount { size: n - 1, records: n });
+    // A bundle built without any checkpoint is refused at step 2.
+    let b = Bundle { checkpoints: vec![], proofs: vec![], ..full(s) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::NoCheckpoint);
 }
