@@ -6,10 +6,10 @@
 //! §3.1 refuses by its encoding alone ([`refused_outright`]), then uses a batch equation with
 //! weights derived from a [`BatchSeed`] the caller draws from the operating system for each
 //! run, and falls back to one-by-one `verify_strict` to name the first bad signature. Batch
-//! verification accepts
-//! every valid batch; a signature its own signer crafted with a small-order component in `R`
-//! passes a run with probability at most 1/2 (FORMAT.md §3.2), and never deterministically,
-//! since the weights do not follow from the data. `verify --strict` checks one by one.
+//! verification accepts every valid batch; a signature its own signer crafted with a
+//! small-order component in `R` passes a run with probability at most 1/2 (FORMAT.md §3.2),
+//! and never deterministically, since the weights do not follow from the data.
+//! `verify --strict` checks one by one.
 
 use crate::hash::EVENT_TAG;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
