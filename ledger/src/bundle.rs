@@ -21,7 +21,7 @@ use crate::ids::VillageCode;
 use crate::merkle::{verify_consistency, ProofError, Tree};
 use crate::note::{Note, NoteError, NoteVerifier};
 use crate::record::{Record, RecordError};
-use crate::verify::{check_chain, check_signatures, replay_observed, SignatureMode, VerifyError};
+use crate::verify::{check_chain_from, check_signatures, replay_observed, ChainTip, SignatureMode, VerifyError};
 use crate::village::{RoleSet, VillageState};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -159,7 +159,9 @@ impl Bundle {
         unsealed
     }
 
-    /// Decodes bundle bytes strictly (see the module docs). Records are decoded in parallel.
+    /// Decodes bundle bytes strictly (see the module docs), refusing them at the first fault in
+    /// FORMAT.md §11's order. Records are decoded in parallel; of several malformed records the
+    /// one at the lowest position is named.
     pub fn decode(bytes: &[u8]) -> Result<Bundle, BundleFormatError> {
         use rayon::prelude::*;
         let mut r = Cursor { bytes, pos: 0 };
@@ -202,11 +204,13 @@ impl Bundle {
             slices.push(rs.slice("records", len as usize)?);
         }
         rs.finish(TAG_RECORDS)?;
-        let records = slices
-            .par_iter()
-            .enumerate()
-            .map(|(i, b)| Record::decode(b).map_err(|error| BundleFormatError::BadRecord { index: i as u64, error }))
-            .collect::<Result<Vec<Record>, _>>()?;
+        // Decoded in parallel, then the malformed record at the lowest position is named
+        // (FORMAT.md §11), not whichever a thread met first.
+        let decoded: Vec<Result<Record, RecordError>> = slices.par_iter().map(|b| Record::decode(b)).collect();
+        let mut records = Vec::with_capacity(decoded.len());
+        for (index, r) in (0u64..).zip(decoded) {
+            records.push(r.map_err(|error| BundleFormatError::BadRecord { index, error })?);
+        }
 
         let mut cs = r.section(TAG_CHECKPOINTS, u64::MAX)?;
         let mut checkpoints = Vec::with_capacity(checkpoint_count as usize);
@@ -330,6 +334,10 @@ pub enum BundleError {
     Record(VerifyError),
     #[error("checkpoint {index}: {error}")]
     Checkpoint { index: usize, error: CheckpointError },
+    #[error("the bundle holds no checkpoint")]
+    NoCheckpoint,
+    #[error("checkpoint {index} has size 0: the log never signs an empty tree, and no consistency proof starts from one")]
+    EmptyCheckpoint { index: usize },
     #[error("checkpoint {index} (size {size}) does not follow size {previous}: checkpoints must grow")]
     CheckpointOrder { index: usize, size: u64, previous: u64 },
     #[error("the last checkpoint covers {size} records but the bundle holds {records}")]
@@ -435,17 +443,25 @@ pub fn cosigners(note: &Note, witnesses: &[NoteVerifier]) -> Result<Vec<String>,
     Ok(cosigners)
 }
 
-/// Verifies a bundle: the log signature of every checkpoint, the consistency proofs between
-/// them, the chain, every signature (batched, on all cores), a replay of the write-model
-/// (on its own thread, alongside), every checkpoint's root, and the last checkpoint's
-/// cosignature quorum. Signatures are checked as `mode` says (FORMAT.md §3.2). `on_record` is
-/// called after each replayed record.
+/// The chain of the bundle's records (FORMAT.md §11.3 step 4), whose every `ledger_id` must be
+/// the header's.
+fn header_chain(bundle: &Bundle) -> Result<Vec<Hash>, VerifyError> {
+    check_chain_from(&ChainTip { ledger: Some(bundle.ledger.clone()), ..ChainTip::default() }, &bundle.records)
+}
+
+/// Verifies a bundle: the header, the log signature of every checkpoint, the consistency
+/// proofs between them, the chain, every signature (batched, on all cores), a replay of the
+/// write-model (on its own thread, alongside), every checkpoint's root, the record count, the
+/// cosignatures and the last checkpoint's quorum, in FORMAT.md §11.3's order, reporting the
+/// first failure there. Signatures are checked as `mode` says (FORMAT.md §3.2). `on_record` is
+/// called after each replayed record, with its position.
 pub fn verify_bundle(
     bundle: &Bundle,
     trust: &Trust,
     mode: SignatureMode,
     on_record: impl FnMut(u64) + Send,
 ) -> Result<BundleReport, BundleError> {
+    // 1. Header: the origin names the ledger, the log key is named after the origin.
     let expected_origin_suffix = format!("/village/{}", bundle.ledger);
     if !bundle.origin.ends_with(&expected_origin_suffix) {
         return Err(BundleError::OriginMismatch { header: bundle.ledger.to_string(), origin: bundle.origin.clone() });
@@ -457,12 +473,18 @@ pub fn verify_bundle(
     if log.name() != bundle.origin {
         return Err(BundleError::LogKeyOrigin { got: log.name().to_owned(), want: bundle.origin.clone() });
     }
-    // Checkpoints: log signatures, growing sizes, the last covering every record.
+    // 2. Checkpoints: log signatures, sizes at least 1 and growing.
+    if bundle.checkpoints.is_empty() {
+        return Err(BundleError::NoCheckpoint);
+    }
     let mut checkpoints: Vec<Checkpoint> = Vec::with_capacity(bundle.checkpoints.len());
     for (index, text) in bundle.checkpoints.iter().enumerate() {
         let (signed, _) =
             SignedCheckpoint::open(text.as_bytes(), &bundle.origin, &log, &[]).map_err(|error| BundleError::Checkpoint { index, error })?;
         let c = signed.checkpoint().clone();
+        if c.size == 0 {
+            return Err(BundleError::EmptyCheckpoint { index });
+        }
         if let Some(prev) = checkpoints.last() {
             if c.size <= prev.size {
                 return Err(BundleError::CheckpointOrder { index, size: c.size, previous: prev.size });
@@ -470,22 +492,7 @@ pub fn verify_bundle(
         }
         checkpoints.push(c);
     }
-    let last = checkpoints.last().map_or(0, |c| c.size);
-    let count = bundle.records.len() as u64;
-    if last != count || last == 0 {
-        // A deletion or insertion in the middle is named at the first wrong seq, as the chain
-        // sees it; a shorter, intact chain is a truncation at its end.
-        if let Err(e) = check_chain(&bundle.records) {
-            if e.seq().is_some_and(|s| s < last) {
-                return Err(BundleError::Record(e));
-            }
-        }
-        if count < last {
-            return Err(BundleError::Record(VerifyError::Truncated { size: last, have: count }));
-        }
-        return Err(BundleError::RecordCount { size: last, records: count });
-    }
-    // Consistency proofs between consecutive checkpoints.
+    // 3. Consistency proofs between consecutive checkpoints.
     if bundle.proofs.len() + 1 != checkpoints.len() {
         return Err(BundleError::ProofCount { proofs: bundle.proofs.len(), checkpoints: checkpoints.len() });
     }
@@ -501,39 +508,55 @@ pub fn verify_bundle(
         })?;
     }
 
-    // Records: chain, signatures and replay; the witnesses and quorum at each checkpoint are
-    // taken from the replayed state as it reaches the checkpoint's size.
+    // 4. Records, all of them whatever their count: chain, signatures and replay; the
+    // witnesses and quorum at each checkpoint are taken from the replayed state as it reaches
+    // the checkpoint's size.
     let records = &bundle.records;
     let sizes: Vec<u64> = checkpoints.iter().map(|c| c.size).collect();
-    let chain = check_chain(records);
+    let chain = header_chain(bundle);
     let mut at_checkpoint: Vec<(Vec<NoteVerifier>, u32)> = Vec::with_capacity(sizes.len());
+    let mut genesis_origin: Option<String> = None;
     let (sigs, replayed) = {
         let origin = bundle.origin.as_str();
         let at = &mut at_checkpoint;
+        let genesis_origin = &mut genesis_origin;
         let mut on_record = on_record;
         let mut next = 0usize;
         rayon::join(
             || check_signatures(records, mode),
             || {
-                replay_observed(records, |seq, state| {
-                    while next < sizes.len() && sizes[next] == seq + 1 {
-                        at.push(witnesses(state, origin, seq + 1, state.last_recorded_at()));
+                replay_observed(records, |position, state| {
+                    if position == 0 {
+                        *genesis_origin = state.genesis().map(|g| g.origin.clone());
+                    }
+                    while next < sizes.len() && sizes[next] == position + 1 {
+                        at.push(witnesses(state, origin, position + 1, state.last_recorded_at()));
                         next += 1;
                     }
-                    on_record(seq);
+                    on_record(position);
                 })
             },
         )
     };
-    // A record's own failure is named before a fork that only bounds where the bad records
-    // are (the fork's range starts at the last checkpoint whose root matched).
+    // The replay fails at position 0 if the ledger was opened under another origin than the
+    // header's (the record at position 0, once replayed, opened it).
+    let replay_failure = match genesis_origin {
+        Some(got) if got != bundle.origin => Some(VerifyError::WrongOrigin { seq: 0, expected: bundle.origin.clone(), got }),
+        _ => replayed.as_ref().err().cloned(),
+    };
+    // F: the failure at the lowest position; on a tie the chain's, then the signatures', then
+    // the replay's.
     let record_failure =
-        [chain.as_ref().err(), sigs.as_ref().err(), replayed.as_ref().err()].into_iter().flatten().min_by_key(|e| e.seq()).cloned();
+        [chain.as_ref().err().cloned(), sigs.as_ref().err().cloned(), replay_failure].into_iter().flatten().min_by_key(|e| e.seq());
+    // 5. Roots of the checkpoints the records reach. A record's own failure below a
+    // checkpoint is named before the fork it causes (the fork's range only bounds where the
+    // bad records are: from the last checkpoint whose root matched).
+    let count = records.len() as u64;
     if let Ok(hashes) = &chain {
         let tree = Tree::from_record_hashes(hashes);
         let mut from = 0;
-        for c in &checkpoints {
-            let computed = tree.root(c.size).expect("sizes checked against the record count");
+        for c in checkpoints.iter().take_while(|c| c.size <= count) {
+            let computed = tree.root(c.size).expect("size at most the record count");
             if computed != c.root {
                 return Err(match record_failure {
                     Some(e) if e.seq().is_some_and(|s| s < c.size) => BundleError::Record(e),
@@ -543,12 +566,22 @@ pub fn verify_bundle(
             from = c.size;
         }
     }
+    // 6. F.
     if let Some(e) = record_failure {
         return Err(BundleError::Record(e));
     }
     let state = replayed.expect("no failure");
+    // 7. The record count: a shorter bundle is a truncated tail, named at the first missing seq.
+    let last = checkpoints.last().expect("at least one checkpoint").size;
+    if count < last {
+        return Err(BundleError::Record(VerifyError::Truncated { size: last, have: count }));
+    }
+    if count > last {
+        return Err(BundleError::RecordCount { size: last, records: count });
+    }
 
-    // Cosignatures: every one by a witness must verify; the last checkpoint needs the quorum.
+    // 8. Cosignatures: every one by a witness must verify; 9. the last checkpoint needs the
+    // quorum.
     let mut reports = Vec::with_capacity(checkpoints.len());
     for ((c, text), (derived, quorum)) in checkpoints.iter().zip(&bundle.checkpoints).zip(at_checkpoint) {
         let witnesses = if trust.witness_keys.is_empty() { derived } else { trust.witness_keys.clone() };

@@ -2,12 +2,14 @@
 //!
 //! A signature is judged with `verify_strict` (RFC 8032 verification that also rejects
 //! small-order keys and small-order `R`); that is the definition of validity (FORMAT.md §3),
-//! and the append path uses it. Bulk verification uses a batch equation with weights derived
-//! from a [`BatchSeed`] the caller draws from the operating system for each run, and falls back
-//! to one-by-one `verify_strict` to name the first bad signature. Batch verification accepts
-//! every valid batch; a signature its own signer crafted with a small-order component in `R`
-//! passes a run with probability at most 1/2 (FORMAT.md §3.2), and never deterministically,
-//! since the weights do not follow from the data. `verify --strict` checks one by one.
+//! and the append path uses it. Bulk verification first refuses outright every signature
+//! §3.1 refuses by its encoding alone ([`refused_outright`]), then uses a batch equation with
+//! weights derived from a [`BatchSeed`] the caller draws from the operating system for each
+//! run, and falls back to one-by-one `verify_strict` to name the first bad signature. Batch
+//! verification accepts every valid batch; a signature its own signer crafted with a
+//! small-order component in `R` passes a run with probability at most 1/2 (FORMAT.md §3.2),
+//! and never deterministically, since the weights do not follow from the data.
+//! `verify --strict` checks one by one.
 
 use crate::hash::EVENT_TAG;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -97,8 +99,10 @@ impl fmt::Debug for BatchSeed {
 /// A batch of valid signatures always passes. A batch with a signature that fails
 /// `verify_strict` passes with probability at most 2^-127 over the seed, except a signature
 /// whose `R` has a small-order component (made on purpose by the key's holder), which passes
-/// with probability at most 1/2 (FORMAT.md §3.2). On failure the pairs are checked one by one
-/// with `verify_strict` and the index of the first invalid one is returned.
+/// with probability at most 1/2 (FORMAT.md §3.2). A batch holding a signature
+/// [`refused_outright`] never passes. On failure the pairs are checked one by one with
+/// `verify_strict` and the index of the first invalid one is returned, as the strict mode
+/// would name it.
 pub fn verify_batch(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> Result<(), (usize, SignatureError)> {
     if batch_equation_holds(items, seed) {
         return Ok(());
@@ -111,6 +115,35 @@ pub fn verify_batch(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> Res
     Err((0, SignatureError::Invalid(items[0].0.public_key)))
 }
 
+/// Whether FORMAT.md §3.2 refuses `sig` outright, before any batch equation, exactly as §3.1
+/// refuses it: `S ≥ ℓ`, `A_bytes` or `R_bytes` not a point, `A` or `R` of small order, or
+/// `R_bytes` not the canonical encoding of `R`. The batch equation takes only signatures this
+/// does not refuse; a chunk holding one is checked one by one with `verify_strict` instead.
+pub fn refused_outright(sig: &EventSignature) -> bool {
+    batch_key(&sig.public_key).is_none() || batch_r_s(&sig.signature).is_none()
+}
+
+/// The key as the batch equation takes it: §3.1 steps 2–3 (a non-canonical encoding of `A` is
+/// read modulo `p`, as `VerifyingKey::from_bytes` reads it; the hash takes the bytes as given).
+fn batch_key(key: &PublicKey) -> Option<curve25519_dalek::edwards::EdwardsPoint> {
+    curve25519_dalek::edwards::CompressedEdwardsY(key.0).decompress().filter(|a| !a.is_small_order())
+}
+
+/// `R` and `S` as the batch equation takes them: `S < ℓ` (§3.1 step 1), `R_bytes` a point not
+/// of small order (steps 2–3), and `R_bytes` the canonical encoding of that point. Step 5
+/// compares the canonical encoding of `[S]B − [k]A` with `R_bytes`, so an `R_bytes` with
+/// `y ≥ p` (or with the sign bit set on `x = 0`, a small-order point in any case) never passes
+/// it, while the batch equation, which works on the decoded point, would not see the difference.
+fn batch_r_s(signature: &[u8; 64]) -> Option<(curve25519_dalek::edwards::EdwardsPoint, curve25519_dalek::scalar::Scalar)> {
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::scalar::Scalar;
+    let r_bytes: [u8; 32] = signature[..32].try_into().expect("32 bytes");
+    let s_bytes: [u8; 32] = signature[32..].try_into().expect("32 bytes");
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    let r = CompressedEdwardsY(r_bytes).decompress().filter(|r| !r.is_small_order())?;
+    (r.compress().0 == r_bytes).then_some((r, s))
+}
+
 /// The Ed25519 batch equation over `items`, with the terms of each signer's key combined.
 ///
 /// For signatures `(R_i, s_i)` by keys `A_i` on messages `M_i`, with `k_i = H(R_i‖A_i‖M_i)`
@@ -121,10 +154,9 @@ pub fn verify_batch(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> Res
 /// (which decompresses every key again, too). The weights are 128-bit values derived from
 /// the caller's secret random `seed` and the item's index only, never from the data (a
 /// transcript of the data, as ed25519-dalek uses, lets the signer grind the weights). The
-/// equation is cofactorless. Like `verify_strict`, it refuses non-canonical `s`, and `R` or
-/// `A` of small order.
+/// equation is cofactorless. Before it, every signature [`refused_outright`] makes it fail.
 fn batch_equation_holds(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) -> bool {
-    use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+    use curve25519_dalek::edwards::EdwardsPoint;
     use curve25519_dalek::scalar::Scalar;
     use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
     use sha2::{Digest, Sha512};
@@ -143,18 +175,15 @@ fn batch_equation_holds(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) ->
         let key = match keys.get(&sig.public_key.0) {
             Some(&k) => k,
             None => {
-                let Some(a) = CompressedEdwardsY(sig.public_key.0).decompress().filter(|a| !a.is_small_order()) else { return false };
+                let Some(a) = batch_key(&sig.public_key) else { return false };
                 key_points.push(a);
                 keys.insert(sig.public_key.0, key_points.len() - 1);
                 key_points.len() - 1
             }
         };
-        let r_bytes: [u8; 32] = sig.signature[..32].try_into().expect("32 bytes");
-        let s_bytes: [u8; 32] = sig.signature[32..].try_into().expect("32 bytes");
-        let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)) else { return false };
-        let Some(r) = CompressedEdwardsY(r_bytes).decompress().filter(|r| !r.is_small_order()) else { return false };
+        let Some((r, s)) = batch_r_s(&sig.signature) else { return false };
         let mut h = Sha512::new();
-        h.update(r_bytes);
+        h.update(&sig.signature[..32]);
         h.update(sig.public_key.0);
         h.update(EVENT_TAG);
         h.update([0u8]);

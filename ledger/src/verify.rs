@@ -6,6 +6,10 @@
 //!
 //! Signatures are checked with the batch equation in chunks spread over all cores (rayon);
 //! a failing chunk is re-checked one by one with `verify_strict` to name the bad signature.
+//!
+//! A bad record is named by its position in the records given (FORMAT.md §11.3 step 4), which
+//! is its seq wherever the seqs are right: a record that claims another seq (a deletion, an
+//! insertion or a reordering) is named where it stands, never at the seq it claims.
 
 use crate::checkpoint::Checkpoint;
 use crate::hash::Hash;
@@ -34,6 +38,10 @@ pub enum VerifyError {
     TimeRegressed { seq: u64 },
     #[error("seq {seq}: {error}")]
     BadSignature { seq: u64, error: SignatureError },
+    /// The `LedgerOpened` at seq 0 names another origin than the one the ledger is verified
+    /// as (a bundle's header, FORMAT.md §11.3 step 4).
+    #[error("seq {seq}: the ledger was opened as {got:?}, not as {expected:?}")]
+    WrongOrigin { seq: u64, expected: String, got: String },
     #[error("seq {seq}: inadmissible event: {rejection}")]
     Inadmissible { seq: u64, rejection: Rejection },
     #[error("seq {seq}: replay does not reproduce the stored record")]
@@ -49,11 +57,25 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The seq of the bad record, where one is named.
+    /// This failure of the record at `position` (0-based) named there rather than at the seq
+    /// the record claims (FORMAT.md §11.3 step 4): replay and signature failures of records
+    /// whose seq is wrong are named where they stand.
+    fn at_position(self, position: u64) -> VerifyError {
+        match self {
+            VerifyError::Inadmissible { rejection, .. } => VerifyError::Inadmissible { seq: position, rejection },
+            VerifyError::NotReproduced { .. } => VerifyError::NotReproduced { seq: position },
+            VerifyError::BadSignature { error, .. } => VerifyError::BadSignature { seq: position, error },
+            other => other,
+        }
+    }
+
+    /// The seq of the bad record, where one is named: for a ledger read from seq 0, the
+    /// record's position, which is its seq wherever the seqs are right.
     pub fn seq(&self) -> Option<u64> {
         match self {
             VerifyError::Gap { expected, .. } => Some(*expected),
             VerifyError::WrongLedger { seq, .. }
+            | VerifyError::WrongOrigin { seq, .. }
             | VerifyError::TimeRegressed { seq }
             | VerifyError::BadSignature { seq, .. }
             | VerifyError::Inadmissible { seq, .. }
@@ -132,11 +154,14 @@ pub enum SignatureMode {
     SingleSerial,
 }
 
-/// Checks every signature of every record. Returns the first bad record.
+/// Checks every signature of every record. Returns the first bad record, named by its position
+/// in `records` (its seq when `records` starts at seq 0 and the chain holds), whatever seq it
+/// claims (FORMAT.md §11.3 step 4).
 pub fn check_signatures(records: &[Record], mode: SignatureMode) -> Result<(), VerifyError> {
-    let check_chunk = |chunk: &[Record]| -> Result<(), VerifyError> {
+    let check_chunk = |(index, chunk): (usize, &[Record])| -> Result<(), VerifyError> {
+        let first = (index * SIGNATURE_CHUNK) as u64;
         let items: Vec<(&EventSignature, &[u8], u64)> =
-            chunk.iter().flat_map(|r| r.signatures().iter().map(move |s| (s, r.body(), r.seq()))).collect();
+            chunk.iter().zip(first..).flat_map(|(r, position)| r.signatures().iter().map(move |s| (s, r.body(), position))).collect();
         let pairs: Vec<(&EventSignature, &[u8])> = items.iter().map(|(s, b, _)| (*s, *b)).collect();
         match mode {
             SignatureMode::Batch(seed) => verify_batch(&pairs, &seed),
@@ -146,13 +171,13 @@ pub fn check_signatures(records: &[Record], mode: SignatureMode) -> Result<(), V
     };
     match mode {
         SignatureMode::Batch(_) | SignatureMode::Strict => {
-            let failures: Vec<VerifyError> = records.par_chunks(SIGNATURE_CHUNK).filter_map(|c| check_chunk(c).err()).collect();
+            let failures: Vec<VerifyError> = records.par_chunks(SIGNATURE_CHUNK).enumerate().filter_map(|c| check_chunk(c).err()).collect();
             failures.into_iter().min_by_key(|e| e.seq()).map_or(Ok(()), Err)
         }
         SignatureMode::SingleSerial => {
-            for r in records {
+            for (r, position) in records.iter().zip(0u64..) {
                 for s in r.signatures() {
-                    verify_event(s, r.body()).map_err(|error| VerifyError::BadSignature { seq: r.seq(), error })?;
+                    verify_event(s, r.body()).map_err(|error| VerifyError::BadSignature { seq: position, error })?;
                 }
             }
             Ok(())
@@ -211,18 +236,20 @@ pub fn check_stored_from(tip: &ChainTip, records: &[Record], stored_hashes: &[Ha
 }
 
 /// Replays the write-model over records whose signatures were verified, showing each record
-/// was admissible where it stands. `on_record` is called after each record (for progress).
+/// was admissible where it stands. `on_record` is called after each record with its position
+/// (for progress). The first refused or differing record is named by its position in
+/// `records`, whatever seq it claims (FORMAT.md §11.3 step 4).
 pub fn replay(records: &[Record], mut on_record: impl FnMut(u64)) -> Result<VillageState, VerifyError> {
-    replay_observed(records, |seq, _| on_record(seq))
+    replay_observed(records, |position, _| on_record(position))
 }
 
-/// [`replay`], showing `on_record` the state right after each record.
+/// [`replay`], showing `on_record` the position of each record and the state right after it.
 pub fn replay_observed(records: &[Record], mut on_record: impl FnMut(u64, &VillageState)) -> Result<VillageState, VerifyError> {
     let mut state = VillageState::new();
-    for r in records {
-        let a = replay_one(&state, r)?;
+    for (r, position) in records.iter().zip(0u64..) {
+        let a = replay_one(&state, r).map_err(|e| e.at_position(position))?;
         state.apply(&a);
-        on_record(r.seq(), &state);
+        on_record(position, &state);
     }
     Ok(state)
 }

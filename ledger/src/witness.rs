@@ -81,6 +81,8 @@ pub enum EvidenceError {
     BadKey(NoteError),
     #[error("the {which} checkpoint: {error}")]
     BadCheckpoint { which: &'static str, error: CheckpointError },
+    #[error("the {which} checkpoint has size 0: the log never signs an empty tree, and no consistency proof starts from one")]
+    EmptyCheckpoint { which: &'static str },
     #[error("the checkpoints are consistent: nothing shows the log lied")]
     Consistent,
 }
@@ -159,14 +161,19 @@ impl Evidence {
         Ok(Evidence { log_key, older, newer, proof })
     }
 
-    /// Checks the evidence on its own: both notes signed by the log key for one origin, and
-    /// not consistent. Says what it shows.
+    /// Checks the evidence on its own: both notes signed by the log key for one origin, both of
+    /// size at least 1 (FORMAT.md §5: there is no checkpoint of the empty tree, nor a proof from
+    /// it), and not consistent. Says what it shows.
     pub fn verify(&self) -> Result<Finding, EvidenceError> {
         let log = NoteVerifier::parse(&self.log_key).map_err(EvidenceError::BadKey)?;
         let open = |which: &'static str, note: &str| -> Result<Checkpoint, EvidenceError> {
-            SignedCheckpoint::open(note.as_bytes(), log.name(), &log, &[])
+            let c = SignedCheckpoint::open(note.as_bytes(), log.name(), &log, &[])
                 .map(|(c, _)| c.checkpoint().clone())
-                .map_err(|error| EvidenceError::BadCheckpoint { which, error })
+                .map_err(|error| EvidenceError::BadCheckpoint { which, error })?;
+            if c.size == 0 {
+                return Err(EvidenceError::EmptyCheckpoint { which });
+            }
+            Ok(c)
         };
         let a = open("older", &self.older)?;
         let b = open("newer", &self.newer)?;

@@ -29,6 +29,12 @@ fn witness(s: &Sample, k: &ActorKey) -> NoteSigner {
 /// Checkpoints of `records` at `sizes`, each cosigned by the first `cosigners` supervisors.
 fn bundle_of(s: &Sample, records: &[Record], sizes: &[u64], cosigners: usize) -> Bundle {
     let tree = Tree::from_record_hashes(records.iter().map(Record::hash).collect::<Vec<_>>().iter());
+    Bundle { records: records[..*sizes.last().unwrap() as usize].to_vec(), ..checkpoints_of(s, &tree, records, sizes, cosigners) }
+}
+
+/// A bundle of `records` with checkpoints of `tree` (whatever records it is the tree of) at
+/// `sizes`, each cosigned by the first `cosigners` supervisors, and the proofs between them.
+fn checkpoints_of(s: &Sample, tree: &Tree, records: &[Record], sizes: &[u64], cosigners: usize) -> Bundle {
     let mut checkpoints = Vec::new();
     for &size in sizes {
         let c = Checkpoint { origin: s.origin.clone(), size, root: tree.root(size).unwrap() };
@@ -45,7 +51,7 @@ fn bundle_of(s: &Sample, records: &[Record], sizes: &[u64], cosigners: usize) ->
         origin: s.origin.clone(),
         log_key: s.log_key.verifier().to_string(),
         year: 2025,
-        records: records[..*sizes.last().unwrap() as usize].to_vec(),
+        records: records.to_vec(),
         checkpoints,
         proofs,
     }
@@ -493,4 +499,274 @@ fn a_checkpoints_witnesses_are_the_same_on_every_later_state() {
     ));
     assert!(!end.0.iter().any(|k| k.contains(&format!("/witness/{}+", sups[1].id))));
     assert!(seen.len() >= 4, "{seen:?}");
+}
+
+// ---- failures named by position (FORMAT.md §11.3 step 4) --------------------------------------
+
+/// The failure a bundle of `records` (checkpointed as `full` is) is refused with.
+fn refusal(s: &Sample, records: Vec<Record>, mode: SignatureMode) -> BundleError {
+    let mut b = full(s);
+    b.records = records;
+    verify_bundle(&b, &trust(s), mode, |_| {}).unwrap_err()
+}
+
+/// Records out of place are named at the first position whose seq is wrong, never at the seq
+/// a record claims: a deletion, two records swapped, a record repeated further on (which claims
+/// a seq below its position), in either signature mode.
+#[test]
+fn records_out_of_place_are_named_at_the_first_position_whose_seq_is_wrong() {
+    let s = sample();
+    let orig = s.records().to_vec();
+    let n = 57usize;
+    let deleted = |pad: bool| {
+        let mut r = orig.clone();
+        r.remove(n);
+        if pad {
+            r.push(orig[n].clone());
+        }
+        r
+    };
+    let swapped = |a: usize, b: usize| {
+        let mut r = orig.clone();
+        r.swap(a, b);
+        r
+    };
+    // A copy of record n at position n + 1 (later records shifted, the last dropped), as is, or
+    // with its body altered so that its signature fails too.
+    let repeated = |flip: bool| {
+        let mut r = orig.clone();
+        r.insert(n + 1, with(&orig[n], None, None, flip));
+        r.pop();
+        r
+    };
+    let cases: Vec<(&str, Vec<Record>, u64, u64)> = vec![
+        ("a middle record deleted, the bundle one short", deleted(false), n as u64, n as u64 + 1),
+        ("a middle record deleted, moved to the end", deleted(true), n as u64, n as u64 + 1),
+        ("two neighbours swapped", swapped(n, n + 1), n as u64, n as u64 + 1),
+        ("two records far apart swapped", swapped(n, n + 100), n as u64, n as u64 + 100),
+        ("a record repeated right after itself", repeated(false), n as u64 + 1, n as u64),
+        ("a record repeated with its body altered", repeated(true), n as u64 + 1, n as u64),
+    ];
+    for (what, records, position, claimed) in cases {
+        for mode in [BATCH, SignatureMode::Strict] {
+            let e = refusal(s, records.clone(), mode);
+            assert_eq!(e.seq(), Some(position), "{what}: {e}");
+            assert_eq!(e, BundleError::Record(VerifyError::Gap { seq: claimed, expected: position }), "{what}");
+        }
+    }
+    // The stages on their own name positions too.
+    let repeated = repeated(true);
+    let sig = jifen_ledger::verify::check_signatures(&repeated, SignatureMode::Strict).unwrap_err();
+    assert!(matches!(sig, VerifyError::BadSignature { seq, .. } if seq == n as u64 + 1), "{sig}");
+    let replayed = jifen_ledger::verify::replay(&repeated, |_| {}).unwrap_err();
+    assert!(matches!(replayed, VerifyError::Inadmissible { seq, .. } if seq == n as u64 + 1), "{replayed}");
+}
+
+/// FORMAT.md §11.3 step 2 (and §5): a checkpoint's size is at least 1. A bundle holding a
+/// checkpoint of size 0 is refused there, whether it comes first, after another, or alone
+/// in a bundle of no records.
+#[test]
+fn a_checkpoint_of_size_0_is_refused() {
+    let s = sample();
+    let n = s.records().len() as u64;
+    let empty = Checkpoint { origin: s.origin.clone(), size: 0, root: jifen_ledger::merkle::empty_root() };
+    let mut signed = empty.sign(&s.log_key);
+    for k in &s.cast.supervisors[..2] {
+        signed.cosign(&witness(s, k));
+    }
+    let empty = signed.encode();
+    // Given the full bundle with its first checkpoint replaced by one of size 0,
+    let mut first = full(s);
+    first.checkpoints[0] = empty.clone();
+    first.proofs[0] = ConsistencyStep { old: 0, new: first.proofs[0].new, proof: vec![] };
+    // one with a checkpoint of size 0 after the first,
+    let mut second = full(s);
+    second.checkpoints.insert(1, empty.clone());
+    second.proofs.insert(1, ConsistencyStep { old: 0, new: n / 2 + 1, proof: vec![] });
+    second.proofs[0].new = 0;
+    // and one of no records with a single checkpoint of size 0,
+    let alone = Bundle { records: vec![], checkpoints: vec![empty], proofs: vec![], ..full(s) };
+    // when each is verified (as built, and after a round trip through its bytes),
+    // then the checkpoint of size 0 is named.
+    for (b, index) in [(first, 0), (second, 1), (alone, 0)] {
+        let decoded = Bundle::decode(&b.encode()).unwrap();
+        for b in [&b, &decoded] {
+            assert_eq!(verify_bundle(b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::EmptyCheckpoint { index });
+        }
+    }
+}
+
+/// The records of a small village in a bundle whose header says `ledger` and `origin`, its one
+/// checkpoint signed by a log key named `origin` and cosigned by two supervisors under that
+/// origin's deployment; with the trust that goes with it.
+fn relabelled(ledger: &str, origin: &str) -> (Bundle, Trust) {
+    let (cast, w, _, _) = small_village();
+    let log = NoteSigner::new(origin, ActorKey::derive(17, "log", None).key).unwrap();
+    let b = Bundle {
+        ledger: VillageCode::parse(ledger).unwrap(),
+        ..one_checkpoint(&w.records, &log, origin, &[&cast.supervisors[0], &cast.supervisors[1]])
+    };
+    (b, Trust { log_key: Some(log.verifier().clone()), witness_keys: vec![] })
+}
+
+/// FORMAT.md §11.3 step 4: every record's `ledger_id` is the header's (chain), and the
+/// `LedgerOpened` at seq 0 names the header's origin (replay). Both fail at position 0.
+#[test]
+fn the_records_must_be_of_the_ledger_and_origin_the_header_names() {
+    let (code, origin) = (jifen_ledger::sample::VILLAGE_CODE, format!("jifen.example.cn/village/{}", jifen_ledger::sample::VILLAGE_CODE));
+    // Given the village's records under their own ledger id and origin, the bundle verifies;
+    let (b, t) = relabelled(code, &origin);
+    assert!(verify_bundle(&b, &t, BATCH, |_| {}).is_ok());
+    // when the header names another ledger (and an origin and log key to match), the records'
+    // ledger id is refused at position 0;
+    let (b, t) = relabelled("150602101202", "jifen.example.cn/village/150602101202");
+    assert_eq!(
+        verify_bundle(&b, &t, BATCH, |_| {}).unwrap_err(),
+        BundleError::Record(VerifyError::WrongLedger { seq: 0, expected: "150602101202".into(), got: code.into() })
+    );
+    // when the header names the same ledger under another deployment, the genesis's origin is.
+    let other = format!("other.example.cn/village/{code}");
+    let (b, t) = relabelled(code, &other);
+    for mode in [BATCH, SignatureMode::Strict] {
+        assert_eq!(
+            verify_bundle(&b, &t, mode, |_| {}).unwrap_err(),
+            BundleError::Record(VerifyError::WrongOrigin { seq: 0, expected: other.clone(), got: origin.clone() })
+        );
+    }
+}
+
+/// FORMAT.md §11: the records are decoded in parallel, but if several are malformed the one at
+/// the lowest position is named. The two malformed records sit on either side of the middle,
+/// where the parallel decoder splits the work: a second thread meets the higher one first.
+#[test]
+fn of_several_malformed_records_the_one_at_the_lowest_position_is_named() {
+    use jifen_ledger::bundle::BundleFormatError;
+    let s = sample();
+    let many: Vec<Record> = s.records().iter().cycle().take(40 * s.records().len()).cloned().collect();
+    let b = Bundle { records: many, ..full(s) };
+    let bytes = b.encode();
+    // Where each record's bytes start: after the fixed 12 bytes, the HEADER section and the
+    // RECORDS section's tag and length, each record follows its u32 length.
+    let header_len = u64::from_be_bytes(bytes[13..21].try_into().unwrap()) as usize;
+    let mut at = 21 + header_len + 9;
+    let mut starts = Vec::with_capacity(b.records.len());
+    for _ in &b.records {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        starts.push(at + 4);
+        at += 4 + len;
+    }
+    // A record whose ledger id is not 12 digits (its first digit made an 'x').
+    let malformed = |positions: &[usize]| {
+        let mut bad = bytes[..bytes.len() - 41].to_vec();
+        for &p in positions {
+            bad[starts[p] + 2] = b'x';
+        }
+        Bundle::seal(bad)
+    };
+    let n = b.records.len();
+    let mid = n / 2;
+    for positions in [vec![mid - 1, mid], vec![mid - 1, mid, mid + 1, n - 1], vec![3, mid], vec![0, n - 1], vec![mid, n - 2, n - 1]] {
+        let file = malformed(&positions);
+        for _ in 0..5 {
+            match Bundle::decode(&file) {
+                Err(BundleFormatError::BadRecord { index, .. }) => assert_eq!(index, positions[0] as u64, "malformed at {positions:?}"),
+                other => panic!("malformed at {positions:?}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// FORMAT.md §10 and §5: split-view evidence holding a checkpoint of size 0 is refused (the log
+/// never signs one, and no consistency proof starts from the empty tree), whichever of the two
+/// it is, rather than read as an unanswered proof or a fork.
+#[test]
+fn split_view_evidence_with_a_checkpoint_of_size_0_is_refused() {
+    let s = sample();
+    let (honest, _) = diverged(s, 100);
+    let note = |size: u64, root: jifen_ledger::Hash| Checkpoint { origin: s.origin.clone(), size, root }.sign(&s.log_key).encode();
+    let empty = note(0, jifen_ledger::merkle::empty_root());
+    let other_empty = note(0, jifen_ledger::Hash::of(b"not the empty tree"));
+    let real = note(150, honest.root(150).unwrap());
+    let evidence = |older: &str, newer: &str| Evidence {
+        log_key: s.log_key.verifier().to_string(),
+        older: older.to_owned(),
+        newer: newer.to_owned(),
+        proof: honest.consistency_proof(1, 150).unwrap(),
+    };
+    for (older, newer, which) in [(&empty, &real, "older"), (&real, &empty, "newer"), (&empty, &other_empty, "older")] {
+        let e = evidence(older, newer);
+        assert_eq!(Evidence::parse(&e.encode()).unwrap(), e);
+        assert_eq!(e.verify(), Err(EvidenceError::EmptyCheckpoint { which }), "{which}");
+    }
+    // The same evidence from size 1 is answered by the proof: consistent.
+    assert_eq!(evidence(&note(1, honest.root(1).unwrap()), &real).verify(), Err(EvidenceError::Consistent));
+}
+
+/// FORMAT.md §11.3: the steps in their order. The proofs (step 3) come before the records; a
+/// record's own failure (step 6) before the record count (step 7), over all the records
+/// whatever their count; the roots (step 5) of the checkpoints the records reach even when the
+/// bundle is short.
+#[test]
+fn a_bundle_is_refused_at_the_first_failing_step_of_section_11_3() {
+    let s = sample();
+    let orig = s.records().to_vec();
+    let n = orig.len() as u64;
+    let short = |k: usize| orig[..orig.len() - k].to_vec();
+    // The last record present with a bit of its signature's S flipped: the chain holds (no
+    // record follows it), its signature fails.
+    let last_resigned = |mut records: Vec<Record>| {
+        let r = records.pop().unwrap();
+        let mut sigs = r.signatures().to_vec();
+        sigs[0].signature[40] ^= 1;
+        records.push(Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), r.body().to_vec(), sigs).unwrap());
+        records
+    };
+    // Given a truncated bundle whose first proof is damaged, the proof is named (step 3);
+    let mut b = Bundle { records: short(3), ..full(s) };
+    b.proofs[0].proof[0].0[0] ^= 1;
+    assert!(matches!(verify_bundle(&b, &trust(s), BATCH, |_| {}), Err(BundleError::Inconsistent { .. })));
+    // a truncated bundle whose last present record has a bad signature: that record (step 6),
+    // not the truncation (step 7);
+    let b = Bundle { records: last_resigned(short(3)), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::BadSignature { seq, .. }) if seq == n - 4), "{e}");
+    // a truncated bundle whose records are not those its checkpoints commit to: the fork (step 5);
+    let (_, forked) = diverged(s, 100);
+    let sizes = [n / 3, n / 2 + 1, n];
+    assert!(sizes[0] < 100 && sizes[1] > 100);
+    let b = checkpoints_of(s, &forked, &short(3), &sizes, 2);
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Fork { from, size, .. } if (from, size) == (sizes[0], sizes[1])), "{e}");
+    // records beyond the last checkpoint are verified too: one with a bad signature (step 6),
+    let mut extra = orig.clone();
+    extra.push(with(&orig[5], Some(n), None, false));
+    let relinked_extra = |mut records: Vec<Record>| {
+        let r = records.pop().unwrap();
+        let prev = records.last().unwrap().hash();
+        records.push(relinked(&r, None, Some(records.last().unwrap().recorded_at()), false, prev));
+        records
+    };
+    let b = Bundle { records: last_resigned(relinked_extra(extra.clone())), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::BadSignature { seq, .. }) if seq == n), "{e}");
+    // a repeated one (a replay failure, step 6),
+    let b = Bundle { records: relinked_extra(extra), ..full(s) };
+    let e = verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err();
+    assert!(matches!(e, BundleError::Record(VerifyError::NotReproduced { seq }) if seq == n), "{e}");
+    // one that claims the seq of the record it repeats (a chain failure, step 6);
+    let mut repeated = orig.clone();
+    repeated.push(orig[5].clone());
+    let b = Bundle { records: repeated, ..full(s) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::Record(VerifyError::Gap { seq: 5, expected: n }));
+    // and only a bundle whose records all verify is refused for its count (step 7).
+    let b = Bundle { records: short(3), ..full(s) };
+    assert_eq!(
+        verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(),
+        BundleError::Record(VerifyError::Truncated { size: n, have: n - 3 })
+    );
+    let b = Bundle { records: orig.clone(), ..bundle_of(s, &orig, &[n / 3, n - 1], 2) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::RecordCount { size: n - 1, records: n });
+    // A bundle built without any checkpoint is refused at step 2.
+    let b = Bundle { checkpoints: vec![], proofs: vec![], ..full(s) };
+    assert_eq!(verify_bundle(&b, &trust(s), BATCH, |_| {}).unwrap_err(), BundleError::NoCheckpoint);
 }

@@ -5,9 +5,15 @@
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use ed25519_dalek::{SigningKey, Verifier};
-use jifen_ledger::signature::{sign_event, signing_message, verify_batch, verify_event, BatchSeed, EventSignature};
+use jifen_ledger::signature::{refused_outright, sign_event, signing_message, verify_batch, verify_event, BatchSeed, EventSignature};
 use rand::{Rng, SeedableRng};
 use sha2::{Digest, Sha512};
+
+/// ℓ, the order of the base point, little-endian.
+const L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0x10,
+];
 
 fn keys(n: u8) -> Vec<SigningKey> {
     (1..=n).map(|i| SigningKey::from_bytes(&[i; 32])).collect()
@@ -68,14 +74,10 @@ fn what_verify_strict_refuses_the_batch_refuses_too() {
     // s + l: the same point, a non-canonical scalar.
     let mut noncanonical = sign_event(&key, &body);
     let s = Scalar::from_bytes_mod_order(noncanonical.signature[32..].try_into().unwrap());
-    let l: [u8; 32] = [
-        0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0, 0, 0, 0x10,
-    ];
     let mut sum = [0u8; 32];
     let mut carry = 0u16;
     for (i, byte) in sum.iter_mut().enumerate() {
-        let v = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
+        let v = u16::from(s.as_bytes()[i]) + u16::from(L[i]) + carry;
         *byte = v as u8;
         carry = v >> 8;
     }
@@ -176,4 +178,132 @@ fn batch_weights_come_from_the_callers_seed_never_from_the_data() {
             .unwrap();
     let strict = jifen_ledger::verify::check_signatures(&rs, jifen_ledger::verify::SignatureMode::Strict);
     assert_eq!(strict.unwrap_err().seq(), Some(victim as u64));
+}
+
+/// `p + y` as 32 little-endian bytes, for a small `y`: a non-canonical encoding (`y ≥ p`) of the
+/// point whose y-coordinate is `y`, with the sign bit `sign`.
+fn y_above_p(y: u8, sign: bool) -> [u8; 32] {
+    let mut b = [0xffu8; 32];
+    b[0] = 0xed + y;
+    b[31] = 0x7f | if sign { 0x80 } else { 0 };
+    b
+}
+
+/// The first `y ≥ p` encoding that decodes to a point not of small order.
+fn non_canonical_point() -> [u8; 32] {
+    (2..=18)
+        .map(|y| y_above_p(y, false))
+        .find(|b| CompressedEdwardsY(*b).decompress().is_some_and(|p| !p.is_small_order()))
+        .expect("some y below 19 is on the curve")
+}
+
+/// FORMAT.md §3.2: before the batch equation, every signature is refused outright exactly as
+/// §3.1 refuses it, whatever the equation would say. An `R_bytes` with `y ≥ p` decodes to a
+/// point the batch equation would take, but §3.1 step 5 refuses it, so it is refused outright.
+#[test]
+fn the_batch_refuses_outright_what_section_3_1_refuses_by_its_encoding() {
+    let key = SigningKey::from_bytes(&[21; 32]);
+    let body = b"a score of the village".to_vec();
+    let good = sign_event(&key, &body);
+    let with_r = |r: [u8; 32]| {
+        let mut s = good;
+        s.signature[..32].copy_from_slice(&r);
+        s
+    };
+    let mut s_plus_l = good;
+    let s = Scalar::from_bytes_mod_order(good.signature[32..].try_into().unwrap());
+    let mut sum = [0u8; 32];
+    let mut carry = 0u16;
+    for (i, byte) in sum.iter_mut().enumerate() {
+        let v = u16::from(s.as_bytes()[i]) + u16::from(L[i]) + carry;
+        *byte = v as u8;
+        carry = v >> 8;
+    }
+    s_plus_l.signature[32..].copy_from_slice(&sum);
+    let identity = {
+        let mut b = [0u8; 32];
+        b[0] = 1;
+        b
+    };
+    let identity_signed = {
+        let mut b = identity;
+        b[31] |= 0x80;
+        b
+    };
+    let minus_one_signed = {
+        let mut b = [0xffu8; 32];
+        b[0] = 0xec;
+        b
+    };
+    let not_a_point = (0u8..=255).map(|i| [i; 32]).find(|b| CompressedEdwardsY(*b).decompress().is_none()).unwrap();
+    let key_not_a_point = EventSignature { public_key: jifen_ledger::PublicKey(not_a_point), ..good };
+    let key_above_p = EventSignature { public_key: jifen_ledger::PublicKey(non_canonical_point()), ..good };
+    let cases: Vec<(&str, EventSignature, bool)> = vec![
+        ("a valid signature", good, false),
+        ("R with y ≥ p", with_r(non_canonical_point()), true),
+        (
+            "R with y ≥ p and the sign bit set",
+            with_r({
+                let mut b = non_canonical_point();
+                b[31] |= 0x80;
+                b
+            }),
+            true,
+        ),
+        ("R = (0, 1) with the sign bit set on x = 0", with_r(identity_signed), true),
+        ("R = (0, −1) with the sign bit set on x = 0", with_r(minus_one_signed), true),
+        ("R the identity", with_r(identity), true),
+        ("R not a point", with_r(not_a_point), true),
+        ("S + ℓ", s_plus_l, true),
+        ("A not a point", key_not_a_point, true),
+        // §3.1 step 2 reads a non-canonical key modulo p; only its equation can fail.
+        ("A with y ≥ p", key_above_p, false),
+    ];
+    for (what, sig, refused) in cases {
+        assert_eq!(refused_outright(&sig), refused, "{what}");
+        if refused {
+            assert!(verify_event(&sig, &body).is_err(), "§3.1 refuses {what}");
+            let mut items = signed(&keys(3), 10);
+            items.insert(4, (sig, body.clone()));
+            assert_eq!(check(&items), Err(4), "the batch names {what} where strict does");
+        }
+    }
+}
+
+/// A signature whose `R_bytes` has `y ≥ p` is refused at the same position, with the same
+/// error, by the batch mode and the strict mode (FORMAT.md §3.2). (Nobody can make the batch
+/// equation hold for such an `R`: it decodes to one of a few fixed points whose discrete
+/// logarithms nobody knows; the outright refusal, not the equation, is what makes the two
+/// modes agree by construction.)
+#[test]
+fn a_non_canonical_r_is_refused_at_the_same_position_in_batch_and_strict_mode() {
+    use jifen_ledger::record::Record;
+    use jifen_ledger::verify::{check_signatures, SignatureMode, VerifyError};
+    let sample = jifen_ledger::sample::generate(&jifen_ledger::sample::SampleConfig {
+        seed: 4,
+        households: Some(5),
+        months: 1,
+        scores_per_household: 1.0,
+    })
+    .unwrap();
+    let good = sample.records().to_vec();
+    for victim in [1, good.len() / 2, good.len() - 1] {
+        for sign in [false, true] {
+            let mut records = good.clone();
+            let r = &records[victim];
+            let mut sigs = r.signatures().to_vec();
+            let mut bad_r = non_canonical_point();
+            bad_r[31] |= if sign { 0x80 } else { 0 };
+            sigs[0].signature[..32].copy_from_slice(&bad_r);
+            assert!(refused_outright(&sigs[0]));
+            records[victim] =
+                Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), r.body().to_vec(), sigs).unwrap();
+            let strict = check_signatures(&records, SignatureMode::Strict).unwrap_err();
+            for seed in [[0u8; 32], [3; 32], [0xa5; 32]] {
+                let batch = check_signatures(&records, SignatureMode::Batch(BatchSeed(seed))).unwrap_err();
+                assert_eq!(batch, strict, "record {victim}");
+            }
+            assert!(matches!(strict, VerifyError::BadSignature { seq, .. } if seq == victim as u64), "{strict}");
+        }
+    }
 }
