@@ -113,6 +113,9 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
         let (signed, _) = SignedCheckpoint::open(offered.note.as_bytes(), &origin, &log, &[])
             .context("the offered checkpoint is not signed by the log key")?;
         let new = signed.checkpoint().clone();
+        if new.size == 0 {
+            bail!("the server offers a checkpoint of size 0, which no log signs (docs/FORMAT.md §5): nothing to cosign");
+        }
         let last_note = state.get(&args.village, "checkpoint");
         if let Some(last_note) = &last_note {
             let (last, _) = SignedCheckpoint::open(last_note.as_bytes(), &origin, &log, &[]).context("the state file's checkpoint")?;
@@ -141,6 +144,11 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
                 }
                 Err(StepError::Stale { last, offered }) => {
                     bail!("the server offers checkpoint {offered}, older than {last} which you already cosigned: nothing to cosign")
+                }
+                Err(StepError::EmptyCheckpoint) => {
+                    bail!(
+                        "a checkpoint of size 0 is involved (the offered one or your state file's), which no log signs: nothing to cosign"
+                    )
                 }
                 Err(e) => {
                     let evidence = Evidence { log_key: log_key.clone(), older: last_note.clone(), newer: offered.note.clone(), proof };

@@ -40,3 +40,38 @@ fn keygen_writes_a_private_key_once_and_prints_the_public_and_note_keys() {
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(&key).unwrap(), seed);
 }
+
+#[test]
+fn a_demo_village_too_small_to_hold_its_cast_is_refused_before_anything_runs() {
+    for (args, households) in [(&["demo"][..], "0"), (&["demo", "--offline"][..], "3")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_jifen")).args(args).args(["--households", households]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "a usage error, not a panic: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--households") && err.contains("10..=100000"), "{err}");
+    }
+}
+
+#[test]
+fn a_malformed_key_file_is_a_clear_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let event = dir.path().join("e.json");
+    std::fs::write(&event, r#"{"ledgerId": "150602101201", "actorId": "keeper-01", "stockReceived": {"receiptId": "R-1"}}"#).unwrap();
+    let bad = [
+        "abc".to_owned(),               // too short, odd length
+        format!("{}é", "a".repeat(62)), // non-ASCII, 64 bytes
+        format!("+{}", "a".repeat(63)), // a sign from_str_radix would take
+    ];
+    for text in bad {
+        let key = dir.path().join("k.key");
+        std::fs::write(&key, &text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_jifen"))
+            .args(["submit", "--server", "http://127.0.0.1:9", "--key"])
+            .arg(&key)
+            .arg(&event)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{text:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("a key file holds 64 hex digits"), "{text:?}: {err}");
+    }
+}

@@ -277,9 +277,16 @@ pub fn verify_ledger_with_progress(
             failures.push(e);
         }
     }
+    // The ledger must have been opened under the checkpoint's origin (an empty origin: no
+    // checkpoint to hold it to).
+    if let Some(g) = replayed.as_ref().ok().and_then(VillageState::genesis) {
+        if !checkpoint.origin.is_empty() && g.origin != checkpoint.origin {
+            failures.push(VerifyError::WrongOrigin { seq: 0, expected: checkpoint.origin.clone(), got: g.origin.clone() });
+        }
+    }
     match failures.into_iter().min_by_key(|e| e.seq().unwrap_or(u64::MAX)) {
         Some(e) => Err(e),
-        None => Ok(replayed.expect("no failure")),
+        None => replayed,
     }
 }
 

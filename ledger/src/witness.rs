@@ -34,6 +34,10 @@ pub enum StepError {
     Fork { size: u64 },
     #[error("the checkpoint of size {new} is not proven to extend the cosigned one of size {old}: {error}")]
     Inconsistent { old: u64, new: u64, error: ProofError },
+    /// A checkpoint of size 0: no log signs one (docs/FORMAT.md §5), and no consistency
+    /// proof starts or ends there, so it is neither cosigned nor evidence of anything.
+    #[error("a checkpoint of size 0 is offered; no log signs one")]
+    EmptyCheckpoint,
 }
 
 /// Checks that `new` extends `last`, with `proof` the log's consistency proof between them
@@ -42,6 +46,9 @@ pub enum StepError {
 pub fn check_step(last: &Checkpoint, new: &Checkpoint, proof: &[Hash]) -> Result<Step, StepError> {
     if last.origin != new.origin {
         return Err(StepError::OtherOrigin { got: new.origin.clone(), want: last.origin.clone() });
+    }
+    if new.size == 0 || last.size == 0 {
+        return Err(StepError::EmptyCheckpoint);
     }
     use std::cmp::Ordering::*;
     match new.size.cmp(&last.size) {

@@ -271,6 +271,11 @@ fn a_witness_cosigns_only_extensions_and_split_views_leave_evidence() {
         check_step(&last, &cp(&honest, 120), &honest.consistency_proof(120, 150).unwrap()),
         Err(StepError::Stale { last: 150, offered: 120 })
     );
+    // A checkpoint of size 0, offered or remembered, is never cosigned and is no evidence.
+    let empty = cp(&honest, 0);
+    assert_eq!(check_step(&last, &empty, &[]), Err(StepError::EmptyCheckpoint));
+    assert_eq!(check_step(&empty, &empty, &[]), Err(StepError::EmptyCheckpoint));
+    assert_eq!(check_step(&empty, &last, &[]), Err(StepError::EmptyCheckpoint));
     // The forked log offers a larger checkpoint and its own (honest for its tree) proof.
     let proof = forked.consistency_proof(150, 250).unwrap();
     let offered = cp(&forked, 250);

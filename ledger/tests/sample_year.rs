@@ -16,6 +16,12 @@ fn a_generated_year_verifies_and_replays_to_the_same_state() {
     assert_eq!(state.settled_periods().count(), 12);
     check_signatures(records, SignatureMode::SingleSerial).expect("strict one by one agrees with batch");
     check_chain(records).expect("chain");
+    // Held to a checkpoint of another origin (same tree), the ledger was opened elsewhere.
+    let elsewhere = jifen_ledger::checkpoint::Checkpoint { origin: "other.example/village/150602101201".into(), ..checkpoint };
+    assert_eq!(
+        verify_ledger(records, &elsewhere, SignatureMode::Strict).unwrap_err(),
+        jifen_ledger::verify::VerifyError::WrongOrigin { seq: 0, expected: elsewhere.origin.clone(), got: sample.origin.clone() }
+    );
 }
 
 #[test]

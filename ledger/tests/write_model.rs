@@ -449,11 +449,7 @@ fn a_revoked_key_signs_nothing_after_and_everything_before_stays_valid() {
         Payload::ActorRevoked(pb::ActorRevoked { actor_id: admin.id.clone(), reason: "x".into() }),
         Rejection::RoleNotAllowed { .. }
     );
-    let sample_cp = {
-        let tree = jifen_ledger::merkle::Tree::from_record_hashes(g.w.records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
-        jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
-    };
-    verify_ledger(&g.w.records, &sample_cp, jifen_ledger::verify::SignatureMode::Strict)
+    verify_ledger(&g.w.records, &checkpoint_of(&g.w.records), jifen_ledger::verify::SignatureMode::Strict)
         .expect("the keeper's earlier receipt still verifies");
 }
 
@@ -1347,9 +1343,12 @@ fn balances_at_a_time_show_the_expiry_due_then_without_changing_the_state() {
     assert_eq!(never.w.state.balances_at(at("2027-06-01", 8)).available("H0004"), 3);
 }
 
+/// A checkpoint of all `records`, under the origin their genesis opened the ledger with.
 fn checkpoint_of(records: &[jifen_ledger::record::Record]) -> jifen_ledger::checkpoint::Checkpoint {
     let tree = jifen_ledger::merkle::Tree::from_record_hashes(records.iter().map(|r| r.hash()).collect::<Vec<_>>().iter());
-    jifen_ledger::checkpoint::Checkpoint { origin: "o".into(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
+    let genesis = Accepted::from_verified_record(records[0].clone()).unwrap();
+    let Payload::LedgerOpened(opened) = genesis.payload() else { panic!("records start with the genesis") };
+    jifen_ledger::checkpoint::Checkpoint { origin: opened.origin.clone(), size: tree.len(), root: tree.root(tree.len()).unwrap() }
 }
 
 #[test]
