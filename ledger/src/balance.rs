@@ -21,6 +21,7 @@
 //! records, which the chain commits to.
 
 use crate::hash::{Hash, BALANCES_TAG};
+use crate::journal::JOrd;
 
 /// Whether a final score is basic, contribution or a deduction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,12 +80,29 @@ impl Balance {
 /// Every household's balance, keyed by household id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BalanceBook {
-    households: imbl::OrdMap<String, Balance>,
+    households: JOrd<String, Balance>,
     /// The calendar year the available figures belong to (for annual expiry).
     year: Option<i32>,
+    /// The year as it was when a batch began (`VillageState::begin_batch`).
+    batch_year: Option<Option<i32>>,
 }
 
 impl BalanceBook {
+    pub(crate) fn begin(&mut self) {
+        self.batch_year = Some(self.year);
+        self.households.begin();
+    }
+    pub(crate) fn commit(&mut self) {
+        self.batch_year = None;
+        self.households.commit();
+    }
+    pub(crate) fn rollback(&mut self) {
+        if let Some(year) = self.batch_year.take() {
+            self.year = year;
+        }
+        self.households.rollback();
+    }
+
     /// An empty book.
     pub fn new() -> BalanceBook {
         BalanceBook::default()
@@ -92,7 +110,7 @@ impl BalanceBook {
 
     /// Opens a zero balance for a new household.
     pub fn open(&mut self, household: &str) {
-        self.households.entry(household.to_owned()).or_default();
+        self.households.entry_or_default(household.to_owned());
     }
 
     /// A household's balance, if it has one.
@@ -121,7 +139,10 @@ impl BalanceBook {
     }
 
     fn entry(&mut self, household: &str) -> &mut Balance {
-        self.households.entry(household.to_owned()).or_default()
+        if self.households.contains_key(household) {
+            return self.households.get_mut(household).expect("present");
+        }
+        self.households.entry_or_default(household.to_owned())
     }
 
     /// Books a change of a final score's points (a score becoming final, or a correction of a
@@ -204,11 +225,7 @@ impl BalanceBook {
         match self.year {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
-                self.households = self
-                    .households
-                    .iter()
-                    .map(|(id, b)| (id.clone(), Balance { expired: b.expired.saturating_add(b.available()), ..*b }))
-                    .collect();
+                self.households.update_all(|_, b| b.expired = b.expired.saturating_add(b.available()));
                 self.year = Some(year);
             }
             _ => self.year = Some(year),
@@ -219,7 +236,7 @@ impl BalanceBook {
     pub fn digest(&self) -> Hash {
         let mut data = Vec::with_capacity(4 + self.households.len() * 72);
         data.extend_from_slice(&(self.households.len() as u32).to_be_bytes());
-        for (id, b) in &self.households {
+        for (id, b) in self.households.iter() {
             data.extend_from_slice(&(id.len() as u16).to_be_bytes());
             data.extend_from_slice(id.as_bytes());
             for v in [b.basic, b.contribution, b.deducted, b.redeemed, b.carried_in, b.carried_out, b.expired] {

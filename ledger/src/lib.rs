@@ -34,6 +34,7 @@ pub mod checkpoint;
 pub mod fuzzing;
 pub mod hash;
 pub mod ids;
+pub mod journal;
 pub mod merkle;
 pub mod note;
 pub mod pb;

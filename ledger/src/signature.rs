@@ -140,8 +140,21 @@ fn batch_r_s(signature: &[u8; 64]) -> Option<(curve25519_dalek::edwards::Edwards
     let r_bytes: [u8; 32] = signature[..32].try_into().expect("32 bytes");
     let s_bytes: [u8; 32] = signature[32..].try_into().expect("32 bytes");
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes))?;
+    if y_at_least_p(&r_bytes) {
+        return None;
+    }
+    // With y < p, the only other non-canonical encodings set the sign bit on x = 0, that is
+    // y = ±1: small-order points, refused here anyway.
     let r = CompressedEdwardsY(r_bytes).decompress().filter(|r| !r.is_small_order())?;
-    (r.compress().0 == r_bytes).then_some((r, s))
+    Some((r, s))
+}
+
+/// Whether the 255-bit y-coordinate of a compressed point (the sign bit cleared) is at least
+/// `p = 2²⁵⁵ − 19`: byte 0 at least `0xed`, bytes 1–30 all `0xff`, byte 31 `0x7f` once the
+/// sign bit is cleared. A byte check: re-encoding the point to compare would cost a field
+/// inversion per signature.
+fn y_at_least_p(bytes: &[u8; 32]) -> bool {
+    bytes[0] >= 0xed && bytes[1..31].iter().all(|b| *b == 0xff) && bytes[31] & 0x7f == 0x7f
 }
 
 /// The Ed25519 batch equation over `items`, with the terms of each signer's key combined.
@@ -218,4 +231,29 @@ fn batch_equation_holds(items: &[(&EventSignature, &[u8])], seed: &BatchSeed) ->
     scalars.push(b_coefficient);
     let points = r_points.iter().chain(key_points.iter()).chain(std::iter::once(&curve25519_dalek::constants::ED25519_BASEPOINT_POINT));
     EdwardsPoint::vartime_multiscalar_mul(scalars.iter(), points).is_identity()
+}
+
+#[cfg(test)]
+mod y_tests {
+    use super::y_at_least_p;
+
+    #[test]
+    fn y_at_least_p_is_exactly_the_encodings_from_p_to_2_255_minus_1_whatever_the_sign_bit() {
+        let enc = |low: u8, top: u8| {
+            let mut b = [0xffu8; 32];
+            b[0] = low;
+            b[31] = top;
+            b
+        };
+        for sign in [0x00, 0x80] {
+            assert!(!y_at_least_p(&enc(0xec, 0x7f | sign)), "p − 1");
+            assert!(y_at_least_p(&enc(0xed, 0x7f | sign)), "p");
+            assert!(y_at_least_p(&enc(0xff, 0x7f | sign)), "2²⁵⁵ − 1");
+            assert!(!y_at_least_p(&enc(0xff, 0x7e | sign)), "below 2²⁵⁴ · 2 − 2⁸ … not ≥ p");
+        }
+        let mut mid = enc(0xff, 0x7f);
+        mid[15] = 0xfe;
+        assert!(!y_at_least_p(&mid));
+        assert!(!y_at_least_p(&[0u8; 32]));
+    }
 }

@@ -2000,3 +2000,58 @@ fn apply_never_panics_on_any_record_sequence() {
         let _ = state.witness_quorum_at(g.w.now);
     }
 }
+
+// ---- batches decided on the live state ----------------------------------------------------------
+
+#[test]
+fn a_rolled_back_batch_leaves_a_state_that_decides_everything_after_it_exactly_as_before() {
+    use jifen_ledger::sample::{generate, SampleConfig};
+    use jifen_ledger::verify::replay_one;
+    // Given a village-year's records,
+    let s = generate(&SampleConfig { seed: 21, households: Some(12), months: 3, scores_per_household: 1.5 }).unwrap();
+    let records = s.records();
+    let n = records.len();
+    for (start, len) in (0..n).step_by(11).map(|i| (i, 1 + i % 9)).chain([(0, 1), (0, 40), (n - 20, 20)]) {
+        // when a batch of `len` records from `start` is applied and rolled back,
+        let mut state = VillageState::new();
+        for r in &records[..start] {
+            state.apply(&replay_one(&state, r).unwrap());
+        }
+        let (head, next, digest) = (state.head(), state.next_seq(), state.balances().digest());
+        state.begin_batch();
+        for r in &records[start..(start + len).min(n)] {
+            let a = replay_one(&state, r).unwrap();
+            state.apply(&a);
+        }
+        state.rollback_batch();
+        // then the state is as it was, and decides every later record to the same record.
+        assert_eq!((state.head(), state.next_seq(), state.balances().digest()), (head, next, digest), "batch at {start}");
+        for r in &records[start..] {
+            let a = replay_one(&state, r).unwrap_or_else(|e| panic!("after a batch at {start} rolled back: {e}"));
+            state.apply(&a);
+        }
+        assert_eq!(state.head(), s.writer.state.head());
+        assert_eq!(state.balances().digest(), s.writer.state.balances().digest());
+    }
+}
+
+#[test]
+fn a_committed_batch_is_the_same_as_events_applied_one_by_one() {
+    use jifen_ledger::sample::{generate, SampleConfig};
+    use jifen_ledger::verify::replay_one;
+    let s = generate(&SampleConfig { seed: 22, households: Some(12), months: 2, scores_per_household: 1.5 }).unwrap();
+    let mut state = VillageState::new();
+    for chunk in s.records().chunks(17) {
+        state.begin_batch();
+        for r in chunk {
+            state.apply(&replay_one(&state, r).unwrap());
+        }
+        state.commit_batch();
+        // A rollback after the commit undoes nothing.
+        let head = state.head();
+        state.rollback_batch();
+        assert_eq!(state.head(), head);
+    }
+    assert_eq!(state.head(), s.writer.state.head());
+    assert_eq!(state.balances().digest(), s.writer.state.balances().digest());
+}

@@ -175,7 +175,7 @@ impl VillageState {
         }
         self.book.open(&p.new_household_id);
         self.book.split(&p.from_household_id, &p.new_household_id, p.points_transferred);
-        self.splits.entry(p.from_household_id.clone()).or_default().push((p.new_household_id.clone(), seq));
+        self.splits.entry_or_default(p.from_household_id.clone()).push((p.new_household_id.clone(), seq));
         self.households.insert(
             p.new_household_id.clone(),
             Household {

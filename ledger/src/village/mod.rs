@@ -38,6 +38,7 @@ use crate::balance::BalanceBook;
 use crate::body::decode_body;
 use crate::hash::Hash;
 use crate::ids::VillageCode;
+use crate::journal::{JMap, JOrd, JSet};
 use crate::pb::{event_body::Payload, EventBody};
 use crate::record::{canonical_signatures, Record};
 use crate::signature::{verify_event, EventSignature, PublicKey};
@@ -218,40 +219,113 @@ pub struct Genesis {
 
 /// The state of one village ledger, rebuilt from its records.
 ///
-/// Its collections are persistent (`imbl`): a clone costs O(1) and shares everything until
-/// one side changes, so a writer decides a batch on a clone and keeps the original if any
-/// event is refused, and a snapshot after each event costs nothing.
+/// Its collections keep an undo journal while a batch is being decided (`begin_batch`,
+/// `rollback_batch`, `commit_batch`; see [`crate::journal`]), so a writer decides a batch on
+/// the live state and restores it if any event is refused, without a copy of the state.
 #[derive(Clone, Debug, Default)]
 pub struct VillageState {
     genesis: Option<Genesis>,
     next_seq: u64,
     head: Hash,
     last_recorded_at: i64,
-    idempotency: imbl::HashMap<String, (u64, Hash)>,
-    pub(crate) actors: imbl::HashMap<String, Actor>,
-    pub(crate) keys: imbl::HashMap<PublicKey, String>,
-    pub(crate) rulebooks: std::sync::Arc<Vec<Rulebook>>,
-    pub(crate) households: imbl::OrdMap<String, Household>,
+    idempotency: JMap<String, (u64, Hash)>,
+    pub(crate) actors: JMap<String, Actor>,
+    pub(crate) keys: JMap<PublicKey, String>,
+    pub(crate) rulebooks: Vec<Rulebook>,
+    pub(crate) households: JOrd<String, Household>,
     /// Households split from each household: (new household, seq of the split).
-    pub(crate) splits: imbl::HashMap<String, Vec<(String, u64)>>,
-    pub(crate) members: imbl::HashSet<String>,
-    pub(crate) claims: imbl::HashMap<String, scoring::Claim>,
-    pub(crate) entries: imbl::HashMap<String, Entry>,
-    pub(crate) caps: imbl::HashMap<(String, String, Period), i64>,
-    pub(crate) publications: imbl::HashMap<String, Publication>,
-    pub(crate) objections: imbl::HashMap<String, Objection>,
-    pub(crate) settled: imbl::OrdMap<Period, String>,
-    pub(crate) goods: imbl::OrdMap<String, Goods>,
-    pub(crate) receipts: imbl::HashSet<String>,
-    pub(crate) redemptions: imbl::HashMap<String, Redemption>,
-    pub(crate) result_ids: imbl::HashSet<String>,
+    pub(crate) splits: JMap<String, Vec<(String, u64)>>,
+    pub(crate) members: JSet<String>,
+    pub(crate) claims: JMap<String, scoring::Claim>,
+    pub(crate) entries: JMap<String, Entry>,
+    /// The ids of each period's entries, in the order they were scored: a settlement looks
+    /// at its own period's entries, not at every entry of the ledger.
+    pub(crate) period_entries: JOrd<Period, Vec<String>>,
+    pub(crate) caps: JMap<(String, String, Period), i64>,
+    pub(crate) publications: JMap<String, Publication>,
+    pub(crate) objections: JMap<String, Objection>,
+    pub(crate) settled: JOrd<Period, String>,
+    pub(crate) goods: JOrd<String, Goods>,
+    pub(crate) receipts: JSet<String>,
+    pub(crate) redemptions: JMap<String, Redemption>,
+    pub(crate) result_ids: JSet<String>,
     pub(crate) book: BalanceBook,
+    /// While a batch is being decided: the scalars as they were at `begin_batch`.
+    batch: Option<Box<Scalars>>,
+}
+
+/// The state's plain fields, kept while a batch is being decided.
+#[derive(Clone, Debug)]
+struct Scalars {
+    genesis: Option<Genesis>,
+    next_seq: u64,
+    head: Hash,
+    last_recorded_at: i64,
+    rulebooks: usize,
+}
+
+/// Calls `$m` on every journaled collection of a state.
+macro_rules! each_collection {
+    ($state:expr, $m:ident) => {{
+        let s = $state;
+        s.idempotency.$m();
+        s.actors.$m();
+        s.keys.$m();
+        s.households.$m();
+        s.splits.$m();
+        s.members.$m();
+        s.claims.$m();
+        s.entries.$m();
+        s.period_entries.$m();
+        s.caps.$m();
+        s.publications.$m();
+        s.objections.$m();
+        s.settled.$m();
+        s.goods.$m();
+        s.receipts.$m();
+        s.redemptions.$m();
+        s.result_ids.$m();
+        s.book.$m();
+    }};
 }
 
 impl VillageState {
     /// The state of a ledger with no records.
     pub fn new() -> VillageState {
         VillageState::default()
+    }
+
+    /// Starts a batch: from now on, every change to the state can be undone by
+    /// [`VillageState::rollback_batch`] (at the cost of keeping each replaced value), until
+    /// [`VillageState::commit_batch`]. A writer decides and applies a request's events on the
+    /// live state this way, and restores it if one is refused or the store fails.
+    pub fn begin_batch(&mut self) {
+        self.batch = Some(Box::new(Scalars {
+            genesis: self.genesis.clone(),
+            next_seq: self.next_seq,
+            head: self.head,
+            last_recorded_at: self.last_recorded_at,
+            rulebooks: self.rulebooks.len(),
+        }));
+        each_collection!(self, begin);
+    }
+
+    /// Ends a batch, keeping its changes.
+    pub fn commit_batch(&mut self) {
+        self.batch = None;
+        each_collection!(self, commit);
+    }
+
+    /// Ends a batch, undoing every change since [`VillageState::begin_batch`]: the state is
+    /// again exactly what it was. Without a batch, nothing changes.
+    pub fn rollback_batch(&mut self) {
+        let Some(saved) = self.batch.take() else { return };
+        self.genesis = saved.genesis;
+        self.next_seq = saved.next_seq;
+        self.head = saved.head;
+        self.last_recorded_at = saved.last_recorded_at;
+        self.rulebooks.truncate(saved.rulebooks);
+        each_collection!(self, rollback);
     }
 
     /// The genesis facts, once the ledger is opened.

@@ -181,7 +181,12 @@ impl VillageState {
 
     /// The sum of final points of a period's entries.
     pub fn period_points(&self, period: Period) -> i64 {
-        self.entries.values().filter(|e| e.period == period && e.is_final && !e.void).map(|e| e.points).sum()
+        self.entries_of(period).filter(|e| e.is_final && !e.void).map(|e| e.points).sum()
+    }
+
+    /// The entries scored for `period`.
+    fn entries_of(&self, period: Period) -> impl Iterator<Item = &super::Entry> {
+        self.period_entries.get(&period).into_iter().flat_map(|ids| ids.iter()).filter_map(|id| self.entries.get(id))
     }
 
     pub(super) fn decide_settlement(&self, ctx: &Ctx, p: &PeriodSettled) -> Result<(), Rejection> {
@@ -205,7 +210,7 @@ impl VillageState {
         if got < rb.settlement_quorum {
             return Err(Rejection::QuorumNotMet { what: "settlement (supervisor co-signatures)", needed: rb.settlement_quorum, got });
         }
-        let unpublished = self.entries.values().filter(|e| e.period == period && !e.void && !e.is_final).count();
+        let unpublished = self.entries_of(period).filter(|e| !e.void && !e.is_final).count();
         if unpublished > 0 {
             return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
         }
@@ -217,8 +222,11 @@ impl VillageState {
         if ctx.recorded_at < ends_at {
             return Err(Rejection::PeriodNotOver { period: period.to_string(), ends_at });
         }
-        let earlier =
-            self.entries.values().filter(|e| e.period < period && !e.void && !self.settled.contains_key(&e.period)).map(|e| e.period).min();
+        let earlier = self
+            .period_entries
+            .range(..period)
+            .map(|(p, _)| *p)
+            .find(|p| !self.settled.contains_key(p) && self.entries_of(*p).any(|e| !e.void));
         if let Some(earlier) = earlier {
             return Err(Rejection::EarlierPeriodUnsettled { period: period.to_string(), earlier: earlier.to_string() });
         }

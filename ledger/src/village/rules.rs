@@ -171,7 +171,7 @@ impl VillageState {
 
     pub(super) fn apply_rulebook(&mut self, p: &RulebookAdopted, seq: u64) {
         if let Ok(rb) = rulebook_of(p) {
-            std::sync::Arc::make_mut(&mut self.rulebooks).push(Rulebook { adopted_at: seq, ..rb });
+            self.rulebooks.push(Rulebook { adopted_at: seq, ..rb });
         }
     }
 }

@@ -250,8 +250,9 @@ impl VillageState {
         if let Some(c) = self.claims.get_mut(&p.claim_id) {
             c.scored = true;
         }
-        let cap = self.caps.entry((p.household_id.clone(), p.item_code.clone(), date.period())).or_default();
+        let cap = self.caps.entry_or_default((p.household_id.clone(), p.item_code.clone(), date.period()));
         *cap = cap.saturating_add(p.points.saturating_abs());
+        self.period_entries.entry_or_default(date.period()).push(p.entry_id.clone());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {
@@ -279,7 +280,7 @@ impl VillageState {
         let Some(e) = self.entries.get_mut(id) else { return };
         let new = new_points.unwrap_or(0);
         let key = (e.household.clone(), e.item_code.clone(), e.period);
-        let cap = self.caps.entry(key).or_default();
+        let cap = self.caps.entry_or_default(key);
         *cap = cap.saturating_add(new.saturating_abs() - e.points.saturating_abs());
         if e.is_final {
             let holder = e.household.clone();

@@ -119,7 +119,7 @@ impl VillageState {
 
     pub(super) fn apply_stock(&mut self, p: &StockReceived) {
         self.receipts.insert(p.receipt_id.clone());
-        let g = self.goods.entry(p.goods_code.clone()).or_default();
+        let g = self.goods.entry_or_default(p.goods_code.clone());
         if g.name.is_empty() {
             g.name = p.goods_name.clone();
         }

@@ -1,7 +1,7 @@
-//! The append path: decide and apply a request's events on a clone of the state (O(1): the
-//! state's collections are persistent), persist them through the esrs `EventStore`, then keep
-//! the clone and fold the views. A refused event or a failed store leaves the village as it
-//! was: a refusal costs the request, never a reload.
+//! The append path: decide a request's events on the live state (a batch's under the state's
+//! undo journal), persist them through the esrs `EventStore`, then apply them and fold the
+//! views. A refused event or a failed store leaves the village as it was: a refusal costs the
+//! request, never a reload.
 
 use super::*;
 
@@ -117,11 +117,12 @@ impl Villages {
         }
     }
 
-    /// Decides and stores `events`, all or nothing. Each event is decided and applied on a
-    /// clone of the state, so each later event sees the earlier ones; a refusal or a store
-    /// failure drops the clone and leaves the village untouched. Once the records are stored,
-    /// the clone becomes the state and the views are folded, each event with the state right
-    /// after it (a snapshot, O(1)).
+    /// Decides and stores `events`, all or nothing. A single event is decided on the state,
+    /// stored, then applied. A batch is decided and applied event by event under the state's
+    /// undo journal (`begin_batch`), so each later event sees the earlier ones; a refusal or a
+    /// store failure rolls the state back, with no copy and no reload. Once stored, the batch
+    /// is rolled back and applied again event by event with the views folded after each, so
+    /// each view sees the state right after its event.
     pub(super) async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         if let Some(corruption) = &village.corrupt {
             return Err(AppendError::Corrupt { code: village.code.clone(), corruption: corruption.clone() });
@@ -130,45 +131,27 @@ impl Villages {
             self.check_opener(&village.code, events)?;
         }
         let now = self.now_for(village);
-        let mut next = village.state.clone();
-        let mut accepted: Vec<Accepted> = Vec::new();
-        let mut after: Vec<VillageState> = Vec::new();
-        let mut results: Vec<Option<Appended>> = Vec::new();
-        for (index, event) in events.iter().enumerate() {
-            match next.decide(event.command(now)) {
-                Ok(Decision::Append(a)) => {
-                    next.apply(&a);
-                    after.push(next.clone());
-                    results.push(None);
-                    accepted.push(*a);
-                }
-                Ok(Decision::Duplicate { seq }) => {
-                    let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
-                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
-                        Some(r) => r.recorded_at(),
-                        None => now,
-                    };
-                    results.push(Some(Appended {
-                        ledger_id: village.code.to_string(),
-                        seq,
-                        record_hash: hash.unwrap_or_default(),
-                        recorded_at,
-                        duplicate: true,
-                    }));
-                }
-                Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
+        let batch = events.len() > 1;
+        if batch {
+            village.state.begin_batch();
+        }
+        let decided = self.decide_all(village, events, now, batch).await;
+        let stored = match decided {
+            Ok((accepted, results)) if !accepted.is_empty() => {
+                let mut scratch = AggregateState::with_id(aggregate_id(&village.code));
+                self.events.persist(&mut scratch, accepted.clone()).await.map(|_| (accepted, results)).map_err(AppendError::Store)
             }
+            other => other,
+        };
+        // The batch's changes are undone in every case: on failure for good, on success to be
+        // applied again below with the views.
+        village.state.rollback_batch();
+        let (accepted, results) = stored?;
+        for a in &accepted {
+            village.state.apply(a);
+            village.views.apply(a, &village.state);
         }
         let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
-        if !accepted.is_empty() {
-            // Persisted through the esrs EventStore; the state is ours, kept below.
-            let mut scratch = AggregateState::with_id(aggregate_id(&village.code));
-            self.events.persist(&mut scratch, accepted.clone()).await.map_err(AppendError::Store)?;
-        }
-        village.state = next;
-        for (a, state) in accepted.iter().zip(&after) {
-            village.views.apply(a, state);
-        }
         let mut fresh = records.iter();
         let out = results
             .into_iter()
@@ -190,6 +173,47 @@ impl Villages {
             })
             .collect();
         Ok(out)
+    }
+
+    /// Decides each event on the state (applying it too, in a batch, so that later events see
+    /// it): the accepted events, and a result per event (`None` for an accepted one, filled in
+    /// once stored; the earlier record for a duplicate).
+    async fn decide_all(
+        &self,
+        village: &mut Village,
+        events: &[Signed],
+        now: i64,
+        batch: bool,
+    ) -> Result<(Vec<Accepted>, Vec<Option<Appended>>), AppendError> {
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut results: Vec<Option<Appended>> = Vec::new();
+        for (index, event) in events.iter().enumerate() {
+            match village.state.decide(event.command(now)) {
+                Ok(Decision::Append(a)) => {
+                    if batch {
+                        village.state.apply(&a);
+                    }
+                    results.push(None);
+                    accepted.push(*a);
+                }
+                Ok(Decision::Duplicate { seq }) => {
+                    let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
+                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
+                        Some(r) => r.recorded_at(),
+                        None => now,
+                    };
+                    results.push(Some(Appended {
+                        ledger_id: village.code.to_string(),
+                        seq,
+                        record_hash: hash.unwrap_or_default(),
+                        recorded_at,
+                        duplicate: true,
+                    }));
+                }
+                Err(rejection) => return Err(AppendError::Rejected { index, rejection }),
+            }
+        }
+        Ok((accepted, results))
     }
 
     /// Refuses a genesis signed by a key the deployment did not enrol for the village's

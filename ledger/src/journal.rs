@@ -1,0 +1,225 @@
+//! Collections with an undo journal, for deciding a batch of events on the live state.
+//!
+//! A writer that appends several events in one request decides and applies each on the state
+//! (each sees the ones before it), then stores them. If one is refused, or the store fails, the
+//! state must be as it was. Cloning the state costs what its history costs, and reloading it
+//! costs more. Instead, while a journal is open (`begin`), every change records the value it
+//! replaced, and `rollback` puts those back in reverse order. With no journal open (replay,
+//! verification), a change costs one branch more than the plain collection.
+//!
+//! `JMap` wraps a `HashMap`, `JOrd` a `BTreeMap` and `JSet` a `HashSet`; each offers the
+//! methods the write-model uses. Reads go through `Deref` to the plain collection.
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+use std::ops::Deref;
+
+/// The journal of one collection: each change's key and the value it replaced.
+type Undo<K, V> = Option<Vec<(K, Option<V>)>>;
+
+macro_rules! journaled_map {
+    ($name:ident, $inner:ident, [$($bound:tt)+]) => {
+        /// A map with an undo journal (module docs).
+        #[derive(Clone, Debug)]
+        pub struct $name<K, V> {
+            map: $inner<K, V>,
+            undo: Undo<K, V>,
+        }
+
+        impl<K, V> Default for $name<K, V> {
+            fn default() -> Self {
+                $name { map: $inner::default(), undo: None }
+            }
+        }
+
+        impl<K, V> Deref for $name<K, V> {
+            type Target = $inner<K, V>;
+            fn deref(&self) -> &$inner<K, V> {
+                &self.map
+            }
+        }
+
+        impl<K: $($bound)+ + Clone, V: Clone> $name<K, V> {
+            /// Opens the journal: changes from now on can be rolled back.
+            pub fn begin(&mut self) {
+                self.undo = Some(Vec::new());
+            }
+            /// Closes the journal, keeping the changes.
+            pub fn commit(&mut self) {
+                self.undo = None;
+            }
+            /// Undoes every change since `begin` and closes the journal.
+            pub fn rollback(&mut self) {
+                if let Some(undo) = self.undo.take() {
+                    for (key, old) in undo.into_iter().rev() {
+                        match old {
+                            Some(v) => self.map.insert(key, v),
+                            None => self.map.remove(&key),
+                        };
+                    }
+                }
+            }
+            fn note(&mut self, key: &K) {
+                if let Some(undo) = &mut self.undo {
+                    undo.push((key.clone(), self.map.get(key).cloned()));
+                }
+            }
+            /// Inserts, returning the value replaced.
+            pub fn insert(&mut self, key: K, value: V) -> Option<V> {
+                self.note(&key);
+                self.map.insert(key, value)
+            }
+            /// The value of `key`, to change.
+            pub fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
+            where
+                K: Borrow<Q>,
+                Q: $($bound)+ + ?Sized,
+            {
+                if self.undo.is_some() {
+                    let owned = self.map.get_key_value(key).map(|(k, _)| k.clone());
+                    if let Some(k) = owned {
+                        self.note(&k);
+                    }
+                }
+                self.map.get_mut(key)
+            }
+            /// The value of `key`, inserted as `V::default()` if absent, to change.
+            pub fn entry_or_default(&mut self, key: K) -> &mut V
+            where
+                V: Default,
+            {
+                self.note(&key);
+                self.map.entry(key).or_default()
+            }
+            /// Removes `key`, returning its value.
+            pub fn remove(&mut self, key: &K) -> Option<V> {
+                self.note(key);
+                self.map.remove(key)
+            }
+            /// Replaces every value by `f` of it (a journal records each).
+            pub fn update_all(&mut self, mut f: impl FnMut(&K, &mut V)) {
+                if let Some(undo) = &mut self.undo {
+                    undo.extend(self.map.iter().map(|(k, v)| (k.clone(), Some(v.clone()))));
+                }
+                for (k, v) in self.map.iter_mut() {
+                    f(k, v);
+                }
+            }
+        }
+
+        impl<K: $($bound)+, V> FromIterator<(K, V)> for $name<K, V> {
+            fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+                $name { map: iter.into_iter().collect(), undo: None }
+            }
+        }
+    };
+}
+
+journaled_map!(JMap, HashMap, [Hash + Eq]);
+journaled_map!(JOrd, BTreeMap, [Ord]);
+
+impl<K, V: PartialEq> PartialEq for JOrd<K, V>
+where
+    K: PartialEq,
+{
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+impl<K: Eq, V: Eq> Eq for JOrd<K, V> {}
+
+/// A set with an undo journal (module docs).
+#[derive(Clone, Debug)]
+pub struct JSet<K> {
+    set: HashSet<K>,
+    undo: Option<Vec<K>>,
+}
+
+impl<K> Default for JSet<K> {
+    fn default() -> Self {
+        JSet { set: HashSet::default(), undo: None }
+    }
+}
+
+impl<K> Deref for JSet<K> {
+    type Target = HashSet<K>;
+    fn deref(&self) -> &HashSet<K> {
+        &self.set
+    }
+}
+
+impl<K: Hash + Eq + Clone> JSet<K> {
+    /// Opens the journal.
+    pub fn begin(&mut self) {
+        self.undo = Some(Vec::new());
+    }
+    /// Closes the journal, keeping the changes.
+    pub fn commit(&mut self) {
+        self.undo = None;
+    }
+    /// Removes what was inserted since `begin` and closes the journal.
+    pub fn rollback(&mut self) {
+        if let Some(undo) = self.undo.take() {
+            for k in undo {
+                self.set.remove(&k);
+            }
+        }
+    }
+    /// Inserts `key`; true if it was not there.
+    pub fn insert(&mut self, key: K) -> bool {
+        let new = self.set.insert(key.clone());
+        if new {
+            if let Some(undo) = &mut self.undo {
+                undo.push(key);
+            }
+        }
+        new
+    }
+}
+
+impl<K: Hash + Eq + Clone> Extend<K> for JSet<K> {
+    fn extend<I: IntoIterator<Item = K>>(&mut self, iter: I) {
+        for k in iter {
+            self.insert(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollback_restores_every_change_since_begin_and_a_commit_keeps_them() {
+        let mut m: JMap<String, i64> = [("a".to_owned(), 1), ("b".to_owned(), 2)].into_iter().collect();
+        let mut o: JOrd<u32, Vec<u8>> = [(1, vec![1])].into_iter().collect();
+        let mut s: JSet<u8> = JSet::default();
+        s.insert(7);
+        let (m0, o0, s0) = (m.clone(), o.clone(), s.clone());
+        m.begin();
+        o.begin();
+        s.begin();
+        m.insert("c".into(), 3);
+        *m.get_mut("a").unwrap() += 10;
+        *m.get_mut("a").unwrap() += 10;
+        *m.entry_or_default("d".into()) -= 4;
+        m.remove(&"b".to_owned());
+        m.update_all(|_, v| *v *= 2);
+        o.entry_or_default(2).push(2);
+        o.get_mut(&1).unwrap().push(9);
+        s.insert(7);
+        s.insert(8);
+        m.rollback();
+        o.rollback();
+        s.rollback();
+        assert_eq!(*m, *m0);
+        assert_eq!(o, o0);
+        assert_eq!(*s, *s0);
+        m.begin();
+        m.insert("z".into(), 26);
+        m.commit();
+        m.rollback();
+        assert_eq!(m.get("z"), Some(&26), "a committed change stays");
+    }
+}
