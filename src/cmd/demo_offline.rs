@@ -2,7 +2,7 @@
 //! every signature, Merkle root against a checkpoint cosigned by supervisors, rule replay), and
 //! a month of it printed as the village would see it.
 
-use crate::tables;
+use super::tables;
 use anyhow::{bail, Context};
 use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::note::NoteSigner;
@@ -17,7 +17,7 @@ pub struct YearArgs {
     #[arg(long, default_value_t = 3)]
     month: u32,
     /// With --offline: households (default: chosen by the seed, 300–800).
-    #[arg(long, value_parser = crate::demo::households_arg())]
+    #[arg(long, value_parser = super::demo_offline::households_arg())]
     year_households: Option<usize>,
 }
 

@@ -1,7 +1,7 @@
 //! `jifen query`: balances, 公示 boards, 红黑榜 and audit trails from a server, as readable
 //! tables with Chinese labels.
 
-use crate::tables::{table, when};
+use super::tables::{table, when};
 use anyhow::Context;
 use jifen::api::{self, query_service_client::QueryServiceClient};
 use std::path::PathBuf;
@@ -58,7 +58,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         match args.what {
             What::Balances { household: Some(h) } => {
                 let r = q.get_balance(api::GetBalanceRequest { ledger_id: v, household_id: h }).await?.into_inner();
-                let b = r.balance.expect("balance");
+                let b = r.balance.context("the server answered without the balance")?;
                 println!("【{} {} 积分】{}", b.household_id, b.display_name, as_of(&r.as_of));
                 println!(
                     "基础 {}，贡献 {}，扣分 {}，已兑换 {}，可用 {}，累计获得 {}",
@@ -82,7 +82,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             What::Balances { household: None } => {
                 let r = q.list_balances(api::ListBalancesRequest { ledger_id: v }).await?.into_inner();
                 println!("【积分余额】{}", as_of(&r.as_of));
-                print!("{}", crate::tables::household_balances(&r.balances));
+                print!("{}", super::tables::household_balances(&r.balances));
             }
             What::Publication { id } => {
                 let b = q.get_publication(api::GetPublicationRequest { ledger_id: v, publication_id: id }).await?.into_inner();
@@ -94,7 +94,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                     when(b.window_end),
                     as_of(&b.as_of)
                 );
-                print!("{}", crate::tables::board_entries(&b.entries.iter().collect::<Vec<_>>()));
+                print!("{}", super::tables::board_entries(&b.entries.iter().collect::<Vec<_>>()));
                 let rows: Vec<Vec<String>> = b
                     .objections
                     .iter()
@@ -130,7 +130,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             What::Audit { entry, household, actor, key } => {
                 use api::get_audit_trail_request::Subject;
                 let subject = entry.map(Subject::EntryId).or(household.map(Subject::HouseholdId)).or(actor.map(Subject::ActorId));
-                let key = crate::submit::read_key(&key)?;
+                let key = super::submit::read_key(&key)?;
                 let request = jifen::auth::authorized(
                     api::GetAuditTrailRequest { ledger_id: v.clone(), subject },
                     &key,

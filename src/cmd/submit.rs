@@ -109,7 +109,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
             LedgerServiceClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
         match client.append(api::AppendRequest { event: Some(api::SignedEvent { body: bytes, signatures }) }).await {
             Ok(r) => {
-                let r = r.into_inner().result.expect("result");
+                let r = r.into_inner().result.context("the server answered without a result")?;
                 println!(
                     "{} seq {} record {}{}",
                     if r.duplicate { "already recorded:" } else { "appended:" },

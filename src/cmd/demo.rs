@@ -9,7 +9,7 @@
 //! printed from QueryService. The server's clock is the demo's: seven days of 公示 pass in a
 //! moment.
 
-use crate::tables::{table, when};
+use super::tables::{table, when};
 use anyhow::{bail, Context};
 use jifen::api::audit_service_client::AuditServiceClient;
 use jifen::api::ledger_service_client::LedgerServiceClient;
@@ -39,7 +39,7 @@ pub struct GrpcDemoArgs {
     #[arg(long, default_value_t = 2025)]
     pub seed: u64,
     /// Number of households (default: 300).
-    #[arg(long, value_parser = crate::demo::households_arg(), default_value_t = 300)]
+    #[arg(long, value_parser = super::demo_offline::households_arg(), default_value_t = 300)]
     pub households: usize,
     /// Where the embedded PostgreSQL lives (default: a temporary directory, removed at the end).
     #[arg(long)]
@@ -199,7 +199,7 @@ async fn run_async(args: GrpcDemoArgs) -> anyhow::Result<()> {
 
     if args.serve {
         println!("服务保持运行：grpc://{addr}（Ctrl-C 停止）");
-        crate::serve::shutdown_signal().await;
+        super::serve::shutdown_signal().await;
     }
     let _ = stop.send(());
     server.await??;
@@ -402,7 +402,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     let mut shown: Vec<&api::BoardEntry> =
         board.entries.iter().filter(|e| objected.contains(&e.entry_id.as_str()) || e.entry_id == "M3-CLAIM").collect();
     shown.extend(board.entries.iter().filter(|e| !objected.contains(&e.entry_id.as_str()) && e.entry_id != "M3-CLAIM").take(8));
-    print!("{}", crate::tables::board_entries(&shown));
+    print!("{}", super::tables::board_entries(&shown));
     println!("… 共 {} 条记分", board.entries.len());
     let rows: Vec<Vec<String>> = board
         .objections
@@ -423,7 +423,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     let mut balances = c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone() }).await?.into_inner();
     balances.balances.sort_by(|a, b| b.ever_earned.cmp(&a.ever_earned).then(a.household_id.cmp(&b.household_id)));
     println!("\n【积分余额 · 累计获得前 10 户】");
-    print!("{}", crate::tables::household_balances(balances.balances.iter().take(10)));
+    print!("{}", super::tables::household_balances(balances.balances.iter().take(10)));
     println!(
         "全村 {} 户，余额摘要 {}",
         balances.balances.len(),
