@@ -12,9 +12,9 @@
 
 use jifen::api::ledger_service_client::LedgerServiceClient;
 use jifen::api::{self, SignedEvent};
-use jifen::embedded::SUPERUSER;
 use jifen::server::clock::ManualClock;
 use jifen::server::villages::{LogKey, Villages};
+use jifen::store::embedded::SUPERUSER;
 use jifen::store::{create_database, migrate, Store};
 use jifen_ledger::record::Record;
 use jifen_ledger::sample::{households, open_village, open_village_on, score_load, DEPLOYMENT_ORIGIN, SCORE_LOAD_PER_HOUSEHOLD};
@@ -164,13 +164,13 @@ struct Server {
     store: Store,
 }
 
-async fn server(cluster: &jifen::embedded::Cluster, db: &str, opening: &[Record], now: i64) -> Server {
+async fn server(cluster: &jifen::store::embedded::Cluster, db: &str, opening: &[Record], now: i64) -> Server {
     server_pool(cluster, db, &[opening.to_vec()], now, 8).await
 }
 
 /// A fresh database with the real server on it (a pool of `pool` connections), with each
 /// ledger of `openings` opened.
-async fn server_pool(cluster: &jifen::embedded::Cluster, db: &str, openings: &[Vec<Record>], now: i64, pool: usize) -> Server {
+async fn server_pool(cluster: &jifen::store::embedded::Cluster, db: &str, openings: &[Vec<Record>], now: i64, pool: usize) -> Server {
     create_database(&cluster.connection_string(SUPERUSER, "postgres"), db).await.unwrap();
     migrate(&cluster.connection_string(SUPERUSER, db)).await.unwrap();
     let store = Store::connect(&cluster.connection_string("jifen_app", db), pool).unwrap();
@@ -211,7 +211,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let storage = jifen::service::start_embedded(dir.path(), 4).await.unwrap();
+        let storage = jifen::store::storage::start_embedded(dir.path(), 4).await.unwrap();
         let cluster = storage.cluster.as_ref().unwrap();
         let (opening, events, now) = workload(n);
         let singles = (n / 10).clamp(100, 2000);

@@ -8,19 +8,17 @@
 //! - [`campaign`] — the crash, tamper and bad-input campaigns (tests and `jifen campaign`).
 //! - [`codec`] — the gRPC codec: malformed protobuf is the caller's INVALID_ARGUMENT.
 //! - [`auth`] — request tokens for the guarded reads: the client helper and the server's check.
-//! - [`embedded`] — the private PostgreSQL cluster `jifen serve` and the tests run.
-//! - [`store`] — our ledger-shaped schema, the append path, and the esrs `EventStore` adapter.
+//! - [`store`] — our ledger-shaped schema, the append path, the esrs `EventStore` adapter, the
+//!   private PostgreSQL cluster `jifen serve` and the tests run (`store::embedded`), and
+//!   starting storage, embedded or external (`store::storage`).
 //! - [`server`] — the gRPC server: village writers, checkpointer, `LedgerService`.
-//! - [`service`] — starting storage: the embedded cluster or an external server.
 //! - [`townships`] — the township authority keys the deployment enrols: who may open a village.
 //! - [`api`] — the generated protobuf/gRPC types.
 
 pub mod auth;
 pub mod campaign;
 pub mod codec;
-pub mod embedded;
 pub mod server;
-pub mod service;
 pub mod store;
 pub mod townships;
 

@@ -1,7 +1,7 @@
 //! The embedded, managed PostgreSQL: initdb on first start, reuse on the next, data durable
 //! across a stop, no TCP port, and a clean stop.
 
-use jifen::embedded::{Cluster, SUPERUSER};
+use jifen::store::embedded::{Cluster, SUPERUSER};
 use tokio_postgres::NoTls;
 
 async fn query_one(cluster: &Cluster, sql: &str) -> Vec<tokio_postgres::Row> {

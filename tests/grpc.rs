@@ -3,8 +3,8 @@
 use jifen::api::ledger_service_client::LedgerServiceClient;
 use jifen::api::{self, SignedEvent};
 use jifen::auth::method;
-use jifen::embedded::SUPERUSER;
 use jifen::server::villages::LogKey;
+use jifen::store::embedded::SUPERUSER;
 use jifen::store::Store;
 use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::hash::Hash;

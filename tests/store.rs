@@ -3,7 +3,7 @@
 //! UPDATE, DELETE and TRUNCATE of ledger data.
 
 use esrs::manager::AggregateManager;
-use jifen::embedded::{Cluster, SUPERUSER};
+use jifen::store::embedded::{Cluster, SUPERUSER};
 use jifen::store::event_store::{aggregate_id, VillageEventStore};
 use jifen::store::{create_database, migrate, Store, StoreError};
 use jifen_ledger::sample::{generate, SampleConfig};

@@ -23,7 +23,8 @@
 //! - [`bundle`] — the year bundle: its format and its offline verification.
 //! - [`witness`] — a supervisor's checks before cosigning, and split-view evidence.
 //! - [`token`] — signed request tokens for the audit services.
-//! - [`sample`] — a deterministic generator of realistic village-years for tests, demo, bench.
+//! - `sample` (feature `sample`) — a deterministic generator of realistic village-years for
+//!   tests, the demo, benchmarks and campaigns.
 //!
 //! The byte formats are specified in `docs/FORMAT.md`; test vectors in `ledger/testdata/`.
 
@@ -39,6 +40,7 @@ pub mod merkle;
 pub mod note;
 pub mod pb;
 pub mod record;
+#[cfg(feature = "sample")]
 pub mod sample;
 pub mod signature;
 pub mod time;

@@ -27,6 +27,7 @@ use crate::api::audit_service_client::AuditServiceClient;
 use crate::api::ledger_service_client::LedgerServiceClient;
 use crate::api::{self, SignedEvent};
 use crate::auth::method;
+use crate::store::storage::APP_ROLE;
 use anyhow::{bail, ensure, Context};
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::sample::{households, open_village_on, receipt_load, Cast};
@@ -235,6 +236,14 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
             ensure!(after >= 10, "round {round}: no appends were acknowledged after PostgreSQL came back");
         }
         if strike == Strike::KillServer {
+            // A killed server's PostgreSQL sessions live on until they notice: a COMMIT it sent
+            // just before dying still lands. That is correct (a resend then finds the event
+            // stored), but the check below reads the store once and compares resends with it,
+            // so it must run on a quiescent store: end those sessions and wait for them.
+            db.superuser()
+                .await?
+                .execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = $1", &[&APP_ROLE])
+                .await?;
             server = Child::start(&config.exe, &db, &data_dir).await?;
         }
         let restarted = Instant::now();

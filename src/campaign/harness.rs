@@ -5,10 +5,10 @@
 use crate::api::ledger_service_client::LedgerServiceClient;
 use crate::api::{self, SignedEvent};
 use crate::auth::method;
-use crate::embedded::{Cluster, SUPERUSER};
 use crate::server::clock::{Clock, ManualClock};
 use crate::server::villages::{LogKey, Villages};
-use crate::service::{APP_ROLE, DATABASE};
+use crate::store::embedded::{Cluster, SUPERUSER};
+use crate::store::storage::{APP_ROLE, DATABASE};
 use crate::store::{create_database, migrate, Store};
 use crate::townships::Townships;
 use anyhow::{anyhow, bail, Context};

@@ -17,7 +17,7 @@ use jifen::api::query_service_client::QueryServiceClient;
 use jifen::api::{self, SignedEvent};
 use jifen::server::clock::ManualClock;
 use jifen::server::villages::{LogKey, Villages};
-use jifen::service::start_embedded;
+use jifen::store::storage::start_embedded;
 use jifen_ledger::hash::Hash;
 use jifen_ledger::note::{Note, NoteSigner};
 use jifen_ledger::pb::{self, event_body::Payload};

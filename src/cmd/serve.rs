@@ -2,7 +2,7 @@
 
 use jifen::server::clock::SystemClock;
 use jifen::server::villages::{LogKey, Villages};
-use jifen::service::{connect_external, start_embedded};
+use jifen::store::storage::{connect_external, start_embedded};
 use jifen::townships::Townships;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -6,8 +6,12 @@
 //!   concurrent writer that took the same seq first makes the append fail with
 //!   [`StoreError::Conflict`], and nothing of the batch is stored.
 //! - [`event_store`] adapts the store to `esrs::store::EventStore` for the village aggregate.
+//! - [`embedded`] is the private PostgreSQL cluster `jifen serve` and the tests run;
+//!   [`storage`] starts storage (that cluster, or an external server), migrated.
 
+pub mod embedded;
 pub mod event_store;
+pub mod storage;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jifen_ledger::hash::Hash;

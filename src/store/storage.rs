@@ -1,8 +1,8 @@
 //! Starting the service's storage: the embedded cluster or an external server, migrated, with a
 //! pool for the service's role. Shared by `jifen serve`, the demo and the tests.
 
-use crate::embedded::{Cluster, SUPERUSER};
-use crate::store::{create_database, migrate, Store};
+use super::{create_database, migrate, Store};
+use crate::store::embedded::{Cluster, SUPERUSER};
 use anyhow::Context;
 use std::path::Path;
 
