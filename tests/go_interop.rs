@@ -22,7 +22,7 @@ fn run_go_checker(vectors: &Path) {
         .env("GOCACHE", gocache)
         .env("GOFLAGS", "")
         .output()
-        .expect("`go` is required for the Go interop check (apt-get install golang-go golang-golang-x-mod-dev)");
+        .expect("`go` is required for the Go interop check: run the tests with `tests/run`, which installs it");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "Go's sumdb/tlog and sumdb/note refused our output:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");

@@ -15,7 +15,7 @@ fn the_vectors_verify_with_the_independent_python_verifier() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "independent verifier failed (is the `cryptography` package installed? `pip install cryptography`):\n{stdout}\n{}",
+        "independent verifier failed (is Python's `cryptography` installed? `tests/run` installs it):\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
