@@ -292,8 +292,28 @@ async fn two_servers_on_one_village_never_fork_the_chain() {
     for r in &records[30..40] {
         a.replay(r).await;
     }
-    // B's next append loses the race on (ledger, seq), reloads, and lands after A's records.
-    for r in &records[40..50] {
+    // A checkpoint A signed beyond what B holds is served by B after catching up (B judges a
+    // checkpoint's witnesses on the state after its records, so it loads them first).
+    a.wait_checkpoint(&ledger, 40).await.unwrap();
+    let loads = b.villages.loads();
+    let cp = b
+        .client
+        .get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: 40, min_tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    assert_eq!(cp.tree_size, 40);
+    assert_eq!(b.villages.loads(), loads + 1, "B reloaded to reach the checkpoint");
+    let code = jifen_ledger::VillageCode::parse(&ledger).unwrap();
+    assert_eq!(b.villages.existing(&code).await.unwrap().lock().await.len(), 40);
+    // A appends again; B's next append loses the race on (ledger, seq), reloads, and lands
+    // after A's records.
+    for r in &records[40..45] {
+        a.replay(r).await;
+    }
+    for r in &records[45..50] {
         let res = b.replay(r).await;
         assert_eq!((res.seq, res.record_hash.as_slice()), (r.seq(), r.hash().0.as_slice()));
     }

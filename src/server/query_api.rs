@@ -109,6 +109,7 @@ impl QueryService for QueryApi {
                 contribution: f.contribution,
                 deducted: f.deducted,
                 redeemed: f.redeemed,
+                returned: f.returned,
             })
             .collect();
         Ok(Response::new(api::GetBalanceResponse { as_of: as_of(&v), balance: Some(balance(&req.household_id, b, &names)), periods }))
@@ -193,7 +194,7 @@ impl QueryService for QueryApi {
         };
         let names = self.names(&code).await?;
         let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
-        if v.views().balances.periods(p).next().is_none() {
+        if v.views().balances.periods(p).all(|(_, f)| *f == Default::default()) {
             return Err(status::plain(
                 Code::NotFound,
                 "UNKNOWN_PERIOD",

@@ -238,9 +238,9 @@ pub struct VillageState {
     pub(crate) members: JSet<String>,
     pub(crate) claims: JMap<String, scoring::Claim>,
     pub(crate) entries: JMap<String, Entry>,
-    /// The ids of each period's entries, in the order they were scored: a settlement looks
-    /// at its own period's entries, not at every entry of the ledger.
-    pub(crate) period_entries: JOrd<Period, Vec<String>>,
+    /// (period, entry id) of every entry: a settlement looks at its own period's entries, not
+    /// at every entry of the ledger. A key per entry, so the journal records one key per score.
+    pub(crate) period_entries: JOrd<(Period, String), ()>,
     pub(crate) caps: JMap<(String, String, Period), i64>,
     pub(crate) publications: JMap<String, Publication>,
     pub(crate) objections: JMap<String, Objection>,

@@ -186,7 +186,20 @@ impl VillageState {
 
     /// The entries scored for `period`.
     fn entries_of(&self, period: Period) -> impl Iterator<Item = &super::Entry> {
-        self.period_entries.get(&period).into_iter().flat_map(|ids| ids.iter()).filter_map(|id| self.entries.get(id))
+        self.period_entries
+            .range((period, String::new())..)
+            .take_while(move |((p, _), _)| *p == period)
+            .filter_map(|((_, id), _)| self.entries.get(id))
+    }
+
+    /// The periods that have entries, in order (one seek per period).
+    fn periods_with_entries(&self) -> impl Iterator<Item = Period> + '_ {
+        let mut next = self.period_entries.keys().next().map(|(p, _)| *p);
+        std::iter::from_fn(move || {
+            let p = next?;
+            next = self.period_entries.range((p.next(), String::new())..).next().map(|((q, _), _)| *q);
+            Some(p)
+        })
     }
 
     pub(super) fn decide_settlement(&self, ctx: &Ctx, p: &PeriodSettled) -> Result<(), Rejection> {
@@ -223,9 +236,8 @@ impl VillageState {
             return Err(Rejection::PeriodNotOver { period: period.to_string(), ends_at });
         }
         let earlier = self
-            .period_entries
-            .range(..period)
-            .map(|(p, _)| *p)
+            .periods_with_entries()
+            .take_while(|p| *p < period)
             .find(|p| !self.settled.contains_key(p) && self.entries_of(*p).any(|e| !e.void));
         if let Some(earlier) = earlier {
             return Err(Rejection::EarlierPeriodUnsettled { period: period.to_string(), earlier: earlier.to_string() });

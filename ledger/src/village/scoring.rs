@@ -252,7 +252,7 @@ impl VillageState {
         }
         let cap = self.caps.entry_or_default((p.household_id.clone(), p.item_code.clone(), date.period()));
         *cap = cap.saturating_add(p.points.saturating_abs());
-        self.period_entries.entry_or_default(date.period()).push(p.entry_id.clone());
+        self.period_entries.insert((date.period(), p.entry_id.clone()), ());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {

@@ -39,6 +39,12 @@ impl Villages {
     /// of. Records the checkpointer has not signed yet are signed now.
     pub async fn signed_tip(&self, arc: Arc<Mutex<Village>>) -> Result<OwnedMutexGuard<Village>, Status> {
         let mut v = arc.lock_owned().await;
+        // Between the caller's checks and this lock the village may have been found corrupt,
+        // or emptied by a reload that failed: answer from neither.
+        if v.stale {
+            return Err(status::plain(Code::Unavailable, "VILLAGE_RELOADING", format!("ledger {} is being reloaded; retry", v.code)));
+        }
+        v.serving()?;
         self.sign_tip(&mut v).await.map_err(|e| status::store(&e))?;
         Ok(v)
     }

@@ -24,7 +24,8 @@ impl Villages {
             // A village whose rows fail verification has no state to name its witnesses from:
             // the latest cosigned checkpoint of the year goes out, and the auditor's verifier
             // judges it (and names the first bad record).
-            let v = arc.lock().await;
+            let mut v = arc.lock().await;
+            self.catch_up(&mut v, size).await?;
             let witnessed =
                 if v.corrupt.is_some() { !stored.cosignatures.is_empty() } else { self.view(&v, &stored).is_ok_and(|c| c.witnessed) };
             drop(v);

@@ -13,6 +13,10 @@ impl Villages {
     /// an `Err` is only the store failing.
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The latest checkpoint and the stored Merkle leaves are read before the rows: another
+        // process may append and sign meanwhile, and rows read later can only be more.
+        let latest_stored = self.store.checkpoint(code, None).await?;
+        let nodes_stored = self.store.stored_leaves(code).await?;
         let mut state = VillageState::new();
         let mut views = Views::default();
         let mut tip = ChainTip::default();
@@ -50,7 +54,6 @@ impl Villages {
             }
         }
         let tree = Tree::from_record_hashes(&hashes);
-        let nodes_stored = self.store.stored_leaves(code).await?;
         let mut village = Village { state, tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
         if corrupt.is_none() && nodes_stored > village.len() {
             corrupt = Some(Corruption::at(
@@ -62,7 +65,7 @@ impl Villages {
             ));
         }
         if corrupt.is_none() {
-            if let Some(stored) = self.store.checkpoint(code, None).await? {
+            if let Some(stored) = latest_stored {
                 match self.check_stored_checkpoint(&village, &stored) {
                     Ok(view) => {
                         village.latest = Some(view);

@@ -36,7 +36,8 @@ impl Villages {
         let stored = stored.ok_or_else(|| {
             status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no checkpoint of size {size}"))
         })?;
-        let v = arc.lock().await;
+        let mut v = arc.lock().await;
+        self.catch_up(&mut v, size).await?;
         let prefix = format!("{}/witness/", self.deployment);
         let actor_id = sig
             .name
@@ -96,8 +97,28 @@ impl Villages {
         let stored = self.store.checkpoint(code, size).await.map_err(|e| status::store(&e))?;
         let stored = stored
             .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no such checkpoint yet")))?;
-        let v = arc.lock().await;
+        let mut v = arc.lock().await;
+        self.catch_up(&mut v, stored.tree_size).await?;
         self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))
+    }
+
+    /// Brings a village's state up to a checkpoint of `size` records that another process
+    /// signed, by reloading it: its witnesses are judged on the state after those records,
+    /// which this process may not hold yet. A village whose rows failed a check stays as it is
+    /// (its checkpoints are served as stored).
+    pub(super) async fn catch_up(&self, v: &mut Village, size: u64) -> Result<(), Status> {
+        if size <= v.len() || v.corrupt.is_some() {
+            return Ok(());
+        }
+        self.reload(v).await.map_err(|e| status::store(&e))?;
+        if size > v.len() && v.corrupt.is_none() {
+            return Err(status::plain(
+                Code::Unavailable,
+                "CHECKPOINT_AHEAD",
+                format!("ledger {} has a checkpoint of {size} records, but only {} could be loaded; retry", v.code, v.len()),
+            ));
+        }
+        Ok(())
     }
 }
 

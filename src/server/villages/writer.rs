@@ -60,12 +60,36 @@ impl From<AppendError> for Status {
     }
 }
 
+/// A village locked for an append. However the append ends (returned, or its task stopped at
+/// an await or by a panic), a batch it left open in the state's journal is rolled back when
+/// the lock is released, so the state never holds events that were not stored.
+struct WriterLock(OwnedMutexGuard<Village>);
+
+impl std::ops::Deref for WriterLock {
+    type Target = Village;
+    fn deref(&self) -> &Village {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for WriterLock {
+    fn deref_mut(&mut self) -> &mut Village {
+        &mut self.0
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        self.0.state.rollback_batch();
+    }
+}
+
 impl Villages {
     /// Appends signed events to one ledger, all or nothing, in order.
     pub async fn append(&self, code: &VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, AppendError> {
         let (arc, mut village) = loop {
             let arc = self.village_or_load(code).await.map_err(AppendError::Store)?;
-            let village = arc.clone().lock_owned().await;
+            let village = WriterLock(arc.clone().lock_owned().await);
             if !village.stale {
                 break (arc, village);
             }
