@@ -2055,3 +2055,30 @@ fn a_committed_batch_is_the_same_as_events_applied_one_by_one() {
     assert_eq!(state.head(), s.writer.state.head());
     assert_eq!(state.balances().digest(), s.writer.state.balances().digest());
 }
+
+#[test]
+fn a_periods_tally_equals_a_scan_of_its_entries_through_objections_corrections_and_closes() {
+    use jifen_ledger::sample::{generate, SampleConfig};
+    use jifen_ledger::verify::replay_one;
+    // Given a village-year with objections upheld and dismissed, corrections and voids,
+    let s = generate(&SampleConfig { seed: 23, households: Some(30), months: 4, scores_per_household: 2.0 }).unwrap();
+    let mut state = VillageState::new();
+    for (i, r) in s.records().iter().enumerate() {
+        state.apply(&replay_one(&state, r).unwrap());
+        if i % 13 != 0 {
+            continue;
+        }
+        // then after every 13th record each month's final points are the sum over its entries.
+        for m in 1..=5 {
+            let period = jifen_ledger::time::Period::from_ym(2025, m).unwrap();
+            let scanned: i64 = state.entries().filter(|e| e.period == period && e.is_final && !e.void).map(|e| e.points).sum();
+            assert_eq!(state.period_points(period), scanned, "{period} after record {i}");
+        }
+    }
+    let kinds: Vec<&str> = s
+        .records()
+        .iter()
+        .map(|r| jifen_ledger::body::event_kind(jifen_ledger::body::decode_body(r.body()).unwrap().payload.as_ref().unwrap()))
+        .collect();
+    assert!(kinds.contains(&"ObjectionDecided") && kinds.contains(&"PublicationClosed"), "the year decides objections and closes 公示");
+}

@@ -238,9 +238,9 @@ pub struct VillageState {
     pub(crate) members: JSet<String>,
     pub(crate) claims: JMap<String, scoring::Claim>,
     pub(crate) entries: JMap<String, Entry>,
-    /// (period, entry id) of every entry: a settlement looks at its own period's entries, not
-    /// at every entry of the ledger. A key per entry, so the journal records one key per score.
-    pub(crate) period_entries: JOrd<(Period, String), ()>,
+    /// Per period, what a settlement needs of its entries (kept as entries change), so it
+    /// never scans the ledger's entries.
+    pub(crate) period_tally: JOrd<Period, scoring::PeriodTally>,
     pub(crate) caps: JMap<(String, String, Period), i64>,
     pub(crate) publications: JMap<String, Publication>,
     pub(crate) objections: JMap<String, Objection>,
@@ -276,7 +276,7 @@ macro_rules! each_collection {
         s.members.$m();
         s.claims.$m();
         s.entries.$m();
-        s.period_entries.$m();
+        s.period_tally.$m();
         s.caps.$m();
         s.publications.$m();
         s.objections.$m();

@@ -181,25 +181,7 @@ impl VillageState {
 
     /// The sum of final points of a period's entries.
     pub fn period_points(&self, period: Period) -> i64 {
-        self.entries_of(period).filter(|e| e.is_final && !e.void).map(|e| e.points).sum()
-    }
-
-    /// The entries scored for `period`.
-    fn entries_of(&self, period: Period) -> impl Iterator<Item = &super::Entry> {
-        self.period_entries
-            .range((period, String::new())..)
-            .take_while(move |((p, _), _)| *p == period)
-            .filter_map(|((_, id), _)| self.entries.get(id))
-    }
-
-    /// The periods that have entries, in order (one seek per period).
-    fn periods_with_entries(&self) -> impl Iterator<Item = Period> + '_ {
-        let mut next = self.period_entries.keys().next().map(|(p, _)| *p);
-        std::iter::from_fn(move || {
-            let p = next?;
-            next = self.period_entries.range((p.next(), String::new())..).next().map(|((q, _), _)| *q);
-            Some(p)
-        })
+        self.period_tally.get(&period).map_or(0, |t| t.final_points)
     }
 
     pub(super) fn decide_settlement(&self, ctx: &Ctx, p: &PeriodSettled) -> Result<(), Rejection> {
@@ -223,7 +205,7 @@ impl VillageState {
         if got < rb.settlement_quorum {
             return Err(Rejection::QuorumNotMet { what: "settlement (supervisor co-signatures)", needed: rb.settlement_quorum, got });
         }
-        let unpublished = self.entries_of(period).filter(|e| !e.void && !e.is_final).count();
+        let unpublished = self.period_tally.get(&period).map_or(0, |t| t.unpublished) as usize;
         if unpublished > 0 {
             return Err(Rejection::UnpublishedEntries { period: period.to_string(), count: unpublished });
         }
@@ -235,10 +217,7 @@ impl VillageState {
         if ctx.recorded_at < ends_at {
             return Err(Rejection::PeriodNotOver { period: period.to_string(), ends_at });
         }
-        let earlier = self
-            .periods_with_entries()
-            .take_while(|p| *p < period)
-            .find(|p| !self.settled.contains_key(p) && self.entries_of(*p).any(|e| !e.void));
+        let earlier = self.period_tally.range(..period).find(|(p, t)| t.live > 0 && !self.settled.contains_key(p)).map(|(p, _)| *p);
         if let Some(earlier) = earlier {
             return Err(Rejection::EarlierPeriodUnsettled { period: period.to_string(), earlier: earlier.to_string() });
         }
@@ -332,12 +311,15 @@ impl VillageState {
             if e.is_final {
                 continue;
             }
+            let before = super::scoring::PeriodTally::of(e);
             e.is_final = true;
+            let after = super::scoring::PeriodTally::of(e);
             if !e.void {
                 let (h, c, pts) = (e.household.clone(), e.category, e.points);
                 let holder = self.resolve_household(&h).to_owned();
                 self.book.post_score(&holder, c, pts);
             }
+            self.retally(Some(before), Some(after));
         }
     }
 

@@ -42,6 +42,28 @@ pub struct Entry {
     pub pending_objection: Option<String>,
 }
 
+/// What a period's entries amount to for its settlement: how many are live (not void), how
+/// many of those are not yet final (unpublished or in 公示), and the sum of the final points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeriodTally {
+    pub live: u64,
+    pub unpublished: u64,
+    pub final_points: i64,
+}
+
+impl PeriodTally {
+    /// One entry's share, with its period.
+    pub(super) fn of(e: &Entry) -> (Period, PeriodTally) {
+        let live = !e.void;
+        let share = PeriodTally {
+            live: u64::from(live),
+            unpublished: u64::from(live && !e.is_final),
+            final_points: if live && e.is_final { e.points } else { 0 },
+        };
+        (e.period, share)
+    }
+}
+
 fn check_evidence(hashes: &[Vec<u8>]) -> Result<(), Rejection> {
     if hashes.len() > 16 {
         return Err(Rejection::field("evidence_hashes", "at most 16 evidence hashes"));
@@ -252,7 +274,6 @@ impl VillageState {
         }
         let cap = self.caps.entry_or_default((p.household_id.clone(), p.item_code.clone(), date.period()));
         *cap = cap.saturating_add(p.points.saturating_abs());
-        self.period_entries.insert((date.period(), p.entry_id.clone()), ());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {
@@ -273,11 +294,14 @@ impl VillageState {
                 pending_objection: None,
             },
         );
+        let added = self.entries.get(&p.entry_id).map(PeriodTally::of);
+        self.retally(None, added);
     }
 
     /// Changes an entry's points (or voids it), keeping caps and, for final entries, the book.
     pub(super) fn change_entry(&mut self, id: &str, new_points: Option<i64>) {
         let Some(e) = self.entries.get_mut(id) else { return };
+        let before = PeriodTally::of(e);
         let new = new_points.unwrap_or(0);
         let key = (e.household.clone(), e.item_code.clone(), e.period);
         let cap = self.caps.entry_or_default(key);
@@ -293,6 +317,24 @@ impl VillageState {
         } else {
             e.points = new;
             e.void = new_points.is_none();
+        }
+        let after = self.entries.get(id).map(PeriodTally::of);
+        self.retally(Some(before), after);
+    }
+
+    /// Moves an entry's share of its period's tally from `before` to `after` (either absent).
+    pub(super) fn retally(&mut self, before: Option<(Period, PeriodTally)>, after: Option<(Period, PeriodTally)>) {
+        if let Some((period, t)) = before {
+            let x = self.period_tally.entry_or_default(period);
+            x.live = x.live.saturating_sub(t.live);
+            x.unpublished = x.unpublished.saturating_sub(t.unpublished);
+            x.final_points = x.final_points.saturating_sub(t.final_points);
+        }
+        if let Some((period, t)) = after {
+            let x = self.period_tally.entry_or_default(period);
+            x.live = x.live.saturating_add(t.live);
+            x.unpublished = x.unpublished.saturating_add(t.unpublished);
+            x.final_points = x.final_points.saturating_add(t.final_points);
         }
     }
 
