@@ -208,6 +208,15 @@ impl Ctx<'_> {
     }
 }
 
+/// The first 16 bytes of SHA-256 of `data`: the in-memory identity of an idempotency key and of
+/// a body (a collision needs about 2⁶⁴ keys; nothing signed or stored uses it).
+fn digest16(data: &[u8]) -> [u8; 16] {
+    let h = Hash::of(data);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.as_bytes()[..16]);
+    out
+}
+
 /// The genesis facts.
 #[derive(Clone, Debug)]
 pub struct Genesis {
@@ -228,7 +237,9 @@ pub struct VillageState {
     next_seq: u64,
     head: Hash,
     last_recorded_at: i64,
-    idempotency: JMap<String, (u64, Hash)>,
+    /// Per idempotency key (as its [`digest16`]): the seq of its record and its body's
+    /// digest. Fixed-size entries: a ledger's history of keys costs 40 bytes a record.
+    idempotency: JMap<[u8; 16], (u64, [u8; 16])>,
     pub(crate) actors: JMap<String, Actor>,
     pub(crate) keys: JMap<PublicKey, String>,
     pub(crate) rulebooks: Vec<Rulebook>,
@@ -346,7 +357,7 @@ impl VillageState {
     }
     /// The seq of the record with this idempotency key, if any.
     pub fn seq_of_key(&self, key: &str) -> Option<u64> {
-        self.idempotency.get(key).map(|(seq, _)| *seq)
+        self.idempotency.get(&digest16(key.as_bytes())).map(|(seq, _)| *seq)
     }
     /// The balance book as of the last record. Under annual expiry, the expiry of a new year
     /// is booked by the first record of that year; to show balances at a given time (e.g.
@@ -497,8 +508,8 @@ impl VillageState {
         if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 || body.idempotency_key.chars().any(char::is_control) {
             return Err(Rejection::field("idempotency_key", "must be 1 to 128 bytes without control characters"));
         }
-        let body_hash = Hash::of(&cmd.body);
-        if let Some(&(seq, h)) = self.idempotency.get(&body.idempotency_key) {
+        let body_hash = digest16(&cmd.body);
+        if let Some(&(seq, h)) = self.idempotency.get(&digest16(body.idempotency_key.as_bytes())) {
             return if h == body_hash {
                 Ok(Decision::Duplicate { seq })
             } else {
@@ -571,7 +582,7 @@ impl VillageState {
         // The expiry due at this record, exactly as `balances_at` (and so `decide`) saw it.
         let (year, annual) = self.year_at(recorded_at);
         self.book.enter_year(year, annual);
-        self.idempotency.insert(body.idempotency_key.clone(), (rec.seq(), Hash::of(rec.body())));
+        self.idempotency.insert(digest16(body.idempotency_key.as_bytes()), (rec.seq(), digest16(rec.body())));
         let seq = rec.seq();
         match accepted.payload() {
             Payload::LedgerOpened(p) => {
