@@ -722,3 +722,33 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
     assert!(q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-02".into(), size: 5 }).await.is_ok());
     server.shutdown().await;
 }
+
+/// Concurrent first appends to a new ledger share one copy of it in memory (so the cached
+/// village holds every record that landed), and an append that lands nothing on an unknown
+/// ledger leaves nothing cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_appends_to_a_new_ledger_share_one_copy_and_failed_ones_cache_nothing() {
+    let db = Db::start().await;
+    let sample = small_year(14, 1);
+    let mut server = Server::start(&db, &sample).await;
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    server.clock.advance_to(records[1].recorded_at());
+    let ev = |r: &Record| event(r.body().to_vec(), r.signatures());
+    // An event of a ledger that has no genesis yet is refused, and the code is not kept.
+    let e = server.client.append(api::AppendRequest { event: Some(ev(&records[1])) }).await.unwrap_err();
+    assert_status(e, Code::NotFound, "NOT_OPENED");
+    assert_eq!(server.villages.loaded_villages(), 0);
+    // Two first appends at once: the genesis alone, and the genesis with the next event.
+    let batch = |rs: &[Record]| api::AppendBatchRequest { ledger_id: ledger.clone(), events: rs.iter().map(ev).collect() };
+    let (mut c1, mut c2) = (server.client.clone(), server.client.clone());
+    let (a, b) = tokio::join!(c1.append_batch(batch(&records[..1])), c2.append_batch(batch(&records[..2])));
+    a.unwrap();
+    b.unwrap();
+    let stored = server.read_all(&ledger, &sample.cast.township).await;
+    assert_eq!(stored.len(), 2);
+    let code = jifen_ledger::VillageCode::parse(&ledger).unwrap();
+    assert_eq!(server.villages.existing(&code).await.unwrap().lock().await.len(), 2, "the cached village has every stored record");
+    assert_eq!(server.villages.loaded_villages(), 1);
+    server.shutdown().await;
+}

@@ -185,6 +185,10 @@ fn the_first_event_must_open_the_ledger_and_only_once() {
         township_key: t.public(),
     });
     assert_rejects!(g, &t, &[], again, Rejection::AlreadyOpened);
+    // The genesis itself, sent again (a client retrying), is its own record, not a refusal.
+    let genesis = &g.w.records[0];
+    let retried = g.w.state.decide(Command::new(genesis.body().to_vec(), genesis.signatures().to_vec(), g.w.now)).unwrap();
+    assert!(matches!(retried, Decision::Duplicate { seq: 0 }), "{retried:?}");
 }
 
 /// Wraps a bare writer so the macro can use it like a fixture.

@@ -498,7 +498,15 @@ impl VillageState {
         match (&self.genesis, payload) {
             (None, Payload::LedgerOpened(_)) => {}
             (None, _) => return Err(Rejection::NotOpened),
-            (Some(_), Payload::LedgerOpened(_)) => return Err(Rejection::AlreadyOpened),
+            (Some(_), Payload::LedgerOpened(_)) => {
+                // A client retrying the genesis it sent gets its record back, as for any event.
+                if let Some(&(seq, h)) = self.idempotency.get(&digest16(body.idempotency_key.as_bytes())) {
+                    if h == digest16(&cmd.body) {
+                        return Ok(Decision::Duplicate { seq });
+                    }
+                }
+                return Err(Rejection::AlreadyOpened);
+            }
             (Some(g), _) if g.ledger_id.as_str() != body.ledger_id => {
                 return Err(Rejection::WrongLedger { expected: g.ledger_id.to_string(), got: body.ledger_id.clone() })
             }

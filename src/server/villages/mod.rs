@@ -74,6 +74,11 @@ pub struct Villages {
 }
 
 impl Villages {
+    /// How many villages are held in memory.
+    pub fn loaded_villages(&self) -> usize {
+        self.map.lock().expect("village map").len()
+    }
+
     /// How many times a village was loaded from the store since start (first uses, and
     /// reloads after another process appended to a village first).
     pub fn loads(&self) -> u64 {
@@ -115,17 +120,17 @@ impl Villages {
 
     /// A village, loaded from the store on first use (empty if it has no records yet).
     pub async fn village(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
-        self.village_or_load(code).await.map_err(|e| status::store(&e))
+        self.village_or_load(code, false).await.map_err(|e| status::store(&e))
     }
 
-    async fn village_or_load(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, StoreError> {
+    async fn village_or_load(&self, code: &VillageCode, for_append: bool) -> Result<Arc<Mutex<Village>>, StoreError> {
         if let Some(v) = self.map.lock().expect("village map").get(code) {
             return Ok(v.clone());
         }
         let loaded = self.load(code).await?;
-        if loaded.is_empty() && loaded.corrupt.is_none() {
+        if loaded.is_empty() && loaded.corrupt.is_none() && !for_append {
             // Not cached: a ledger exists only once its genesis is stored (unknown codes must
-            // not fill the map). Racing genesis appends are settled by the database.
+            // not fill the map). An append caches it while it runs (`append`).
             return Ok(Arc::new(Mutex::new(loaded)));
         }
         let mut map = self.map.lock().expect("village map");

@@ -88,32 +88,51 @@ impl Villages {
     /// Appends signed events to one ledger, all or nothing, in order.
     pub async fn append(&self, code: &VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, AppendError> {
         let (arc, mut village) = loop {
-            let arc = self.village_or_load(code).await.map_err(AppendError::Store)?;
+            // Cached even while it has no record, so that concurrent first appends to a new
+            // ledger share one copy (and one lock); dropped again below if nothing lands.
+            let arc = self.village_or_load(code, true).await.map_err(AppendError::Store)?;
             let village = WriterLock(arc.clone().lock_owned().await);
             if !village.stale {
                 break (arc, village);
             }
         };
+        let mut result = None;
         for attempt in 0..2 {
             match self.try_append(&mut village, &events).await {
                 Err(AppendError::Store(StoreError::Conflict { .. })) if attempt == 0 => {
                     // Another process appended to this village: reload and decide again.
-                    self.reload(&mut village).await.map_err(AppendError::Store)?;
+                    if let Err(e) = self.reload(&mut village).await {
+                        result = Some(Err(AppendError::Store(e)));
+                        break;
+                    }
                 }
                 Ok(out) => {
-                    // A new ledger is kept in memory from its first record on.
+                    // Kept in memory from its first record on (already so, unless a failed
+                    // first append dropped the shared copy meanwhile).
                     self.map.lock().expect("village map").entry(code.clone()).or_insert_with(|| arc.clone());
                     if out.iter().any(|a| !a.duplicate) {
                         // Wakes the checkpointer: every append, a settlement included, is
                         // covered by a signed checkpoint within CHECKPOINT_BATCH.
                         self.mark_dirty(code);
                     }
-                    return Ok(out);
+                    result = Some(Ok(out));
+                    break;
                 }
-                other => return other,
+                other => {
+                    result = Some(other);
+                    break;
+                }
             }
         }
-        unreachable!("the loop returns on its second attempt")
+        let result = result.expect("the loop sets a result on its second attempt");
+        if village.is_empty() {
+            // No record of this ledger landed: an unknown code does not stay in the map.
+            let mut map = self.map.lock().expect("village map");
+            if map.get(code).is_some_and(|cached| Arc::ptr_eq(cached, &arc)) {
+                map.remove(code);
+            }
+        }
+        result
     }
 
     /// Loads the village again from the store, keeping the channels subscribers and
