@@ -196,14 +196,7 @@ async fn a_server_started_after_the_tampering_verifies_reads_and_exports_it_and_
         assert_eq!(cp.unwrap_or_else(|e| panic!("{what}: GetCheckpoint: {e:?}")).into_inner().checkpoint.unwrap().tree_size, n);
         server.shutdown().await;
 
-        owner
-            .batch_execute(&format!(
-                "SET session_replication_role = replica;
-                 DELETE FROM records WHERE ledger_id = '{l}';
-                 INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records WHERE ledger_id = '{l}';"
-            ))
-            .await
-            .unwrap();
+        restore_saved_records(&owner, l).await;
     }
 
     // Restored from the saved rows, the village verifies and takes the held-back event.

@@ -312,14 +312,7 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
         let res = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
         assert!(!res.ok, "{what}: not detected");
         assert_eq!((res.has_bad_seq, res.first_bad_seq), (true, want), "{what}: {}", res.reason);
-        owner
-            .batch_execute(&format!(
-                "SET session_replication_role = replica;
-                 DELETE FROM records WHERE ledger_id = '{l}';
-                 INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records WHERE ledger_id = '{l}';"
-            ))
-            .await
-            .unwrap();
+        restore_saved_records(&owner, &l).await;
     }
     // A truncation that also removes the stored checkpoints covering the lost tail passes the
     // stored checks, and is caught by the witnessed checkpoint a supervisor holds.

@@ -57,6 +57,12 @@ pub struct Balance {
 }
 
 impl Balance {
+    /// The balance after an annual reset: whatever is available (a deficit too) is written
+    /// off into `expired`, so the new year starts at zero.
+    pub fn after_reset(self) -> Balance {
+        Balance { expired: self.expired.saturating_add(self.available()), ..self }
+    }
+
     /// Points available to spend.
     pub fn available(&self) -> i64 {
         // Saturating: figures come from records, and no sequence of records may panic.
@@ -225,7 +231,7 @@ impl BalanceBook {
         match self.year {
             Some(y) if y >= year => {}
             Some(_) if annual_expiry => {
-                self.households.update_all(|_, b| b.expired = b.expired.saturating_add(b.available()));
+                self.households.update_all(|_, b| *b = b.after_reset());
                 self.year = Some(year);
             }
             _ => self.year = Some(year),

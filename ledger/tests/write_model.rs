@@ -1341,6 +1341,14 @@ fn balances_at_a_time_show_the_expiry_due_then_without_changing_the_state() {
     // and the state itself is unchanged.
     assert_eq!(g.w.state.balances().available("H0004"), 4);
     assert_eq!(g.w.state.head(), head);
+    // One household's balance at a time is the book's at that time, household by household.
+    for t in [at("2025-12-31", 23), at("2026-01-01", 0)] {
+        let book = g.w.state.balances_at(t);
+        for (h, b) in book.iter() {
+            assert_eq!(g.w.state.balance_at(h, t).as_ref(), Some(b), "{h} at {t}");
+        }
+    }
+    assert_eq!(g.w.state.balance_at("H9999", at("2026-01-01", 0)), None);
     // Under a policy that never expires, nothing is due.
     let mut never = given();
     never.final_points("H0004", 3);

@@ -92,9 +92,9 @@ impl QueryService for QueryApi {
         let name = self.villages.store().profile_name(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
         let names: HashMap<String, String> = name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
         let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
-        let book = v.state().balances_at(self.villages.now_for(&v));
-        let b = book
-            .get(&req.household_id)
+        let b = v
+            .state()
+            .balance_at(&req.household_id, self.villages.now_for(&v))
             .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_HOUSEHOLD", format!("no household {}", req.household_id)))?;
         let periods = v
             .views()
@@ -112,7 +112,7 @@ impl QueryService for QueryApi {
                 returned: f.returned,
             })
             .collect();
-        Ok(Response::new(api::GetBalanceResponse { as_of: as_of(&v), balance: Some(balance(&req.household_id, b, &names)), periods }))
+        Ok(Response::new(api::GetBalanceResponse { as_of: as_of(&v), balance: Some(balance(&req.household_id, &b, &names)), periods }))
     }
 
     async fn list_balances(&self, request: Request<api::ListBalancesRequest>) -> Result<Response<api::ListBalancesResponse>, Status> {

@@ -421,7 +421,8 @@ impl Store {
             Some(n) => {
                 client
                     .query_opt(
-                        "SELECT tree_size, root_hash, note FROM checkpoints WHERE ledger_id = $1 AND tree_size = $2",
+                        "SELECT c.tree_size, c.root_hash, c.note, (SELECT r.recorded_at FROM records r WHERE r.ledger_id = c.ledger_id AND r.seq = c.tree_size - 1) \
+                         FROM checkpoints c WHERE c.ledger_id = $1 AND c.tree_size = $2",
                         &[&ledger.as_str(), &(n as i64)],
                     )
                     .await?
@@ -429,7 +430,8 @@ impl Store {
             None => {
                 client
                     .query_opt(
-                        "SELECT tree_size, root_hash, note FROM checkpoints WHERE ledger_id = $1 ORDER BY tree_size DESC LIMIT 1",
+                        "SELECT c.tree_size, c.root_hash, c.note, (SELECT r.recorded_at FROM records r WHERE r.ledger_id = c.ledger_id AND r.seq = c.tree_size - 1) \
+                         FROM checkpoints c WHERE c.ledger_id = $1 ORDER BY c.tree_size DESC LIMIT 1",
                         &[&ledger.as_str()],
                     )
                     .await?
@@ -438,10 +440,7 @@ impl Store {
         let Some(row) = row else { return Ok(None) };
         let size: i64 = row.get(0);
         let root: Vec<u8> = row.get(1);
-        let last_recorded_at = client
-            .query_opt("SELECT recorded_at FROM records WHERE ledger_id = $1 AND seq = $2", &[&ledger.as_str(), &(size - 1)])
-            .await?
-            .map(|r| r.get(0));
+        let last_recorded_at: Option<i64> = row.get(3);
         let rows = client
             .query(
                 "SELECT key_name, key_id, signature FROM cosignatures WHERE ledger_id = $1 AND tree_size = $2 ORDER BY added_at, key_name",

@@ -87,3 +87,17 @@ pub fn assert_status(e: tonic::Status, code: Code, reason: &str) {
     assert_eq!(info.reason, reason, "{e:?}");
     assert_eq!(info.domain, "jifen.v1");
 }
+
+/// Puts a ledger's records back as they were saved in the table `saved_records` (created by
+/// the test with `CREATE TABLE saved_records AS SELECT * FROM records`), as the database
+/// superuser, with the append-only triggers bypassed: the undo of a test's tampering.
+pub async fn restore_saved_records(owner: &tokio_postgres::Client, ledger: &str) {
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM records WHERE ledger_id = '{ledger}';
+             INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records WHERE ledger_id = '{ledger}';"
+        ))
+        .await
+        .unwrap();
+}

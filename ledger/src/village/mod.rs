@@ -383,6 +383,14 @@ impl VillageState {
         }
     }
 
+    /// One household's balance as it stands at `micros`: [`VillageState::balances_at`] for one
+    /// household, without copying the book when an expiry is due.
+    pub fn balance_at(&self, household: &str, micros: i64) -> Option<crate::balance::Balance> {
+        let (year, annual) = self.year_at(micros);
+        let b = *self.book.get(household)?;
+        Some(if self.book.expires_on_entering(year, annual) { b.after_reset() } else { b })
+    }
+
     /// The calendar year of `micros` and whether the rulebook in force that day expires points
     /// annually: what [`VillageState::balances_at`] and `apply` book on entering a year.
     pub(crate) fn year_at(&self, micros: i64) -> (i32, bool) {
