@@ -256,8 +256,24 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
 
     // An idempotent retry returns the same record; the same key with another body conflicts.
     let first = server.client.append(api::AppendRequest { event: Some(good.clone()) }).await.unwrap().into_inner().result.unwrap();
-    let again = server.client.append(api::AppendRequest { event: Some(good) }).await.unwrap().into_inner().result.unwrap();
+    let again = server.client.append(api::AppendRequest { event: Some(good.clone()) }).await.unwrap().into_inner().result.unwrap();
     assert_eq!((again.seq, again.record_hash.clone(), again.duplicate), (first.seq, first.record_hash.clone(), true));
+    // A server restarted after the refused batch and the append that followed it holds the
+    // same village as the warm one: same tree, same balances, and the retry is the same record.
+    use jifen::api::query_service_client::QueryServiceClient;
+    let balances = |addr: std::net::SocketAddr, ledger: String| async move {
+        let mut q = QueryServiceClient::connect(format!("http://{addr}")).await.unwrap();
+        let r = q.list_balances(api::ListBalancesRequest { ledger_id: ledger }).await.unwrap().into_inner();
+        (r.as_of.unwrap().tree_size, r.balance_digest)
+    };
+    let warm = balances(server.addr, ledger.clone()).await;
+    assert_eq!(warm.0, first.seq + 1);
+    server.shutdown().await;
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(now);
+    assert_eq!(balances(server.addr, ledger.clone()).await, warm, "the cold load equals the warm state");
+    let retried = server.client.append(api::AppendRequest { event: Some(good) }).await.unwrap().into_inner().result.unwrap();
+    assert_eq!((retried.seq, retried.record_hash, retried.duplicate), (first.seq, first.record_hash.clone(), true));
     let other = submit(&cast.panel[1], &[], "i", score("H0022", 2));
     assert_status(server.client.append(other).await.unwrap_err(), Code::AlreadyExists, "IDEMPOTENCY_CONFLICT");
     assert_eq!(server.len(&ledger, &sample.cast.auditor).await, before + 1);
