@@ -117,7 +117,7 @@ fn main() {
                 sent += 1;
                 tokio::spawn(async move {
                     let t = Instant::now();
-                    let ok = c.get_balance(api::GetBalanceRequest { ledger_id: ledger, household_id: h }).await.is_ok();
+                    let ok = c.get_balance(api::GetBalanceRequest { ledger_id: ledger, household_id: h, ..Default::default() }).await.is_ok();
                     let _ = tx.send((t.elapsed(), ok));
                 });
             }

@@ -184,7 +184,7 @@ async fn a_server_started_after_the_tampering_verifies_reads_and_exports_it_and_
 
         // Public queries and writes are refused with the first bad seq the load found.
         let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await.unwrap();
-        let e = query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap_err();
+        let e = query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap_err();
         assert_corrupt(e, Some(bad));
         let e =
             server.client.append(api::AppendRequest { event: Some(event(held_back[0].body().to_vec(), held_back[0].signatures())) }).await;
@@ -219,7 +219,7 @@ async fn a_warm_server_that_finds_its_rows_tampered_stops_writes_and_queries() {
         server.replay(r).await;
     }
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await.unwrap();
-    query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap();
+    query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap();
     let owner = db.superuser().await.unwrap();
     owner
         .batch_execute(&format!(
@@ -229,7 +229,10 @@ async fn a_warm_server_that_finds_its_rows_tampered_stops_writes_and_queries() {
         .unwrap();
     let (ok, seq, _) = verify(&server, &ledger, &sample.cast.auditor).await.unwrap();
     assert_eq!((ok, seq), (false, Some(30)));
-    assert_corrupt(query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap_err(), Some(30));
+    assert_corrupt(
+        query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap_err(),
+        Some(30),
+    );
     let e = server.client.append(api::AppendRequest { event: Some(event(held_back[0].body().to_vec(), held_back[0].signatures())) }).await;
     assert_corrupt(e.unwrap_err(), Some(30));
     // Still verifiable by its supervisors.
@@ -264,7 +267,10 @@ async fn a_stored_checkpoint_whose_columns_were_rewritten_is_caught_cold_and_war
     assert!(!ok);
     assert!(reason.contains("not what the log signed"), "{reason}");
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await.unwrap();
-    assert_corrupt(query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap_err(), None);
+    assert_corrupt(
+        query.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap_err(),
+        None,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -263,7 +263,7 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
     use jifen::api::query_service_client::QueryServiceClient;
     let balances = |addr: std::net::SocketAddr, ledger: String| async move {
         let mut q = QueryServiceClient::connect(format!("http://{addr}")).await.unwrap();
-        let r = q.list_balances(api::ListBalancesRequest { ledger_id: ledger }).await.unwrap().into_inner();
+        let r = q.list_balances(api::ListBalancesRequest { ledger_id: ledger, ..Default::default() }).await.unwrap().into_inner();
         (r.as_of.unwrap().tree_size, r.balance_digest)
     };
     let warm = balances(server.addr, ledger.clone()).await;
@@ -420,17 +420,28 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     let n = sample.records().len() as u64;
 
     // Balances: the server's figures are the write-model's, names come from the profile table.
-    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(all.as_of.as_ref().unwrap().tree_size, n);
     assert_eq!(all.balance_digest, sample.writer.state.balances().digest().0.to_vec());
-    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into() }).await.unwrap().into_inner();
+    let one = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     let b = one.balance.unwrap();
     assert_eq!((b.display_name.as_str(), b.available), ("张三", sample.writer.state.balances().available("H0001")));
-    let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into() }).await.unwrap_err();
+    let e = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_status(e, Code::NotFound, "UNKNOWN_HOUSEHOLD");
     // Erasing the profile breaks nothing: the name is gone, the ledger unchanged.
     assert!(store.erase_profile(&code, "H0001").await.unwrap());
-    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into() }).await.unwrap().into_inner();
+    let one = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H0001".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(one.balance.unwrap().display_name, "");
 
     // The January 公示 board, the 红黑榜 and the supermarket month.
@@ -488,7 +499,7 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     server.clock.advance(301_000_000);
     assert_status(q.get_audit_trail(stale).await.unwrap_err(), Code::Unauthenticated, "TOKEN_EXPIRED");
     // The public views need none.
-    assert!(q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.is_ok());
+    assert!(q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.is_ok());
 
     // VerifyLedger: all good, then a superuser edits a stored row behind the triggers' back.
     let verify = |server: &Server| {
@@ -675,7 +686,8 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
     for r in &records {
         server.replay(r).await;
         if r.seq() % 97 == 0 || r.seq() + 1 == n {
-            let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+            let all =
+                q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap().into_inner();
             let size = all.as_of.unwrap().tree_size;
             assert_eq!(size, r.seq() + 1);
             let cp = l
@@ -689,18 +701,22 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
 
     // Before the new year, balances as the records leave them.
     let state = &sample.writer.state;
-    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(all.balance_digest, state.balances().digest().0.to_vec());
     // Once 2026 has begun, the annual expiry shows though no record of 2026 exists yet: the
     // digest is the one a settlement recorded now must carry.
     let new_year = Date::parse("d", "2026-01-05").unwrap().start_micros();
     server.clock.advance_to(new_year);
-    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() }).await.unwrap().into_inner();
     assert_eq!(all.balance_digest, state.balance_digest_at(new_year).0.to_vec());
     assert_ne!(all.balance_digest, state.balances().digest().0.to_vec(), "the sample has points to expire");
     let rich = state.balances().iter().find(|(_, b)| b.available() > 0).map(|(h, _)| h.to_owned()).unwrap();
     let before = state.balances().get(&rich).unwrap().available();
-    let one = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: rich.clone() }).await.unwrap().into_inner();
+    let one = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: rich.clone(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     let b = one.balance.unwrap();
     assert_eq!((b.available, b.expired - state.balances().get(&rich).unwrap().expired), (0, before));
 
@@ -725,10 +741,16 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
 
     // Malformed ids are INVALID_ARGUMENT, an unknown well-formed one NOT_FOUND.
     for bad in ["H 0001", "", "户0001", "H0001/../x"] {
-        let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: bad.into() }).await.unwrap_err();
+        let e = q
+            .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: bad.into(), ..Default::default() })
+            .await
+            .unwrap_err();
         assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
     }
-    let e = q.get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into() }).await.unwrap_err();
+    let e = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: "H9999".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_status(e, Code::NotFound, "UNKNOWN_HOUSEHOLD");
     let e = q.get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P 2025".into() }).await.unwrap_err();
     assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");

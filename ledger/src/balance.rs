@@ -83,6 +83,27 @@ impl Balance {
     }
 }
 
+/// Whether balances of `book_year` expire on entering `year` under a rulebook whose expiry
+/// is annual or not: the one rule, for the book in memory and for a stored read model.
+pub fn expires(book_year: Option<i32>, year: i32, annual_expiry: bool) -> bool {
+    annual_expiry && matches!(book_year, Some(y) if y < year)
+}
+
+/// The balance digest (module docs) of balances given in household id order (byte order):
+/// the book's, or a stored read model's.
+pub fn digest<'a>(balances: impl ExactSizeIterator<Item = (&'a str, &'a Balance)>) -> Hash {
+    let mut data = Vec::with_capacity(4 + balances.len() * 72);
+    data.extend_from_slice(&(balances.len() as u32).to_be_bytes());
+    for (id, b) in balances {
+        data.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        data.extend_from_slice(id.as_bytes());
+        for v in [b.basic, b.contribution, b.deducted, b.redeemed, b.carried_in, b.carried_out, b.expired] {
+            data.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+    Hash::tagged(BALANCES_TAG, &data)
+}
+
 /// Every household's balance, keyed by household id.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BalanceBook {
@@ -125,7 +146,7 @@ impl BalanceBook {
     }
 
     /// All balances in household id order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Balance)> {
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Balance)> {
         self.households.iter().map(|(k, v)| (k.as_str(), v))
     }
 
@@ -219,7 +240,21 @@ impl BalanceBook {
 
     /// Whether entering `year` would expire balances.
     pub fn expires_on_entering(&self, year: i32, annual_expiry: bool) -> bool {
-        annual_expiry && matches!(self.year, Some(y) if y < year)
+        expires(self.year, year, annual_expiry)
+    }
+
+    /// The calendar year the available figures belong to (none before the first record).
+    pub fn year(&self) -> Option<i32> {
+        self.year
+    }
+
+    /// The households whose balance changed since the batch began
+    /// (`VillageState::begin_batch`), each once, in id order.
+    pub fn touched(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.households.touched().map(String::as_str).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
     }
 
     /// Enters `year`: under annual expiry, every available balance of an earlier year is
@@ -240,16 +275,7 @@ impl BalanceBook {
 
     /// The balance digest (module docs).
     pub fn digest(&self) -> Hash {
-        let mut data = Vec::with_capacity(4 + self.households.len() * 72);
-        data.extend_from_slice(&(self.households.len() as u32).to_be_bytes());
-        for (id, b) in self.households.iter() {
-            data.extend_from_slice(&(id.len() as u16).to_be_bytes());
-            data.extend_from_slice(id.as_bytes());
-            for v in [b.basic, b.contribution, b.deducted, b.redeemed, b.carried_in, b.carried_out, b.expired] {
-                data.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        Hash::tagged(BALANCES_TAG, &data)
+        digest(self.iter())
     }
 }
 

@@ -60,6 +60,11 @@ macro_rules! journaled_map {
                     }
                 }
             }
+            /// The keys changed since `begin` (a key may be named more than once), in the
+            /// order of their first change; none without an open journal.
+            pub fn touched(&self) -> impl Iterator<Item = &K> {
+                self.undo.iter().flatten().map(|(k, _)| k)
+            }
             fn note(&mut self, key: &K) {
                 if let Some(undo) = &mut self.undo {
                     undo.push((key.clone(), self.map.get(key).cloned()));

@@ -118,6 +118,17 @@ impl Tree {
         }
     }
 
+    /// Forgets every leaf from `len` on (and the subtrees they complete): the tree of its
+    /// first `len` leaves again. A writer undoes the leaves of a batch that was not stored.
+    pub fn truncate(&mut self, len: u64) {
+        for (k, level) in self.levels.iter_mut().enumerate() {
+            level.truncate((len >> k) as usize);
+        }
+        while self.levels.last().is_some_and(|l| l.is_empty()) {
+            self.levels.pop();
+        }
+    }
+
     /// The complete-subtree hashes that exist in this tree but not in its first `old_len`
     /// leaves, as `(level, index, hash)`: what to store after appending leaves.
     pub fn nodes_since(&self, old_len: u64) -> Vec<(u8, u64, Hash)> {

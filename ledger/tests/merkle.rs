@@ -196,3 +196,26 @@ fn nodes_since_lists_exactly_the_new_complete_subtrees() {
     assert!(new.iter().all(|n| !old_nodes.contains(n)));
     assert!(new.contains(&(0, 12, tree.leaf(12).unwrap())));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    /// A writer pushes a batch's leaves before storing it and truncates them if the store
+    /// fails: the truncated tree must be the tree of the first leaves, node for node, and grow
+    /// again exactly like it.
+    #[test]
+    fn a_truncated_tree_is_the_tree_of_its_first_leaves(n in 1u64..700, cut in any::<u64>(), seed in any::<u64>()) {
+        let hashes: Vec<Hash> = (0..n + 5).map(|i| Hash::of(&[seed.to_be_bytes(), i.to_be_bytes()].concat())).collect();
+        let k = cut % (n + 1);
+        let mut tree = Tree::from_record_hashes(&hashes[..n as usize]);
+        tree.truncate(k);
+        let fresh = Tree::from_record_hashes(&hashes[..k as usize]);
+        prop_assert_eq!(tree.len(), k);
+        prop_assert_eq!(tree.nodes_since(0), fresh.nodes_since(0));
+        prop_assert_eq!(tree.root(k).unwrap(), fresh.root(k).unwrap());
+        for h in &hashes[k as usize..] {
+            tree.push_record_hash(h);
+        }
+        let whole = Tree::from_record_hashes(&hashes);
+        prop_assert_eq!(tree.nodes_since(0), whole.nodes_since(0));
+    }
+}

@@ -3,10 +3,10 @@
 //! what each household earned, lost and spent in each period.
 
 use jifen_ledger::balance::Category;
+use jifen_ledger::journal::{JMap, JOrd};
 use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::{Accepted, VillageState};
-use std::collections::{BTreeMap, HashMap};
 
 /// A household's figures for one period: final scores by the month of the act, spending by
 /// the month of the redemption, returns by the month of the reversal. Every figure but the
@@ -31,15 +31,45 @@ impl PeriodFigures {
     }
 }
 
-/// The per-period balances view.
+/// The per-period balances view. Like the write-model state, it can fold a request's events
+/// under an undo journal ([`Balances::begin`]): the server folds them before it stores them,
+/// to write the changed rows in the same transaction, and rolls them back if the store fails.
 #[derive(Clone, Debug, Default)]
 pub struct Balances {
-    periods: BTreeMap<(Period, String), PeriodFigures>,
+    periods: JOrd<(Period, String), PeriodFigures>,
     /// Points booked per final entry, so a later correction books only the difference.
-    booked: HashMap<String, i64>,
+    booked: JMap<String, i64>,
 }
 
 impl Balances {
+    /// Opens the journal: the changes from now on can be rolled back.
+    pub fn begin(&mut self) {
+        self.periods.begin();
+        self.booked.begin();
+    }
+    /// Closes the journal, keeping the changes.
+    pub fn commit(&mut self) {
+        self.periods.commit();
+        self.booked.commit();
+    }
+    /// Undoes every change since [`Balances::begin`].
+    pub fn rollback(&mut self) {
+        self.periods.rollback();
+        self.booked.rollback();
+    }
+    /// The (period, household) figures changed since [`Balances::begin`], each once, in
+    /// order, with their figures now.
+    pub fn touched(&self) -> Vec<(Period, &str, PeriodFigures)> {
+        let mut keys: Vec<&(Period, String)> = self.periods.touched().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().map(|k| (k.0, k.1.as_str(), self.periods.get(k).copied().unwrap_or_default())).collect()
+    }
+    /// Every household's figures of every period, in (period, household) order.
+    pub fn all(&self) -> impl Iterator<Item = (Period, &str, &PeriodFigures)> {
+        self.periods.iter().map(|((p, h), f)| (*p, h.as_str(), f))
+    }
+
     /// A household's figures for a period.
     pub fn period(&self, period: Period, household: &str) -> PeriodFigures {
         self.periods.get(&(period, household.to_owned())).copied().unwrap_or_default()
@@ -73,7 +103,7 @@ impl Balances {
         let delta = now.saturating_sub(before);
         // Booked where the write-model books it: the household now holding the points.
         let holder = state.resolve_household(&e.household).to_owned();
-        let f = self.periods.entry((e.period, holder)).or_default();
+        let f = self.periods.entry_or_default((e.period, holder));
         match e.category {
             Category::Basic => f.basic = f.basic.saturating_add(delta),
             Category::Contribution => f.contribution = f.contribution.saturating_add(delta),
@@ -97,13 +127,13 @@ impl Balances {
             }
             Payload::RedemptionRecorded(r) => {
                 let period = Date::of_micros(a.record().recorded_at()).period();
-                let f = self.periods.entry((period, r.household_id.clone())).or_default();
+                let f = self.periods.entry_or_default((period, r.household_id.clone()));
                 f.redeemed = f.redeemed.saturating_add(r.total_points);
             }
             Payload::RedemptionReversed(r) => {
                 if let Some(red) = state.redemption(&r.redemption_id) {
                     let period = Date::of_micros(a.record().recorded_at()).period();
-                    let f = self.periods.entry((period, red.household.clone())).or_default();
+                    let f = self.periods.entry_or_default((period, red.household.clone()));
                     f.returned = f.returned.saturating_add(red.total);
                 }
             }

@@ -38,6 +38,13 @@ impl Views {
     /// Folds one accepted event; `state` is the write-model state right after it.
     pub fn apply(&mut self, accepted: &Accepted, state: &VillageState) {
         self.balances.apply(accepted, state);
+        self.apply_except_balances(accepted, state);
+    }
+
+    /// [`Views::apply`] for every view but the balances: a writer folds the balances view
+    /// before it stores a request's events (to store its changed rows with them), the others
+    /// after.
+    pub fn apply_except_balances(&mut self, accepted: &Accepted, state: &VillageState) {
         self.publicity.apply(accepted, state);
         self.supermarket.apply(accepted, state);
         self.audit.apply(accepted, state);

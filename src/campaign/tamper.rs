@@ -191,7 +191,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let mut cold_rounds = 0;
     let last_time = sample.records().last().map_or(0, |r| r.recorded_at());
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
-    let balances = api::ListBalancesRequest { ledger_id: ledger.clone() };
+    let balances = api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() };
     for round in 1..=config.rounds {
         let t = Tampering::random(&mut rng, n);
         let cold = rng.random_bool(0.5);

@@ -321,7 +321,8 @@ async fn play_march(c: &mut Client, sample: &jifen_ledger::sample::Sample) -> an
     // Close after the window; settle with two supervisors.
     c.clock.advance_to(start + 7 * DAY + HOUR);
     c.submit(&cast.admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P-2025-03".into() })).await?;
-    let balances = c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone() }).await?.into_inner();
+    let balances =
+        c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone(), ..Default::default() }).await?.into_inner();
     let period_points: i64 = {
         let board = c
             .query
@@ -420,7 +421,8 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     println!("\n异议及处理");
     print!("{}", table(&["异议编号", "记分编号", "异议人", "核实情况", "结果"], &rows));
 
-    let mut balances = c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone() }).await?.into_inner();
+    let mut balances =
+        c.query.list_balances(api::ListBalancesRequest { ledger_id: c.village.clone(), ..Default::default() }).await?.into_inner();
     balances.balances.sort_by(|a, b| b.ever_earned.cmp(&a.ever_earned).then(a.household_id.cmp(&b.household_id)));
     println!("\n【积分余额 · 累计获得前 10 户】");
     print!("{}", super::tables::household_balances(balances.balances.iter().take(10)));

@@ -57,7 +57,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         let v = args.village.clone();
         match args.what {
             What::Balances { household: Some(h) } => {
-                let r = q.get_balance(api::GetBalanceRequest { ledger_id: v, household_id: h }).await?.into_inner();
+                let r = q.get_balance(api::GetBalanceRequest { ledger_id: v, household_id: h, ..Default::default() }).await?.into_inner();
                 let b = r.balance.context("the server answered without the balance")?;
                 println!("【{} {} 积分】{}", b.household_id, b.display_name, as_of(&r.as_of));
                 println!(
@@ -80,7 +80,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 print!("{}", table(&["月份", "基础积分", "贡献积分", "扣分", "兑换"], &rows));
             }
             What::Balances { household: None } => {
-                let r = q.list_balances(api::ListBalancesRequest { ledger_id: v }).await?.into_inner();
+                let r = q.list_balances(api::ListBalancesRequest { ledger_id: v, ..Default::default() }).await?.into_inner();
                 println!("【积分余额】{}", as_of(&r.as_of));
                 print!("{}", super::tables::household_balances(&r.balances));
             }

@@ -1,13 +1,13 @@
 //! The gRPC server: `run(listener, app, shutdown)`.
 //!
 //! - [`clock`] — where `recorded_at` comes from (system, or manual in tests and the demo).
-//! - [`villages`] — one writer per village, the checkpointer, the deployment's log key.
+//! - [`villages`] — one writer per village, the deployment's log key.
 //! - [`ledger_api`] — `jifen.v1.LedgerService`.
 //! - [`query_api`] — `jifen.v1.QueryService` and `jifen.v1.AuditService`.
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
-//! calls, lets in-flight appends finish, then signs the last checkpoints.
+//! calls and lets in-flight appends finish (each stores its own checkpoint).
 
 pub mod clock;
 pub mod ledger_api;
@@ -19,7 +19,7 @@ use crate::api::ledger_service_server::LedgerServiceServer;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use villages::{run_checkpointer, Villages};
+use villages::Villages;
 
 /// The largest message the server decodes (a full AppendBatch of 1000 events fits).
 pub const MAX_MESSAGE: usize = 80 << 20;
@@ -34,16 +34,13 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    // Two signals: `stopping` when shutdown begins (open streams end), `stopped` once serving
-    // has ended and every in-flight append is done (the checkpointer signs the last records).
+    // `stopping` when shutdown begins: open streams end.
     let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(false);
     let ledger = LedgerServiceServer::new(ledger_api::LedgerApi::new(villages.clone(), stopping_rx))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
     let query = crate::api::query_service_server::QueryServiceServer::new(query_api::QueryApi::new(villages.clone()));
-    let audit = crate::api::audit_service_server::AuditServiceServer::new(query_api::QueryApi::new(villages.clone()));
-    let checkpointer = tokio::spawn(run_checkpointer(villages, stopped_rx));
+    let audit = crate::api::audit_service_server::AuditServiceServer::new(query_api::QueryApi::new(villages));
     tracing::info!(address = %listener.local_addr()?, "serving jifen.v1");
     let shutdown = async move {
         shutdown.await;
@@ -59,7 +56,5 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         // AppendBatch) meets the peer's delayed ACK and waits ~40 ms per call.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
         .await?;
-    let _ = stopped_tx.send(true);
-    checkpointer.await?;
     Ok(())
 }

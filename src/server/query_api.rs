@@ -7,6 +7,7 @@ use super::status;
 use super::villages::{Corruption, Villages};
 use crate::api::{self, audit_service_server::AuditService, query_service_server::QueryService};
 use crate::auth::method;
+use crate::store::read_model::Head;
 use jifen_ledger::balance::Balance;
 use jifen_ledger::checkpoint::Checkpoint;
 use jifen_ledger::checkpoint::SignedCheckpoint;
@@ -35,9 +36,45 @@ impl QueryApi {
         QueryApi { villages }
     }
 
+    /// Checks that a ledger exists and its stored rows passed the checks of a load, and that
+    /// it has at least `min_tree_size` records (else no read model can reach it).
+    async fn reachable(&self, code: &jifen_ledger::VillageCode, min_tree_size: u64) -> Result<(), Status> {
+        let v = self.villages.serving_tip(self.villages.existing(code).await?).await?;
+        let len = v.len();
+        drop(v);
+        reached(&Head { tree_size: len, root: Default::default(), last_recorded_at: 0, book_year: None }, min_tree_size)
+    }
+
     async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {
         self.villages.store().profiles(code).await.map_err(|e| status::store(&e))
     }
+}
+
+/// The tree a read model reflects.
+fn stored_as_of(head: &Head) -> api::AsOf {
+    api::AsOf { tree_size: head.tree_size, root_hash: head.root.0.to_vec() }
+}
+
+/// A client asked to read its own write, and the read model has not reached it.
+fn reached(head: &Head, min_tree_size: u64) -> Result<(), Status> {
+    if head.tree_size < min_tree_size {
+        return Err(status::plain(
+            Code::OutOfRange,
+            "TREE_SIZE_NOT_REACHED",
+            format!("min_tree_size is {min_tree_size}, but the read model reflects a tree of {} records; retry", head.tree_size),
+        ));
+    }
+    Ok(())
+}
+
+/// A ledger the village map knows but whose read model is missing (removed from the database
+/// after the load that checked it).
+fn no_read_model(code: &jifen_ledger::VillageCode) -> Status {
+    status::plain(
+        Code::DataLoss,
+        "READ_MODEL_MISSING",
+        format!("ledger {code} has records but no read model; an operator rebuilds it with `jifen rebuild --village {code}`"),
+    )
 }
 
 fn as_of(v: &super::villages::Village) -> Option<api::AsOf> {
@@ -89,19 +126,21 @@ impl QueryService for QueryApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         id_arg("household_id", &req.household_id)?;
+        self.reachable(&code, req.min_tree_size).await?;
+        let stored = self.villages.store().read_balance(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
+        let stored = stored.ok_or_else(|| no_read_model(&code))?;
+        reached(&stored.head, req.min_tree_size)?;
+        let b = stored
+            .balance
+            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_HOUSEHOLD", format!("no household {}", req.household_id)))?;
+        // Judged now: an annual expiry due since the last record shows before any record of
+        // the new year books it.
+        let b = if stored.head.expiry_due(&stored.rulebooks, self.villages.now()) { b.after_reset() } else { b };
         let name = self.villages.store().profile_name(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
         let names: HashMap<String, String> = name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
-        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
-        let b = v
-            .state()
-            .balance_at(&req.household_id, self.villages.now_for(&v))
-            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_HOUSEHOLD", format!("no household {}", req.household_id)))?;
-        let periods = v
-            .views()
-            .balances
-            .known_periods()
+        let periods = stored
+            .periods
             .into_iter()
-            .map(|p| (p, v.views().balances.period(p, &req.household_id)))
             .filter(|(_, f)| *f != Default::default())
             .map(|(p, f)| api::PeriodFigures {
                 period: p.to_string(),
@@ -112,18 +151,31 @@ impl QueryService for QueryApi {
                 returned: f.returned,
             })
             .collect();
-        Ok(Response::new(api::GetBalanceResponse { as_of: as_of(&v), balance: Some(balance(&req.household_id, &b, &names)), periods }))
+        Ok(Response::new(api::GetBalanceResponse {
+            as_of: Some(stored_as_of(&stored.head)),
+            balance: Some(balance(&req.household_id, &b, &names)),
+            periods,
+        }))
     }
 
     async fn list_balances(&self, request: Request<api::ListBalancesRequest>) -> Result<Response<api::ListBalancesResponse>, Status> {
-        let code = ledger_id("ledger_id", &request.into_inner().ledger_id)?;
+        let req = request.into_inner();
+        let code = ledger_id("ledger_id", &req.ledger_id)?;
+        self.reachable(&code, req.min_tree_size).await?;
+        let stored = self.villages.store().read_balances(&code).await.map_err(|e| status::store(&e))?;
+        let mut stored = stored.ok_or_else(|| no_read_model(&code))?;
+        reached(&stored.head, req.min_tree_size)?;
+        if stored.head.expiry_due(&stored.rulebooks, self.villages.now()) {
+            for (_, b) in &mut stored.balances {
+                *b = b.after_reset();
+            }
+        }
         let names = self.names(&code).await?;
-        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
-        let book = v.state().balances_at(self.villages.now_for(&v));
+        let digest = jifen_ledger::balance::digest(stored.balances.iter().map(|(h, b)| (h.as_str(), b)));
         Ok(Response::new(api::ListBalancesResponse {
-            as_of: as_of(&v),
-            balances: book.iter().map(|(h, b)| balance(h, b, &names)).collect(),
-            balance_digest: book.digest().0.to_vec(),
+            as_of: Some(stored_as_of(&stored.head)),
+            balances: stored.balances.iter().map(|(h, b)| balance(h, b, &names)).collect(),
+            balance_digest: digest.0.to_vec(),
         }))
     }
 
@@ -132,7 +184,7 @@ impl QueryService for QueryApi {
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         id_arg("publication_id", &req.publication_id)?;
         let names = self.names(&code).await?;
-        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
         let b = v
             .views()
             .publicity
@@ -193,7 +245,7 @@ impl QueryService for QueryApi {
             _ => return Err(status::invalid("size", "at most 100")),
         };
         let names = self.names(&code).await?;
-        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
         if v.views().balances.periods(p).all(|(_, f)| *f == Default::default()) {
             return Err(status::plain(
                 Code::NotFound,
@@ -218,7 +270,7 @@ impl QueryService for QueryApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         let p = period("period", &req.period)?;
-        let v = self.villages.signed_tip(self.villages.existing(&code).await?).await?;
+        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
         // The month as it was: stock and prices at its end, not today's.
         let month = v.views().supermarket.month_view(p);
         Ok(Response::new(api::GetSupermarketLedgerResponse {
@@ -276,7 +328,7 @@ impl QueryService for QueryApi {
         }
         let arc = self.villages.authorized(&request, method::GET_AUDIT_TRAIL, &code).await?;
         let req = request.into_inner();
-        let v = self.villages.signed_tip(arc).await?;
+        let v = self.villages.serving_tip(arc).await?;
         let audit = &v.views().audit;
         let acts: Vec<&jifen_projections::audit::Act> = match &req.subject {
             Some(Subject::ActorId(a)) => audit.by_actor(a).collect(),

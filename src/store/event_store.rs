@@ -5,6 +5,7 @@
 //! sequence number is our seq + 1. `persist` appends all the events of a command in one
 //! transaction. `delete` is refused: nothing deletes a record.
 
+use super::read_model::Derived;
 use super::{Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -94,12 +95,31 @@ impl EventStore for VillageEventStore {
         state: &mut AggregateState<VillageState>,
         events: Vec<Accepted>,
     ) -> Result<Vec<StoreEvent<Accepted>>, StoreError> {
+        self.persist_with(state, events, None).await
+    }
+
+    async fn publish(&self, _store_events: &[StoreEvent<Accepted>]) {}
+
+    async fn delete(&self, aggregate_id: Uuid) -> Result<(), StoreError> {
+        Err(StoreError::AppendOnly(format!("refused to delete the events of aggregate {aggregate_id}")))
+    }
+}
+
+impl VillageEventStore {
+    /// [`EventStore::persist`], storing what the events derive (read-model rows, the signed
+    /// tip) in the same transaction: the transactional event handler of this store.
+    pub async fn persist_with(
+        &self,
+        state: &mut AggregateState<VillageState>,
+        events: Vec<Accepted>,
+        derived: Option<Derived>,
+    ) -> Result<Vec<StoreEvent<Accepted>>, StoreError> {
         let origin = events.first().and_then(|a| match a.payload() {
             jifen_ledger::pb::event_body::Payload::LedgerOpened(p) => Some(p.origin.clone()),
             _ => None,
         });
         let records: Vec<_> = events.iter().map(|a| a.record().clone()).collect();
-        self.store.append(origin.as_deref(), &records).await?;
+        self.store.append_with(origin.as_deref(), &records, derived).await?;
         let id = *state.id();
         Ok(events
             .into_iter()
@@ -108,11 +128,5 @@ impl EventStore for VillageEventStore {
                 Self::store_event(id, a)
             })
             .collect())
-    }
-
-    async fn publish(&self, _store_events: &[StoreEvent<Accepted>]) {}
-
-    async fn delete(&self, aggregate_id: Uuid) -> Result<(), StoreError> {
-        Err(StoreError::AppendOnly(format!("refused to delete the events of aggregate {aggregate_id}")))
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod embedded;
 pub mod event_store;
+pub mod read_model;
 pub mod storage;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -161,6 +162,7 @@ pub struct Store {
 struct CommitJob {
     origin: Option<String>,
     records: Vec<Record>,
+    derived: Option<read_model::Derived>,
     done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -191,7 +193,7 @@ async fn group_committer(store: Store, mut jobs: tokio::sync::mpsc::UnboundedRec
             continue;
         }
         for job in group {
-            let result = store.write(job.origin.as_deref(), &job.records).await;
+            let result = store.write(job.origin.as_deref(), &job.records, job.derived.as_ref()).await;
             let _ = job.done.send(result);
         }
     }
@@ -210,6 +212,17 @@ impl Store {
     /// and must be given exactly when the batch starts at seq 0. Concurrent appends (of
     /// different ledgers) are written together in one transaction by the group committer.
     pub async fn append(&self, origin: Option<&str>, records: &[Record]) -> Result<(), StoreError> {
+        self.append_with(origin, records, None).await
+    }
+
+    /// [`Store::append`], storing `derived` (the read-model rows the records change and the
+    /// signed checkpoint of the new tip) in the same transaction.
+    pub async fn append_with(
+        &self,
+        origin: Option<&str>,
+        records: &[Record],
+        derived: Option<read_model::Derived>,
+    ) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -221,7 +234,7 @@ impl Store {
             tx
         });
         let (done, result) = tokio::sync::oneshot::channel();
-        let job = CommitJob { origin: origin.map(str::to_owned), records: records.to_vec(), done };
+        let job = CommitJob { origin: origin.map(str::to_owned), records: records.to_vec(), derived, done };
         if commits.send(job).is_err() {
             return Err(StoreError::PoolSetup("the group committer has stopped".into()));
         }
@@ -242,29 +255,39 @@ impl Store {
         let insert = tx.prepare_cached(INSERT_RECORDS).await?;
         let columns = Columns::of(records.iter().copied());
         tx.execute(&insert, &columns.params()).await?;
+        for job in group {
+            if let Some(d) = &job.derived {
+                read_model::write(&tx, job.records[0].ledger_id().as_str(), d).await?;
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Writes one ledger's batch in one transaction.
-    async fn write(&self, origin: Option<&str>, records: &[Record]) -> Result<(), StoreError> {
+    /// Writes one ledger's batch, and what it derives, in one transaction.
+    async fn write(&self, origin: Option<&str>, records: &[Record], derived: Option<&read_model::Derived>) -> Result<(), StoreError> {
         let Some(first) = records.first() else { return Ok(()) };
         let ledger = first.ledger_id().to_string();
         let mut client = self.pool.get().await?;
         let columns = Columns::of(records.iter());
         let params = columns.params();
-        // One statement is one transaction: a batch after the genesis needs no BEGIN/COMMIT
-        // round trips, and the statement is prepared once per connection.
-        let Some(origin) = origin else {
+        if origin.is_none() && derived.is_none() {
+            // One statement is one transaction: no BEGIN/COMMIT round trips.
             let insert = client.prepare_cached(INSERT_RECORDS).await?;
             client.execute(&insert, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
             return Ok(());
-        };
+        }
         let tx = client.transaction().await?;
-        tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
-            .await
-            .map_err(|e| conflict(e, &ledger, 0))?;
-        tx.execute(INSERT_RECORDS, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
+        if let Some(origin) = origin {
+            tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
+                .await
+                .map_err(|e| conflict(e, &ledger, 0))?;
+        }
+        let insert = tx.prepare_cached(INSERT_RECORDS).await?;
+        tx.execute(&insert, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
+        if let Some(d) = derived {
+            read_model::write(&tx, &ledger, d).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -390,18 +413,7 @@ impl Store {
             &[&ledger.as_str(), &(size as i64), &root.0.as_slice(), &note],
         )
         .await?;
-        if !nodes.is_empty() {
-            let ids: Vec<&str> = nodes.iter().map(|_| ledger.as_str()).collect();
-            let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
-            let idxs: Vec<i64> = nodes.iter().map(|n| n.1 as i64).collect();
-            let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.2 .0.as_slice()).collect();
-            tx.execute(
-                "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
-                 SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING",
-                &[&ids, &levels, &idxs, &hashes],
-            )
-            .await?;
-        }
+        read_model::insert_nodes(&tx, ledger.as_str(), nodes).await?;
         tx.commit().await?;
         Ok(())
     }

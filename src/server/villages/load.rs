@@ -75,13 +75,81 @@ impl Villages {
                 }
             }
         }
+        if corrupt.is_none() && !village.is_empty() {
+            if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+                // Records stored without their checkpoint (by a version before read models,
+                // or by the store alone): signed now, as every append signs its own.
+                self.sign_tail(&mut village).await?;
+            }
+            corrupt = self.read_model_difference(&village, true).await?.map(|reason| Corruption { seq: None, reason });
+        }
         if let Some(c) = corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
             village.corrupt = Some(c);
-        } else if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
-            self.mark_dirty(code);
         }
         Ok(village)
+    }
+
+    /// Signs and stores the checkpoint of all of a village's records, with the Merkle nodes
+    /// not stored yet (idempotent: a checkpoint of a size is the same note whoever signs it).
+    async fn sign_tail(&self, v: &mut Village) -> Result<(), StoreError> {
+        let size = v.len();
+        let Some(origin) = v.origin() else { return Ok(()) };
+        let root = v.tree.root(size).map_err(|e| StoreError::Corrupt { ledger: v.code.to_string(), seq: -1, error: e.to_string() })?;
+        let nodes = v.tree.nodes_since(v.nodes_stored);
+        let checkpoint = Checkpoint { origin: origin.clone(), size, root };
+        let signed = checkpoint.sign(&self.log.signer(&origin));
+        self.store.insert_checkpoint(&v.code, size, &root, &signed.encode(), &nodes).await?;
+        v.nodes_stored = v.nodes_stored.max(size);
+        // No cosignature yet, and every quorum is at least 1.
+        v.latest = Some(CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false });
+        v.checkpoint_tx.send_replace(size);
+        Ok(())
+    }
+
+    /// Compares a village's stored read model with its state and views (a replay of its
+    /// records): the first difference, if any. A ledger with records and no read model (stored
+    /// by a version before read models, or by the store alone) has one built when `build`.
+    /// A read model ahead of the village is compared only if it is ahead of the stored records
+    /// too (then it is wrong); otherwise another process appended since, and a later load or
+    /// verification compares it.
+    pub(super) async fn read_model_difference(&self, village: &Village, build: bool) -> Result<Option<String>, StoreError> {
+        let len = village.len();
+        let expected_head = Head {
+            tree_size: len,
+            root: village.tree.root(len).map_err(|e| StoreError::Corrupt {
+                ledger: village.code.to_string(),
+                seq: -1,
+                error: e.to_string(),
+            })?,
+            last_recorded_at: village.state.last_recorded_at(),
+            book_year: village.state.balances().year(),
+        };
+        let expected = Rows::all(&village.state, &village.views);
+        let Some((head, rows)) = self.store.read_model(&village.code).await? else {
+            if len == 0 {
+                return Ok(None);
+            }
+            if !build {
+                return Ok(Some(format!("the ledger has {len} records but no read model (rows in read_models and the rm_ tables)")));
+            }
+            tracing::info!(village = %village.code, records = len, "building the read model from the records");
+            return match self.store.rebuild_read_model(&village.code, &expected_head, &expected).await {
+                Ok(()) | Err(StoreError::Conflict { .. }) => Ok(None),
+                Err(e) => Err(e),
+            };
+        };
+        if head.tree_size > len {
+            let stored = self.store.stored_end(&village.code).await?;
+            if head.tree_size <= stored {
+                return Ok(None);
+            }
+            return Ok(Some(format!("read model: it reflects a tree of {} records, but {stored} are stored", head.tree_size)));
+        }
+        if head != expected_head {
+            return Ok(Some(format!("read model: its head is stored as {head:?}, but the records give {expected_head:?}")));
+        }
+        Ok(rows.first_difference(&expected))
     }
 
     /// Checks the latest stored checkpoint against the records loaded: the note must open

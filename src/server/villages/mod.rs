@@ -8,11 +8,12 @@
 //! same village first, the unique (ledger, seq) constraint refuses our records. The writer then
 //! reloads the village and decides again, once, and never forks the chain.
 //!
-//! The checkpointer ([`run_checkpointer`]) signs a checkpoint of every village with new records
-//! within a fraction of a second of the append (batched), storing the new Merkle nodes with it.
+//! Each append stores, in its own transaction, the read-model rows it changed and the signed
+//! checkpoint of the new tip with the Merkle nodes it completed (docs/adr/0005): every tree a
+//! query names has a signed checkpoint, and no task signs behind the writers.
 //!
 //! Files, one concept each: `village` (one village in memory), `load` (from the store, every
-//! row checked), `writer` (the append path), `checkpointer`, `witnessing` (checkpoints as
+//! row checked, the read model too), `writer` (the append path), `witnessing` (checkpoints as
 //! served, cosignatures), `export` (year bundles), `log_key`. This file holds the map of
 //! villages and who may reach one.
 
@@ -20,10 +21,10 @@ use super::clock::Clock;
 use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
+use crate::store::read_model::{Derived, Head, Rows, Tip};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
-use esrs::store::EventStore;
 use esrs::AggregateState;
 use jifen_ledger::bundle::{self, Bundle, ConsistencyStep};
 use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -37,14 +38,12 @@ use jifen_ledger::time::Date;
 use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
 use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, VillageState};
 use jifen_projections::Views;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex as SyncMutex};
-use std::time::Duration;
-use tokio::sync::{broadcast, watch, Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::{broadcast, watch, Mutex, OwnedMutexGuard};
 use tonic::{Code, Status};
 
-mod checkpointer;
 mod export;
 mod load;
 mod log_key;
@@ -52,7 +51,6 @@ mod village;
 mod witnessing;
 mod writer;
 
-pub use checkpointer::{run_checkpointer, CHECKPOINT_BATCH};
 pub use log_key::LogKey;
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};
@@ -65,8 +63,6 @@ pub struct Villages {
     log: LogKey,
     deployment: String,
     map: SyncMutex<HashMap<VillageCode, Arc<Mutex<Village>>>>,
-    dirty: SyncMutex<HashSet<VillageCode>>,
-    wake: Notify,
     guard: Guard,
     townships: Townships,
     /// Villages loaded from the store since start (first uses and reloads).
@@ -85,6 +81,11 @@ impl Villages {
         self.loads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Now (µs) by the deployment's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
     /// Now (µs), never before the last record of `village`: the time queries judge balances
     /// at (an annual expiry due by now is shown before any record of the new year books it).
     pub fn now_for(&self, village: &Village) -> i64 {
@@ -100,8 +101,6 @@ impl Villages {
             log,
             deployment: deployment.to_owned(),
             map: SyncMutex::default(),
-            dirty: SyncMutex::default(),
-            wake: Notify::new(),
             guard: Guard::default(),
             townships,
             loads: Default::default(),
@@ -205,8 +204,16 @@ impl Villages {
         Ok(v)
     }
 
-    fn mark_dirty(&self, code: &VillageCode) {
-        self.dirty.lock().expect("dirty set").insert(code.clone());
-        self.wake.notify_one();
+    /// A village to answer a query from, locked: an answer names a tree (`as_of`) that a
+    /// client can fetch the signed checkpoint of (every append stores one with its records).
+    pub async fn serving_tip(&self, arc: Arc<Mutex<Village>>) -> Result<OwnedMutexGuard<Village>, Status> {
+        let v = arc.lock_owned().await;
+        // Between the caller's checks and this lock the village may have been found corrupt,
+        // or emptied by a reload that failed: answer from neither.
+        if v.stale {
+            return Err(status::plain(Code::Unavailable, "VILLAGE_RELOADING", format!("ledger {} is being reloaded; retry", v.code)));
+        }
+        v.serving()?;
+        Ok(v)
     }
 }

@@ -1,7 +1,8 @@
-//! The append path: decide a request's events on the live state (a batch's under the state's
-//! undo journal), persist them through the esrs `EventStore`, then apply them and fold the
-//! views. A refused event or a failed store leaves the village as it was: a refusal costs the
-//! request, never a reload.
+//! The append path: decide a request's events on the live state under its undo journal (with
+//! the balances view and the Merkle tree beside it), persist them through the esrs
+//! `EventStore` together with the read-model rows they change and the signed checkpoint of the
+//! new tip, in one transaction, then fold the other views. A refused event or a failed store
+//! leaves the village as it was: a refusal costs the request, never a reload.
 
 use super::*;
 
@@ -80,7 +81,11 @@ impl std::ops::DerefMut for WriterLock {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        self.0.state.rollback_batch();
+        let v = &mut self.0;
+        v.state.rollback_batch();
+        v.views.balances.rollback();
+        let stored = v.record_hashes.len() as u64;
+        v.tree.truncate(stored);
     }
 }
 
@@ -110,11 +115,6 @@ impl Villages {
                     // Kept in memory from its first record on (already so, unless a failed
                     // first append dropped the shared copy meanwhile).
                     self.map.lock().expect("village map").entry(code.clone()).or_insert_with(|| arc.clone());
-                    if out.iter().any(|a| !a.duplicate) {
-                        // Wakes the checkpointer: every append, a settlement included, is
-                        // covered by a signed checkpoint within CHECKPOINT_BATCH.
-                        self.mark_dirty(code);
-                    }
                     result = Some(Ok(out));
                     break;
                 }
@@ -160,12 +160,14 @@ impl Villages {
         }
     }
 
-    /// Decides and stores `events`, all or nothing. A single event is decided on the state,
-    /// stored, then applied. A batch is decided and applied event by event under the state's
-    /// undo journal (`begin_batch`), so each later event sees the earlier ones; a refusal or a
-    /// store failure rolls the state back, with no copy and no reload. Once stored, the batch
-    /// is rolled back and applied again event by event with the views folded after each, so
-    /// each view sees the state right after its event.
+    /// Decides and stores `events`, all or nothing. The events are decided and applied one
+    /// by one under the state's undo journal (`begin_batch`), so each sees the ones before
+    /// it, and folded into the balances view under its own journal; their leaves join the
+    /// tree. The records are then stored with the read-model rows they changed and the signed
+    /// checkpoint of the new tree, in one transaction. A refusal or a store failure rolls all
+    /// of it back, with no copy and no reload. Once stored, the state's batch is rolled back
+    /// and applied again event by event with the other views folded after each, so each view
+    /// sees the state right after its event.
     pub(super) async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         if let Some(corruption) = &village.corrupt {
             return Err(AppendError::Corrupt { code: village.code.clone(), corruption: corruption.clone() });
@@ -174,25 +176,51 @@ impl Villages {
             self.check_opener(&village.code, events)?;
         }
         let now = self.now_for(village);
-        let batch = events.len() > 1;
-        if batch {
-            village.state.begin_batch();
-        }
-        let decided = self.decide_all(village, events, now, batch).await;
+        let before = village.len();
+        let rulebooks_before = village.state.rulebooks().len();
+        village.state.begin_batch();
+        village.views.balances.begin();
+        let decided = self.decide_all(village, events, now).await;
         let stored = match decided {
             Ok((accepted, results)) if !accepted.is_empty() => {
-                let mut scratch = AggregateState::with_id(aggregate_id(&village.code));
-                self.events.persist(&mut scratch, accepted.clone()).await.map(|_| (accepted, results)).map_err(AppendError::Store)
+                for a in &accepted {
+                    village.tree.push_record_hash(&a.hash());
+                }
+                match self.derive(village, before, rulebooks_before) {
+                    Ok((derived, view)) => {
+                        let mut scratch = AggregateState::with_id(aggregate_id(&village.code));
+                        self.events
+                            .persist_with(&mut scratch, accepted.clone(), Some(derived))
+                            .await
+                            .map(|_| (accepted, results, Some(view)))
+                            .map_err(AppendError::Store)
+                    }
+                    Err(e) => Err(AppendError::Store(e)),
+                }
             }
-            other => other,
+            Ok((accepted, results)) => Ok((accepted, results, None)),
+            Err(e) => Err(e),
         };
-        // The batch's changes are undone in every case: on failure for good, on success to be
+        // The state's batch is undone in every case: on failure for good, on success to be
         // applied again below with the views.
         village.state.rollback_batch();
-        let (accepted, results) = stored?;
+        let (accepted, results, view) = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                village.views.balances.rollback();
+                village.tree.truncate(before);
+                return Err(e);
+            }
+        };
+        village.views.balances.commit();
         for a in &accepted {
             village.state.apply(a);
-            village.views.apply(a, &village.state);
+            village.views.apply_except_balances(a, &village.state);
+        }
+        if let Some(view) = view {
+            village.nodes_stored = village.len();
+            village.checkpoint_tx.send_replace(view.checkpoint.size);
+            village.latest = Some(view);
         }
         let records: Vec<Record> = accepted.iter().map(|a| a.record().clone()).collect();
         let mut fresh = records.iter();
@@ -202,7 +230,6 @@ impl Villages {
                 r.unwrap_or_else(|| {
                     let rec = fresh.next().expect("one record per accepted event");
                     let hash = rec.hash();
-                    village.tree.push_record_hash(&hash);
                     village.record_hashes.push(hash);
                     let _ = village.records_tx.send(rec.clone());
                     Appended {
@@ -218,24 +245,42 @@ impl Villages {
         Ok(out)
     }
 
-    /// Decides each event on the state (applying it too, in a batch, so that later events see
-    /// it): the accepted events, and a result per event (`None` for an accepted one, filled in
-    /// once stored; the earlier record for a duplicate).
+    /// What a request's events derive, to store with them: the read-model rows they changed
+    /// (the state and the balances view hold them under their journals) and the checkpoint of
+    /// the new tree, signed; and the checkpoint as it will be served once stored.
+    fn derive(&self, village: &Village, before: u64, rulebooks_before: usize) -> Result<(Derived, CheckpointView), StoreError> {
+        let size = village.len();
+        let bad = |e: String| StoreError::Corrupt { ledger: village.code.to_string(), seq: -1, error: e };
+        let origin = village.origin().ok_or_else(|| bad("a ledger with records but no genesis".into()))?;
+        let root = village.tree.root(size).map_err(|e| bad(e.to_string()))?;
+        let checkpoint = Checkpoint { origin: origin.clone(), size, root };
+        let signed = checkpoint.sign(&self.log.signer(&origin));
+        let derived = Derived {
+            tip: Tip { old_size: before, size, root, note: signed.encode(), nodes: village.tree.nodes_since(village.nodes_stored) },
+            last_recorded_at: village.state.last_recorded_at(),
+            book_year: village.state.balances().year(),
+            rows: Rows::changed(&village.state, &village.views, rulebooks_before),
+        };
+        // No cosignature yet, and every quorum is at least 1.
+        Ok((derived, CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false }))
+    }
+
+    /// Decides each event on the state and applies it (so that later events see it), folding
+    /// the balances view too: the accepted events, and a result per event (`None` for an
+    /// accepted one, filled in once stored; the earlier record for a duplicate).
     async fn decide_all(
         &self,
         village: &mut Village,
         events: &[Signed],
         now: i64,
-        batch: bool,
     ) -> Result<(Vec<Accepted>, Vec<Option<Appended>>), AppendError> {
         let mut accepted: Vec<Accepted> = Vec::new();
         let mut results: Vec<Option<Appended>> = Vec::new();
         for (index, event) in events.iter().enumerate() {
             match village.state.decide(event.command(now)) {
                 Ok(Decision::Append(a)) => {
-                    if batch {
-                        village.state.apply(&a);
-                    }
+                    village.state.apply(&a);
+                    village.views.balances.apply(&a, &village.state);
                     results.push(None);
                     accepted.push(*a);
                 }

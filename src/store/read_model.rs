@@ -1,0 +1,480 @@
+//! Read models in PostgreSQL (docs/adr/0005-serving-from-postgresql.md): the balance of each
+//! household, its figures per month, and what a query needs of the rulebooks, in the tables of
+//! migration V2.
+//!
+//! - The writer stores the rows a request changed ([`Rows::changed`]) and the signed checkpoint
+//!   of the new tip ([`Tip`]) in the transaction that appends the request's records, so a
+//!   crash at any point loses nothing and counts nothing twice, and every answer names a tree
+//!   with a signed checkpoint. The head row (`read_models`) moves from the old tree size to
+//!   the new one only if it is at the old one, so a writer that lost a race to another process
+//!   stores nothing.
+//! - Queries read them ([`Store::read_balance`], [`Store::read_balances`]) in one snapshot,
+//!   and name the tree they reflect.
+//! - They are checked, not trusted: [`Rows::all`] gives every row a replay yields, and
+//!   [`Rows::first_difference`] names the first stored row that differs (VerifyLedger and every
+//!   load). [`Store::rebuild_read_model`] replaces them with a replay's rows (`jifen rebuild`).
+
+use super::{Store, StoreError};
+use deadpool_postgres::Transaction;
+use jifen_ledger::balance::{expires, Balance};
+use jifen_ledger::hash::Hash;
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::time::{Date, Period};
+use jifen_ledger::village::VillageState;
+use jifen_projections::balances::PeriodFigures;
+use jifen_projections::Views;
+use std::fmt::Debug;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::IsolationLevel;
+
+type Param<'a> = dyn ToSql + Sync + 'a;
+
+/// What the read model keeps of a rulebook: when it takes effect and whether points expire
+/// annually under it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RulebookRow {
+    /// The seq of the record that adopted it (0: the genesis).
+    pub adopted_at: u64,
+    pub effective_from: Date,
+    pub annual_expiry: bool,
+}
+
+/// The read model's head: the tree it reflects, and what a query needs to judge balances now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub last_recorded_at: i64,
+    pub book_year: Option<i32>,
+}
+
+/// Read-model rows of one ledger: all of them, or those a request changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rows {
+    /// Balances by household, in household order.
+    pub balances: Vec<(String, Balance)>,
+    /// Figures by (period, household), in that order.
+    pub periods: Vec<(Period, String, PeriodFigures)>,
+    /// In adoption order.
+    pub rulebooks: Vec<RulebookRow>,
+}
+
+fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
+    state
+        .rulebooks()
+        .iter()
+        .skip(from)
+        .map(|r| RulebookRow { adopted_at: r.adopted_at, effective_from: r.effective_from, annual_expiry: r.annual_expiry() })
+        .collect()
+}
+
+impl Rows {
+    /// Every row of a village whose state and views are `state` and `views`.
+    pub fn all(state: &VillageState, views: &Views) -> Rows {
+        Rows {
+            balances: state.balances().iter().map(|(h, b)| (h.to_owned(), *b)).collect(),
+            // Zero figures too: the fold leaves them where it touched a cell, and a request's
+            // changed rows include them.
+            periods: views.balances.all().map(|(p, h, f)| (p, h.to_owned(), *f)).collect(),
+            rulebooks: rulebook_rows(state, 0),
+        }
+    }
+
+    /// The rows a request changed: `state` and `views` hold its events under their journals
+    /// (`VillageState::begin_batch`, `Balances::begin`), and the state had `rulebooks_before`
+    /// rulebooks before it.
+    pub fn changed(state: &VillageState, views: &Views, rulebooks_before: usize) -> Rows {
+        let book = state.balances();
+        Rows {
+            balances: book.touched().into_iter().filter_map(|h| Some((h.to_owned(), *book.get(h)?))).collect(),
+            periods: views.balances.touched().into_iter().map(|(p, h, f)| (p, h.to_owned(), f)).collect(),
+            rulebooks: rulebook_rows(state, rulebooks_before),
+        }
+    }
+
+    /// The first difference between these stored rows and `expected` (a replay's), by table
+    /// and key, if any.
+    pub fn first_difference(&self, expected: &Rows) -> Option<String> {
+        first_diff("rm_balances", "household", &self.balances, &expected.balances, |(h, _)| h.clone())
+            .or_else(|| {
+                first_diff("rm_period_figures", "(period, household)", &self.periods, &expected.periods, |(p, h, _)| format!("({p}, {h})"))
+            })
+            .or_else(|| {
+                first_diff("rm_rulebooks", "rulebook adopted at seq", &self.rulebooks, &expected.rulebooks, |r| r.adopted_at.to_string())
+            })
+    }
+}
+
+/// The first row of `stored` and `expected` (both in key order) that differs, missing or extra.
+fn first_diff<T: PartialEq + Debug>(
+    table: &str,
+    key_name: &str,
+    stored: &[T],
+    expected: &[T],
+    key: impl Fn(&T) -> String,
+) -> Option<String> {
+    let mut s = stored.iter().peekable();
+    let mut e = expected.iter().peekable();
+    loop {
+        match (s.peek(), e.peek()) {
+            (None, None) => return None,
+            (Some(a), None) => return Some(format!("read model {table}: {key_name} {} is stored but no record gives it", key(a))),
+            (None, Some(b)) => return Some(format!("read model {table}: {key_name} {} is missing (the records give {b:?})", key(b))),
+            (Some(a), Some(b)) => {
+                let (ka, kb) = (key(a), key(b));
+                if ka != kb {
+                    // Keys are in the same order on both sides: the smaller one is the one
+                    // that has no partner. Compared as the rows order them, not as strings.
+                    let a_first = stored.iter().position(|x| key(x) == kb).is_some();
+                    return Some(if a_first {
+                        format!("read model {table}: {key_name} {ka} is stored but no record gives it")
+                    } else {
+                        format!("read model {table}: {key_name} {kb} is missing (the records give {b:?})")
+                    });
+                }
+                if a != b {
+                    return Some(format!("read model {table}: {key_name} {ka} is stored as {a:?}, but the records give {b:?}"));
+                }
+                s.next();
+                e.next();
+            }
+        }
+    }
+}
+
+impl Head {
+    /// Whether balances as stored are due an annual expiry at `now` (µs; never before the
+    /// last record): [`VillageState::balances_at`]'s rule, on the stored year and rulebooks.
+    pub fn expiry_due(&self, rulebooks: &[RulebookRow], now: i64) -> bool {
+        let today = Date::of_micros(now.max(self.last_recorded_at));
+        let annual = rulebooks.iter().rev().find(|r| r.effective_from <= today).is_some_and(|r| r.annual_expiry);
+        expires(self.book_year, today.year(), annual)
+    }
+}
+
+/// The signed tip stored with a request's records: the checkpoint of the new tree and the
+/// Merkle nodes completed since the old one.
+pub struct Tip {
+    pub old_size: u64,
+    pub size: u64,
+    pub root: Hash,
+    /// The signed note.
+    pub note: String,
+    pub nodes: Vec<(u8, u64, Hash)>,
+}
+
+/// What a request stores beside its records, in the same transaction.
+pub struct Derived {
+    pub tip: Tip,
+    pub last_recorded_at: i64,
+    pub book_year: Option<i32>,
+    pub rows: Rows,
+}
+
+fn corrupt(ledger: &str, error: String) -> StoreError {
+    StoreError::Corrupt { ledger: ledger.to_owned(), seq: -1, error }
+}
+
+/// Writes a request's derived rows in the append's transaction. The head moves only from the
+/// tree size it had: a writer that lost a race stores nothing ([`StoreError::Conflict`]).
+pub(super) async fn write(tx: &Transaction<'_>, ledger: &str, d: &Derived) -> Result<(), StoreError> {
+    let (size, old) = (d.tip.size as i64, d.tip.old_size as i64);
+    let root = d.tip.root.0.as_slice();
+    let moved = if old == 0 {
+        tx.execute(
+            "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, $4, $5)",
+            &[&ledger, &size, &root, &d.last_recorded_at, &d.book_year],
+        )
+        .await?
+    } else {
+        let update = tx
+            .prepare_cached(
+                "UPDATE read_models SET tree_size = $2, root_hash = $3, last_recorded_at = $4, book_year = $5 WHERE ledger_id = $1 AND tree_size = $6",
+            )
+            .await?;
+        tx.execute(&update, &[&ledger, &size, &root, &d.last_recorded_at, &d.book_year, &old]).await?
+    };
+    if moved != 1 {
+        return Err(StoreError::Conflict { ledger: ledger.to_owned(), seq: d.tip.old_size });
+    }
+    upsert_rows(tx, ledger, &d.rows).await?;
+    let checkpoint = tx.prepare_cached("INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) VALUES ($1, $2, $3, $4)").await?;
+    tx.execute(&checkpoint, &[&ledger, &size, &root, &d.tip.note]).await?;
+    insert_nodes(tx, ledger, &d.tip.nodes).await
+}
+
+/// Stores Merkle nodes (those already stored are left as they are).
+pub(super) async fn insert_nodes(tx: &Transaction<'_>, ledger: &str, nodes: &[(u8, u64, Hash)]) -> Result<(), StoreError> {
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = nodes.iter().map(|_| ledger).collect();
+    let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
+    let idxs: Vec<i64> = nodes.iter().map(|n| n.1 as i64).collect();
+    let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.2 .0.as_slice()).collect();
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
+             SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    tx.execute(&insert, &[&ids, &levels, &idxs, &hashes]).await?;
+    Ok(())
+}
+
+/// Inserts or replaces rows.
+async fn upsert_rows(tx: &Transaction<'_>, ledger: &str, rows: &Rows) -> Result<(), StoreError> {
+    if !rows.balances.is_empty() {
+        let n = rows.balances.len();
+        let ids: Vec<&str> = vec![ledger; n];
+        let households: Vec<&str> = rows.balances.iter().map(|(h, _)| h.as_str()).collect();
+        let col = |f: fn(&Balance) -> i64| -> Vec<i64> { rows.balances.iter().map(|(_, b)| f(b)).collect() };
+        let cols = [
+            col(|b| b.basic),
+            col(|b| b.contribution),
+            col(|b| b.deducted),
+            col(|b| b.redeemed),
+            col(|b| b.carried_in),
+            col(|b| b.carried_out),
+            col(|b| b.earned_carried_in),
+            col(|b| b.earned_carried_out),
+            col(|b| b.expired),
+        ];
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, carried_out, \
+                 earned_carried_in, earned_carried_out, expired) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+                 $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+                 ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
+                 deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
+                 carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
+                 earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired",
+            )
+            .await?;
+        tx.execute(&upsert, &[&ids, &households, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]])
+            .await?;
+    }
+    if !rows.periods.is_empty() {
+        let n = rows.periods.len();
+        let ids: Vec<&str> = vec![ledger; n];
+        let households: Vec<&str> = rows.periods.iter().map(|(_, h, _)| h.as_str()).collect();
+        let periods: Vec<String> = rows.periods.iter().map(|(p, _, _)| p.to_string()).collect();
+        let col = |f: fn(&PeriodFigures) -> i64| -> Vec<i64> { rows.periods.iter().map(|(_, _, x)| f(x)).collect() };
+        let cols = [col(|f| f.basic), col(|f| f.contribution), col(|f| f.deducted), col(|f| f.redeemed), col(|f| f.returned)];
+        let upsert = tx
+            .prepare_cached(
+                "INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+                 ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
+                 contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, \
+                 returned = EXCLUDED.returned",
+            )
+            .await?;
+        tx.execute(&upsert, &[&ids, &households, &periods, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4]]).await?;
+    }
+    for r in &rows.rulebooks {
+        tx.execute(
+            "INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry",
+            &[&ledger, &(r.adopted_at as i64), &r.effective_from.to_string(), &r.annual_expiry],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn head_of(ledger: &str, row: &tokio_postgres::Row) -> Result<Head, StoreError> {
+    let root: Vec<u8> = row.get("root_hash");
+    Ok(Head {
+        tree_size: u64::try_from(row.get::<_, i64>("tree_size")).map_err(|_| corrupt(ledger, "read model tree_size is negative".into()))?,
+        root: Hash::from_slice(&root).ok_or_else(|| corrupt(ledger, "read model root_hash is not 32 bytes".into()))?,
+        last_recorded_at: row.get("last_recorded_at"),
+        book_year: row.get("book_year"),
+    })
+}
+
+fn balance_of(row: &tokio_postgres::Row) -> Balance {
+    Balance {
+        basic: row.get("basic"),
+        contribution: row.get("contribution"),
+        deducted: row.get("deducted"),
+        redeemed: row.get("redeemed"),
+        carried_in: row.get("carried_in"),
+        carried_out: row.get("carried_out"),
+        earned_carried_in: row.get("earned_carried_in"),
+        earned_carried_out: row.get("earned_carried_out"),
+        expired: row.get("expired"),
+    }
+}
+
+fn figures_of(ledger: &str, row: &tokio_postgres::Row) -> Result<(Period, String, PeriodFigures), StoreError> {
+    let period: String = row.get("period");
+    let p = Period::parse("period", &period).map_err(|e| corrupt(ledger, format!("read model period: {e}")))?;
+    let f = PeriodFigures {
+        basic: row.get("basic"),
+        contribution: row.get("contribution"),
+        deducted: row.get("deducted"),
+        redeemed: row.get("redeemed"),
+        returned: row.get("returned"),
+    };
+    Ok((p, row.get("household_id"), f))
+}
+
+fn rulebook_of(ledger: &str, row: &tokio_postgres::Row) -> Result<RulebookRow, StoreError> {
+    let from: String = row.get("effective_from");
+    Ok(RulebookRow {
+        adopted_at: u64::try_from(row.get::<_, i64>("adopted_at"))
+            .map_err(|_| corrupt(ledger, "read model adopted_at is negative".into()))?,
+        effective_from: Date::parse("effective_from", &from).map_err(|e| corrupt(ledger, format!("read model rulebook: {e}")))?,
+        annual_expiry: row.get("annual_expiry"),
+    })
+}
+
+const HEAD: &str = "SELECT tree_size, root_hash, last_recorded_at, book_year FROM read_models WHERE ledger_id = $1";
+const RULEBOOKS: &str = "SELECT adopted_at, effective_from, annual_expiry FROM rm_rulebooks WHERE ledger_id = $1 ORDER BY adopted_at";
+const BALANCE_COLUMNS: &str =
+    "household_id, basic, contribution, deducted, redeemed, carried_in, carried_out, earned_carried_in, earned_carried_out, expired";
+
+/// One household's balance as the read model holds it, with its monthly figures.
+pub struct StoredBalance {
+    pub head: Head,
+    pub rulebooks: Vec<RulebookRow>,
+    pub balance: Option<Balance>,
+    /// The household's figures by period, in period order.
+    pub periods: Vec<(Period, PeriodFigures)>,
+}
+
+/// Every household's balance as the read model holds it.
+pub struct StoredBalances {
+    pub head: Head,
+    pub rulebooks: Vec<RulebookRow>,
+    pub balances: Vec<(String, Balance)>,
+}
+
+impl Store {
+    /// Starts a read-only transaction on one snapshot: every statement in it sees the same
+    /// tree size.
+    async fn snapshot(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>, StoreError> {
+        Ok(client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?)
+    }
+
+    /// One household's balance and monthly figures, read in one snapshot; `None` if the
+    /// ledger has no read model.
+    pub async fn read_balance(&self, ledger: &VillageCode, household: &str) -> Result<Option<StoredBalance>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        let (head, rulebooks, balance, periods) = {
+            let head = tx.prepare_cached(HEAD).await?;
+            let rulebooks = tx.prepare_cached(RULEBOOKS).await?;
+            let balance =
+                tx.prepare_cached(&format!("SELECT {BALANCE_COLUMNS} FROM rm_balances WHERE ledger_id = $1 AND household_id = $2")).await?;
+            let periods = tx
+                .prepare_cached(
+                    "SELECT household_id, period, basic, contribution, deducted, redeemed, returned FROM rm_period_figures \
+                     WHERE ledger_id = $1 AND household_id = $2 ORDER BY period",
+                )
+                .await?;
+            let one: [&Param<'_>; 1] = [&id];
+            let two: [&Param<'_>; 2] = [&id, &household];
+            let (one, two) = (&one[..], &two[..]);
+            // Sent together: one round trip.
+            tokio::try_join!(tx.query_opt(&head, one), tx.query(&rulebooks, one), tx.query_opt(&balance, two), tx.query(&periods, two))?
+        };
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        Ok(Some(StoredBalance {
+            head: head_of(id, &head)?,
+            rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
+            balance: balance.as_ref().map(balance_of),
+            periods: periods.iter().map(|r| figures_of(id, r).map(|(p, _, f)| (p, f))).collect::<Result<_, _>>()?,
+        }))
+    }
+
+    /// Every household's balance, read in one snapshot; `None` if the ledger has no read model.
+    pub async fn read_balances(&self, ledger: &VillageCode) -> Result<Option<StoredBalances>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        let (head, rulebooks, balances) = {
+            let head = tx.prepare_cached(HEAD).await?;
+            let rulebooks = tx.prepare_cached(RULEBOOKS).await?;
+            let balances = tx
+                .prepare_cached(&format!(
+                    "SELECT {BALANCE_COLUMNS} FROM rm_balances WHERE ledger_id = $1 ORDER BY household_id COLLATE \"C\""
+                ))
+                .await?;
+            let one: [&Param<'_>; 1] = [&id];
+            let one = &one[..];
+            tokio::try_join!(tx.query_opt(&head, one), tx.query(&rulebooks, one), tx.query(&balances, one))?
+        };
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        Ok(Some(StoredBalances {
+            head: head_of(id, &head)?,
+            rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
+            balances: balances.iter().map(|r| (r.get("household_id"), balance_of(r))).collect(),
+        }))
+    }
+
+    /// Every read-model row of a ledger, in one snapshot, in the order [`Rows::all`] gives
+    /// them; `None` if the ledger has no read model.
+    pub async fn read_model(&self, ledger: &VillageCode) -> Result<Option<(Head, Rows)>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        let one: [&Param<'_>; 1] = [&id];
+        let one = &one[..];
+        let balances = format!("SELECT {BALANCE_COLUMNS} FROM rm_balances WHERE ledger_id = $1 ORDER BY household_id COLLATE \"C\"");
+        let (head, rulebooks, balances, periods) = tokio::try_join!(
+            tx.query_opt(HEAD, one),
+            tx.query(RULEBOOKS, one),
+            tx.query(&balances, one),
+            tx.query(
+                "SELECT household_id, period, basic, contribution, deducted, redeemed, returned FROM rm_period_figures \
+                 WHERE ledger_id = $1 ORDER BY period, household_id COLLATE \"C\"",
+                one,
+            )
+        )?;
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        Ok(Some((
+            head_of(id, &head)?,
+            Rows {
+                balances: balances.iter().map(|r| (r.get("household_id"), balance_of(r))).collect(),
+                periods: periods.iter().map(|r| figures_of(id, r)).collect::<Result<_, _>>()?,
+                rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
+            },
+        )))
+    }
+
+    /// Replaces a ledger's read model with `rows` at `head` (a replay of its first
+    /// `head.tree_size` records), in one transaction. Refused with [`StoreError::Conflict`] if
+    /// the ledger has another number of records by then (appends went on: replay again).
+    pub async fn rebuild_read_model(&self, ledger: &VillageCode, head: &Head, rows: &Rows) -> Result<(), StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // Appends move the head row under its lock: taking it first orders this rebuild
+        // after them, or them after it.
+        tx.query_opt("SELECT 1 FROM read_models WHERE ledger_id = $1 FOR UPDATE", &[&id]).await?;
+        let end: Option<i64> = tx.query_one("SELECT max(seq) + 1 FROM records WHERE ledger_id = $1", &[&id]).await?.get(0);
+        if end.unwrap_or(0) != head.tree_size as i64 {
+            return Err(StoreError::Conflict { ledger: id.to_owned(), seq: head.tree_size });
+        }
+        for table in ["rm_balances", "rm_period_figures", "rm_rulebooks"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE ledger_id = $1"), &[&id]).await?;
+        }
+        tx.execute(
+            "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (ledger_id) DO UPDATE SET tree_size = EXCLUDED.tree_size, root_hash = EXCLUDED.root_hash, \
+             last_recorded_at = EXCLUDED.last_recorded_at, book_year = EXCLUDED.book_year",
+            &[&id, &(head.tree_size as i64), &head.root.0.as_slice(), &head.last_recorded_at, &head.book_year],
+        )
+        .await?;
+        upsert_rows(&tx, id, rows).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
