@@ -81,6 +81,10 @@ impl Db {
             ("checkpoints", "ledger_id, tree_size"),
             ("cosignatures", "ledger_id, tree_size, key_name, key_id"),
             ("profiles", "ledger_id, subject_id"),
+            ("read_models", "ledger_id"),
+            ("rm_balances", "ledger_id, household_id"),
+            ("rm_period_figures", "ledger_id, household_id, period"),
+            ("rm_rulebooks", "ledger_id, adopted_at"),
         ] {
             let row = client
                 .query_one(&format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY {order})), '') FROM {table} t"), &[])

@@ -10,7 +10,10 @@
 //! - a deletion, a reordering (two rows swapped), an insertion (a copy of another row, later
 //!   rows shifted up);
 //! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
-//!   caught with the checkpoint a supervisor holds).
+//!   caught with the checkpoint a supervisor holds);
+//! - an edit of the read model (docs/adr/0005): a household's balance, a monthly figure, a
+//!   household's balance row deleted, or the head's tree size or year; VerifyLedger must
+//!   name the table and the row, as the records verify.
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
 //! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
@@ -57,10 +60,57 @@ enum Tampering {
     Insert { at: u64, copy_of: u64 },
     Truncate(u64),
     TruncateWithCheckpoints(u64),
+    ReadModel(ReadModelEdit),
+}
+
+/// A change to a read-model row.
+#[derive(Clone, Debug)]
+enum ReadModelEdit {
+    /// A figure of a household's balance, moved by `delta`.
+    Balance { household: String, column: &'static str, delta: i64 },
+    /// A figure of the `row`-th monthly row (in key order), moved by `delta`.
+    Period { row: u64, column: &'static str, delta: i64 },
+    /// A household's balance row, removed.
+    DeleteBalance { household: String },
+    /// The head's tree size moved by `delta` (never to 0).
+    TreeSize { delta: i64 },
+    /// The head's year, a year back (an expiry that was booked would seem due again).
+    BookYear,
+}
+
+/// What VerifyLedger must say of a tampering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Expect {
+    /// The first bad seq.
+    Seq(u64),
+    /// No seq, and a reason that contains this.
+    ReadModel(String),
 }
 
 impl Tampering {
-    fn random(rng: &mut ChaCha8Rng, n: u64) -> Tampering {
+    fn random(rng: &mut ChaCha8Rng, n: u64, households: &[String], period_rows: u64) -> Tampering {
+        if rng.random_range(0..4) == 0 {
+            let household = households[rng.random_range(0..households.len())].clone();
+            let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
+            return Tampering::ReadModel(match rng.random_range(0..5) {
+                0 => ReadModelEdit::Balance {
+                    household,
+                    column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
+                        [rng.random_range(0..7)],
+                    delta,
+                },
+                1 => ReadModelEdit::Period {
+                    row: rng.random_range(0..period_rows),
+                    column: ["basic", "contribution", "deducted", "redeemed", "returned"][rng.random_range(0..5)],
+                    delta,
+                },
+                2 => ReadModelEdit::DeleteBalance { household },
+                3 => ReadModelEdit::TreeSize {
+                    delta: if rng.random_bool(0.5) { -(rng.random_range(1..n as i64)) } else { rng.random_range(1..=50) },
+                },
+                _ => ReadModelEdit::BookYear,
+            });
+        }
         let edit = |rng: &mut ChaCha8Rng| {
             let column =
                 [Column::Body, Column::RecordedAt, Column::Signatures, Column::PrevHash, Column::RecordHash][rng.random_range(0..5)];
@@ -96,6 +146,25 @@ impl Tampering {
             Tampering::Insert { .. } => "insertion",
             Tampering::Truncate(_) => "truncation",
             Tampering::TruncateWithCheckpoints(_) => "truncation with its checkpoints",
+            Tampering::ReadModel(ReadModelEdit::Balance { .. }) => "read model: a balance",
+            Tampering::ReadModel(ReadModelEdit::Period { .. }) => "read model: a monthly figure",
+            Tampering::ReadModel(ReadModelEdit::DeleteBalance { .. }) => "read model: a balance row deleted",
+            Tampering::ReadModel(ReadModelEdit::TreeSize { .. }) => "read model: its tree size",
+            Tampering::ReadModel(ReadModelEdit::BookYear) => "read model: its year",
+        }
+    }
+
+    /// What VerifyLedger must say.
+    fn expect(&self) -> Expect {
+        match self {
+            Tampering::ReadModel(edit) => Expect::ReadModel(match edit {
+                ReadModelEdit::Balance { household, .. } => format!("rm_balances: household {household} is stored as"),
+                ReadModelEdit::Period { .. } => "rm_period_figures: (period, household)".into(),
+                ReadModelEdit::DeleteBalance { household } => format!("rm_balances: household {household} is missing"),
+                ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
+                ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear => "read model: its head is stored as".into(),
+            }),
+            _ => Expect::Seq(self.first_bad()),
         }
     }
 
@@ -108,6 +177,7 @@ impl Tampering {
             // that differs is the displaced original, one seq up.
             Tampering::Insert { at, copy_of } if copy_of == at => at + 1,
             Tampering::Insert { at, .. } => *at,
+            Tampering::ReadModel(_) => u64::MAX,
         }
     }
 
@@ -154,6 +224,25 @@ impl Tampering {
                  DELETE FROM cosignatures WHERE ledger_id = '{l}' AND tree_size > {cut};
                  DELETE FROM checkpoints WHERE ledger_id = '{l}' AND tree_size > {cut};"
             ),
+            Tampering::ReadModel(edit) => {
+                match edit {
+                    ReadModelEdit::Balance { household, column, delta } => {
+                        format!("UPDATE rm_balances SET {column} = {column} + {delta} WHERE ledger_id = '{l}' AND household_id = '{household}';")
+                    }
+                    ReadModelEdit::Period { row, column, delta } => format!(
+                        "UPDATE rm_period_figures SET {column} = {column} + {delta} WHERE (ledger_id, household_id, period) = \
+                     (SELECT ledger_id, household_id, period FROM rm_period_figures WHERE ledger_id = '{l}' \
+                      ORDER BY period, household_id COLLATE \"C\" OFFSET {row} LIMIT 1);"
+                    ),
+                    ReadModelEdit::DeleteBalance { household } => {
+                        format!("DELETE FROM rm_balances WHERE ledger_id = '{l}' AND household_id = '{household}';")
+                    }
+                    ReadModelEdit::TreeSize { delta } => {
+                        format!("UPDATE read_models SET tree_size = tree_size + {delta} WHERE ledger_id = '{l}';")
+                    }
+                    ReadModelEdit::BookYear => format!("UPDATE read_models SET book_year = book_year - 1 WHERE ledger_id = '{l}';"),
+                }
+            }
         }
     }
 }
@@ -176,9 +265,21 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
         .batch_execute(
             "CREATE TABLE saved_records AS SELECT * FROM records;
              CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
-             CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;",
+             CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
+             CREATE TABLE saved_read_models AS SELECT * FROM read_models;
+             CREATE TABLE saved_rm_balances AS SELECT * FROM rm_balances;
+             CREATE TABLE saved_rm_period_figures AS SELECT * FROM rm_period_figures;
+             CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;",
         )
         .await?;
+    let households: Vec<String> = owner
+        .query("SELECT household_id FROM rm_balances WHERE ledger_id = $1 ORDER BY household_id", &[&ledger])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let period_rows: i64 = owner.query_one("SELECT count(*) FROM rm_period_figures WHERE ledger_id = $1", &[&ledger]).await?.get(0);
+    ensure!(!households.is_empty() && period_rows > 0, "the village's read model has no balances or monthly figures");
     let pristine = db.fingerprint().await?;
     let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
     let verify = |server: &Local, note: &str| {
@@ -193,9 +294,9 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
     let balances = api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() };
     for round in 1..=config.rounds {
-        let t = Tampering::random(&mut rng, n);
+        let t = Tampering::random(&mut rng, n, &households, period_rows as u64);
         let cold = rng.random_bool(0.5);
-        let want = t.first_bad();
+        let want = t.expect();
         query
             .list_balances(balances.clone())
             .await
@@ -222,7 +323,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
         }
         // A truncation that took its checkpoints along is only visible against the held one.
         let note = if matches!(t, Tampering::TruncateWithCheckpoints(_)) { held.note.as_str() } else { "" };
-        let reader = if cold && want <= 2 { &sample.cast.township } else { &sample.cast.auditor };
+        let reader = if cold && matches!(want, Expect::Seq(s) if s <= 2) { &sample.cast.township } else { &sample.cast.auditor };
         let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: note.to_owned() };
         let res = audit.verify_ledger(server.auth(req, method::VERIFY_LEDGER, &ledger, reader)).await;
         let res = res
@@ -230,9 +331,13 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                 format!("round {round} (seed {}, {}): {t:?} — VerifyLedger failed", config.seed, if cold { "cold" } else { "warm" })
             })?
             .into_inner();
-        if res.ok || !res.has_bad_seq || res.first_bad_seq != want {
+        let named = match &want {
+            Expect::Seq(seq) => res.has_bad_seq && res.first_bad_seq == *seq,
+            Expect::ReadModel(needle) => !res.has_bad_seq && res.reason.contains(needle.as_str()),
+        };
+        if res.ok || !named {
             return Err(anyhow!(
-                "round {round} (seed {}, {}): {t:?} — VerifyLedger said ok={} first_bad_seq={} ({}), expected seq {want}",
+                "round {round} (seed {}, {}): {t:?} — VerifyLedger said ok={} first_bad_seq={} ({}), expected {want:?}",
                 config.seed,
                 if cold { "cold" } else { "warm" },
                 res.ok,
@@ -254,7 +359,12 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO records OVERRIDING SYSTEM VALUE SELECT * FROM saved_records;
                  DELETE FROM cosignatures; DELETE FROM checkpoints;
                  INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
-                 INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;"
+                 INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
+                 DELETE FROM rm_balances; DELETE FROM rm_period_figures; DELETE FROM rm_rulebooks; DELETE FROM read_models;
+                 INSERT INTO read_models SELECT * FROM saved_read_models;
+                 INSERT INTO rm_balances SELECT * FROM saved_rm_balances;
+                 INSERT INTO rm_period_figures SELECT * FROM saved_rm_period_figures;
+                 INSERT INTO rm_rulebooks SELECT * FROM saved_rm_rulebooks;"
             ))
             .await?;
         // The next round starts from a server that loaded the restored rows.
@@ -283,7 +393,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                 config.rounds - cold_rounds
             ),
             format!(
-                "detected, first bad seq named exactly: {}",
+                "detected, the first bad seq or the read-model row named exactly: {}",
                 kinds.iter().map(|(k, v)| format!("{v} × {k}")).collect::<Vec<_>>().join(", ")
             ),
         ],

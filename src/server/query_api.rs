@@ -428,9 +428,11 @@ impl AuditService for QueryApi {
             (Err(e), _, _) => failure(e.seq(), e.to_string()),
             (Ok(_), Some((seq, why)), _) => failure(Some(seq), format!("stored row {seq} is not a record: {why}")),
             (Ok(_), None, Some(why)) => failure(None, why),
-            (Ok(n), None, None) => {
-                api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() }
-            }
+            (Ok(n), None, None) => match self.villages.read_model_difference(&code).await.map_err(|e| status::store(&e))? {
+                // The records hold: the read model must be what they give.
+                Some(difference) => failure(None, difference),
+                None => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
+            },
         };
         if !response.ok {
             let seq = response.has_bad_seq.then_some(response.first_bad_seq);

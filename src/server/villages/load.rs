@@ -81,7 +81,7 @@ impl Villages {
                 // or by the store alone): signed now, as every append signs its own.
                 self.sign_tail(&mut village).await?;
             }
-            corrupt = self.read_model_difference(&village, true).await?.map(|reason| Corruption { seq: None, reason });
+            corrupt = self.compare_read_model(&village, true).await?.map(|reason| Corruption { seq: None, reason });
         }
         if let Some(c) = corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
@@ -107,13 +107,27 @@ impl Villages {
         Ok(())
     }
 
+    /// The first difference between a village's stored read model and a replay of its
+    /// records (the village in memory, loaded from rows that passed its checks), under the
+    /// village's lock: VerifyLedger's check of the read model, once the records verified.
+    pub async fn read_model_difference(&self, code: &VillageCode) -> Result<Option<String>, StoreError> {
+        let arc = self.village_or_load(code, false).await?;
+        let v = arc.lock().await;
+        if v.corrupt.as_ref().is_some_and(|c| c.seq.is_some()) {
+            // Held only up to a bad record found earlier (and since restored, as the records
+            // verified): no replay to compare with until the village is loaded again.
+            return Ok(None);
+        }
+        self.compare_read_model(&v, false).await
+    }
+
     /// Compares a village's stored read model with its state and views (a replay of its
     /// records): the first difference, if any. A ledger with records and no read model (stored
     /// by a version before read models, or by the store alone) has one built when `build`.
     /// A read model ahead of the village is compared only if it is ahead of the stored records
     /// too (then it is wrong); otherwise another process appended since, and a later load or
     /// verification compares it.
-    pub(super) async fn read_model_difference(&self, village: &Village, build: bool) -> Result<Option<String>, StoreError> {
+    async fn compare_read_model(&self, village: &Village, build: bool) -> Result<Option<String>, StoreError> {
         let len = village.len();
         let expected_head = Head {
             tree_size: len,
