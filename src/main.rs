@@ -28,6 +28,9 @@ enum Command {
     Campaign(cmd::campaign::CampaignArgs),
     /// Run the gRPC service (on a private, managed PostgreSQL unless --database-url is given).
     Serve(cmd::serve::ServeArgs),
+    /// Rebuild a village's read model (balances, monthly figures) from its records, in the
+    /// database of `serve`; prints what it repaired.
+    Rebuild(cmd::rebuild::RebuildArgs),
     /// Create a signing key for an actor (or a supervisor's note key).
     Keygen(cmd::keygen::KeygenArgs),
     /// Verify a ledger on this machine: served by a jifen server, or offline from a year bundle
@@ -67,6 +70,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => cmd::bench::run(args),
         Command::Serve(args) => cmd::serve::run(args),
         Command::Campaign(args) => cmd::campaign::run(args),
+        Command::Rebuild(args) => cmd::rebuild::run(args),
         Command::Keygen(args) => cmd::keygen::keygen(args),
         Command::Verify(args) => cmd::verify::verify(args),
         Command::Cosign(args) => cmd::cosign::cosign(args),

@@ -3,7 +3,8 @@
 //! - `demo` — README command 1: a village's month over gRPC on the embedded PostgreSQL;
 //!   `demo_offline` — `demo --offline`: a village-year generated, verified and printed in
 //!   memory.
-//! - `serve` — the gRPC service on the embedded or an external PostgreSQL.
+//! - `serve` — the gRPC service on the embedded or an external PostgreSQL; `rebuild` — an
+//!   operator's rebuild of a village's read model from its records.
 //! - `keygen`, `submit`, `query` — an actor's key; signing and appending an event; readable
 //!   queries.
 //! - `cosign`, `export`, `verify`, `replay` — the commands of supervisors and auditors, who
@@ -21,6 +22,7 @@ pub mod demo_offline;
 pub mod export;
 pub mod keygen;
 pub mod query;
+pub mod rebuild;
 pub mod replay;
 pub mod serve;
 pub mod submit;

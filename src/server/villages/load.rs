@@ -17,42 +17,7 @@ impl Villages {
         // process may append and sign meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
         let nodes_stored = self.store.stored_leaves(code).await?;
-        let mut state = VillageState::new();
-        let mut views = Views::default();
-        let mut tip = ChainTip::default();
-        let mut hashes = Vec::new();
-        let mut corrupt = None;
-        'pages: loop {
-            let rows = self.store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
-            let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
-            let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
-            let page = &rows.records[..good.len()];
-            for (r, h) in page.iter().zip(&good) {
-                match replay_one(&state, r) {
-                    Ok(a) => {
-                        state.apply(&a);
-                        views.apply(&a, &state);
-                        hashes.push(*h);
-                    }
-                    Err(e) => {
-                        corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
-                        break 'pages;
-                    }
-                }
-            }
-            tip = tip.after(page, &good);
-            if let Some(e) = fault {
-                corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
-                break;
-            }
-            if let Some((seq, why)) = rows.undecodable {
-                corrupt = Some(Corruption::at(seq.min(tip.next_seq), format!("stored row {seq} is not a record: {why}")));
-                break;
-            }
-            if !full {
-                break;
-            }
-        }
+        let Replayed { state, views, hashes, mut corrupt } = replay_stored(&self.store, code).await?;
         let tree = Tree::from_record_hashes(&hashes);
         let mut village = Village { state, tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
         if corrupt.is_none() && nodes_stored > village.len() {
@@ -194,6 +159,109 @@ impl Villages {
         }
         self.view(village, stored).map_err(bad)
     }
+}
+
+/// A village's stored rows, replayed: the state and views of the records before the first
+/// bad row, their hashes, and what is wrong with that row, if anything.
+pub struct Replayed {
+    pub state: VillageState,
+    pub views: Views,
+    pub hashes: Vec<Hash>,
+    pub corrupt: Option<Corruption>,
+}
+
+/// Replays a village's stored rows, page by page (the records of a large village never sit in
+/// memory all at once). Each row is checked as it is read: the chain, the stored `record_hash`
+/// column, and the write-model's decision on it, so no stored row reaches `apply` undecided.
+/// Signatures are left to VerifyLedger. An `Err` is only the store failing.
+pub async fn replay_stored(store: &Store, code: &VillageCode) -> Result<Replayed, StoreError> {
+    let mut state = VillageState::new();
+    let mut views = Views::default();
+    let mut tip = ChainTip::default();
+    let mut hashes = Vec::new();
+    let mut corrupt = None;
+    'pages: loop {
+        let rows = store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
+        let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
+        let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
+        let page = &rows.records[..good.len()];
+        for (r, h) in page.iter().zip(&good) {
+            match replay_one(&state, r) {
+                Ok(a) => {
+                    state.apply(&a);
+                    views.apply(&a, &state);
+                    hashes.push(*h);
+                }
+                Err(e) => {
+                    corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+                    break 'pages;
+                }
+            }
+        }
+        tip = tip.after(page, &good);
+        if let Some(e) = fault {
+            corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
+            break;
+        }
+        if let Some((seq, why)) = rows.undecodable {
+            corrupt = Some(Corruption::at(seq.min(tip.next_seq), format!("stored row {seq} is not a record: {why}")));
+            break;
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(Replayed { state, views, hashes, corrupt })
+}
+
+/// Why a read model was not rebuilt.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("no ledger {0}")]
+    UnknownLedger(VillageCode),
+    #[error("the records of ledger {code} fail their checks at {}: {}; the read model is not rebuilt from them", .corruption.seq.map_or("a checkpoint".to_owned(), |s| format!("seq {s}")), .corruption.reason)]
+    Records { code: VillageCode, corruption: Corruption },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a rebuild found and did.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub records: u64,
+    pub households: usize,
+    pub monthly_rows: usize,
+    /// The first difference between the read model as it was and the rebuilt one, if any.
+    pub difference: Option<String>,
+}
+
+/// Rebuilds a ledger's read model from its stored records (`jifen rebuild`): replays the rows
+/// with every check of a load, refuses if one fails, and replaces the read-model rows in one
+/// transaction (refused if appends landed meanwhile: run it again).
+pub async fn rebuild_read_model(store: &Store, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
+    let Replayed { state, views, hashes, corrupt } = replay_stored(store, code).await?;
+    if let Some(corruption) = corrupt {
+        return Err(RebuildError::Records { code: code.clone(), corruption });
+    }
+    if hashes.is_empty() {
+        return Err(RebuildError::UnknownLedger(code.clone()));
+    }
+    let tree = Tree::from_record_hashes(&hashes);
+    let len = tree.len();
+    let head = Head {
+        tree_size: len,
+        root: tree.root(len).map_err(|e| StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e.to_string() })?,
+        last_recorded_at: state.last_recorded_at(),
+        book_year: state.balances().year(),
+    };
+    let rows = Rows::all(&state, &views);
+    let difference = match store.read_model(code).await? {
+        None => Some("there was no read model".to_owned()),
+        Some((stored_head, _)) if stored_head != head => Some(format!("its head was stored as {stored_head:?}, the records give {head:?}")),
+        Some((_, stored)) => stored.first_difference(&rows),
+    };
+    store.rebuild_read_model(code, &head, &rows).await?;
+    Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
 }
 
 /// Records per page when a village is loaded.

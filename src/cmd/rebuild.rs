@@ -1,0 +1,63 @@
+//! `jifen rebuild --village V`: the operator's repair of a village's read model (the balance,
+//! monthly-figure and rulebook tables queries read). The records are replayed with every check
+//! of a load; if one fails, nothing is rebuilt. Otherwise the read-model rows are replaced in
+//! one transaction, and the first difference the rebuild repaired is printed. Records are
+//! never touched: they are what the read model is rebuilt from.
+//!
+//! It uses the same storage as `jifen serve`: the managed cluster in `--data-dir`, or
+//! `--database-url`. A running server on the same village should be restarted afterwards, so
+//! that it loads the village again (until then it refuses the village if it had found the
+//! difference).
+
+use jifen::server::villages::{rebuild_read_model, RebuildError};
+use jifen::store::storage::{connect_external, start_embedded};
+use jifen_ledger::ids::VillageCode;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// The village (12-digit code) whose read model to rebuild.
+    #[arg(long)]
+    pub village: String,
+    /// Where the managed PostgreSQL cluster lives (as for `jifen serve`).
+    #[arg(long, default_value = "jifen-data")]
+    pub data_dir: PathBuf,
+    /// Use this PostgreSQL server (a libpq URL of a role owning the schema) instead of the
+    /// managed cluster.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// With --database-url: how to connect as the service's role (default: the same URL as
+    /// role jifen_app).
+    #[arg(long, requires = "database_url")]
+    pub app_database_url: Option<String>,
+}
+
+pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
+    let code = VillageCode::parse(&args.village).map_err(|e| anyhow::anyhow!("--village: {e}"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let storage = match &args.database_url {
+            Some(url) => connect_external(url, args.app_database_url.as_deref(), 2).await?,
+            None => start_embedded(&args.data_dir, 2).await?,
+        };
+        let result = rebuild_read_model(&storage.store, &code).await;
+        drop(storage);
+        match result {
+            Ok(done) => {
+                println!(
+                    "rebuilt the read model of {code}: {} records replayed, {} household balances, {} monthly rows",
+                    done.records, done.households, done.monthly_rows
+                );
+                match done.difference {
+                    Some(d) => println!("repaired: {d}"),
+                    None => println!("the read model was already what the records give"),
+                }
+                Ok(())
+            }
+            Err(e @ RebuildError::Records { .. }) => {
+                Err(anyhow::anyhow!("{e}\nverify the ledger (`jifen verify`) and restore its records from a backup first"))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}

@@ -1,0 +1,226 @@
+//! The read models in PostgreSQL (docs/adr/0005-serving-from-postgresql.md), end to end on the
+//! real server and PostgreSQL: written with each append, equal to an offline replay of the
+//! records, read your own write, checked by VerifyLedger and by every load, and rebuilt by
+//! `jifen rebuild`.
+
+mod common;
+
+use common::*;
+use jifen::api::audit_service_client::AuditServiceClient;
+use jifen::api::query_service_client::QueryServiceClient;
+use jifen::api::{self};
+use jifen::auth::method;
+use jifen::store::embedded::SUPERUSER;
+use jifen::store::read_model::Rows;
+use jifen::store::storage::{APP_ROLE, DATABASE};
+use jifen_ledger::ids::VillageCode;
+use jifen_ledger::sample::Sample;
+use jifen_projections::Projections;
+use std::process::Output;
+use tonic::Code;
+
+async fn jifen(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_jifen")).args(args).output().unwrap()).await.unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+async fn query(server: &Server) -> QueryServiceClient<tonic::transport::Channel> {
+    QueryServiceClient::connect(format!("http://{}", server.addr)).await.unwrap()
+}
+
+/// VerifyLedger as the sample's auditor: (ok, reason).
+async fn verify(server: &Server, sample: &Sample) -> (bool, bool, String) {
+    let ledger = sample.writer.ledger.clone();
+    let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await.unwrap();
+    let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: String::new() };
+    let res = audit.verify_ledger(server.auth(req, method::VERIFY_LEDGER, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
+    (res.ok, res.has_bad_seq, res.reason)
+}
+
+/// The read-model rows an offline replay of `records` gives.
+fn replayed_rows(records: &[jifen_ledger::record::Record]) -> Rows {
+    let p = Projections::from_records(records).unwrap();
+    Rows::all(p.state(), &p.views)
+}
+
+/// The `k`-th household (in id order) of a replay of `records`.
+fn nth_household(records: &[jifen_ledger::record::Record], k: usize) -> String {
+    let p = Projections::from_records(records).unwrap();
+    let id = p.state().balances().iter().nth(k).unwrap().0.to_owned();
+    id
+}
+
+async fn stored_rows(db: &Db, ledger: &str) -> (u64, Rows) {
+    let store = db.store(1).unwrap();
+    let (head, rows) = store.read_model(&VillageCode::parse(ledger).unwrap()).await.unwrap().expect("a read model");
+    (head.tree_size, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_client_reads_its_own_write() {
+    let db = Db::start().await;
+    let sample = small_year(31, 3);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let mut server = Server::start(&db, &sample).await;
+    let mut q = query(&server).await;
+    let household = nth_household(records, 0);
+    for (i, r) in records.iter().enumerate() {
+        let appended = server.replay(r).await;
+        let size = appended.seq + 1;
+        if i % 37 != 0 && i != records.len() - 1 {
+            continue;
+        }
+        // Right after the append, no waiting: the read model and the checkpoint of this tree
+        // were stored in the append's transaction.
+        let all = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: size }).await.unwrap().into_inner();
+        let as_of = all.as_of.unwrap();
+        assert_eq!(as_of.tree_size, size);
+        let checkpoint = server
+            .client
+            .get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: size, min_tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(checkpoint.checkpoint.unwrap().root_hash, as_of.root_hash);
+        // Every row is what an offline replay of the same records gives.
+        let (tree_size, rows) = stored_rows(&db, &ledger).await;
+        assert_eq!(tree_size, size);
+        assert_eq!(rows, replayed_rows(&records[..=i]), "after seq {i}");
+    }
+    let n = records.len() as u64;
+    // A household's balance and months, from the read model.
+    let one = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: household.clone(), min_tree_size: n })
+        .await
+        .unwrap()
+        .into_inner();
+    let replay = Projections::from_records(records).unwrap();
+    let b = replay.state().balances().get(&household).unwrap();
+    assert_eq!(one.balance.unwrap().available, b.available());
+    assert_eq!(
+        one.periods.len(),
+        replay.balances.known_periods().into_iter().filter(|p| replay.balances.period(*p, &household) != Default::default()).count()
+    );
+    // A tree the ledger has not reached is refused, not answered from an older one.
+    let e = q
+        .get_balance(api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: household.clone(), min_tree_size: n + 1 })
+        .await
+        .unwrap_err();
+    assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
+    let e = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: n + 1 }).await.unwrap_err();
+    assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
+    assert!(verify(&server, &sample).await.0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_it_from_the_records() {
+    let db = Db::start().await;
+    let sample = small_year(32, 2);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let mut server = Server::start(&db, &sample).await;
+    for r in records {
+        server.replay(r).await;
+    }
+    let last = records.last().unwrap().recorded_at();
+    let mut q = query(&server).await;
+    let all = || api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 };
+    let honest = q.list_balances(all()).await.unwrap().into_inner();
+    let household = nth_household(records, 3);
+
+    // The superuser gives a household 100 points back (its `redeemed` lowered).
+    let owner = db.superuser().await.unwrap();
+    owner
+        .execute("UPDATE rm_balances SET redeemed = redeemed - 100 WHERE ledger_id = $1 AND household_id = $2", &[&ledger, &household])
+        .await
+        .unwrap();
+    // Warm: VerifyLedger names the row (the records verify), and queries stop.
+    let (ok, has_seq, reason) = verify(&server, &sample).await;
+    assert!(!ok && !has_seq, "{reason}");
+    assert!(reason.contains(&format!("rm_balances: household {household} is stored as")), "{reason}");
+    assert_eq!(q.list_balances(all()).await.unwrap_err().code(), Code::DataLoss);
+    server.shutdown().await;
+
+    // Cold: a server started after the edit refuses the village from its load on.
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let mut q = query(&server).await;
+    let e = q.list_balances(all()).await.unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
+    let (ok, _, reason) = verify(&server, &sample).await;
+    assert!(!ok && reason.contains(&household), "{reason}");
+    server.shutdown().await;
+
+    // The operator rebuilds the read model from the records.
+    let url_args = |db: &Db| {
+        vec![
+            "--database-url".to_owned(),
+            db.cluster.connection_string(SUPERUSER, DATABASE),
+            "--app-database-url".to_owned(),
+            db.cluster.connection_string(APP_ROLE, DATABASE),
+        ]
+    };
+    let mut args = vec!["rebuild".to_owned(), "--village".to_owned(), ledger.clone()];
+    args.extend(url_args(&db));
+    let out = jifen(args.clone()).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains(&format!("repaired: read model rm_balances: household {household}")), "{}", text(&out));
+    let again = jifen(args.clone()).await;
+    assert!(again.status.success() && text(&again).contains("already what the records give"), "{}", text(&again));
+
+    // Served again, with the honest balances.
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let mut q = query(&server).await;
+    let repaired = q.list_balances(all()).await.unwrap().into_inner();
+    assert_eq!(repaired.balances, honest.balances);
+    assert_eq!(repaired.balance_digest, honest.balance_digest);
+    assert!(verify(&server, &sample).await.0);
+    server.shutdown().await;
+
+    // A rebuild never trusts records that fail their checks: an edited record stops it, and
+    // the read model is left as it was.
+    owner.batch_execute("CREATE TABLE saved_records AS SELECT * FROM records").await.unwrap();
+    let before = db.fingerprint().await.unwrap();
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE records SET body = set_byte(body, 5, get_byte(body, 5) # 1) WHERE ledger_id = '{ledger}' AND seq = 20;"
+        ))
+        .await
+        .unwrap();
+    owner.execute("UPDATE rm_balances SET basic = basic + 1 WHERE ledger_id = $1", &[&ledger]).await.unwrap();
+    let rm_before: i64 =
+        owner.query_one("SELECT sum(basic)::bigint FROM rm_balances WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
+    let refused = jifen(args.clone()).await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("fail their checks at seq 20"), "{}", text(&refused));
+    let rm_after: i64 =
+        owner.query_one("SELECT sum(basic)::bigint FROM rm_balances WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
+    assert_eq!(rm_before, rm_after);
+    restore_saved_records(&owner, &ledger).await;
+    let out = jifen(args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(db.fingerprint().await.unwrap(), before);
+
+    // A read model that is gone (removed, or never written by an older version) is built by
+    // the next load, from the records.
+    owner
+        .batch_execute(&format!(
+            "DELETE FROM rm_balances WHERE ledger_id = '{ledger}'; DELETE FROM rm_period_figures WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}'; DELETE FROM read_models WHERE ledger_id = '{ledger}';"
+        ))
+        .await
+        .unwrap();
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let mut q = query(&server).await;
+    assert_eq!(q.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
+    assert_eq!(db.fingerprint().await.unwrap(), before);
+    server.shutdown().await;
+}
