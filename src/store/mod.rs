@@ -166,13 +166,23 @@ struct CommitJob {
     done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
+/// One ledger's batch to write: its origin if it opens the ledger, its records, and what they
+/// derive.
+struct Job<'a> {
+    origin: Option<&'a str>,
+    records: &'a [Record],
+    derived: Option<&'a read_model::Derived>,
+}
+
 /// The most records the group committer writes in one transaction.
 const GROUP_ROWS: usize = 2000;
 
 /// The group committer: one transaction at a time, holding every batch that arrived while
 /// the previous one was being written (a natural group commit: no timer, no added latency
 /// when the load is light). If the group's transaction fails, each batch is written again on
-/// its own, so a conflict or a bad batch fails only its own append.
+/// its own, so a conflict or a bad batch fails only its own append. (Three transactions in
+/// flight at once were measured slower: more, smaller commits, each waiting for its own WAL
+/// flush; docs/BENCHMARKS.md.)
 async fn group_committer(store: Store, mut jobs: tokio::sync::mpsc::UnboundedReceiver<CommitJob>) {
     while let Some(first) = jobs.recv().await {
         let mut group = vec![first];
@@ -243,52 +253,48 @@ impl Store {
 
     /// Writes several ledgers' batches in one transaction.
     async fn write_group(&self, group: &[CommitJob]) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        for job in group {
-            if let Some(origin) = &job.origin {
-                let ledger = job.records[0].ledger_id().as_str();
-                tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, origin]).await?;
-            }
-        }
-        let records: Vec<&Record> = group.iter().flat_map(|j| j.records.iter()).collect();
-        let insert = tx.prepare_cached(INSERT_RECORDS).await?;
-        let columns = Columns::of(records.iter().copied());
-        tx.execute(&insert, &columns.params()).await?;
-        for job in group {
-            if let Some(d) = &job.derived {
-                read_model::write(&tx, job.records[0].ledger_id().as_str(), d).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+        let jobs: Vec<Job<'_>> =
+            group.iter().map(|j| Job { origin: j.origin.as_deref(), records: &j.records, derived: j.derived.as_ref() }).collect();
+        self.write_jobs(&jobs).await
     }
 
     /// Writes one ledger's batch, and what it derives, in one transaction.
     async fn write(&self, origin: Option<&str>, records: &[Record], derived: Option<&read_model::Derived>) -> Result<(), StoreError> {
         let Some(first) = records.first() else { return Ok(()) };
-        let ledger = first.ledger_id().to_string();
-        let mut client = self.pool.get().await?;
-        let columns = Columns::of(records.iter());
-        let params = columns.params();
         if origin.is_none() && derived.is_none() {
-            // One statement is one transaction: no BEGIN/COMMIT round trips.
+            // One statement is one transaction: no BEGIN/COMMIT.
+            let client = self.pool.get().await?;
+            let columns = Columns::of(records.iter());
             let insert = client.prepare_cached(INSERT_RECORDS).await?;
-            client.execute(&insert, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
+            client.execute(&insert, &columns.params()).await.map_err(|e| conflict(e, first.ledger_id().as_str(), first.seq()))?;
             return Ok(());
         }
-        let tx = client.transaction().await?;
-        if let Some(origin) = origin {
-            tx.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &origin])
-                .await
-                .map_err(|e| conflict(e, &ledger, 0))?;
+        self.write_jobs(&[Job { origin, records, derived }]).await.map_err(|e| match e {
+            StoreError::Conflict { .. } => StoreError::Conflict { ledger: first.ledger_id().to_string(), seq: first.seq() },
+            e => e,
+        })
+    }
+
+    /// Writes batches of different ledgers, and what they derive, in one statement (so one
+    /// transaction and one round trip, [`read_model::APPEND`]). If any part fails, nothing is
+    /// stored.
+    async fn write_jobs(&self, jobs: &[Job<'_>]) -> Result<(), StoreError> {
+        let Some(first) = jobs.first().and_then(|j| j.records.first()) else { return Ok(()) };
+        let client = self.pool.get().await?;
+        let append = client.prepare_cached(read_model::APPEND).await?;
+        let (mut new_ids, mut origins) = (Vec::new(), Vec::new());
+        for job in jobs {
+            if let (Some(origin), Some(r)) = (job.origin, job.records.first()) {
+                new_ids.push(r.ledger_id().as_str());
+                origins.push(origin);
+            }
         }
-        let insert = tx.prepare_cached(INSERT_RECORDS).await?;
-        tx.execute(&insert, &params).await.map_err(|e| conflict(e, &ledger, first.seq()))?;
-        if let Some(d) = derived {
-            read_model::write(&tx, &ledger, d).await?;
-        }
-        tx.commit().await?;
+        let records = Columns::of(jobs.iter().flat_map(|j| j.records.iter()));
+        let derived = read_model::Columns::of(jobs.iter().filter_map(|j| Some((j.records.first()?.ledger_id().as_str(), j.derived?))));
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&new_ids, &origins];
+        params.extend(records.params());
+        params.extend(derived.params());
+        client.query_one(&append, &params).await.map_err(|e| conflict(e, first.ledger_id().as_str(), first.seq()))?;
         Ok(())
     }
 
@@ -527,10 +533,11 @@ impl Store {
     }
 }
 
-/// Maps a unique violation to a conflict, and the append-only trigger to its own error.
+/// Maps a unique violation, or a read-model head not where its writer left it (JF409), to a
+/// conflict, and the append-only trigger to its own error.
 fn conflict(e: tokio_postgres::Error, ledger: &str, seq: u64) -> StoreError {
     match e.code() {
-        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::Conflict { ledger: ledger.to_owned(), seq },
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION || c.code() == "JF409" => StoreError::Conflict { ledger: ledger.to_owned(), seq },
         Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::AppendOnly(e.to_string()),
         _ => StoreError::Database(e),
     }

@@ -175,32 +175,203 @@ fn corrupt(ledger: &str, error: String) -> StoreError {
     StoreError::Corrupt { ledger: ledger.to_owned(), seq: -1, error }
 }
 
-/// Writes a request's derived rows in the append's transaction. The head moves only from the
-/// tree size it had: a writer that lost a race stores nothing ([`StoreError::Conflict`]).
-pub(super) async fn write(tx: &Transaction<'_>, ledger: &str, d: &Derived) -> Result<(), StoreError> {
-    let (size, old) = (d.tip.size as i64, d.tip.old_size as i64);
-    let root = d.tip.root.0.as_slice();
-    let moved = if old == 0 {
-        tx.execute(
-            "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, $4, $5)",
-            &[&ledger, &size, &root, &d.last_recorded_at, &d.book_year],
-        )
-        .await?
-    } else {
-        let update = tx
-            .prepare_cached(
-                "UPDATE read_models SET tree_size = $2, root_hash = $3, last_recorded_at = $4, book_year = $5 WHERE ledger_id = $1 AND tree_size = $6",
-            )
-            .await?;
-        tx.execute(&update, &[&ledger, &size, &root, &d.last_recorded_at, &d.book_year, &old]).await?
-    };
-    if moved != 1 {
-        return Err(StoreError::Conflict { ledger: ledger.to_owned(), seq: d.tip.old_size });
+const UPSERT_BALANCES: &str = "INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, \
+     carried_out, earned_carried_in, earned_carried_out, expired) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
+     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
+     ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
+     deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
+     carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
+     earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired";
+const UPSERT_PERIODS: &str =
+    "INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
+     ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
+     contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, \
+     returned = EXCLUDED.returned";
+const UPSERT_RULEBOOKS: &str = "INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::boolean[]) \
+     ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry";
+const INSERT_NODES: &str = "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
+     SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING";
+
+/// An append as one statement (so one transaction, one round trip): the new ledgers
+/// ($1–$2), the records ($3–$9), and what they derive ($10–$51): new read-model heads, moved
+/// heads, balances, monthly figures, rulebooks, checkpoints and Merkle nodes. Each head moves
+/// from the size its writer decided on; if one is not there (another process appended first,
+/// or the row was removed), the statement fails with SQLSTATE JF409 and stores nothing, like a
+/// record whose seq another writer took (a unique violation).
+pub(super) const APPEND: &str = "WITH \
+     new_ledgers AS (INSERT INTO ledgers (ledger_id, origin) SELECT * FROM UNNEST($1::text[], $2::text[])), \
+     new_records AS (INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
+       SELECT * FROM UNNEST($3::text[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bytea[], $9::bytea[])), \
+     new_heads AS (INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) \
+       SELECT * FROM UNNEST($10::text[], $11::bigint[], $12::bytea[], $13::bigint[], $14::integer[])), \
+     moved AS (UPDATE read_models rm SET tree_size = u.size, root_hash = u.root, last_recorded_at = u.last, book_year = u.year \
+       FROM UNNEST($15::text[], $16::bigint[], $17::bytea[], $18::bigint[], $19::integer[], $20::bigint[]) AS u(id, size, root, last, year, old) \
+       WHERE rm.ledger_id = u.id AND rm.tree_size = u.old RETURNING 1), \
+     balances AS (INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, \
+       carried_out, earned_carried_in, earned_carried_out, expired) \
+       SELECT * FROM UNNEST($21::text[], $22::text[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[], \
+       $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]) \
+       ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
+       deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
+       carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
+       earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired), \
+     periods AS (INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
+       SELECT * FROM UNNEST($32::text[], $33::text[], $34::text[], $35::bigint[], $36::bigint[], $37::bigint[], $38::bigint[], $39::bigint[]) \
+       ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
+       contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, returned = EXCLUDED.returned), \
+     rulebooks AS (INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) \
+       SELECT * FROM UNNEST($40::text[], $41::bigint[], $42::text[], $43::boolean[]) \
+       ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry), \
+     checkpoints AS (INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) \
+       SELECT * FROM UNNEST($44::text[], $45::bigint[], $46::bytea[], $47::text[])), \
+     nodes AS (INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
+       SELECT * FROM UNNEST($48::text[], $49::smallint[], $50::bigint[], $51::bytea[]) ON CONFLICT DO NOTHING) \
+     SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
+
+/// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
+#[derive(Default)]
+pub(super) struct Columns<'a> {
+    new_heads: HeadColumns<'a>,
+    moved_heads: HeadColumns<'a>,
+    old_sizes: Vec<i64>,
+    balances: RowColumns<'a>,
+    periods: RowColumns<'a>,
+    period_names: Vec<String>,
+    rulebooks: (Vec<&'a str>, Vec<i64>, Vec<String>, Vec<bool>),
+    checkpoints: (Vec<&'a str>, Vec<i64>, Vec<&'a [u8]>, Vec<&'a str>),
+    nodes: (Vec<&'a str>, Vec<i16>, Vec<i64>, Vec<&'a [u8]>),
+}
+
+#[derive(Default)]
+struct HeadColumns<'a> {
+    ids: Vec<&'a str>,
+    sizes: Vec<i64>,
+    roots: Vec<&'a [u8]>,
+    lasts: Vec<i64>,
+    years: Vec<Option<i32>>,
+}
+
+/// Ledger ids, household ids and up to nine figures per row.
+#[derive(Default)]
+struct RowColumns<'a> {
+    ids: Vec<&'a str>,
+    households: Vec<&'a str>,
+    figures: [Vec<i64>; 9],
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `derived`, each of one ledger.
+    pub(super) fn of(derived: impl Iterator<Item = (&'a str, &'a Derived)>) -> Columns<'a> {
+        let mut c = Columns::default();
+        for (ledger, d) in derived {
+            let heads = if d.tip.old_size == 0 { &mut c.new_heads } else { &mut c.moved_heads };
+            heads.ids.push(ledger);
+            heads.sizes.push(d.tip.size as i64);
+            heads.roots.push(d.tip.root.0.as_slice());
+            heads.lasts.push(d.last_recorded_at);
+            heads.years.push(d.book_year);
+            if d.tip.old_size != 0 {
+                c.old_sizes.push(d.tip.old_size as i64);
+            }
+            for (h, b) in &d.rows.balances {
+                c.balances.ids.push(ledger);
+                c.balances.households.push(h);
+                let values = [
+                    b.basic,
+                    b.contribution,
+                    b.deducted,
+                    b.redeemed,
+                    b.carried_in,
+                    b.carried_out,
+                    b.earned_carried_in,
+                    b.earned_carried_out,
+                    b.expired,
+                ];
+                for (col, v) in c.balances.figures.iter_mut().zip(values) {
+                    col.push(v);
+                }
+            }
+            for (p, h, f) in &d.rows.periods {
+                c.periods.ids.push(ledger);
+                c.periods.households.push(h);
+                c.period_names.push(p.to_string());
+                for (col, v) in c.periods.figures.iter_mut().zip([f.basic, f.contribution, f.deducted, f.redeemed, f.returned]) {
+                    col.push(v);
+                }
+            }
+            for r in &d.rows.rulebooks {
+                c.rulebooks.0.push(ledger);
+                c.rulebooks.1.push(r.adopted_at as i64);
+                c.rulebooks.2.push(r.effective_from.to_string());
+                c.rulebooks.3.push(r.annual_expiry);
+            }
+            c.checkpoints.0.push(ledger);
+            c.checkpoints.1.push(d.tip.size as i64);
+            c.checkpoints.2.push(d.tip.root.0.as_slice());
+            c.checkpoints.3.push(d.tip.note.as_str());
+            for (level, idx, hash) in &d.tip.nodes {
+                c.nodes.0.push(ledger);
+                c.nodes.1.push(*level as i16);
+                c.nodes.2.push(*idx as i64);
+                c.nodes.3.push(hash.0.as_slice());
+            }
+        }
+        c
     }
-    upsert_rows(tx, ledger, &d.rows).await?;
-    let checkpoint = tx.prepare_cached("INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) VALUES ($1, $2, $3, $4)").await?;
-    tx.execute(&checkpoint, &[&ledger, &size, &root, &d.tip.note]).await?;
-    insert_nodes(tx, ledger, &d.tip.nodes).await
+
+    /// The parameters $10–$51 of [`APPEND`].
+    pub(super) fn params(&'a self) -> Vec<&'a Param<'a>> {
+        let (n, m) = (&self.new_heads, &self.moved_heads);
+        let (b, q) = (&self.balances.figures, &self.periods.figures);
+        let (r, c, x) = (&self.rulebooks, &self.checkpoints, &self.nodes);
+        vec![
+            &n.ids,
+            &n.sizes,
+            &n.roots,
+            &n.lasts,
+            &n.years,
+            &m.ids,
+            &m.sizes,
+            &m.roots,
+            &m.lasts,
+            &m.years,
+            &self.old_sizes,
+            &self.balances.ids,
+            &self.balances.households,
+            &b[0],
+            &b[1],
+            &b[2],
+            &b[3],
+            &b[4],
+            &b[5],
+            &b[6],
+            &b[7],
+            &b[8],
+            &self.periods.ids,
+            &self.periods.households,
+            &self.period_names,
+            &q[0],
+            &q[1],
+            &q[2],
+            &q[3],
+            &q[4],
+            &r.0,
+            &r.1,
+            &r.2,
+            &r.3,
+            &c.0,
+            &c.1,
+            &c.2,
+            &c.3,
+            &x.0,
+            &x.1,
+            &x.2,
+            &x.3,
+        ]
+    }
 }
 
 /// Stores Merkle nodes (those already stored are left as they are).
@@ -212,74 +383,34 @@ pub(super) async fn insert_nodes(tx: &Transaction<'_>, ledger: &str, nodes: &[(u
     let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
     let idxs: Vec<i64> = nodes.iter().map(|n| n.1 as i64).collect();
     let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.2 .0.as_slice()).collect();
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
-             SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING",
-        )
-        .await?;
+    let insert = tx.prepare_cached(INSERT_NODES).await?;
     tx.execute(&insert, &[&ids, &levels, &idxs, &hashes]).await?;
     Ok(())
 }
 
-/// Inserts or replaces rows.
+/// Inserts or replaces rows (a rebuild, in its own transaction).
 async fn upsert_rows(tx: &Transaction<'_>, ledger: &str, rows: &Rows) -> Result<(), StoreError> {
-    if !rows.balances.is_empty() {
-        let n = rows.balances.len();
-        let ids: Vec<&str> = vec![ledger; n];
-        let households: Vec<&str> = rows.balances.iter().map(|(h, _)| h.as_str()).collect();
-        let col = |f: fn(&Balance) -> i64| -> Vec<i64> { rows.balances.iter().map(|(_, b)| f(b)).collect() };
-        let cols = [
-            col(|b| b.basic),
-            col(|b| b.contribution),
-            col(|b| b.deducted),
-            col(|b| b.redeemed),
-            col(|b| b.carried_in),
-            col(|b| b.carried_out),
-            col(|b| b.earned_carried_in),
-            col(|b| b.earned_carried_out),
-            col(|b| b.expired),
-        ];
-        let upsert = tx
-            .prepare_cached(
-                "INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, carried_out, \
-                 earned_carried_in, earned_carried_out, expired) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
-                 $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
-                 ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
-                 deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
-                 carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
-                 earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired",
-            )
-            .await?;
-        tx.execute(&upsert, &[&ids, &households, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6], &cols[7], &cols[8]])
-            .await?;
+    let derived = Derived {
+        tip: Tip { old_size: 0, size: 0, root: Hash::default(), note: String::new(), nodes: Vec::new() },
+        last_recorded_at: 0,
+        book_year: None,
+        rows: rows.clone(),
+    };
+    let c = Columns::of(std::iter::once((ledger, &derived)));
+    let (b, f) = (&c.balances, &c.balances.figures);
+    if !b.ids.is_empty() {
+        let upsert = tx.prepare_cached(UPSERT_BALANCES).await?;
+        tx.execute(&upsert, &[&b.ids, &b.households, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8]]).await?;
     }
-    if !rows.periods.is_empty() {
-        let n = rows.periods.len();
-        let ids: Vec<&str> = vec![ledger; n];
-        let households: Vec<&str> = rows.periods.iter().map(|(_, h, _)| h.as_str()).collect();
-        let periods: Vec<String> = rows.periods.iter().map(|(p, _, _)| p.to_string()).collect();
-        let col = |f: fn(&PeriodFigures) -> i64| -> Vec<i64> { rows.periods.iter().map(|(_, _, x)| f(x)).collect() };
-        let cols = [col(|f| f.basic), col(|f| f.contribution), col(|f| f.deducted), col(|f| f.redeemed), col(|f| f.returned)];
-        let upsert = tx
-            .prepare_cached(
-                "INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-                 ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
-                 contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, \
-                 returned = EXCLUDED.returned",
-            )
-            .await?;
-        tx.execute(&upsert, &[&ids, &households, &periods, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4]]).await?;
+    let (q, f) = (&c.periods, &c.periods.figures);
+    if !q.ids.is_empty() {
+        let upsert = tx.prepare_cached(UPSERT_PERIODS).await?;
+        tx.execute(&upsert, &[&q.ids, &q.households, &c.period_names, &f[0], &f[1], &f[2], &f[3], &f[4]]).await?;
     }
-    for r in &rows.rulebooks {
-        tx.execute(
-            "INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry",
-            &[&ledger, &(r.adopted_at as i64), &r.effective_from.to_string(), &r.annual_expiry],
-        )
-        .await?;
+    let r = &c.rulebooks;
+    if !r.0.is_empty() {
+        let upsert = tx.prepare_cached(UPSERT_RULEBOOKS).await?;
+        tx.execute(&upsert, &[&r.0, &r.1, &r.2, &r.3]).await?;
     }
     Ok(())
 }

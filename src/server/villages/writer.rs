@@ -165,9 +165,9 @@ impl Villages {
     /// it, and folded into the balances view under its own journal; their leaves join the
     /// tree. The records are then stored with the read-model rows they changed and the signed
     /// checkpoint of the new tree, in one transaction. A refusal or a store failure rolls all
-    /// of it back, with no copy and no reload. Once stored, the state's batch is rolled back
-    /// and applied again event by event with the other views folded after each, so each view
-    /// sees the state right after its event.
+    /// of it back, with no copy and no reload. Once stored, the other views are folded: after
+    /// a lone event on the state as it is; after a batch, the state's batch is rolled back and
+    /// applied again event by event, so each view sees the state right after its event.
     pub(super) async fn try_append(&self, village: &mut Village, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         if let Some(corruption) = &village.corrupt {
             return Err(AppendError::Corrupt { code: village.code.clone(), corruption: corruption.clone() });
@@ -201,21 +201,28 @@ impl Villages {
             Ok((accepted, results)) => Ok((accepted, results, None)),
             Err(e) => Err(e),
         };
-        // The state's batch is undone in every case: on failure for good, on success to be
-        // applied again below with the views.
-        village.state.rollback_batch();
         let (accepted, results, view) = match stored {
             Ok(s) => s,
             Err(e) => {
+                village.state.rollback_batch();
                 village.views.balances.rollback();
                 village.tree.truncate(before);
                 return Err(e);
             }
         };
         village.views.balances.commit();
-        for a in &accepted {
-            village.state.apply(a);
+        if let [a] = accepted.as_slice() {
+            // One event: the state is the state right after it, as the views need.
+            village.state.commit_batch();
             village.views.apply_except_balances(a, &village.state);
+        } else {
+            // Undone, then applied again event by event, so each view sees the state right
+            // after its event.
+            village.state.rollback_batch();
+            for a in &accepted {
+                village.state.apply(a);
+                village.views.apply_except_balances(a, &village.state);
+            }
         }
         if let Some(view) = view {
             village.nodes_stored = village.len();

@@ -57,3 +57,16 @@ CREATE TABLE rm_rulebooks (
 );
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON read_models, rm_balances, rm_period_figures, rm_rulebooks TO jifen_app;
+
+-- An append moves each read-model head from the tree size its writer decided on. If a head is
+-- not there (another process appended first, or the row was removed), the whole transaction
+-- fails with SQLSTATE JF409, which the service reads as a concurrent writer.
+CREATE FUNCTION jifen_heads_moved(moved bigint, expected integer) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF moved <> expected THEN
+        RAISE EXCEPTION 'jifen: % of % read-model heads were at the tree size their writer decided on', moved, expected
+            USING ERRCODE = 'JF409';
+    END IF;
+    RETURN moved;
+END
+$$;
