@@ -136,8 +136,7 @@ impl QueryService for QueryApi {
         // Judged now: an annual expiry due since the last record shows before any record of
         // the new year books it.
         let b = if stored.head.expiry_due(&stored.rulebooks, self.villages.now()) { b.after_reset() } else { b };
-        let name = self.villages.store().profile_name(&code, &req.household_id).await.map_err(|e| status::store(&e))?;
-        let names: HashMap<String, String> = name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
+        let names: HashMap<String, String> = stored.display_name.into_iter().map(|n| (req.household_id.clone(), n)).collect();
         let periods = stored
             .periods
             .into_iter()

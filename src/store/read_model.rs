@@ -452,6 +452,20 @@ fn figures_of(ledger: &str, row: &tokio_postgres::Row) -> Result<(Period, String
     Ok((p, row.get("household_id"), f))
 }
 
+/// A monthly row as the text of a record: `(YYYY-MM,basic,contribution,deducted,redeemed,returned)`.
+fn month_of(ledger: &str, text: &str) -> Result<(Period, PeriodFigures), StoreError> {
+    let bad = || corrupt(ledger, format!("read model monthly row {text:?} is malformed"));
+    let inner = text.strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(bad)?;
+    let mut parts = inner.split(',');
+    let period = Period::parse("period", parts.next().ok_or_else(bad)?).map_err(|e| corrupt(ledger, format!("read model period: {e}")))?;
+    let mut n = || -> Result<i64, StoreError> { parts.next().ok_or_else(bad)?.parse().map_err(|_| bad()) };
+    let f = PeriodFigures { basic: n()?, contribution: n()?, deducted: n()?, redeemed: n()?, returned: n()? };
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    Ok((period, f))
+}
+
 fn rulebook_of(ledger: &str, row: &tokio_postgres::Row) -> Result<RulebookRow, StoreError> {
     let from: String = row.get("effective_from");
     Ok(RulebookRow {
@@ -474,6 +488,8 @@ pub struct StoredBalance {
     pub balance: Option<Balance>,
     /// The household's figures by period, in period order.
     pub periods: Vec<(Period, PeriodFigures)>,
+    /// Its display name (profiles), if it has one.
+    pub display_name: Option<String>,
 }
 
 /// Every household's balance as the read model holds it.
@@ -490,37 +506,46 @@ impl Store {
         Ok(client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?)
     }
 
-    /// One household's balance and monthly figures, read in one snapshot; `None` if the
-    /// ledger has no read model.
+    /// One household's balance, monthly figures and display name, read by one statement (so
+    /// from one snapshot, in one round trip); `None` if the ledger has no read model.
     pub async fn read_balance(&self, ledger: &VillageCode, household: &str) -> Result<Option<StoredBalance>, StoreError> {
         let id = ledger.as_str();
-        let mut client = self.pool.get().await?;
-        let tx = Self::snapshot(&mut client).await?;
-        let (head, rulebooks, balance, periods) = {
-            let head = tx.prepare_cached(HEAD).await?;
-            let rulebooks = tx.prepare_cached(RULEBOOKS).await?;
-            let balance =
-                tx.prepare_cached(&format!("SELECT {BALANCE_COLUMNS} FROM rm_balances WHERE ledger_id = $1 AND household_id = $2")).await?;
-            let periods = tx
-                .prepare_cached(
-                    "SELECT household_id, period, basic, contribution, deducted, redeemed, returned FROM rm_period_figures \
-                     WHERE ledger_id = $1 AND household_id = $2 ORDER BY period",
-                )
-                .await?;
-            let one: [&Param<'_>; 1] = [&id];
-            let two: [&Param<'_>; 2] = [&id, &household];
-            let (one, two) = (&one[..], &two[..]);
-            // Sent together: one round trip.
-            tokio::try_join!(tx.query_opt(&head, one), tx.query(&rulebooks, one), tx.query_opt(&balance, two), tx.query(&periods, two))?
-        };
-        tx.commit().await?;
-        let Some(head) = head else { return Ok(None) };
-        Ok(Some(StoredBalance {
-            head: head_of(id, &head)?,
-            rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
-            balance: balance.as_ref().map(balance_of),
-            periods: periods.iter().map(|r| figures_of(id, r).map(|(p, _, f)| (p, f))).collect::<Result<_, _>>()?,
-        }))
+        let client = self.pool.get().await?;
+        let query = client
+            .prepare_cached(
+                "SELECT rm.tree_size, rm.root_hash, rm.last_recorded_at, rm.book_year, \
+                 ARRAY(SELECT r.adopted_at FROM rm_rulebooks r WHERE r.ledger_id = $1 ORDER BY r.adopted_at) AS rb_adopted, \
+                 ARRAY(SELECT r.effective_from FROM rm_rulebooks r WHERE r.ledger_id = $1 ORDER BY r.adopted_at) AS rb_from, \
+                 ARRAY(SELECT r.annual_expiry FROM rm_rulebooks r WHERE r.ledger_id = $1 ORDER BY r.adopted_at) AS rb_annual, \
+                 b.household_id, b.basic, b.contribution, b.deducted, b.redeemed, b.carried_in, b.carried_out, \
+                 b.earned_carried_in, b.earned_carried_out, b.expired, \
+                 ARRAY(SELECT ROW(f.period, f.basic, f.contribution, f.deducted, f.redeemed, f.returned)::text \
+                       FROM rm_period_figures f WHERE f.ledger_id = $1 AND f.household_id = $2 ORDER BY f.period) AS months, \
+                 (SELECT p.display_name FROM profiles p WHERE p.ledger_id = $1 AND p.subject_id = $2) AS display_name \
+                 FROM read_models rm LEFT JOIN rm_balances b ON b.ledger_id = rm.ledger_id AND b.household_id = $2 \
+                 WHERE rm.ledger_id = $1",
+            )
+            .await?;
+        let Some(row) = client.query_opt(&query, &[&id, &household]).await? else { return Ok(None) };
+        let adopted: Vec<i64> = row.get("rb_adopted");
+        let from: Vec<String> = row.get("rb_from");
+        let annual: Vec<bool> = row.get("rb_annual");
+        let rulebooks = adopted
+            .iter()
+            .zip(&from)
+            .zip(&annual)
+            .map(|((a, f), e)| {
+                Ok(RulebookRow {
+                    adopted_at: u64::try_from(*a).map_err(|_| corrupt(id, "read model adopted_at is negative".into()))?,
+                    effective_from: Date::parse("effective_from", f).map_err(|e| corrupt(id, format!("read model rulebook: {e}")))?,
+                    annual_expiry: *e,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let months: Vec<String> = row.get("months");
+        let periods = months.iter().map(|m| month_of(id, m)).collect::<Result<_, _>>()?;
+        let balance = row.get::<_, Option<String>>("household_id").map(|_| balance_of(&row));
+        Ok(Some(StoredBalance { head: head_of(id, &row)?, rulebooks, balance, periods, display_name: row.get("display_name") }))
     }
 
     /// Every household's balance, read in one snapshot; `None` if the ledger has no read model.
