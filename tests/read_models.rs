@@ -165,7 +165,11 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
             db.cluster.connection_string(APP_ROLE, DATABASE),
         ]
     };
-    let mut args = vec!["rebuild".to_owned(), "--village".to_owned(), ledger.clone()];
+    // The log key, which the rebuild checks the stored checkpoint against, in a data directory.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("log.key"), jifen_ledger::hex(&LOG_SEED)).unwrap();
+    let mut args =
+        vec!["rebuild".to_owned(), "--village".to_owned(), ledger.clone(), "--data-dir".to_owned(), data.path().display().to_string()];
     args.extend(url_args(&db));
     let out = jifen(args.clone()).await;
     assert!(out.status.success(), "{}", text(&out));
@@ -204,6 +208,22 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
         owner.query_one("SELECT sum(basic)::bigint FROM rm_balances WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
     assert_eq!(rm_before, rm_after);
     restore_saved_records(&owner, &ledger).await;
+    // Nor from a ledger whose tail was cut off: the stored checkpoint covers more records.
+    owner
+        .batch_execute(&format!("SET session_replication_role = replica; DELETE FROM records WHERE ledger_id = '{ledger}' AND seq >= 50;"))
+        .await
+        .unwrap();
+    let refused = jifen(args.clone()).await;
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(text(&refused).contains("fail their checks at seq 50"), "{}", text(&refused));
+    restore_saved_records(&owner, &ledger).await;
+    // Nor with a log key that is not the deployment's: the stored checkpoint does not open.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("log.key"), jifen_ledger::hex(&[9u8; 32])).unwrap();
+    let mut wrong = args.clone();
+    wrong[4] = other.path().display().to_string();
+    let refused = jifen(wrong).await;
+    assert!(!refused.status.success() && text(&refused).contains("their checkpoint"), "{}", text(&refused));
     let out = jifen(args).await;
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(db.fingerprint().await.unwrap(), before);
@@ -223,4 +243,45 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
     assert_eq!(q.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
     assert_eq!(db.fingerprint().await.unwrap(), before);
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_reads_and_verifies_what_the_first_one_appended() {
+    let db = Db::start().await;
+    let sample = small_year(33, 2);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let mut a = Server::start(&db, &sample).await;
+    let b = Server::start(&db, &sample).await;
+    let k = records.len() - 20;
+    for r in &records[..k] {
+        a.replay(r).await;
+    }
+    b.clock.advance_to(records[k - 1].recorded_at());
+    let mut qb = query(&b).await;
+    let household = nth_household(records, 1);
+    let get = |min: u64| api::GetBalanceRequest { ledger_id: ledger.clone(), household_id: household.clone(), min_tree_size: min };
+    // B loads the village as it stands.
+    assert_eq!(qb.get_balance(get(k as u64)).await.unwrap().into_inner().as_of.unwrap().tree_size, k as u64);
+    // A appends more; B's copy in memory is behind, but the read model B reads is not: a
+    // client that wrote through A reads its write through B.
+    for r in &records[k..] {
+        a.replay(r).await;
+    }
+    let n = records.len() as u64;
+    let one = qb.get_balance(get(n)).await.unwrap().into_inner();
+    assert_eq!(one.as_of.unwrap().tree_size, n);
+    let replay = Projections::from_records(records).unwrap();
+    assert_eq!(one.balance.unwrap().available, replay.state().balances().get(&household).unwrap().available());
+    // B's VerifyLedger compares the read model with a replay of every stored record (it loads
+    // the village again), not with its stale copy, and a superuser's edit is still named.
+    let (ok, _, reason) = verify(&b, &sample).await;
+    assert!(ok, "{reason}");
+    let owner = db.superuser().await.unwrap();
+    owner
+        .execute("UPDATE rm_period_figures SET basic = basic + 7 WHERE ledger_id = $1 AND household_id = $2", &[&ledger, &household])
+        .await
+        .unwrap();
+    let (ok, has_seq, reason) = verify(&b, &sample).await;
+    assert!(!ok && !has_seq && reason.contains("rm_period_figures") && reason.contains(&household), "{reason}");
 }

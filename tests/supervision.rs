@@ -319,15 +319,42 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
         assert_eq!((res.has_bad_seq, res.first_bad_seq), (true, want), "{what}: {}", res.reason);
         restore_saved_records(&owner, &l).await;
     }
-    // A truncation that also removes the stored checkpoints covering the lost tail passes the
-    // stored checks, and is caught by the witnessed checkpoint a supervisor holds.
+    // A truncation that also removes the stored checkpoints covering the lost tail is still
+    // given away by the stored Merkle leaves of the tail…
+    let cut = n - 5;
     owner
         .batch_execute(&format!(
             "SET session_replication_role = replica;
              DELETE FROM records WHERE ledger_id = '{l}' AND seq >= {cut};
              DELETE FROM cosignatures WHERE ledger_id = '{l}' AND tree_size > {cut};
-             DELETE FROM checkpoints WHERE ledger_id = '{l}' AND tree_size > {cut};",
-            cut = n - 5
+             DELETE FROM checkpoints WHERE ledger_id = '{l}' AND tree_size > {cut};"
+        ))
+        .await
+        .unwrap();
+    let leaves = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
+    assert_eq!((leaves.ok, leaves.has_bad_seq, leaves.first_bad_seq), (false, true, cut), "{}", leaves.reason);
+    assert!(leaves.reason.contains("Merkle leaves"), "{}", leaves.reason);
+    // …then, with those removed too, by the read model, which still reflects the whole tree…
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM merkle_nodes WHERE ledger_id = '{l}' AND (idx + 1) * (1::bigint << level) > {cut};"
+        ))
+        .await
+        .unwrap();
+    let head = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
+    assert!(
+        !head.ok && head.reason.contains(&format!("read model: it reflects a tree of {n} records, but {cut} are stored")),
+        "{}",
+        head.reason
+    );
+    // …and, with the read model removed as well (the next load builds it from what is left),
+    // the stored rows pass every check: only the witnessed checkpoint a supervisor holds
+    // catches it.
+    owner
+        .batch_execute(&format!(
+            "DELETE FROM rm_balances WHERE ledger_id = '{l}'; DELETE FROM rm_period_figures WHERE ledger_id = '{l}';
+             DELETE FROM rm_rulebooks WHERE ledger_id = '{l}'; DELETE FROM read_models WHERE ledger_id = '{l}';"
         ))
         .await
         .unwrap();

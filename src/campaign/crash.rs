@@ -266,7 +266,7 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
                 "{} requests acknowledged, {} failed without acknowledgement: {} of their events were found stored (all of their request), {} absent",
                 book.acked_requests, book.failed_requests, book.resent_present, book.resent_absent
             ),
-            format!("{} events stored in the end, every one verified (chain, signatures, rules, checkpoints)", book.acked.len()),
+            format!("{} events stored in the end, every one verified (chain, signatures, rules, checkpoints) and the read model equal to their replay", book.acked.len()),
             format!("time from restart to a checkpoint covering every record: median {:.0} ms, max {:.0} ms", p(50), p(100)),
         ],
     })

@@ -12,8 +12,8 @@
 //! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
 //!   caught with the checkpoint a supervisor holds);
 //! - an edit of the read model (docs/adr/0005): a household's balance, a monthly figure, a
-//!   household's balance row deleted, or the head's tree size or year; VerifyLedger must
-//!   name the table and the row, as the records verify.
+//!   household's balance row deleted, a rulebook's expiry, or the head's tree size, year, last
+//!   record time or root; VerifyLedger must name the table and the row, as the records verify.
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
 //! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
@@ -68,14 +68,28 @@ enum Tampering {
 enum ReadModelEdit {
     /// A figure of a household's balance, moved by `delta`.
     Balance { household: String, column: &'static str, delta: i64 },
-    /// A figure of the `row`-th monthly row (in key order), moved by `delta`.
-    Period { row: u64, column: &'static str, delta: i64 },
+    /// A figure of a household's monthly row, moved by `delta`.
+    Period { period: String, household: String, column: &'static str, delta: i64 },
+    /// Whether a rulebook expires points annually, flipped (balances read "now" would expire,
+    /// or not, wrongly).
+    Rulebook { adopted_at: i64 },
     /// A household's balance row, removed.
     DeleteBalance { household: String },
     /// The head's tree size moved by `delta` (never to 0).
     TreeSize { delta: i64 },
     /// The head's year, a year back (an expiry that was booked would seem due again).
     BookYear,
+    /// The head's last record time moved by `delta` µs.
+    LastRecordedAt { delta: i64 },
+    /// One byte of the head's root flipped.
+    Root,
+}
+
+/// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
+struct Targets {
+    households: Vec<String>,
+    months: Vec<(String, String)>,
+    rulebooks: Vec<i64>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -88,11 +102,12 @@ enum Expect {
 }
 
 impl Tampering {
-    fn random(rng: &mut ChaCha8Rng, n: u64, households: &[String], period_rows: u64) -> Tampering {
+    fn random(rng: &mut ChaCha8Rng, n: u64, targets: &Targets) -> Tampering {
         if rng.random_range(0..4) == 0 {
-            let household = households[rng.random_range(0..households.len())].clone();
+            let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
-            return Tampering::ReadModel(match rng.random_range(0..5) {
+            let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
+            return Tampering::ReadModel(match rng.random_range(0..8) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -100,7 +115,8 @@ impl Tampering {
                     delta,
                 },
                 1 => ReadModelEdit::Period {
-                    row: rng.random_range(0..period_rows),
+                    period,
+                    household: month_of,
                     column: ["basic", "contribution", "deducted", "redeemed", "returned"][rng.random_range(0..5)],
                     delta,
                 },
@@ -108,7 +124,10 @@ impl Tampering {
                 3 => ReadModelEdit::TreeSize {
                     delta: if rng.random_bool(0.5) { -(rng.random_range(1..n as i64)) } else { rng.random_range(1..=50) },
                 },
-                _ => ReadModelEdit::BookYear,
+                4 => ReadModelEdit::BookYear,
+                5 => ReadModelEdit::Rulebook { adopted_at: targets.rulebooks[rng.random_range(0..targets.rulebooks.len())] },
+                6 => ReadModelEdit::LastRecordedAt { delta },
+                _ => ReadModelEdit::Root,
             });
         }
         let edit = |rng: &mut ChaCha8Rng| {
@@ -151,6 +170,9 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::DeleteBalance { .. }) => "read model: a balance row deleted",
             Tampering::ReadModel(ReadModelEdit::TreeSize { .. }) => "read model: its tree size",
             Tampering::ReadModel(ReadModelEdit::BookYear) => "read model: its year",
+            Tampering::ReadModel(ReadModelEdit::Rulebook { .. }) => "read model: a rulebook's expiry",
+            Tampering::ReadModel(ReadModelEdit::LastRecordedAt { .. }) => "read model: its last record time",
+            Tampering::ReadModel(ReadModelEdit::Root) => "read model: its root",
         }
     }
 
@@ -159,10 +181,15 @@ impl Tampering {
         match self {
             Tampering::ReadModel(edit) => Expect::ReadModel(match edit {
                 ReadModelEdit::Balance { household, .. } => format!("rm_balances: household {household} is stored as"),
-                ReadModelEdit::Period { .. } => "rm_period_figures: (period, household)".into(),
+                ReadModelEdit::Period { period, household, .. } => {
+                    format!("rm_period_figures: (period, household) ({period}, {household}) is stored as")
+                }
+                ReadModelEdit::Rulebook { adopted_at } => format!("rm_rulebooks: rulebook adopted at seq {adopted_at} is stored as"),
                 ReadModelEdit::DeleteBalance { household } => format!("rm_balances: household {household} is missing"),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
-                ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear => "read model: its head is stored as".into(),
+                ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
+                    "read model: its head is stored as".into()
+                }
             }),
             _ => Expect::Seq(self.first_bad()),
         }
@@ -229,10 +256,18 @@ impl Tampering {
                     ReadModelEdit::Balance { household, column, delta } => {
                         format!("UPDATE rm_balances SET {column} = {column} + {delta} WHERE ledger_id = '{l}' AND household_id = '{household}';")
                     }
-                    ReadModelEdit::Period { row, column, delta } => format!(
-                        "UPDATE rm_period_figures SET {column} = {column} + {delta} WHERE (ledger_id, household_id, period) = \
-                     (SELECT ledger_id, household_id, period FROM rm_period_figures WHERE ledger_id = '{l}' \
-                      ORDER BY period, household_id COLLATE \"C\" OFFSET {row} LIMIT 1);"
+                    ReadModelEdit::Period { period, household, column, delta } => format!(
+                        "UPDATE rm_period_figures SET {column} = {column} + {delta} \
+                         WHERE ledger_id = '{l}' AND period = '{period}' AND household_id = '{household}';"
+                    ),
+                    ReadModelEdit::Rulebook { adopted_at } => format!(
+                        "UPDATE rm_rulebooks SET annual_expiry = NOT annual_expiry WHERE ledger_id = '{l}' AND adopted_at = {adopted_at};"
+                    ),
+                    ReadModelEdit::LastRecordedAt { delta } => {
+                        format!("UPDATE read_models SET last_recorded_at = last_recorded_at + {delta} WHERE ledger_id = '{l}';")
+                    }
+                    ReadModelEdit::Root => format!(
+                        "UPDATE read_models SET root_hash = set_byte(root_hash, 7, get_byte(root_hash, 7) # 1) WHERE ledger_id = '{l}';"
                     ),
                     ReadModelEdit::DeleteBalance { household } => {
                         format!("DELETE FROM rm_balances WHERE ledger_id = '{l}' AND household_id = '{household}';")
@@ -272,14 +307,23 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
              CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;",
         )
         .await?;
-    let households: Vec<String> = owner
-        .query("SELECT household_id FROM rm_balances WHERE ledger_id = $1 ORDER BY household_id", &[&ledger])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let period_rows: i64 = owner.query_one("SELECT count(*) FROM rm_period_figures WHERE ledger_id = $1", &[&ledger]).await?.get(0);
-    ensure!(!households.is_empty() && period_rows > 0, "the village's read model has no balances or monthly figures");
+    let rows = |sql: &'static str| {
+        let (owner, ledger) = (&owner, &ledger);
+        async move { owner.query(sql, &[ledger]).await }
+    };
+    let targets = Targets {
+        households: rows("SELECT household_id FROM rm_balances WHERE ledger_id = $1").await?.iter().map(|r| r.get(0)).collect(),
+        months: rows("SELECT period, household_id FROM rm_period_figures WHERE ledger_id = $1")
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        rulebooks: rows("SELECT adopted_at FROM rm_rulebooks WHERE ledger_id = $1").await?.iter().map(|r| r.get(0)).collect(),
+    };
+    ensure!(
+        !targets.households.is_empty() && !targets.months.is_empty() && !targets.rulebooks.is_empty(),
+        "the village's read model has no balances, monthly figures or rulebooks"
+    );
     let pristine = db.fingerprint().await?;
     let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
     let verify = |server: &Local, note: &str| {
@@ -294,7 +338,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
     let balances = api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() };
     for round in 1..=config.rounds {
-        let t = Tampering::random(&mut rng, n, &households, period_rows as u64);
+        let t = Tampering::random(&mut rng, n, &targets);
         let cold = rng.random_bool(0.5);
         let want = t.expect();
         query
@@ -374,7 +418,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
         audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
         query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
         if round % 50 == 0 || round == config.rounds {
-            progress(&format!("round {round}/{}: every tampering named at its first bad seq", config.rounds));
+            progress(&format!("round {round}/{}: every tampering named (its first bad seq, or the read-model row)", config.rounds));
         }
     }
     ensure!(db.fingerprint().await? == pristine, "restoring the saved rows did not give the original ledger back");

@@ -4,22 +4,26 @@
 //! one transaction, and the first difference the rebuild repaired is printed. Records are
 //! never touched: they are what the read model is rebuilt from.
 //!
-//! It uses the same storage as `jifen serve`: the managed cluster in `--data-dir`, or
-//! `--database-url`. A running server on the same village should be restarted afterwards, so
+//! It uses the same storage and log key as `jifen serve`: the managed cluster in `--data-dir`
+//! or `--database-url`, and `log.key` in `--data-dir` (read, never created), against which
+//! the stored checkpoint is checked as on a load. A running server on the same village should be restarted afterwards, so
 //! that it loads the village again (until then it refuses the village if it had found the
 //! difference).
 
-use jifen::server::villages::{rebuild_read_model, RebuildError};
+use jifen::server::clock::SystemClock;
+use jifen::server::villages::{LogKey, RebuildError, Villages};
 use jifen::store::storage::{connect_external, start_embedded};
+use jifen::townships::Townships;
 use jifen_ledger::ids::VillageCode;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct RebuildArgs {
     /// The village (12-digit code) whose read model to rebuild.
     #[arg(long)]
     pub village: String,
-    /// Where the managed PostgreSQL cluster lives (as for `jifen serve`).
+    /// Where the managed PostgreSQL cluster and the log key live (as for `jifen serve`).
     #[arg(long, default_value = "jifen-data")]
     pub data_dir: PathBuf,
     /// Use this PostgreSQL server (a libpq URL of a role owning the schema) instead of the
@@ -40,7 +44,11 @@ pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
             Some(url) => connect_external(url, args.app_database_url.as_deref(), 2).await?,
             None => start_embedded(&args.data_dir, 2).await?,
         };
-        let result = rebuild_read_model(&storage.store, &code).await;
+        let log = LogKey::load(&args.data_dir.join("log.key"))?;
+        // It opens no village and names no witness: no townships, no deployment origin.
+        let villages = Villages::new(storage.store.clone(), Arc::new(SystemClock), log, "", Townships::none());
+        let result = villages.rebuild_read_model(&code).await;
+        drop(villages);
         drop(storage);
         match result {
             Ok(done) => {

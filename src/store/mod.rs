@@ -520,13 +520,6 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// The display name of one subject, if it has a profile.
-    pub async fn profile_name(&self, ledger: &VillageCode, subject: &str) -> Result<Option<String>, StoreError> {
-        let client = self.pool.get().await?;
-        let query = client.prepare_cached("SELECT display_name FROM profiles WHERE ledger_id = $1 AND subject_id = $2").await?;
-        Ok(client.query_opt(&query, &[&ledger.as_str(), &subject]).await?.map(|r| r.get(0)))
-    }
-
     /// The record at `seq`, if stored.
     pub async fn record(&self, ledger: &VillageCode, seq: u64) -> Result<Option<Record>, StoreError> {
         Ok(self.read(ledger, seq, seq + 1).await?.pop())

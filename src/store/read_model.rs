@@ -241,9 +241,14 @@ pub(super) struct Columns<'a> {
     periods: RowColumns<'a>,
     period_names: Vec<String>,
     rulebooks: (Vec<&'a str>, Vec<i64>, Vec<String>, Vec<bool>),
-    checkpoints: (Vec<&'a str>, Vec<i64>, Vec<&'a [u8]>, Vec<&'a str>),
-    nodes: (Vec<&'a str>, Vec<i16>, Vec<i64>, Vec<&'a [u8]>),
+    checkpoints: CheckpointColumns<'a>,
+    nodes: NodeColumns<'a>,
 }
+
+/// Ledger ids, tree sizes, roots and notes.
+type CheckpointColumns<'a> = (Vec<&'a str>, Vec<i64>, Vec<&'a [u8]>, Vec<&'a str>);
+/// Ledger ids, levels, indexes and hashes.
+type NodeColumns<'a> = (Vec<&'a str>, Vec<i16>, Vec<i64>, Vec<&'a [u8]>);
 
 #[derive(Default)]
 struct HeadColumns<'a> {
@@ -613,8 +618,16 @@ impl Store {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Appends move the head row under its lock: taking it first orders this rebuild
-        // after them, or them after it.
-        tx.query_opt("SELECT 1 FROM read_models WHERE ledger_id = $1 FOR UPDATE", &[&id]).await?;
+        // after them, or them after it. The row is created first if there is none (a ledger
+        // stored before read models), so that there is a row to lock: two rebuilds, or a
+        // rebuild and a build on load, then take turns instead of both writing.
+        tx.execute(
+            "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (ledger_id) DO NOTHING",
+            &[&id, &(head.tree_size as i64), &head.root.0.as_slice(), &head.last_recorded_at, &head.book_year],
+        )
+        .await?;
+        tx.query_one("SELECT 1 FROM read_models WHERE ledger_id = $1 FOR UPDATE", &[&id]).await?;
         let end: Option<i64> = tx.query_one("SELECT max(seq) + 1 FROM records WHERE ledger_id = $1", &[&id]).await?.get(0);
         if end.unwrap_or(0) != head.tree_size as i64 {
             return Err(StoreError::Conflict { ledger: id.to_owned(), seq: head.tree_size });

@@ -12,6 +12,19 @@ impl Villages {
     /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
     /// an `Err` is only the store failing.
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
+        let mut village = self.load_records(code).await?;
+        if village.corrupt.is_none() && !village.is_empty() {
+            village.corrupt = self.compare_read_model(&village, true).await?.map(|reason| Corruption { seq: None, reason });
+        }
+        if let Some(c) = &village.corrupt {
+            tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
+        }
+        Ok(village)
+    }
+
+    /// [`Villages::load`] but for the read model: the rows, the stored Merkle leaves and the
+    /// latest checkpoint checked, records stored without a checkpoint signed.
+    async fn load_records(&self, code: &VillageCode) -> Result<Village, StoreError> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The latest checkpoint and the stored Merkle leaves are read before the rows: another
         // process may append and sign meanwhile, and rows read later can only be more.
@@ -40,18 +53,12 @@ impl Villages {
                 }
             }
         }
-        if corrupt.is_none() && !village.is_empty() {
-            if village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
-                // Records stored without their checkpoint (by a version before read models,
-                // or by the store alone): signed now, as every append signs its own.
-                self.sign_tail(&mut village).await?;
-            }
-            corrupt = self.compare_read_model(&village, true).await?.map(|reason| Corruption { seq: None, reason });
+        if corrupt.is_none() && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+            // Records stored without their checkpoint (by a version before read models, or by
+            // the store alone): signed now, as every append signs its own.
+            self.sign_tail(&mut village).await?;
         }
-        if let Some(c) = corrupt {
-            tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
-            village.corrupt = Some(c);
-        }
+        village.corrupt = corrupt;
         Ok(village)
     }
 
@@ -73,17 +80,21 @@ impl Villages {
     }
 
     /// The first difference between a village's stored read model and a replay of its
-    /// records (the village in memory, loaded from rows that passed its checks), under the
-    /// village's lock: VerifyLedger's check of the read model, once the records verified.
-    pub async fn read_model_difference(&self, code: &VillageCode) -> Result<Option<String>, StoreError> {
+    /// records, under the village's lock: VerifyLedger's check of the read model, once the
+    /// records verified. The replay is the village in memory, loaded from rows that passed
+    /// its checks, or loaded again when it may not be the stored records' (another process
+    /// appended since, or it was stopped for rows that may have been restored since): then
+    /// whatever that load finds (a stored Merkle leaf or read-model head beyond the records,
+    /// say) is the answer.
+    pub async fn read_model_difference(&self, code: &VillageCode) -> Result<Option<Corruption>, StoreError> {
         let arc = self.village_or_load(code, false).await?;
-        let v = arc.lock().await;
-        if v.corrupt.as_ref().is_some_and(|c| c.seq.is_some()) {
-            // Held only up to a bad record found earlier (and since restored, as the records
-            // verified): no replay to compare with until the village is loaded again.
-            return Ok(None);
+        let mut v = arc.lock().await;
+        let ahead = self.store.read_model(code).await?.is_some_and(|(head, _)| head.tree_size > v.len());
+        if v.corrupt.is_some() || ahead {
+            self.reload(&mut v).await?;
+            return Ok(v.corrupt.clone());
         }
-        self.compare_read_model(&v, false).await
+        Ok(self.compare_read_model(&v, false).await?.map(|reason| Corruption { seq: None, reason }))
     }
 
     /// Compares a village's stored read model with its state and views (a replay of its
@@ -112,7 +123,8 @@ impl Villages {
             if !build {
                 return Ok(Some(format!("the ledger has {len} records but no read model (rows in read_models and the rm_ tables)")));
             }
-            tracing::info!(village = %village.code, records = len, "building the read model from the records");
+            // Stored before read models (or removed: derived rows lose nothing, but say so).
+            tracing::warn!(village = %village.code, records = len, "the ledger has no read model: building it from the records");
             return match self.store.rebuild_read_model(&village.code, &expected_head, &expected).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -219,7 +231,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode) -> Result<Replayed
 pub enum RebuildError {
     #[error("no ledger {0}")]
     UnknownLedger(VillageCode),
-    #[error("the records of ledger {code} fail their checks at {}: {}; the read model is not rebuilt from them", .corruption.seq.map_or("a checkpoint".to_owned(), |s| format!("seq {s}")), .corruption.reason)]
+    #[error("the records of ledger {code} fail their checks at {}: {}; the read model is not rebuilt from them", .corruption.seq.map_or("their checkpoint".to_owned(), |s| format!("seq {s}")), .corruption.reason)]
     Records { code: VillageCode, corruption: Corruption },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -235,33 +247,38 @@ pub struct Rebuilt {
     pub difference: Option<String>,
 }
 
-/// Rebuilds a ledger's read model from its stored records (`jifen rebuild`): replays the rows
-/// with every check of a load, refuses if one fails, and replaces the read-model rows in one
-/// transaction (refused if appends landed meanwhile: run it again).
-pub async fn rebuild_read_model(store: &Store, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
-    let Replayed { state, views, hashes, corrupt } = replay_stored(store, code).await?;
-    if let Some(corruption) = corrupt {
-        return Err(RebuildError::Records { code: code.clone(), corruption });
+impl Villages {
+    /// Rebuilds a ledger's read model from its stored records (`jifen rebuild`): loads the
+    /// village with every check of a load but the read model's (rows, stored Merkle leaves,
+    /// the log-signed latest checkpoint; a tail stored without one is signed), refuses if one
+    /// fails, and replaces the read-model rows in one transaction (refused if appends landed
+    /// meanwhile: run it again).
+    pub async fn rebuild_read_model(&self, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
+        let village = self.load_records(code).await?;
+        if let Some(corruption) = village.corrupt {
+            return Err(RebuildError::Records { code: code.clone(), corruption });
+        }
+        if village.is_empty() {
+            return Err(RebuildError::UnknownLedger(code.clone()));
+        }
+        let len = village.len();
+        let head = Head {
+            tree_size: len,
+            root: village.tree.root(len).map_err(|e| StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e.to_string() })?,
+            last_recorded_at: village.state.last_recorded_at(),
+            book_year: village.state.balances().year(),
+        };
+        let rows = Rows::all(&village.state, &village.views);
+        let difference = match self.store.read_model(code).await? {
+            None => Some("there was no read model".to_owned()),
+            Some((stored_head, _)) if stored_head != head => {
+                Some(format!("its head was stored as {stored_head:?}, the records give {head:?}"))
+            }
+            Some((_, stored)) => stored.first_difference(&rows),
+        };
+        self.store.rebuild_read_model(code, &head, &rows).await?;
+        Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
     }
-    if hashes.is_empty() {
-        return Err(RebuildError::UnknownLedger(code.clone()));
-    }
-    let tree = Tree::from_record_hashes(&hashes);
-    let len = tree.len();
-    let head = Head {
-        tree_size: len,
-        root: tree.root(len).map_err(|e| StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e.to_string() })?,
-        last_recorded_at: state.last_recorded_at(),
-        book_year: state.balances().year(),
-    };
-    let rows = Rows::all(&state, &views);
-    let difference = match store.read_model(code).await? {
-        None => Some("there was no read model".to_owned()),
-        Some((stored_head, _)) if stored_head != head => Some(format!("its head was stored as {stored_head:?}, the records give {head:?}")),
-        Some((_, stored)) => stored.first_difference(&rows),
-    };
-    store.rebuild_read_model(code, &head, &rows).await?;
-    Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
 }
 
 /// Records per page when a village is loaded.

@@ -36,6 +36,14 @@ impl LogKey {
         }
     }
 
+    /// Loads the key from `path`, which must exist (commands that only check what the log
+    /// signed, such as `jifen rebuild`, never create one).
+    pub fn load(path: &Path) -> std::io::Result<LogKey> {
+        let bytes =
+            std::fs::read(path).map_err(|e| std::io::Error::new(e.kind(), format!("reading the log key {}: {e}", path.display())))?;
+        LogKey::parse(&bytes).map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {why}", path.display())))
+    }
+
     /// A key file's contents: exactly 64 hex digits, with surrounding white space allowed.
     pub fn parse(bytes: &[u8]) -> Result<LogKey, String> {
         let text = std::str::from_utf8(bytes).map_err(|_| "not text (expected 64 hex digits)".to_owned())?.trim();

@@ -51,7 +51,7 @@ mod village;
 mod witnessing;
 mod writer;
 
-pub use load::{rebuild_read_model, replay_stored, RebuildError, Rebuilt, Replayed};
+pub use load::{replay_stored, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};

@@ -211,6 +211,11 @@ impl Villages {
             }
         };
         village.views.balances.commit();
+        // The records are stored: the tree (pushed already) and their hashes say so before
+        // anything else can fail.
+        for a in &accepted {
+            village.record_hashes.push(a.hash());
+        }
         if let [a] = accepted.as_slice() {
             // One event: the state is the state right after it, as the views need.
             village.state.commit_batch();
@@ -237,7 +242,6 @@ impl Villages {
                 r.unwrap_or_else(|| {
                     let rec = fresh.next().expect("one record per accepted event");
                     let hash = rec.hash();
-                    village.record_hashes.push(hash);
                     let _ = village.records_tx.send(rec.clone());
                     Appended {
                         ledger_id: village.code.to_string(),
