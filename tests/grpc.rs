@@ -453,14 +453,16 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     assert!(board.closed && !board.entries.is_empty());
     assert!(board.entries.iter().all(|e| e.status == "已生效" || e.status == "已作废"));
     let ranks = q
-        .get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 5 })
+        .get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 5, ..Default::default() })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(ranks.red_list.len(), 5);
     assert!(ranks.red_list.windows(2).all(|w| w[0].points >= w[1].points));
     assert_status(
-        q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-1".into(), size: 5 }).await.unwrap_err(),
+        q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-1".into(), size: 5, ..Default::default() })
+            .await
+            .unwrap_err(),
         Code::InvalidArgument,
         "INVALID_REQUEST",
     );
@@ -755,9 +757,15 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
     let e = q.get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P 2025".into() }).await.unwrap_err();
     assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
     // A ranking of a month with no scores says so, and a month with some still ranks.
-    let e = q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-07".into(), size: 5 }).await.unwrap_err();
+    let e = q
+        .get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-07".into(), size: 5, ..Default::default() })
+        .await
+        .unwrap_err();
     assert_status(e, Code::NotFound, "UNKNOWN_PERIOD");
-    assert!(q.get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-02".into(), size: 5 }).await.is_ok());
+    assert!(q
+        .get_rankings(api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-02".into(), size: 5, ..Default::default() })
+        .await
+        .is_ok());
     server.shutdown().await;
 }
 

@@ -15,6 +15,7 @@ use jifen::store::read_model::Rows;
 use jifen::store::storage::{APP_ROLE, DATABASE};
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::sample::Sample;
+use jifen_projections::publicity::{quarterly_column, red_black_lists};
 use jifen_projections::Projections;
 use std::process::Output;
 use tonic::Code;
@@ -113,6 +114,22 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
     assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
     let e = q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: n + 1 }).await.unwrap_err();
     assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
+    // The 红黑榜 and the quarterly column of every month, from the read model, are the
+    // offline replay's.
+    assert!(replay.balances.known_periods().len() >= 3);
+    for p in replay.balances.known_periods() {
+        let req = api::GetRankingsRequest { ledger_id: ledger.clone(), period: p.to_string(), size: 10, min_tree_size: n };
+        let served = q.get_rankings(req).await.unwrap().into_inner();
+        assert_eq!(served.as_of.unwrap().tree_size, n);
+        let (red, black) = red_black_lists(&replay.balances, p, 10);
+        let column = quarterly_column(&replay.balances, p.year(), p.quarter());
+        let pairs = |list: &[api::Ranked]| list.iter().map(|r| (r.household_id.clone(), r.points)).collect::<Vec<_>>();
+        assert_eq!(pairs(&served.red_list), red, "{p}");
+        assert_eq!(pairs(&served.black_list), black, "{p}");
+        assert_eq!(pairs(&served.quarterly_column), column, "{p}");
+    }
+    let req = api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 10, min_tree_size: n + 1 };
+    assert_status(q.get_rankings(req).await.unwrap_err(), Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
     assert!(verify(&server, &sample).await.0);
     server.shutdown().await;
 }

@@ -76,7 +76,7 @@ impl Balances {
     }
 
     /// Every household's figures for a period, in household order.
-    pub fn periods(&self, period: Period) -> impl Iterator<Item = (&str, &PeriodFigures)> {
+    pub fn periods(&self, period: Period) -> impl Iterator<Item = (&str, &PeriodFigures)> + Clone {
         self.periods.range((period, String::new())..).take_while(move |((p, _), _)| *p == period).map(|((_, h), f)| (h.as_str(), f))
     }
 

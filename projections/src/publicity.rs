@@ -1,7 +1,7 @@
 //! The 公示 view: each publication's entries with their status, objections and decisions, and
 //! the boards built from it: 红黑榜 (red and black lists) and the quarterly column (季度积分栏).
 
-use crate::balances::Balances;
+use crate::balances::{Balances, PeriodFigures};
 use jifen_ledger::balance::Category;
 use jifen_ledger::pb::{correction, event_body::Payload, ObjectionOutcome};
 use jifen_ledger::time::{Date, Period};
@@ -226,24 +226,36 @@ pub type Ranking = Vec<(String, i64)>;
 /// 红黑榜 of a period: the `n` households with the highest net points (red list), and the
 /// households with deductions, most deducted first (black list). Ties go by household id.
 pub fn red_black_lists(balances: &Balances, period: Period, n: usize) -> (Ranking, Ranking) {
-    let mut red: Vec<(String, i64)> = balances.periods(period).map(|(h, f)| (h.to_owned(), f.net())).filter(|(_, net)| *net > 0).collect();
+    rank_month(balances.periods(period), n)
+}
+
+/// [`red_black_lists`] of a month's figures by household (the view's, or a read model's rows).
+pub fn rank_month<'a>(figures: impl Iterator<Item = (&'a str, &'a PeriodFigures)> + Clone, n: usize) -> (Ranking, Ranking) {
+    let mut red: Vec<(String, i64)> = figures.clone().map(|(h, f)| (h.to_owned(), f.net())).filter(|(_, net)| *net > 0).collect();
     red.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     red.truncate(n);
-    let mut black: Vec<(String, i64)> =
-        balances.periods(period).filter(|(_, f)| f.deducted > 0).map(|(h, f)| (h.to_owned(), f.deducted)).collect();
+    let mut black: Vec<(String, i64)> = figures.filter(|(_, f)| f.deducted > 0).map(|(h, f)| (h.to_owned(), f.deducted)).collect();
     black.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     black.truncate(n);
     (red, black)
 }
 
+/// The months of a quarter (1–4) of a year.
+pub fn quarter_months(year: i32, quarter: u32) -> Vec<Period> {
+    ((quarter.max(1) - 1) * 3 + 1..=quarter.min(4) * 3).filter_map(|m| Period::from_ym(year, m)).collect()
+}
+
 /// The quarterly column (季度积分栏): each household's net points in the quarter, highest first.
 pub fn quarterly_column(balances: &Balances, year: i32, quarter: u32) -> Ranking {
+    column_of(quarter_months(year, quarter).into_iter().flat_map(|p| balances.periods(p)))
+}
+
+/// [`quarterly_column`] of the quarter's figures by household, every month's (the view's, or a
+/// read model's rows).
+pub fn column_of<'a>(figures: impl Iterator<Item = (&'a str, &'a PeriodFigures)>) -> Ranking {
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-    for m in (quarter - 1) * 3 + 1..=quarter * 3 {
-        let Some(period) = Period::from_ym(year, m) else { continue };
-        for (h, f) in balances.periods(period) {
-            *totals.entry(h.to_owned()).or_default() += f.net();
-        }
+    for (h, f) in figures {
+        *totals.entry(h.to_owned()).or_default() += f.net();
     }
     let mut column: Ranking = totals.into_iter().collect();
     column.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -434,7 +434,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
 
     let ranks = c
         .query
-        .get_rankings(api::GetRankingsRequest { ledger_id: c.village.clone(), period: period.to_string(), size: 3 })
+        .get_rankings(api::GetRankingsRequest { ledger_id: c.village.clone(), period: period.to_string(), size: 3, ..Default::default() })
         .await?
         .into_inner();
     let names =

@@ -114,7 +114,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 }
             }
             What::Rankings { period } => {
-                let r = q.get_rankings(api::GetRankingsRequest { ledger_id: v, period: period.clone(), size: 10 }).await?.into_inner();
+                let r = q
+                    .get_rankings(api::GetRankingsRequest { ledger_id: v, period: period.clone(), size: 10, ..Default::default() })
+                    .await?
+                    .into_inner();
                 println!("【{period} 红黑榜】{}", as_of(&r.as_of));
                 let n = r.red_list.len().max(r.black_list.len());
                 let rows: Vec<Vec<String>> = (0..n)

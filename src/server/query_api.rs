@@ -15,7 +15,7 @@ use jifen_ledger::pb::ObjectionOutcome;
 use jifen_ledger::time::Period;
 use jifen_ledger::verify::verify_stored;
 use jifen_projections::audit::RedFlag;
-use jifen_projections::publicity::{quarterly_column, red_black_lists, Ranking};
+use jifen_projections::publicity::{column_of, quarter_months, rank_month, Ranking};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tonic::{Code, Request, Response, Status};
@@ -241,19 +241,25 @@ impl QueryService for QueryApi {
             n if n <= 100 => n as usize,
             _ => return Err(status::invalid("size", "at most 100")),
         };
-        let names = self.names(&code).await?;
-        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
-        if v.views().balances.periods(p).all(|(_, f)| *f == Default::default()) {
+        self.servable(&code).await?;
+        // The quarter's months, the asked month among them, from the read model.
+        let months = quarter_months(p.year(), p.quarter());
+        let stored = self.villages.store().read_months(&code, &months).await.map_err(|e| status::store(&e))?;
+        let (head, rows) = stored.ok_or_else(|| no_read_model(&code))?;
+        reached(&head, req.min_tree_size)?;
+        let month = || rows.iter().filter(|(q, _, _)| *q == p).map(|(_, h, f)| (h.as_str(), f));
+        if month().all(|(_, f)| *f == Default::default()) {
             return Err(status::plain(
                 Code::NotFound,
                 "UNKNOWN_PERIOD",
                 format!("ledger {code} has no scores, deductions or redemptions in {p}, so nothing to rank"),
             ));
         }
-        let (red, black) = red_black_lists(&v.views().balances, p, size);
-        let column = quarterly_column(&v.views().balances, p.year(), p.quarter());
+        let (red, black) = rank_month(month(), size);
+        let column = column_of(rows.iter().map(|(_, h, f)| (h.as_str(), f)));
+        let names = self.names(&code).await?;
         Ok(Response::new(api::GetRankingsResponse {
-            as_of: as_of(&v),
+            as_of: Some(stored_as_of(&head)),
             red_list: ranked(red, &names),
             black_list: ranked(black, &names),
             quarterly_column: ranked(column, &names),

@@ -553,6 +553,37 @@ impl Store {
         Ok(Some(StoredBalance { head: head_of(id, &row)?, rulebooks, balance, periods, display_name: row.get("display_name") }))
     }
 
+    /// Every household's figures of the given months, by one statement (one snapshot), in
+    /// (period, household) order; `None` if the ledger has no read model.
+    pub async fn read_months(
+        &self,
+        ledger: &VillageCode,
+        periods: &[Period],
+    ) -> Result<Option<(Head, Vec<(Period, String, PeriodFigures)>)>, StoreError> {
+        let id = ledger.as_str();
+        let names: Vec<String> = periods.iter().map(Period::to_string).collect();
+        let client = self.pool.get().await?;
+        let query = client
+            .prepare_cached(
+                "SELECT rm.tree_size, rm.root_hash, rm.last_recorded_at, rm.book_year, \
+                 f.household_id, f.period, f.basic, f.contribution, f.deducted, f.redeemed, f.returned \
+                 FROM read_models rm LEFT JOIN rm_period_figures f ON f.ledger_id = rm.ledger_id AND f.period = ANY($2) \
+                 WHERE rm.ledger_id = $1 ORDER BY f.period, f.household_id COLLATE \"C\"",
+            )
+            .await?;
+        let rows = client.query(&query, &[&id, &names]).await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let head = head_of(id, first)?;
+        let mut figures = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The head alone (no month has a row) comes back as one row of NULL figures.
+            if row.get::<_, Option<String>>("household_id").is_some() {
+                figures.push(figures_of(id, row)?);
+            }
+        }
+        Ok(Some((head, figures)))
+    }
+
     /// Every household's balance, read in one snapshot; `None` if the ledger has no read model.
     pub async fn read_balances(&self, ledger: &VillageCode) -> Result<Option<StoredBalances>, StoreError> {
         let id = ledger.as_str();
