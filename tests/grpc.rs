@@ -446,7 +446,7 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
 
     // The January 公示 board, the 红黑榜 and the supermarket month.
     let board = q
-        .get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-2025-01".into() })
+        .get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-2025-01".into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();
@@ -754,7 +754,10 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
         .await
         .unwrap_err();
     assert_status(e, Code::NotFound, "UNKNOWN_HOUSEHOLD");
-    let e = q.get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P 2025".into() }).await.unwrap_err();
+    let e = q
+        .get_publication(api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P 2025".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
     // A ranking of a month with no scores says so, and a month with some still ranks.
     let e = q

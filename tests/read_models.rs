@@ -128,6 +128,26 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         assert_eq!(pairs(&served.black_list), black, "{p}");
         assert_eq!(pairs(&served.quarterly_column), column, "{p}");
     }
+    // Every 公示 board, from the read model: its entries in board order with their status and
+    // points now, and its objections with what became of them, as the offline replay has them.
+    let boards: Vec<_> = replay.publicity.boards().collect();
+    assert!(
+        boards.len() >= 2 && boards.iter().any(|b| b.objections.iter().any(|o| o.outcome.is_some())),
+        "the sample has decided objections"
+    );
+    for b in boards {
+        let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: b.id.clone(), min_tree_size: n };
+        let served = q.get_publication(req).await.unwrap().into_inner();
+        assert_eq!((served.as_of.unwrap().tree_size, served.closed, served.period.clone()), (n, b.closed, b.period.to_string()));
+        let entries: Vec<_> = served.entries.iter().map(|e| (e.entry_id.clone(), e.points, e.status.clone())).collect();
+        let want: Vec<_> = b.entries.iter().map(|e| (e.entry_id.clone(), e.points, e.status.label().to_owned())).collect();
+        assert_eq!(entries, want, "{}", b.id);
+        let objections: Vec<_> = served.objections.iter().map(|o| (o.objection_id.clone(), o.finding.clone(), o.decided_at)).collect();
+        let want: Vec<_> = b.objections.iter().map(|o| (o.id.clone(), o.finding.clone(), o.decided_at.unwrap_or(0))).collect();
+        assert_eq!(objections, want, "{}", b.id);
+    }
+    let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-1999-01".into(), min_tree_size: 0 };
+    assert_status(q.get_publication(req).await.unwrap_err(), Code::NotFound, "UNKNOWN_PUBLICATION");
     let req = api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 10, min_tree_size: n + 1 };
     assert_status(q.get_rankings(req).await.unwrap_err(), Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
     assert!(verify(&server, &sample).await.0);

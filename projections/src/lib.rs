@@ -37,17 +37,40 @@ pub struct Views {
 impl Views {
     /// Folds one accepted event; `state` is the write-model state right after it.
     pub fn apply(&mut self, accepted: &Accepted, state: &VillageState) {
-        self.balances.apply(accepted, state);
-        self.apply_except_balances(accepted, state);
+        self.apply_stored(accepted, state);
+        self.apply_rest(accepted, state);
     }
 
-    /// [`Views::apply`] for every view but the balances: a writer folds the balances view
-    /// before it stores a request's events (to store its changed rows with them), the others
-    /// after.
-    pub fn apply_except_balances(&mut self, accepted: &Accepted, state: &VillageState) {
+    /// Folds an event into the views whose rows the server stores with the records (the
+    /// balances and the 公示 boards): it folds them before it stores a request's events, under
+    /// their journals ([`Views::begin`]), to store their changed rows in the same statement.
+    pub fn apply_stored(&mut self, accepted: &Accepted, state: &VillageState) {
+        self.balances.apply(accepted, state);
         self.publicity.apply(accepted, state);
+    }
+
+    /// Folds an event into the other views (after the request's events are stored).
+    pub fn apply_rest(&mut self, accepted: &Accepted, state: &VillageState) {
         self.supermarket.apply(accepted, state);
         self.audit.apply(accepted, state);
+    }
+
+    /// Opens the journals of the stored views ([`Views::apply_stored`]).
+    pub fn begin(&mut self) {
+        self.balances.begin();
+        self.publicity.begin();
+    }
+
+    /// Closes the stored views' journals, keeping their changes.
+    pub fn commit(&mut self) {
+        self.balances.commit();
+        self.publicity.commit();
+    }
+
+    /// Undoes the stored views' changes since [`Views::begin`].
+    pub fn rollback(&mut self) {
+        self.balances.rollback();
+        self.publicity.rollback();
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::balances::{Balances, PeriodFigures};
 use jifen_ledger::balance::Category;
+use jifen_ledger::journal::JOrd;
 use jifen_ledger::pb::{correction, event_body::Payload, ObjectionOutcome};
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::{Accepted, VillageState};
@@ -40,7 +41,7 @@ impl EntryStatus {
 }
 
 /// One line of a 公示 board.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BoardEntry {
     pub entry_id: String,
     pub household: String,
@@ -56,7 +57,7 @@ pub struct BoardEntry {
 }
 
 /// An objection and what became of it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectionView {
     pub id: String,
     pub entry_id: String,
@@ -71,7 +72,7 @@ pub struct ObjectionView {
 }
 
 /// A publication as shown on the notice board.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Board {
     pub id: String,
     pub period: Period,
@@ -82,15 +83,40 @@ pub struct Board {
     pub objections: Vec<ObjectionView>,
 }
 
-/// All publications of a village.
+/// All publications of a village. Like the balances view, it folds a request's events under
+/// an undo journal ([`Publicity::begin`]) when the server stores the boards they change with
+/// them.
 #[derive(Clone, Debug, Default)]
 pub struct Publicity {
-    boards: BTreeMap<String, Board>,
+    boards: JOrd<String, Board>,
     /// For each entry: its publication and position on the board.
-    index: BTreeMap<String, (String, usize)>,
+    index: JOrd<String, (String, usize)>,
 }
 
 impl Publicity {
+    /// Opens the journal: the changes from now on can be rolled back.
+    pub fn begin(&mut self) {
+        self.boards.begin();
+        self.index.begin();
+    }
+    /// Closes the journal, keeping the changes.
+    pub fn commit(&mut self) {
+        self.boards.commit();
+        self.index.commit();
+    }
+    /// Undoes every change since [`Publicity::begin`].
+    pub fn rollback(&mut self) {
+        self.boards.rollback();
+        self.index.rollback();
+    }
+    /// The boards changed since [`Publicity::begin`], each once, in publication id order.
+    pub fn touched(&self) -> Vec<&Board> {
+        let mut ids: Vec<&String> = self.boards.touched().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.into_iter().filter_map(|id| self.boards.get(id)).collect()
+    }
+
     /// A publication's board.
     pub fn board(&self, id: &str) -> Option<&Board> {
         self.boards.get(id)

@@ -85,6 +85,9 @@ impl Db {
             ("rm_balances", "ledger_id, household_id"),
             ("rm_period_figures", "ledger_id, household_id, period"),
             ("rm_rulebooks", "ledger_id, adopted_at"),
+            ("rm_publications", "ledger_id, publication_id"),
+            ("rm_board_entries", "ledger_id, publication_id, position"),
+            ("rm_objections", "ledger_id, publication_id, position"),
         ] {
             let row = client
                 .query_one(&format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY {order})), '') FROM {table} t"), &[])

@@ -12,8 +12,9 @@
 //! - a truncation of the tail, with the stored checkpoints left in place, or removed too (then
 //!   caught with the checkpoint a supervisor holds);
 //! - an edit of the read model (docs/adr/0005): a household's balance, a monthly figure, a
-//!   household's balance row deleted, a rulebook's expiry, or the head's tree size, year, last
-//!   record time or root; VerifyLedger must name the table and the row, as the records verify.
+//!   household's balance row deleted, a rulebook's expiry, the head's tree size, year, last
+//!   record time or root, a 公示 entry's points or status, an objection's finding or a 公示
+//!   window; VerifyLedger must name the table and the row, as the records verify.
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
 //! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
@@ -83,6 +84,12 @@ enum ReadModelEdit {
     LastRecordedAt { delta: i64 },
     /// One byte of the head's root flipped.
     Root,
+    /// A 公示 board entry's points moved by `delta`, or its status changed.
+    BoardEntry { publication: String, position: i32, entry: String, status: bool, delta: i64 },
+    /// An objection's finding rewritten.
+    Objection { publication: String, position: i32, objection: String },
+    /// A publication's window end moved by `delta` µs.
+    Window { publication: String, delta: i64 },
 }
 
 /// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
@@ -90,6 +97,10 @@ struct Targets {
     households: Vec<String>,
     months: Vec<(String, String)>,
     rulebooks: Vec<i64>,
+    /// (publication, position, entry id) of each board entry.
+    entries: Vec<(String, i32, String)>,
+    /// (publication, position, objection id) of each objection.
+    objections: Vec<(String, i32, String)>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -107,7 +118,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..8) {
+            return Tampering::ReadModel(match rng.random_range(0..11) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -127,7 +138,19 @@ impl Tampering {
                 4 => ReadModelEdit::BookYear,
                 5 => ReadModelEdit::Rulebook { adopted_at: targets.rulebooks[rng.random_range(0..targets.rulebooks.len())] },
                 6 => ReadModelEdit::LastRecordedAt { delta },
-                _ => ReadModelEdit::Root,
+                7 => ReadModelEdit::Root,
+                8 => {
+                    let (publication, position, entry) = targets.entries[rng.random_range(0..targets.entries.len())].clone();
+                    ReadModelEdit::BoardEntry { publication, position, entry, status: rng.random_bool(0.5), delta }
+                }
+                9 => {
+                    let (publication, position, objection) = targets.objections[rng.random_range(0..targets.objections.len())].clone();
+                    ReadModelEdit::Objection { publication, position, objection }
+                }
+                _ => {
+                    let (publication, _, _) = targets.entries[rng.random_range(0..targets.entries.len())].clone();
+                    ReadModelEdit::Window { publication, delta }
+                }
             });
         }
         let edit = |rng: &mut ChaCha8Rng| {
@@ -173,6 +196,9 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::Rulebook { .. }) => "read model: a rulebook's expiry",
             Tampering::ReadModel(ReadModelEdit::LastRecordedAt { .. }) => "read model: its last record time",
             Tampering::ReadModel(ReadModelEdit::Root) => "read model: its root",
+            Tampering::ReadModel(ReadModelEdit::BoardEntry { .. }) => "read model: a 公示 entry",
+            Tampering::ReadModel(ReadModelEdit::Objection { .. }) => "read model: an objection",
+            Tampering::ReadModel(ReadModelEdit::Window { .. }) => "read model: a 公示 window",
         }
     }
 
@@ -185,6 +211,13 @@ impl Tampering {
                     format!("rm_period_figures: (period, household) ({period}, {household}) is stored as")
                 }
                 ReadModelEdit::Rulebook { adopted_at } => format!("rm_rulebooks: rulebook adopted at seq {adopted_at} is stored as"),
+                ReadModelEdit::BoardEntry { publication, position, entry, .. } => {
+                    format!("rm_board_entries: publication {publication} position {position} (entry {entry}) is stored as")
+                }
+                ReadModelEdit::Objection { publication, position, objection } => {
+                    format!("rm_objections: publication {publication} position {position} (objection {objection}) is stored as")
+                }
+                ReadModelEdit::Window { publication, .. } => format!("rm_publications: publication {publication} is stored as"),
                 ReadModelEdit::DeleteBalance { household } => format!("rm_balances: household {household} is missing"),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
@@ -266,6 +299,18 @@ impl Tampering {
                     ReadModelEdit::LastRecordedAt { delta } => {
                         format!("UPDATE read_models SET last_recorded_at = last_recorded_at + {delta} WHERE ledger_id = '{l}';")
                     }
+                    ReadModelEdit::BoardEntry { publication, position, status, delta, .. } => {
+                        let set = if *status { "status = (status + 1) % 6".to_owned() } else { format!("points = points + {delta}") };
+                        format!(
+                            "UPDATE rm_board_entries SET {set} WHERE ledger_id = '{l}' AND publication_id = '{publication}' AND position = {position};"
+                        )
+                    }
+                    ReadModelEdit::Objection { publication, position, .. } => format!(
+                        "UPDATE rm_objections SET finding = finding || ' (amended)' WHERE ledger_id = '{l}' AND publication_id = '{publication}' AND position = {position};"
+                    ),
+                    ReadModelEdit::Window { publication, delta } => format!(
+                        "UPDATE rm_publications SET window_end = window_end + {delta} WHERE ledger_id = '{l}' AND publication_id = '{publication}';"
+                    ),
                     ReadModelEdit::Root => format!(
                         "UPDATE read_models SET root_hash = set_byte(root_hash, 7, get_byte(root_hash, 7) # 1) WHERE ledger_id = '{l}';"
                     ),
@@ -304,7 +349,10 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
              CREATE TABLE saved_read_models AS SELECT * FROM read_models;
              CREATE TABLE saved_rm_balances AS SELECT * FROM rm_balances;
              CREATE TABLE saved_rm_period_figures AS SELECT * FROM rm_period_figures;
-             CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;",
+             CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;
+             CREATE TABLE saved_rm_publications AS SELECT * FROM rm_publications;
+             CREATE TABLE saved_rm_board_entries AS SELECT * FROM rm_board_entries;
+             CREATE TABLE saved_rm_objections AS SELECT * FROM rm_objections;",
         )
         .await?;
     let rows = |sql: &'static str| {
@@ -319,10 +367,24 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .map(|r| (r.get(0), r.get(1)))
             .collect(),
         rulebooks: rows("SELECT adopted_at FROM rm_rulebooks WHERE ledger_id = $1").await?.iter().map(|r| r.get(0)).collect(),
+        entries: rows("SELECT publication_id, position, entry_id FROM rm_board_entries WHERE ledger_id = $1")
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect(),
+        objections: rows("SELECT publication_id, position, objection_id FROM rm_objections WHERE ledger_id = $1")
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect(),
     };
     ensure!(
-        !targets.households.is_empty() && !targets.months.is_empty() && !targets.rulebooks.is_empty(),
-        "the village's read model has no balances, monthly figures or rulebooks"
+        !targets.households.is_empty()
+            && !targets.months.is_empty()
+            && !targets.rulebooks.is_empty()
+            && !targets.entries.is_empty()
+            && !targets.objections.is_empty(),
+        "the village's read model lacks balances, monthly figures, rulebooks, 公示 entries or objections"
     );
     let pristine = db.fingerprint().await?;
     let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
@@ -404,11 +466,15 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  DELETE FROM cosignatures; DELETE FROM checkpoints;
                  INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
-                 DELETE FROM rm_balances; DELETE FROM rm_period_figures; DELETE FROM rm_rulebooks; DELETE FROM read_models;
+                 DELETE FROM rm_balances; DELETE FROM rm_period_figures; DELETE FROM rm_rulebooks;
+                 DELETE FROM rm_board_entries; DELETE FROM rm_objections; DELETE FROM rm_publications; DELETE FROM read_models;
                  INSERT INTO read_models SELECT * FROM saved_read_models;
                  INSERT INTO rm_balances SELECT * FROM saved_rm_balances;
                  INSERT INTO rm_period_figures SELECT * FROM saved_rm_period_figures;
-                 INSERT INTO rm_rulebooks SELECT * FROM saved_rm_rulebooks;"
+                 INSERT INTO rm_rulebooks SELECT * FROM saved_rm_rulebooks;
+                 INSERT INTO rm_publications SELECT * FROM saved_rm_publications;
+                 INSERT INTO rm_board_entries SELECT * FROM saved_rm_board_entries;
+                 INSERT INTO rm_objections SELECT * FROM saved_rm_objections;"
             ))
             .await?;
         // The next round starts from a server that loaded the restored rows.

@@ -326,7 +326,11 @@ async fn play_march(c: &mut Client, sample: &jifen_ledger::sample::Sample) -> an
     let period_points: i64 = {
         let board = c
             .query
-            .get_publication(api::GetPublicationRequest { ledger_id: c.village.clone(), publication_id: "P-2025-03".into() })
+            .get_publication(api::GetPublicationRequest {
+                ledger_id: c.village.clone(),
+                publication_id: "P-2025-03".into(),
+                ..Default::default()
+            })
             .await?
             .into_inner();
         board.entries.iter().filter(|e| e.status != "已作废").map(|e| e.points).sum()
@@ -389,7 +393,11 @@ fn score(entry: &str, household: &str, item: &str, points: i64, day: &str, claim
 async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
     let board = c
         .query
-        .get_publication(api::GetPublicationRequest { ledger_id: c.village.clone(), publication_id: format!("P-{period}") })
+        .get_publication(api::GetPublicationRequest {
+            ledger_id: c.village.clone(),
+            publication_id: format!("P-{period}"),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     println!(

@@ -85,7 +85,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 print!("{}", super::tables::household_balances(&r.balances));
             }
             What::Publication { id } => {
-                let b = q.get_publication(api::GetPublicationRequest { ledger_id: v, publication_id: id }).await?.into_inner();
+                let b = q
+                    .get_publication(api::GetPublicationRequest { ledger_id: v, publication_id: id, ..Default::default() })
+                    .await?
+                    .into_inner();
                 println!(
                     "【{} 积分公示】{} 公示期 {} 至 {} {}",
                     b.period,

@@ -180,15 +180,14 @@ impl QueryService for QueryApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         id_arg("publication_id", &req.publication_id)?;
+        self.servable(&code).await?;
+        let stored = self.villages.store().read_board(&code, &req.publication_id).await.map_err(|e| status::store(&e))?;
+        let (head, b) = stored.ok_or_else(|| no_read_model(&code))?;
+        reached(&head, req.min_tree_size)?;
+        let b = b.ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_PUBLICATION", format!("no publication {}", req.publication_id)))?;
         let names = self.names(&code).await?;
-        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
-        let b = v
-            .views()
-            .publicity
-            .board(&req.publication_id)
-            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_PUBLICATION", format!("no publication {}", req.publication_id)))?;
         Ok(Response::new(api::GetPublicationResponse {
-            as_of: as_of(&v),
+            as_of: Some(stored_as_of(&head)),
             publication_id: b.id.clone(),
             period: b.period.to_string(),
             window_start: b.window_start,

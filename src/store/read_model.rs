@@ -16,12 +16,15 @@
 
 use super::{Store, StoreError};
 use deadpool_postgres::Transaction;
+use jifen_ledger::balance::Category;
 use jifen_ledger::balance::{expires, Balance};
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
+use jifen_ledger::pb::ObjectionOutcome;
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::VillageState;
 use jifen_projections::balances::PeriodFigures;
+use jifen_projections::publicity::{Board, BoardEntry, EntryStatus, ObjectionView};
 use jifen_projections::Views;
 use std::fmt::Debug;
 use tokio_postgres::types::ToSql;
@@ -57,6 +60,8 @@ pub struct Rows {
     pub periods: Vec<(Period, String, PeriodFigures)>,
     /// In adoption order.
     pub rulebooks: Vec<RulebookRow>,
+    /// 公示 boards, in publication id order.
+    pub boards: Vec<Board>,
 }
 
 fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
@@ -77,6 +82,7 @@ impl Rows {
             // changed rows include them.
             periods: views.balances.all().map(|(p, h, f)| (p, h.to_owned(), *f)).collect(),
             rulebooks: rulebook_rows(state, 0),
+            boards: views.publicity.boards().cloned().collect(),
         }
     }
 
@@ -89,6 +95,17 @@ impl Rows {
             balances: book.touched().into_iter().filter_map(|h| Some((h.to_owned(), *book.get(h)?))).collect(),
             periods: views.balances.touched().into_iter().map(|(p, h, f)| (p, h.to_owned(), f)).collect(),
             rulebooks: rulebook_rows(state, rulebooks_before),
+            boards: views.publicity.touched().into_iter().cloned().collect(),
+        }
+    }
+
+    /// Only these rows, to store without moving a head (a rebuild).
+    fn only(rows: &Rows) -> Derived {
+        Derived {
+            tip: Tip { old_size: 0, size: 0, root: Hash::default(), note: String::new(), nodes: Vec::new() },
+            last_recorded_at: 0,
+            book_year: None,
+            rows: rows.clone(),
         }
     }
 
@@ -102,6 +119,7 @@ impl Rows {
             .or_else(|| {
                 first_diff("rm_rulebooks", "rulebook adopted at seq", &self.rulebooks, &expected.rulebooks, |r| r.adopted_at.to_string())
             })
+            .or_else(|| board_difference(&self.boards, &expected.boards))
     }
 }
 
@@ -142,6 +160,59 @@ fn first_diff<T: PartialEq + Debug>(
     }
 }
 
+/// The first difference between stored and replayed 公示 boards: a publication, an entry or an
+/// objection, by table and key.
+fn board_difference(stored: &[Board], expected: &[Board]) -> Option<String> {
+    type Summary = (String, Period, i64, i64, bool, usize, usize);
+    let summary =
+        |b: &Board| -> Summary { (b.id.clone(), b.period, b.window_start, b.window_end, b.closed, b.entries.len(), b.objections.len()) };
+    let stored_summaries: Vec<Summary> = stored.iter().map(summary).collect();
+    let expected_summaries: Vec<Summary> = expected.iter().map(summary).collect();
+    // Entry and objection counts are part of a publication's summary, so rows added or
+    // removed show up here first, by publication.
+    if let Some(d) = first_diff("rm_publications", "publication", &stored_summaries, &expected_summaries, |b| b.0.clone()) {
+        return Some(d);
+    }
+    for (s, e) in stored.iter().zip(expected) {
+        for (i, (a, b)) in s.entries.iter().zip(&e.entries).enumerate() {
+            if a != b {
+                return Some(format!(
+                    "read model rm_board_entries: publication {} position {i} (entry {}) is stored as {a:?}, but the records give {b:?}",
+                    s.id, b.entry_id
+                ));
+            }
+        }
+        for (i, (a, b)) in s.objections.iter().zip(&e.objections).enumerate() {
+            if a != b {
+                return Some(format!(
+                    "read model rm_objections: publication {} position {i} (objection {}) is stored as {a:?}, but the records give {b:?}",
+                    s.id, b.id
+                ));
+            }
+        }
+    }
+    None
+}
+
+fn category_code(c: Category) -> i16 {
+    match c {
+        Category::Basic => 0,
+        Category::Contribution => 1,
+        Category::Deduction => 2,
+    }
+}
+
+fn category_of(code: i16) -> Option<Category> {
+    [Category::Basic, Category::Contribution, Category::Deduction].get(usize::try_from(code).ok()?).copied()
+}
+
+const STATUSES: [EntryStatus; 6] =
+    [EntryStatus::Published, EntryStatus::Objected, EntryStatus::Upheld, EntryStatus::Dismissed, EntryStatus::Final, EntryStatus::Void];
+
+fn status_code(s: EntryStatus) -> i16 {
+    STATUSES.iter().position(|x| *x == s).expect("every status is listed") as i16
+}
+
 impl Head {
     /// Whether balances as stored are due an annual expiry at `now` (µs; never before the
     /// last record): [`VillageState::balances_at`]'s rule, on the stored year and rulebooks.
@@ -175,29 +246,13 @@ fn corrupt(ledger: &str, error: String) -> StoreError {
     StoreError::Corrupt { ledger: ledger.to_owned(), seq: -1, error }
 }
 
-const UPSERT_BALANCES: &str = "INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, \
-     carried_out, earned_carried_in, earned_carried_out, expired) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], \
-     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[]) \
-     ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
-     deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
-     carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
-     earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired";
-const UPSERT_PERIODS: &str =
-    "INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
-     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-     ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
-     contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, \
-     returned = EXCLUDED.returned";
-const UPSERT_RULEBOOKS: &str = "INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) \
-     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::boolean[]) \
-     ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry";
 const INSERT_NODES: &str = "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
      SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING";
 
 /// An append as one statement (so one transaction, one round trip): the new ledgers
-/// ($1–$2), the records ($3–$9), and what they derive ($10–$51): new read-model heads, moved
-/// heads, balances, monthly figures, rulebooks, checkpoints and Merkle nodes. Each head moves
+/// ($1–$2), the records ($3–$9), and what they derive ($10–$81): new read-model heads, moved
+/// heads, balances, monthly figures, rulebooks, checkpoints, Merkle nodes, and 公示 boards
+/// (publications, entries, objections). A rebuild runs it with rows alone. Each head moves
 /// from the size its writer decided on; if one is not there (another process appended first,
 /// or the row was removed), the statement fails with SQLSTATE JF409 and stores nothing, like a
 /// record whose seq another writer took (a unique violation).
@@ -228,7 +283,26 @@ pub(super) const APPEND: &str = "WITH \
      checkpoints AS (INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) \
        SELECT * FROM UNNEST($44::text[], $45::bigint[], $46::bytea[], $47::text[])), \
      nodes AS (INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
-       SELECT * FROM UNNEST($48::text[], $49::smallint[], $50::bigint[], $51::bytea[]) ON CONFLICT DO NOTHING) \
+       SELECT * FROM UNNEST($48::text[], $49::smallint[], $50::bigint[], $51::bytea[]) ON CONFLICT DO NOTHING), \
+     publications AS (INSERT INTO rm_publications (ledger_id, publication_id, period, window_start, window_end, closed) \
+       SELECT * FROM UNNEST($52::text[], $53::text[], $54::text[], $55::bigint[], $56::bigint[], $57::boolean[]) \
+       ON CONFLICT (ledger_id, publication_id) DO UPDATE SET period = EXCLUDED.period, window_start = EXCLUDED.window_start, \
+       window_end = EXCLUDED.window_end, closed = EXCLUDED.closed), \
+     board_entries AS (INSERT INTO rm_board_entries (ledger_id, publication_id, position, entry_id, household_id, item_code, \
+       item_name, category, occurred_on, scored_points, points, status) \
+       SELECT * FROM UNNEST($58::text[], $59::text[], $60::integer[], $61::text[], $62::text[], $63::text[], $64::text[], \
+       $65::smallint[], $66::text[], $67::bigint[], $68::bigint[], $69::smallint[]) \
+       ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET entry_id = EXCLUDED.entry_id, \
+       household_id = EXCLUDED.household_id, item_code = EXCLUDED.item_code, item_name = EXCLUDED.item_name, \
+       category = EXCLUDED.category, occurred_on = EXCLUDED.occurred_on, scored_points = EXCLUDED.scored_points, \
+       points = EXCLUDED.points, status = EXCLUDED.status), \
+     objections AS (INSERT INTO rm_objections (ledger_id, publication_id, position, objection_id, entry_id, objector, reason, \
+       filed_at, outcome, finding, decided_at, correction) \
+       SELECT * FROM UNNEST($70::text[], $71::text[], $72::integer[], $73::text[], $74::text[], $75::text[], $76::text[], \
+       $77::bigint[], $78::smallint[], $79::text[], $80::bigint[], $81::text[]) \
+       ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET objection_id = EXCLUDED.objection_id, \
+       entry_id = EXCLUDED.entry_id, objector = EXCLUDED.objector, reason = EXCLUDED.reason, filed_at = EXCLUDED.filed_at, \
+       outcome = EXCLUDED.outcome, finding = EXCLUDED.finding, decided_at = EXCLUDED.decided_at, correction = EXCLUDED.correction) \
      SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
 
 /// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
@@ -243,6 +317,51 @@ pub(super) struct Columns<'a> {
     rulebooks: (Vec<&'a str>, Vec<i64>, Vec<String>, Vec<bool>),
     checkpoints: CheckpointColumns<'a>,
     nodes: NodeColumns<'a>,
+    publications: PublicationColumns<'a>,
+    entries: EntryColumns<'a>,
+    objections: ObjectionColumns<'a>,
+}
+
+#[derive(Default)]
+struct PublicationColumns<'a> {
+    ids: Vec<&'a str>,
+    publications: Vec<&'a str>,
+    periods: Vec<String>,
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    closed: Vec<bool>,
+}
+
+#[derive(Default)]
+struct EntryColumns<'a> {
+    ids: Vec<&'a str>,
+    publications: Vec<&'a str>,
+    positions: Vec<i32>,
+    entries: Vec<&'a str>,
+    households: Vec<&'a str>,
+    items: Vec<&'a str>,
+    item_names: Vec<&'a str>,
+    categories: Vec<i16>,
+    occurred: Vec<String>,
+    scored: Vec<i64>,
+    points: Vec<i64>,
+    statuses: Vec<i16>,
+}
+
+#[derive(Default)]
+struct ObjectionColumns<'a> {
+    ids: Vec<&'a str>,
+    publications: Vec<&'a str>,
+    positions: Vec<i32>,
+    objections: Vec<&'a str>,
+    entries: Vec<&'a str>,
+    objectors: Vec<&'a str>,
+    reasons: Vec<&'a str>,
+    filed: Vec<i64>,
+    outcomes: Vec<Option<i16>>,
+    findings: Vec<&'a str>,
+    decided: Vec<Option<i64>>,
+    corrections: Vec<Option<&'a str>>,
 }
 
 /// Ledger ids, tree sizes, roots and notes.
@@ -272,6 +391,11 @@ impl<'a> Columns<'a> {
     pub(super) fn of(derived: impl Iterator<Item = (&'a str, &'a Derived)>) -> Columns<'a> {
         let mut c = Columns::default();
         for (ledger, d) in derived {
+            c.push_rows(ledger, &d.rows);
+            if d.tip.size == 0 {
+                // Rows alone (a rebuild): no head, no checkpoint.
+                continue;
+            }
             let heads = if d.tip.old_size == 0 { &mut c.new_heads } else { &mut c.moved_heads };
             heads.ids.push(ledger);
             heads.sizes.push(d.tip.size as i64);
@@ -280,38 +404,6 @@ impl<'a> Columns<'a> {
             heads.years.push(d.book_year);
             if d.tip.old_size != 0 {
                 c.old_sizes.push(d.tip.old_size as i64);
-            }
-            for (h, b) in &d.rows.balances {
-                c.balances.ids.push(ledger);
-                c.balances.households.push(h);
-                let values = [
-                    b.basic,
-                    b.contribution,
-                    b.deducted,
-                    b.redeemed,
-                    b.carried_in,
-                    b.carried_out,
-                    b.earned_carried_in,
-                    b.earned_carried_out,
-                    b.expired,
-                ];
-                for (col, v) in c.balances.figures.iter_mut().zip(values) {
-                    col.push(v);
-                }
-            }
-            for (p, h, f) in &d.rows.periods {
-                c.periods.ids.push(ledger);
-                c.periods.households.push(h);
-                c.period_names.push(p.to_string());
-                for (col, v) in c.periods.figures.iter_mut().zip([f.basic, f.contribution, f.deducted, f.redeemed, f.returned]) {
-                    col.push(v);
-                }
-            }
-            for r in &d.rows.rulebooks {
-                c.rulebooks.0.push(ledger);
-                c.rulebooks.1.push(r.adopted_at as i64);
-                c.rulebooks.2.push(r.effective_from.to_string());
-                c.rulebooks.3.push(r.annual_expiry);
             }
             c.checkpoints.0.push(ledger);
             c.checkpoints.1.push(d.tip.size as i64);
@@ -327,54 +419,100 @@ impl<'a> Columns<'a> {
         c
     }
 
-    /// The parameters $10–$51 of [`APPEND`].
+    fn push_rows(&mut self, ledger: &'a str, rows: &'a Rows) {
+        for (h, b) in &rows.balances {
+            self.balances.ids.push(ledger);
+            self.balances.households.push(h);
+            let values = [
+                b.basic,
+                b.contribution,
+                b.deducted,
+                b.redeemed,
+                b.carried_in,
+                b.carried_out,
+                b.earned_carried_in,
+                b.earned_carried_out,
+                b.expired,
+            ];
+            for (col, v) in self.balances.figures.iter_mut().zip(values) {
+                col.push(v);
+            }
+        }
+        for (p, h, f) in &rows.periods {
+            self.periods.ids.push(ledger);
+            self.periods.households.push(h);
+            self.period_names.push(p.to_string());
+            for (col, v) in self.periods.figures.iter_mut().zip([f.basic, f.contribution, f.deducted, f.redeemed, f.returned]) {
+                col.push(v);
+            }
+        }
+        for r in &rows.rulebooks {
+            self.rulebooks.0.push(ledger);
+            self.rulebooks.1.push(r.adopted_at as i64);
+            self.rulebooks.2.push(r.effective_from.to_string());
+            self.rulebooks.3.push(r.annual_expiry);
+        }
+        for b in &rows.boards {
+            let p = &mut self.publications;
+            p.ids.push(ledger);
+            p.publications.push(&b.id);
+            p.periods.push(b.period.to_string());
+            p.starts.push(b.window_start);
+            p.ends.push(b.window_end);
+            p.closed.push(b.closed);
+            for (i, e) in b.entries.iter().enumerate() {
+                let x = &mut self.entries;
+                x.ids.push(ledger);
+                x.publications.push(&b.id);
+                x.positions.push(i as i32);
+                x.entries.push(&e.entry_id);
+                x.households.push(&e.household);
+                x.items.push(&e.item_code);
+                x.item_names.push(&e.item_name);
+                x.categories.push(category_code(e.category));
+                x.occurred.push(e.occurred_on.to_string());
+                x.scored.push(e.scored_points);
+                x.points.push(e.points);
+                x.statuses.push(status_code(e.status));
+            }
+            for (i, o) in b.objections.iter().enumerate() {
+                let x = &mut self.objections;
+                x.ids.push(ledger);
+                x.publications.push(&b.id);
+                x.positions.push(i as i32);
+                x.objections.push(&o.id);
+                x.entries.push(&o.entry_id);
+                x.objectors.push(&o.objector);
+                x.reasons.push(&o.reason);
+                x.filed.push(o.filed_at);
+                x.outcomes.push(o.outcome.map(|v| v as i16));
+                x.findings.push(&o.finding);
+                x.decided.push(o.decided_at);
+                x.corrections.push(o.correction.as_deref());
+            }
+        }
+    }
+
+    /// The parameters $10–$81 of [`APPEND`].
+    #[rustfmt::skip]
     pub(super) fn params(&'a self) -> Vec<&'a Param<'a>> {
         let (n, m) = (&self.new_heads, &self.moved_heads);
         let (b, q) = (&self.balances.figures, &self.periods.figures);
         let (r, c, x) = (&self.rulebooks, &self.checkpoints, &self.nodes);
+        let (p, e, o) = (&self.publications, &self.entries, &self.objections);
         vec![
-            &n.ids,
-            &n.sizes,
-            &n.roots,
-            &n.lasts,
-            &n.years,
-            &m.ids,
-            &m.sizes,
-            &m.roots,
-            &m.lasts,
-            &m.years,
-            &self.old_sizes,
-            &self.balances.ids,
-            &self.balances.households,
-            &b[0],
-            &b[1],
-            &b[2],
-            &b[3],
-            &b[4],
-            &b[5],
-            &b[6],
-            &b[7],
-            &b[8],
-            &self.periods.ids,
-            &self.periods.households,
-            &self.period_names,
-            &q[0],
-            &q[1],
-            &q[2],
-            &q[3],
-            &q[4],
-            &r.0,
-            &r.1,
-            &r.2,
-            &r.3,
-            &c.0,
-            &c.1,
-            &c.2,
-            &c.3,
-            &x.0,
-            &x.1,
-            &x.2,
-            &x.3,
+            &n.ids, &n.sizes, &n.roots, &n.lasts, &n.years,
+            &m.ids, &m.sizes, &m.roots, &m.lasts, &m.years, &self.old_sizes,
+            &self.balances.ids, &self.balances.households, &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &b[6], &b[7], &b[8],
+            &self.periods.ids, &self.periods.households, &self.period_names, &q[0], &q[1], &q[2], &q[3], &q[4],
+            &r.0, &r.1, &r.2, &r.3,
+            &c.0, &c.1, &c.2, &c.3,
+            &x.0, &x.1, &x.2, &x.3,
+            &p.ids, &p.publications, &p.periods, &p.starts, &p.ends, &p.closed,
+            &e.ids, &e.publications, &e.positions, &e.entries, &e.households, &e.items, &e.item_names,
+            &e.categories, &e.occurred, &e.scored, &e.points, &e.statuses,
+            &o.ids, &o.publications, &o.positions, &o.objections, &o.entries, &o.objectors, &o.reasons,
+            &o.filed, &o.outcomes, &o.findings, &o.decided, &o.corrections,
         ]
     }
 }
@@ -393,30 +531,17 @@ pub(super) async fn insert_nodes(tx: &Transaction<'_>, ledger: &str, nodes: &[(u
     Ok(())
 }
 
-/// Inserts or replaces rows (a rebuild, in its own transaction).
+/// Inserts or replaces rows (a rebuild, in its own transaction): [`APPEND`] with rows alone.
 async fn upsert_rows(tx: &Transaction<'_>, ledger: &str, rows: &Rows) -> Result<(), StoreError> {
-    let derived = Derived {
-        tip: Tip { old_size: 0, size: 0, root: Hash::default(), note: String::new(), nodes: Vec::new() },
-        last_recorded_at: 0,
-        book_year: None,
-        rows: rows.clone(),
-    };
+    let derived = Rows::only(rows);
     let c = Columns::of(std::iter::once((ledger, &derived)));
-    let (b, f) = (&c.balances, &c.balances.figures);
-    if !b.ids.is_empty() {
-        let upsert = tx.prepare_cached(UPSERT_BALANCES).await?;
-        tx.execute(&upsert, &[&b.ids, &b.households, &f[0], &f[1], &f[2], &f[3], &f[4], &f[5], &f[6], &f[7], &f[8]]).await?;
-    }
-    let (q, f) = (&c.periods, &c.periods.figures);
-    if !q.ids.is_empty() {
-        let upsert = tx.prepare_cached(UPSERT_PERIODS).await?;
-        tx.execute(&upsert, &[&q.ids, &q.households, &c.period_names, &f[0], &f[1], &f[2], &f[3], &f[4]]).await?;
-    }
-    let r = &c.rulebooks;
-    if !r.0.is_empty() {
-        let upsert = tx.prepare_cached(UPSERT_RULEBOOKS).await?;
-        tx.execute(&upsert, &[&r.0, &r.1, &r.2, &r.3]).await?;
-    }
+    let none = super::Columns::of(std::iter::empty());
+    let empty: Vec<&str> = Vec::new();
+    let mut params: Vec<&Param<'_>> = vec![&empty, &empty];
+    params.extend(none.params());
+    params.extend(c.params());
+    let append = tx.prepare_cached(APPEND).await?;
+    tx.query_one(&append, &params).await?;
     Ok(())
 }
 
@@ -455,6 +580,100 @@ fn figures_of(ledger: &str, row: &tokio_postgres::Row) -> Result<(Period, String
         returned: row.get("returned"),
     };
     Ok((p, row.get("household_id"), f))
+}
+
+/// The 公示 boards of a ledger (or the one of `publication`), in publication id order, each
+/// with its entries in board order and its objections in filing order.
+async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>) -> Result<Vec<Board>, StoreError> {
+    let filter = "ledger_id = $1 AND ($2::text IS NULL OR publication_id = $2)";
+    let publications = tx
+        .prepare_cached(&format!(
+            "SELECT publication_id, period, window_start, window_end, closed FROM rm_publications WHERE {filter} \
+             ORDER BY publication_id COLLATE \"C\""
+        ))
+        .await?;
+    let entries = tx
+        .prepare_cached(&format!(
+            "SELECT publication_id, position, entry_id, household_id, item_code, item_name, category, occurred_on, scored_points, \
+             points, status FROM rm_board_entries WHERE {filter} ORDER BY publication_id COLLATE \"C\", position"
+        ))
+        .await?;
+    let objections = tx
+        .prepare_cached(&format!(
+            "SELECT publication_id, position, objection_id, entry_id, objector, reason, filed_at, outcome, finding, decided_at, \
+             correction FROM rm_objections WHERE {filter} ORDER BY publication_id COLLATE \"C\", position"
+        ))
+        .await?;
+    let params: [&Param<'_>; 2] = [&ledger, &publication];
+    let (publications, entries, objections) =
+        tokio::try_join!(tx.query(&publications, &params), tx.query(&entries, &params), tx.query(&objections, &params))?;
+    let mut boards: Vec<Board> = Vec::with_capacity(publications.len());
+    let mut by_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for row in &publications {
+        let period: String = row.get("period");
+        let id: String = row.get("publication_id");
+        by_id.insert(id.clone(), boards.len());
+        boards.push(Board {
+            id,
+            period: Period::parse("period", &period).map_err(|e| corrupt(ledger, format!("read model publication period: {e}")))?,
+            window_start: row.get("window_start"),
+            window_end: row.get("window_end"),
+            closed: row.get("closed"),
+            entries: Vec::new(),
+            objections: Vec::new(),
+        });
+    }
+    // A row whose publication, position, category, status or date is not what the rows around
+    // it say is corrupt (positions must run 0, 1, 2 … in each board).
+    let board_of = |row: &tokio_postgres::Row, what: &str, len: &dyn Fn(&Board) -> usize, boards: &[Board]| {
+        let publication: String = row.get("publication_id");
+        let at =
+            *by_id.get(&publication).ok_or_else(|| corrupt(ledger, format!("read model {what} of unknown publication {publication}")))?;
+        let position: i32 = row.get("position");
+        if usize::try_from(position).ok() != Some(len(&boards[at])) {
+            return Err(corrupt(ledger, format!("read model {what} of publication {publication}: position {position} out of order")));
+        }
+        Ok(at)
+    };
+    for row in &entries {
+        let at = board_of(row, "board entry", &|b| b.entries.len(), &boards)?;
+        let category: i16 = row.get("category");
+        let status: i16 = row.get("status");
+        let occurred: String = row.get("occurred_on");
+        boards[at].entries.push(BoardEntry {
+            entry_id: row.get("entry_id"),
+            household: row.get("household_id"),
+            item_code: row.get("item_code"),
+            item_name: row.get("item_name"),
+            category: category_of(category).ok_or_else(|| corrupt(ledger, format!("read model category {category}")))?,
+            occurred_on: Date::parse("occurred_on", &occurred).map_err(|e| corrupt(ledger, format!("read model entry date: {e}")))?,
+            scored_points: row.get("scored_points"),
+            points: row.get("points"),
+            status: *usize::try_from(status)
+                .ok()
+                .and_then(|i| STATUSES.get(i))
+                .ok_or_else(|| corrupt(ledger, format!("read model status {status}")))?,
+        });
+    }
+    for row in &objections {
+        let at = board_of(row, "objection", &|b| b.objections.len(), &boards)?;
+        let outcome: Option<i16> = row.get("outcome");
+        boards[at].objections.push(ObjectionView {
+            id: row.get("objection_id"),
+            entry_id: row.get("entry_id"),
+            objector: row.get("objector"),
+            reason: row.get("reason"),
+            filed_at: row.get("filed_at"),
+            outcome: match outcome {
+                None => None,
+                Some(o) => Some(ObjectionOutcome::try_from(i32::from(o)).map_err(|_| corrupt(ledger, format!("read model outcome {o}")))?),
+            },
+            finding: row.get("finding"),
+            decided_at: row.get("decided_at"),
+            correction: row.get("correction"),
+        });
+    }
+    Ok(boards)
 }
 
 /// A monthly row as the text of a record: `(YYYY-MM,basic,contribution,deducted,redeemed,returned)`.
@@ -629,6 +848,7 @@ impl Store {
                 one,
             )
         )?;
+        let boards = boards_in(&tx, id, None).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
         Ok(Some((
@@ -637,8 +857,23 @@ impl Store {
                 balances: balances.iter().map(|r| (r.get("household_id"), balance_of(r))).collect(),
                 periods: periods.iter().map(|r| figures_of(id, r)).collect::<Result<_, _>>()?,
                 rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
+                boards,
             },
         )))
+    }
+
+    /// One 公示 board with the tree it reflects, in one snapshot; `None` if the ledger has no
+    /// read model, a board of `None` if it has no such publication.
+    pub async fn read_board(&self, ledger: &VillageCode, publication: &str) -> Result<Option<(Head, Option<Board>)>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        let head = tx.prepare_cached(HEAD).await?;
+        let head = tx.query_opt(&head, &[&id]).await?;
+        let mut boards = boards_in(&tx, id, Some(publication)).await?;
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        Ok(Some((head_of(id, &head)?, boards.pop())))
     }
 
     /// Replaces a ledger's read model with `rows` at `head` (a replay of its first
@@ -663,7 +898,7 @@ impl Store {
         if end.unwrap_or(0) != head.tree_size as i64 {
             return Err(StoreError::Conflict { ledger: id.to_owned(), seq: head.tree_size });
         }
-        for table in ["rm_balances", "rm_period_figures", "rm_rulebooks"] {
+        for table in ["rm_balances", "rm_period_figures", "rm_rulebooks", "rm_board_entries", "rm_objections", "rm_publications"] {
             tx.execute(&format!("DELETE FROM {table} WHERE ledger_id = $1"), &[&id]).await?;
         }
         tx.execute(

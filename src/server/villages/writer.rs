@@ -83,7 +83,7 @@ impl Drop for WriterLock {
     fn drop(&mut self) {
         let v = &mut self.0;
         v.state.rollback_batch();
-        v.views.balances.rollback();
+        v.views.rollback();
         let stored = v.record_hashes.len() as u64;
         v.tree.truncate(stored);
     }
@@ -179,7 +179,7 @@ impl Villages {
         let before = village.len();
         let rulebooks_before = village.state.rulebooks().len();
         village.state.begin_batch();
-        village.views.balances.begin();
+        village.views.begin();
         let decided = self.decide_all(village, events, now).await;
         let stored = match decided {
             Ok((accepted, results)) if !accepted.is_empty() => {
@@ -205,12 +205,12 @@ impl Villages {
             Ok(s) => s,
             Err(e) => {
                 village.state.rollback_batch();
-                village.views.balances.rollback();
+                village.views.rollback();
                 village.tree.truncate(before);
                 return Err(e);
             }
         };
-        village.views.balances.commit();
+        village.views.commit();
         // The records are stored: the tree (pushed already) and their hashes say so before
         // anything else can fail.
         for a in &accepted {
@@ -219,14 +219,14 @@ impl Villages {
         if let [a] = accepted.as_slice() {
             // One event: the state is the state right after it, as the views need.
             village.state.commit_batch();
-            village.views.apply_except_balances(a, &village.state);
+            village.views.apply_rest(a, &village.state);
         } else {
             // Undone, then applied again event by event, so each view sees the state right
             // after its event.
             village.state.rollback_batch();
             for a in &accepted {
                 village.state.apply(a);
-                village.views.apply_except_balances(a, &village.state);
+                village.views.apply_rest(a, &village.state);
             }
         }
         if let Some(view) = view {
@@ -291,7 +291,7 @@ impl Villages {
             match village.state.decide(event.command(now)) {
                 Ok(Decision::Append(a)) => {
                     village.state.apply(&a);
-                    village.views.balances.apply(&a, &village.state);
+                    village.views.apply_stored(&a, &village.state);
                     results.push(None);
                     accepted.push(*a);
                 }
