@@ -270,7 +270,9 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
     owner
         .batch_execute(&format!(
             "DELETE FROM rm_balances WHERE ledger_id = '{ledger}'; DELETE FROM rm_period_figures WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}'; DELETE FROM read_models WHERE ledger_id = '{ledger}';"
+             DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}'; DELETE FROM rm_board_entries WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_objections WHERE ledger_id = '{ledger}'; DELETE FROM rm_publications WHERE ledger_id = '{ledger}';
+             DELETE FROM read_models WHERE ledger_id = '{ledger}';"
         ))
         .await
         .unwrap();

@@ -295,14 +295,16 @@ pub(super) const APPEND: &str = "WITH \
        ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET entry_id = EXCLUDED.entry_id, \
        household_id = EXCLUDED.household_id, item_code = EXCLUDED.item_code, item_name = EXCLUDED.item_name, \
        category = EXCLUDED.category, occurred_on = EXCLUDED.occurred_on, scored_points = EXCLUDED.scored_points, \
-       points = EXCLUDED.points, status = EXCLUDED.status), \
+       points = EXCLUDED.points, status = EXCLUDED.status \
+       WHERE rm_board_entries IS DISTINCT FROM EXCLUDED), \
      objections AS (INSERT INTO rm_objections (ledger_id, publication_id, position, objection_id, entry_id, objector, reason, \
        filed_at, outcome, finding, decided_at, correction) \
        SELECT * FROM UNNEST($70::text[], $71::text[], $72::integer[], $73::text[], $74::text[], $75::text[], $76::text[], \
        $77::bigint[], $78::smallint[], $79::text[], $80::bigint[], $81::text[]) \
        ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET objection_id = EXCLUDED.objection_id, \
        entry_id = EXCLUDED.entry_id, objector = EXCLUDED.objector, reason = EXCLUDED.reason, filed_at = EXCLUDED.filed_at, \
-       outcome = EXCLUDED.outcome, finding = EXCLUDED.finding, decided_at = EXCLUDED.decided_at, correction = EXCLUDED.correction) \
+       outcome = EXCLUDED.outcome, finding = EXCLUDED.finding, decided_at = EXCLUDED.decided_at, correction = EXCLUDED.correction \
+       WHERE rm_objections IS DISTINCT FROM EXCLUDED) \
      SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
 
 /// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
@@ -585,7 +587,9 @@ fn figures_of(ledger: &str, row: &tokio_postgres::Row) -> Result<(Period, String
 /// The 公示 boards of a ledger (or the one of `publication`), in publication id order, each
 /// with its entries in board order and its objections in filing order.
 async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>) -> Result<Vec<Board>, StoreError> {
-    let filter = "ledger_id = $1 AND ($2::text IS NULL OR publication_id = $2)";
+    // Two statements, not one with an optional filter: a plan made for "every board" must not
+    // serve "one board".
+    let filter = if publication.is_some() { "ledger_id = $1 AND publication_id = $2" } else { "ledger_id = $1 AND $2::text IS NULL" };
     let publications = tx
         .prepare_cached(&format!(
             "SELECT publication_id, period, window_start, window_end, closed FROM rm_publications WHERE {filter} \

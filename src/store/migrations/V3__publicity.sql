@@ -51,3 +51,11 @@ CREATE TABLE rm_objections (
 );
 
 GRANT SELECT, INSERT, UPDATE, DELETE ON rm_publications, rm_board_entries, rm_objections TO jifen_app;
+
+-- The read models written before this version have no boards: they are cleared, and each
+-- ledger's next load builds its read model again from the records (the path a ledger stored
+-- before V2 takes). Records, checkpoints and Merkle nodes are not touched.
+DELETE FROM rm_balances;
+DELETE FROM rm_period_figures;
+DELETE FROM rm_rulebooks;
+DELETE FROM read_models;
