@@ -324,3 +324,38 @@ async fn a_second_server_reads_and_verifies_what_the_first_one_appended() {
     let (ok, has_seq, reason) = verify(&b, &sample).await;
     assert!(!ok && !has_seq && reason.contains("rm_period_figures") && reason.contains(&household), "{reason}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrading_to_the_boards_schema_rebuilds_the_read_models_written_before_it() {
+    // A database at V2: a village's records, and a read model of that version (balances, no
+    // boards; written here by hand, stale on purpose).
+    let db = Db(jifen::campaign::harness::Db::start_at(Some(2)).await.unwrap());
+    let sample = small_year(34, 2);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let owner = db.superuser().await.unwrap();
+    owner.execute("INSERT INTO ledgers (ledger_id, origin) VALUES ($1, $2)", &[&ledger, &sample.origin]).await.unwrap();
+    db.store(1).unwrap().append(None, records).await.unwrap();
+    let n = records.len() as i64;
+    owner
+        .execute(
+            "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, 0, 2025)",
+            &[&ledger, &n, &vec![7u8; 32]],
+        )
+        .await
+        .unwrap();
+    owner.execute("INSERT INTO rm_balances VALUES ($1, 'H0001', 1, 2, 3, 4, 5, 6, 7, 8, 9)", &[&ledger]).await.unwrap();
+    // The upgrade, then a server: the village is served, with its boards.
+    db.migrate().await.unwrap();
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(records.last().unwrap().recorded_at());
+    let mut q = query(&server).await;
+    let replay = Projections::from_records(records).unwrap();
+    let board = replay.publicity.boards().next().expect("the sample publishes").id.clone();
+    let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: board, min_tree_size: n as u64 };
+    assert_eq!(q.get_publication(req).await.unwrap().into_inner().as_of.unwrap().tree_size, n as u64);
+    let (tree_size, rows) = stored_rows(&db, &ledger).await;
+    assert_eq!((tree_size, rows), (n as u64, replayed_rows(records)));
+    assert!(verify(&server, &sample).await.0);
+    server.shutdown().await;
+}

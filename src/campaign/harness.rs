@@ -9,7 +9,7 @@ use crate::server::clock::{Clock, ManualClock};
 use crate::server::villages::{LogKey, Villages};
 use crate::store::embedded::{Cluster, SUPERUSER};
 use crate::store::storage::{APP_ROLE, DATABASE};
-use crate::store::{create_database, migrate, Store};
+use crate::store::{create_database, migrate, migrate_to, Store};
 use crate::townships::Townships;
 use anyhow::{anyhow, bail, Context};
 use jifen_ledger::record::Record;
@@ -43,12 +43,22 @@ pub struct Db {
 impl Db {
     /// Starts a fresh cluster and migrates the schema.
     pub async fn start() -> anyhow::Result<Db> {
+        Db::start_at(None).await
+    }
+
+    /// Starts a fresh cluster with the schema migrated up to `version` (all of it with `None`).
+    pub async fn start_at(version: Option<u32>) -> anyhow::Result<Db> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().to_owned();
         let cluster = tokio::task::spawn_blocking(move || Cluster::start(&path)).await??;
         create_database(&cluster.connection_string(SUPERUSER, "postgres"), DATABASE).await?;
-        migrate(&cluster.connection_string(SUPERUSER, DATABASE)).await?;
+        migrate_to(&cluster.connection_string(SUPERUSER, DATABASE), version).await?;
         Ok(Db { cluster, dir })
+    }
+
+    /// Applies the remaining migrations (an upgrade).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        Ok(migrate(&self.cluster.connection_string(SUPERUSER, DATABASE)).await?)
     }
 
     /// The temporary directory the cluster lives in (free for other files).

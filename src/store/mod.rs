@@ -69,8 +69,15 @@ pub async fn create_database(admin_conn: &str, name: &str) -> Result<(), StoreEr
 
 /// Applies the schema migrations as the owner role.
 pub async fn migrate(owner_conn: &str) -> Result<(), StoreError> {
+    migrate_to(owner_conn, None).await
+}
+
+/// Applies the schema migrations up to `version` (all of them with `None`): the tests of an
+/// upgrade start from an older schema.
+pub async fn migrate_to(owner_conn: &str, version: Option<u32>) -> Result<(), StoreError> {
     let mut client = connect_one(owner_conn).await?;
-    migrations::runner().run_async(&mut client).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+    let target = version.map_or(refinery::Target::Latest, |v| refinery::Target::Version(v as _));
+    migrations::runner().set_target(target).run_async(&mut client).await.map_err(|e| StoreError::Migration(e.to_string()))?;
     Ok(())
 }
 
