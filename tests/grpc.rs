@@ -467,7 +467,11 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
         "INVALID_REQUEST",
     );
     let shop = q
-        .get_supermarket_ledger(api::GetSupermarketLedgerRequest { ledger_id: ledger.clone(), period: "2025-01".into() })
+        .get_supermarket_ledger(api::GetSupermarketLedgerRequest {
+            ledger_id: ledger.clone(),
+            period: "2025-01".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -730,7 +734,11 @@ async fn queries_name_signed_trees_judge_balances_now_and_say_what_names_nothing
     }
     let jan = folded.views.supermarket.month_view(Period::from_ym(2025, 1).unwrap());
     let shop = q
-        .get_supermarket_ledger(api::GetSupermarketLedgerRequest { ledger_id: ledger.clone(), period: "2025-01".into() })
+        .get_supermarket_ledger(api::GetSupermarketLedgerRequest {
+            ledger_id: ledger.clone(),
+            period: "2025-01".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

@@ -15,6 +15,7 @@ use jifen::store::read_model::Rows;
 use jifen::store::storage::{APP_ROLE, DATABASE};
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::sample::Sample;
+use jifen_ledger::time::Period;
 use jifen_projections::publicity::{quarterly_column, red_black_lists};
 use jifen_projections::Projections;
 use std::process::Output;
@@ -63,7 +64,7 @@ async fn stored_rows(db: &Db, ledger: &str) -> (u64, Rows) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_client_reads_its_own_write() {
     let db = Db::start().await;
-    let sample = small_year(31, 3);
+    let sample = small_year(31, 6);
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
     let mut server = Server::start(&db, &sample).await;
@@ -145,6 +146,35 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         let objections: Vec<_> = served.objections.iter().map(|o| (o.objection_id.clone(), o.finding.clone(), o.decided_at)).collect();
         let want: Vec<_> = b.objections.iter().map(|o| (o.id.clone(), o.finding.clone(), o.decided_at.unwrap_or(0))).collect();
         assert_eq!(objections, want, "{}", b.id);
+    }
+    // Every month of the supermarket, from the read model, as the offline replay posts it: a
+    // month with activity, a month without (carried from the one before), and one before the
+    // supermarket had anything.
+    let months: Vec<_> = replay.supermarket.months().map(|(p, _)| p).collect();
+    let ran = |f: &dyn Fn(&jifen_projections::supermarket::Month) -> bool| replay.supermarket.months().any(|(_, m)| f(m));
+    assert!(months.len() >= 2, "{months:?}");
+    assert!(ran(&|m| !m.receipts.is_empty()), "the sample receives stock");
+    assert!(ran(&|m| m.exchanges > 0), "the sample redeems");
+    let first = months[0];
+    let mut asked = months.clone();
+    asked.extend([Period::from_ym(first.year() - 1, 12).unwrap(), months.last().unwrap().next().next()]);
+    for p in asked {
+        let req = api::GetSupermarketLedgerRequest { ledger_id: ledger.clone(), period: p.to_string(), min_tree_size: n };
+        let served = q.get_supermarket_ledger(req).await.unwrap().into_inner();
+        let want = replay.supermarket.month_view(p);
+        assert_eq!(served.as_of.unwrap().tree_size, n);
+        assert_eq!(
+            (served.exchanges, served.reversals, served.points_spent, served.points_returned),
+            (want.exchanges, want.reversals, want.points, want.points_returned),
+            "{p}"
+        );
+        let receipts: Vec<_> = served.receipts.iter().map(|r| (r.receipt_id.clone(), r.quantity)).collect();
+        assert_eq!(receipts, want.receipts.iter().map(|r| (r.receipt_id.clone(), r.quantity)).collect::<Vec<_>>(), "{p}");
+        let stock: Vec<_> = served.stock.iter().map(|g| (g.goods_code.clone(), g.quantity, g.price)).collect();
+        let want_stock: Vec<_> = want.goods.iter().map(|(c, g)| (c.clone(), g.stock as i64, g.price.unwrap_or(0))).collect();
+        assert_eq!(stock, want_stock, "{p}");
+        let out: Vec<_> = served.goods_out.iter().map(|g| (g.goods_code.clone(), g.quantity)).collect();
+        assert_eq!(out, want.goods_out.iter().map(|(c, q)| (c.clone(), *q)).collect::<Vec<_>>(), "{p}");
     }
     let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-1999-01".into(), min_tree_size: 0 };
     assert_status(q.get_publication(req).await.unwrap_err(), Code::NotFound, "UNKNOWN_PUBLICATION");
@@ -272,6 +302,8 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
             "DELETE FROM rm_balances WHERE ledger_id = '{ledger}'; DELETE FROM rm_period_figures WHERE ledger_id = '{ledger}';
              DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}'; DELETE FROM rm_board_entries WHERE ledger_id = '{ledger}';
              DELETE FROM rm_objections WHERE ledger_id = '{ledger}'; DELETE FROM rm_publications WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{ledger}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_supermarket_months WHERE ledger_id = '{ledger}';
              DELETE FROM read_models WHERE ledger_id = '{ledger}';"
         ))
         .await

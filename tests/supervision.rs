@@ -214,6 +214,8 @@ async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence()
              DELETE FROM rm_board_entries WHERE ledger_id = '{ledger}';
              DELETE FROM rm_objections WHERE ledger_id = '{ledger}';
              DELETE FROM rm_publications WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{ledger}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{ledger}';
+             DELETE FROM rm_supermarket_months WHERE ledger_id = '{ledger}';
              DELETE FROM read_models WHERE ledger_id = '{ledger}';
              DELETE FROM cosignatures WHERE ledger_id = '{ledger}' AND tree_size > 140;
              DELETE FROM checkpoints WHERE ledger_id = '{ledger}' AND tree_size > 140;
@@ -359,6 +361,8 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
             "DELETE FROM rm_balances WHERE ledger_id = '{l}'; DELETE FROM rm_period_figures WHERE ledger_id = '{l}';
              DELETE FROM rm_rulebooks WHERE ledger_id = '{l}'; DELETE FROM rm_board_entries WHERE ledger_id = '{l}';
              DELETE FROM rm_objections WHERE ledger_id = '{l}'; DELETE FROM rm_publications WHERE ledger_id = '{l}';
+             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{l}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{l}';
+             DELETE FROM rm_supermarket_months WHERE ledger_id = '{l}';
              DELETE FROM read_models WHERE ledger_id = '{l}';"
         ))
         .await

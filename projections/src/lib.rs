@@ -42,16 +42,17 @@ impl Views {
     }
 
     /// Folds an event into the views whose rows the server stores with the records (the
-    /// balances and the 公示 boards): it folds them before it stores a request's events, under
-    /// their journals ([`Views::begin`]), to store their changed rows in the same statement.
+    /// balances, the 公示 boards and the supermarket): it folds them before it stores a
+    /// request's events, under their journals ([`Views::begin`]), to store their changed rows
+    /// in the same statement.
     pub fn apply_stored(&mut self, accepted: &Accepted, state: &VillageState) {
         self.balances.apply(accepted, state);
         self.publicity.apply(accepted, state);
+        self.supermarket.apply(accepted, state);
     }
 
     /// Folds an event into the other views (after the request's events are stored).
     pub fn apply_rest(&mut self, accepted: &Accepted, state: &VillageState) {
-        self.supermarket.apply(accepted, state);
         self.audit.apply(accepted, state);
     }
 
@@ -59,18 +60,21 @@ impl Views {
     pub fn begin(&mut self) {
         self.balances.begin();
         self.publicity.begin();
+        self.supermarket.begin();
     }
 
     /// Closes the stored views' journals, keeping their changes.
     pub fn commit(&mut self) {
         self.balances.commit();
         self.publicity.commit();
+        self.supermarket.commit();
     }
 
     /// Undoes the stored views' changes since [`Views::begin`].
     pub fn rollback(&mut self) {
         self.balances.rollback();
         self.publicity.rollback();
+        self.supermarket.rollback();
     }
 }
 

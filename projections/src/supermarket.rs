@@ -4,13 +4,14 @@
 //! Current stock and prices are the write-model's ([`VillageState::goods`]); the month's
 //! figures are read from it after each event of the month.
 
+use jifen_ledger::journal::JOrd;
 use jifen_ledger::pb::{event_body::Payload, StockSource};
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::{Accepted, VillageState};
 use std::collections::BTreeMap;
 
 /// One receipt of goods.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     pub receipt_id: String,
     pub goods: String,
@@ -41,7 +42,7 @@ pub struct GoodsMonth {
 }
 
 /// A month of the supermarket.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Month {
     pub receipts: Vec<Receipt>,
     /// Redemptions recorded, and reversed, in the month.
@@ -69,13 +70,34 @@ impl Month {
     }
 }
 
-/// The supermarket ledger.
+/// The supermarket ledger. Like the balances view, it folds a request's events under an undo
+/// journal ([`Supermarket::begin`]) when the server stores the months they change with them.
 #[derive(Clone, Debug, Default)]
 pub struct Supermarket {
-    months: BTreeMap<Period, Month>,
+    months: JOrd<Period, Month>,
 }
 
 impl Supermarket {
+    /// Opens the journal: the changes from now on can be rolled back.
+    pub fn begin(&mut self) {
+        self.months.begin();
+    }
+    /// Closes the journal, keeping the changes.
+    pub fn commit(&mut self) {
+        self.months.commit();
+    }
+    /// Undoes every change since [`Supermarket::begin`].
+    pub fn rollback(&mut self) {
+        self.months.rollback();
+    }
+    /// The months changed since [`Supermarket::begin`], each once, in order.
+    pub fn touched(&self) -> Vec<(Period, &Month)> {
+        let mut periods: Vec<Period> = self.months.touched().copied().collect();
+        periods.sort_unstable();
+        periods.dedup();
+        periods.into_iter().filter_map(|p| Some((p, self.months.get(&p)?))).collect()
+    }
+
     /// A month's ledger.
     pub fn month(&self, period: Period) -> Option<&Month> {
         self.months.get(&period)
@@ -94,16 +116,16 @@ impl Supermarket {
         if let Some(m) = self.months.get(&period) {
             return m.clone();
         }
-        self.months.range(..period).next_back().map_or_else(Month::default, |(_, before)| Month::carried_from(before))
+        self.months.range(..period).next_back().map_or_else(Month::default, |(_, before)| before.carried())
     }
 
     /// The month `period`, opened (if new) with the stock and prices the month before ended with.
     fn month_mut(&mut self, period: Period) -> &mut Month {
         if !self.months.contains_key(&period) {
-            let opened = self.months.range(..period).next_back().map_or_else(Month::default, |(_, before)| Month::carried_from(before));
+            let opened = self.months.range(..period).next_back().map_or_else(Month::default, |(_, before)| before.carried());
             self.months.insert(period, opened);
         }
-        self.months.entry(period).or_default()
+        self.months.entry_or_default(period)
     }
 
     /// Folds an event; `state` is the write-model state after it.
@@ -160,10 +182,10 @@ impl Supermarket {
 }
 
 impl Month {
-    /// A new month after `before`: every goods with the stock and price it ended with, and no
-    /// movement.
-    fn carried_from(before: &Month) -> Month {
-        let goods = before
+    /// A month after this one with no activity of its own: every goods with the stock and price
+    /// this month ended with, and no movement.
+    pub fn carried(&self) -> Month {
+        let goods = self
             .goods
             .iter()
             .map(|(code, g)| (code.clone(), GoodsMonth { name: g.name.clone(), stock: g.stock, price: g.price, ..GoodsMonth::default() }))

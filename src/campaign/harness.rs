@@ -98,6 +98,9 @@ impl Db {
             ("rm_publications", "ledger_id, publication_id"),
             ("rm_board_entries", "ledger_id, publication_id, position"),
             ("rm_objections", "ledger_id, publication_id, position"),
+            ("rm_supermarket_months", "ledger_id, period"),
+            ("rm_supermarket_receipts", "ledger_id, period, position"),
+            ("rm_supermarket_goods", "ledger_id, period, goods_code"),
         ] {
             let row = client
                 .query_one(&format!("SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY {order})), '') FROM {table} t"), &[])

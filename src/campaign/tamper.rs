@@ -13,8 +13,9 @@
 //!   caught with the checkpoint a supervisor holds);
 //! - an edit of the read model (docs/adr/0005): a household's balance, a monthly figure, a
 //!   household's balance row deleted, a rulebook's expiry, the head's tree size, year, last
-//!   record time or root, a 公示 entry's points or status, an objection's finding or a 公示
-//!   window; VerifyLedger must name the table and the row, as the records verify.
+//!   record time or root, a 公示 entry's points or status, an objection's finding, a 公示
+//!   window or a supermarket month's stock; VerifyLedger must name the table and the row, as
+//!   the records verify.
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
 //! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
@@ -90,6 +91,8 @@ enum ReadModelEdit {
     Objection { publication: String, position: i32, objection: String },
     /// A publication's window end moved by `delta` µs.
     Window { publication: String, delta: i64 },
+    /// A supermarket month's stock of a goods moved by `delta` units (never below zero).
+    Stock { period: String, goods: String, delta: i64 },
 }
 
 /// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
@@ -101,6 +104,8 @@ struct Targets {
     entries: Vec<(String, i32, String)>,
     /// (publication, position, objection id) of each objection.
     objections: Vec<(String, i32, String)>,
+    /// (period, goods code) of each supermarket goods line.
+    goods: Vec<(String, String)>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -118,7 +123,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..11) {
+            return Tampering::ReadModel(match rng.random_range(0..12) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -147,9 +152,13 @@ impl Tampering {
                     let (publication, position, objection) = targets.objections[rng.random_range(0..targets.objections.len())].clone();
                     ReadModelEdit::Objection { publication, position, objection }
                 }
-                _ => {
+                10 => {
                     let (publication, _, _) = targets.entries[rng.random_range(0..targets.entries.len())].clone();
                     ReadModelEdit::Window { publication, delta }
+                }
+                _ => {
+                    let (period, goods) = targets.goods[rng.random_range(0..targets.goods.len())].clone();
+                    ReadModelEdit::Stock { period, goods, delta: delta.abs() }
                 }
             });
         }
@@ -199,6 +208,7 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::BoardEntry { .. }) => "read model: a 公示 entry",
             Tampering::ReadModel(ReadModelEdit::Objection { .. }) => "read model: an objection",
             Tampering::ReadModel(ReadModelEdit::Window { .. }) => "read model: a 公示 window",
+            Tampering::ReadModel(ReadModelEdit::Stock { .. }) => "read model: a supermarket stock",
         }
     }
 
@@ -218,6 +228,7 @@ impl Tampering {
                     format!("rm_objections: publication {publication} position {position} (objection {objection}) is stored as")
                 }
                 ReadModelEdit::Window { publication, .. } => format!("rm_publications: publication {publication} is stored as"),
+                ReadModelEdit::Stock { period, .. } => format!("rm_supermarket_months: month {period} is stored as"),
                 ReadModelEdit::DeleteBalance { household } => format!("rm_balances: household {household} is missing"),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
@@ -311,6 +322,9 @@ impl Tampering {
                     ReadModelEdit::Window { publication, delta } => format!(
                         "UPDATE rm_publications SET window_end = window_end + {delta} WHERE ledger_id = '{l}' AND publication_id = '{publication}';"
                     ),
+                    ReadModelEdit::Stock { period, goods, delta } => format!(
+                        "UPDATE rm_supermarket_goods SET stock = stock + {delta} WHERE ledger_id = '{l}' AND period = '{period}' AND goods_code = '{goods}';"
+                    ),
                     ReadModelEdit::Root => format!(
                         "UPDATE read_models SET root_hash = set_byte(root_hash, 7, get_byte(root_hash, 7) # 1) WHERE ledger_id = '{l}';"
                     ),
@@ -352,7 +366,10 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
              CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;
              CREATE TABLE saved_rm_publications AS SELECT * FROM rm_publications;
              CREATE TABLE saved_rm_board_entries AS SELECT * FROM rm_board_entries;
-             CREATE TABLE saved_rm_objections AS SELECT * FROM rm_objections;",
+             CREATE TABLE saved_rm_objections AS SELECT * FROM rm_objections;
+             CREATE TABLE saved_rm_supermarket_months AS SELECT * FROM rm_supermarket_months;
+             CREATE TABLE saved_rm_supermarket_receipts AS SELECT * FROM rm_supermarket_receipts;
+             CREATE TABLE saved_rm_supermarket_goods AS SELECT * FROM rm_supermarket_goods;",
         )
         .await?;
     let rows = |sql: &'static str| {
@@ -377,14 +394,20 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect(),
+        goods: rows("SELECT period, goods_code FROM rm_supermarket_goods WHERE ledger_id = $1")
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
     };
     ensure!(
         !targets.households.is_empty()
             && !targets.months.is_empty()
             && !targets.rulebooks.is_empty()
             && !targets.entries.is_empty()
-            && !targets.objections.is_empty(),
-        "the village's read model lacks balances, monthly figures, rulebooks, 公示 entries or objections"
+            && !targets.objections.is_empty()
+            && !targets.goods.is_empty(),
+        "the village's read model lacks balances, monthly figures, rulebooks, 公示 entries, objections or supermarket goods"
     );
     let pristine = db.fingerprint().await?;
     let mut audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
@@ -467,14 +490,19 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
                  DELETE FROM rm_balances; DELETE FROM rm_period_figures; DELETE FROM rm_rulebooks;
-                 DELETE FROM rm_board_entries; DELETE FROM rm_objections; DELETE FROM rm_publications; DELETE FROM read_models;
+                 DELETE FROM rm_board_entries; DELETE FROM rm_objections; DELETE FROM rm_publications;
+                 DELETE FROM rm_supermarket_receipts; DELETE FROM rm_supermarket_goods; DELETE FROM rm_supermarket_months;
+                 DELETE FROM read_models;
                  INSERT INTO read_models SELECT * FROM saved_read_models;
                  INSERT INTO rm_balances SELECT * FROM saved_rm_balances;
                  INSERT INTO rm_period_figures SELECT * FROM saved_rm_period_figures;
                  INSERT INTO rm_rulebooks SELECT * FROM saved_rm_rulebooks;
                  INSERT INTO rm_publications SELECT * FROM saved_rm_publications;
                  INSERT INTO rm_board_entries SELECT * FROM saved_rm_board_entries;
-                 INSERT INTO rm_objections SELECT * FROM saved_rm_objections;"
+                 INSERT INTO rm_objections SELECT * FROM saved_rm_objections;
+                 INSERT INTO rm_supermarket_months SELECT * FROM saved_rm_supermarket_months;
+                 INSERT INTO rm_supermarket_receipts SELECT * FROM saved_rm_supermarket_receipts;
+                 INSERT INTO rm_supermarket_goods SELECT * FROM saved_rm_supermarket_goods;"
             ))
             .await?;
         // The next round starts from a server that loaded the restored rows.

@@ -272,11 +272,13 @@ impl QueryService for QueryApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         let p = period("period", &req.period)?;
-        let v = self.villages.serving_tip(self.villages.existing(&code).await?).await?;
+        self.servable(&code).await?;
         // The month as it was: stock and prices at its end, not today's.
-        let month = v.views().supermarket.month_view(p);
+        let stored = self.villages.store().read_supermarket_month(&code, p).await.map_err(|e| status::store(&e))?;
+        let (head, month) = stored.ok_or_else(|| no_read_model(&code))?;
+        reached(&head, req.min_tree_size)?;
         Ok(Response::new(api::GetSupermarketLedgerResponse {
-            as_of: as_of(&v),
+            as_of: Some(stored_as_of(&head)),
             receipts: month
                 .receipts
                 .iter()

@@ -20,11 +20,12 @@ use jifen_ledger::balance::Category;
 use jifen_ledger::balance::{expires, Balance};
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
-use jifen_ledger::pb::ObjectionOutcome;
+use jifen_ledger::pb::{ObjectionOutcome, StockSource};
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::VillageState;
 use jifen_projections::balances::PeriodFigures;
 use jifen_projections::publicity::{Board, BoardEntry, EntryStatus, ObjectionView};
+use jifen_projections::supermarket::{GoodsMonth, Month, Receipt};
 use jifen_projections::Views;
 use std::fmt::Debug;
 use tokio_postgres::types::ToSql;
@@ -62,6 +63,8 @@ pub struct Rows {
     pub rulebooks: Vec<RulebookRow>,
     /// 公示 boards, in publication id order.
     pub boards: Vec<Board>,
+    /// The supermarket's months with activity, in order.
+    pub supermarket: Vec<(Period, Month)>,
 }
 
 fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
@@ -83,6 +86,7 @@ impl Rows {
             periods: views.balances.all().map(|(p, h, f)| (p, h.to_owned(), *f)).collect(),
             rulebooks: rulebook_rows(state, 0),
             boards: views.publicity.boards().cloned().collect(),
+            supermarket: views.supermarket.months().map(|(p, m)| (p, m.clone())).collect(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Rows {
             periods: views.balances.touched().into_iter().map(|(p, h, f)| (p, h.to_owned(), f)).collect(),
             rulebooks: rulebook_rows(state, rulebooks_before),
             boards: views.publicity.touched().into_iter().cloned().collect(),
+            supermarket: views.supermarket.touched().into_iter().map(|(p, m)| (p, m.clone())).collect(),
         }
     }
 
@@ -120,6 +125,7 @@ impl Rows {
                 first_diff("rm_rulebooks", "rulebook adopted at seq", &self.rulebooks, &expected.rulebooks, |r| r.adopted_at.to_string())
             })
             .or_else(|| board_difference(&self.boards, &expected.boards))
+            .or_else(|| first_diff("rm_supermarket_months", "month", &self.supermarket, &expected.supermarket, |(p, _)| p.to_string()))
     }
 }
 
@@ -250,9 +256,9 @@ const INSERT_NODES: &str = "INSERT INTO merkle_nodes (ledger_id, level, idx, has
      SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING";
 
 /// An append as one statement (so one transaction, one round trip): the new ledgers
-/// ($1–$2), the records ($3–$9), and what they derive ($10–$81): new read-model heads, moved
-/// heads, balances, monthly figures, rulebooks, checkpoints, Merkle nodes, and 公示 boards
-/// (publications, entries, objections). A rebuild runs it with rows alone. Each head moves
+/// ($1–$2), the records ($3–$9), and what they derive ($10–$108): new read-model heads, moved
+/// heads, balances, monthly figures, rulebooks, checkpoints, Merkle nodes, 公示 boards
+/// (publications, entries, objections) and supermarket months (receipts, goods). A rebuild runs it with rows alone. Each head moves
 /// from the size its writer decided on; if one is not there (another process appended first,
 /// or the row was removed), the statement fails with SQLSTATE JF409 and stores nothing, like a
 /// record whose seq another writer took (a unique violation).
@@ -304,7 +310,26 @@ pub(super) const APPEND: &str = "WITH \
        ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET objection_id = EXCLUDED.objection_id, \
        entry_id = EXCLUDED.entry_id, objector = EXCLUDED.objector, reason = EXCLUDED.reason, filed_at = EXCLUDED.filed_at, \
        outcome = EXCLUDED.outcome, finding = EXCLUDED.finding, decided_at = EXCLUDED.decided_at, correction = EXCLUDED.correction \
-       WHERE rm_objections IS DISTINCT FROM EXCLUDED) \
+       WHERE rm_objections IS DISTINCT FROM EXCLUDED), \
+     supermarket_months AS (INSERT INTO rm_supermarket_months (ledger_id, period, exchanges, reversals, points, points_returned) \
+       SELECT * FROM UNNEST($82::text[], $83::text[], $84::bigint[], $85::bigint[], $86::bigint[], $87::bigint[]) \
+       ON CONFLICT (ledger_id, period) DO UPDATE SET exchanges = EXCLUDED.exchanges, reversals = EXCLUDED.reversals, \
+       points = EXCLUDED.points, points_returned = EXCLUDED.points_returned), \
+     supermarket_receipts AS (INSERT INTO rm_supermarket_receipts (ledger_id, period, position, receipt_id, goods_code, quantity, \
+       source, donor, recorded_at) \
+       SELECT * FROM UNNEST($88::text[], $89::text[], $90::integer[], $91::text[], $92::text[], $93::bigint[], $94::integer[], \
+       $95::text[], $96::bigint[]) \
+       ON CONFLICT (ledger_id, period, position) DO UPDATE SET receipt_id = EXCLUDED.receipt_id, goods_code = EXCLUDED.goods_code, \
+       quantity = EXCLUDED.quantity, source = EXCLUDED.source, donor = EXCLUDED.donor, recorded_at = EXCLUDED.recorded_at \
+       WHERE rm_supermarket_receipts IS DISTINCT FROM EXCLUDED), \
+     supermarket_goods AS (INSERT INTO rm_supermarket_goods (ledger_id, period, goods_code, name, stock, price, received, \
+       out_units, returned, points, points_returned, net_out) \
+       SELECT * FROM UNNEST($97::text[], $98::text[], $99::text[], $100::text[], $101::bigint[], $102::bigint[], $103::bigint[], \
+       $104::bigint[], $105::bigint[], $106::bigint[], $107::bigint[], $108::bigint[]) \
+       ON CONFLICT (ledger_id, period, goods_code) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, \
+       price = EXCLUDED.price, received = EXCLUDED.received, out_units = EXCLUDED.out_units, returned = EXCLUDED.returned, \
+       points = EXCLUDED.points, points_returned = EXCLUDED.points_returned, net_out = EXCLUDED.net_out \
+       WHERE rm_supermarket_goods IS DISTINCT FROM EXCLUDED) \
      SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
 
 /// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
@@ -322,6 +347,48 @@ pub(super) struct Columns<'a> {
     publications: PublicationColumns<'a>,
     entries: EntryColumns<'a>,
     objections: ObjectionColumns<'a>,
+    months: MonthColumns<'a>,
+    receipts: ReceiptColumns<'a>,
+    goods: GoodsColumns<'a>,
+}
+
+#[derive(Default)]
+struct MonthColumns<'a> {
+    ids: Vec<&'a str>,
+    periods: Vec<String>,
+    exchanges: Vec<i64>,
+    reversals: Vec<i64>,
+    points: Vec<i64>,
+    returned: Vec<i64>,
+}
+
+#[derive(Default)]
+struct ReceiptColumns<'a> {
+    ids: Vec<&'a str>,
+    periods: Vec<String>,
+    positions: Vec<i32>,
+    receipts: Vec<&'a str>,
+    goods: Vec<&'a str>,
+    quantities: Vec<i64>,
+    sources: Vec<i32>,
+    donors: Vec<&'a str>,
+    times: Vec<i64>,
+}
+
+#[derive(Default)]
+struct GoodsColumns<'a> {
+    ids: Vec<&'a str>,
+    periods: Vec<String>,
+    codes: Vec<&'a str>,
+    names: Vec<&'a str>,
+    stock: Vec<i64>,
+    prices: Vec<Option<i64>>,
+    received: Vec<i64>,
+    out: Vec<i64>,
+    returned: Vec<i64>,
+    points: Vec<i64>,
+    points_returned: Vec<i64>,
+    net_out: Vec<Option<i64>>,
 }
 
 #[derive(Default)]
@@ -493,15 +560,52 @@ impl<'a> Columns<'a> {
                 x.corrections.push(o.correction.as_deref());
             }
         }
+        for (period, m) in &rows.supermarket {
+            let x = &mut self.months;
+            x.ids.push(ledger);
+            x.periods.push(period.to_string());
+            x.exchanges.push(i64::from(m.exchanges));
+            x.reversals.push(i64::from(m.reversals));
+            x.points.push(m.points);
+            x.returned.push(m.points_returned);
+            for (i, r) in m.receipts.iter().enumerate() {
+                let x = &mut self.receipts;
+                x.ids.push(ledger);
+                x.periods.push(period.to_string());
+                x.positions.push(i as i32);
+                x.receipts.push(&r.receipt_id);
+                x.goods.push(&r.goods);
+                x.quantities.push(i64::from(r.quantity));
+                x.sources.push(r.source as i32);
+                x.donors.push(&r.donor);
+                x.times.push(r.recorded_at);
+            }
+            for (code, g) in &m.goods {
+                let x = &mut self.goods;
+                x.ids.push(ledger);
+                x.periods.push(period.to_string());
+                x.codes.push(code);
+                x.names.push(&g.name);
+                x.stock.push(g.stock.min(i64::MAX as u64) as i64);
+                x.prices.push(g.price);
+                x.received.push(g.received.min(i64::MAX as u64) as i64);
+                x.out.push(g.out.min(i64::MAX as u64) as i64);
+                x.returned.push(g.returned.min(i64::MAX as u64) as i64);
+                x.points.push(g.points);
+                x.points_returned.push(g.points_returned);
+                x.net_out.push(m.goods_out.get(code).copied());
+            }
+        }
     }
 
-    /// The parameters $10–$81 of [`APPEND`].
+    /// The parameters $10–$108 of [`APPEND`].
     #[rustfmt::skip]
     pub(super) fn params(&'a self) -> Vec<&'a Param<'a>> {
         let (n, m) = (&self.new_heads, &self.moved_heads);
         let (b, q) = (&self.balances.figures, &self.periods.figures);
         let (r, c, x) = (&self.rulebooks, &self.checkpoints, &self.nodes);
         let (p, e, o) = (&self.publications, &self.entries, &self.objections);
+        let (sm, sr, sg) = (&self.months, &self.receipts, &self.goods);
         vec![
             &n.ids, &n.sizes, &n.roots, &n.lasts, &n.years,
             &m.ids, &m.sizes, &m.roots, &m.lasts, &m.years, &self.old_sizes,
@@ -515,6 +619,10 @@ impl<'a> Columns<'a> {
             &e.categories, &e.occurred, &e.scored, &e.points, &e.statuses,
             &o.ids, &o.publications, &o.positions, &o.objections, &o.entries, &o.objectors, &o.reasons,
             &o.filed, &o.outcomes, &o.findings, &o.decided, &o.corrections,
+            &sm.ids, &sm.periods, &sm.exchanges, &sm.reversals, &sm.points, &sm.returned,
+            &sr.ids, &sr.periods, &sr.positions, &sr.receipts, &sr.goods, &sr.quantities, &sr.sources, &sr.donors, &sr.times,
+            &sg.ids, &sg.periods, &sg.codes, &sg.names, &sg.stock, &sg.prices, &sg.received, &sg.out, &sg.returned,
+            &sg.points, &sg.points_returned, &sg.net_out,
         ]
     }
 }
@@ -678,6 +786,97 @@ async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>
         });
     }
     Ok(boards)
+}
+
+/// The supermarket's months with activity (every one, or the last one up to `up_to`), in
+/// order, each with its receipts and goods.
+async fn months_in(tx: &Transaction<'_>, ledger: &str, up_to: Option<Period>) -> Result<Vec<(Period, Month)>, StoreError> {
+    let filter = if up_to.is_some() {
+        "ledger_id = $1 AND period = (SELECT max(period) FROM rm_supermarket_months WHERE ledger_id = $1 AND period <= $2)"
+    } else {
+        "ledger_id = $1 AND $2::text IS NULL"
+    };
+    let months = tx
+        .prepare_cached(&format!(
+            "SELECT period, exchanges, reversals, points, points_returned FROM rm_supermarket_months WHERE {filter} ORDER BY period"
+        ))
+        .await?;
+    let receipts = tx
+        .prepare_cached(&format!(
+            "SELECT period, position, receipt_id, goods_code, quantity, source, donor, recorded_at FROM rm_supermarket_receipts \
+             WHERE {filter} ORDER BY period, position"
+        ))
+        .await?;
+    let goods = tx
+        .prepare_cached(&format!(
+            "SELECT period, goods_code, name, stock, price, received, out_units, returned, points, points_returned, net_out \
+             FROM rm_supermarket_goods WHERE {filter} ORDER BY period, goods_code COLLATE \"C\""
+        ))
+        .await?;
+    let up_to = up_to.map(|p| p.to_string());
+    let params: [&Param<'_>; 2] = [&ledger, &up_to];
+    let (month_rows, receipt_rows, goods_rows) =
+        (tx.query(&months, &params).await?, tx.query(&receipts, &params).await?, tx.query(&goods, &params).await?);
+    let bad = |what: String| corrupt(ledger, format!("read model supermarket: {what}"));
+    let period_of = |row: &tokio_postgres::Row| -> Result<Period, StoreError> {
+        let p: String = row.get("period");
+        Period::parse("period", &p).map_err(|e| bad(e.to_string()))
+    };
+    let count = |v: i64, what: &str| u64::try_from(v).map_err(|_| bad(format!("{what} {v} is negative")));
+    let mut out: Vec<(Period, Month)> = Vec::with_capacity(month_rows.len());
+    for row in &month_rows {
+        out.push((
+            period_of(row)?,
+            Month {
+                exchanges: u32::try_from(row.get::<_, i64>("exchanges")).map_err(|_| bad("exchanges out of range".into()))?,
+                reversals: u32::try_from(row.get::<_, i64>("reversals")).map_err(|_| bad("reversals out of range".into()))?,
+                points: row.get("points"),
+                points_returned: row.get("points_returned"),
+                ..Month::default()
+            },
+        ));
+    }
+    let find = |out: &[(Period, Month)], p: Period| {
+        out.iter().position(|(q, _)| *q == p).ok_or_else(|| bad(format!("a row of month {p}, which has none")))
+    };
+    for row in &receipt_rows {
+        let at = find(&out, period_of(row)?)?;
+        let m = &mut out[at].1;
+        if usize::try_from(row.get::<_, i32>("position")).ok() != Some(m.receipts.len()) {
+            return Err(bad("receipt positions out of order".into()));
+        }
+        let source: i32 = row.get("source");
+        m.receipts.push(Receipt {
+            receipt_id: row.get("receipt_id"),
+            goods: row.get("goods_code"),
+            quantity: u32::try_from(row.get::<_, i64>("quantity")).map_err(|_| bad("quantity out of range".into()))?,
+            source: StockSource::try_from(source).map_err(|_| bad(format!("stock source {source}")))?,
+            donor: row.get("donor"),
+            recorded_at: row.get("recorded_at"),
+        });
+    }
+    for row in &goods_rows {
+        let at = find(&out, period_of(row)?)?;
+        let m = &mut out[at].1;
+        let code: String = row.get("goods_code");
+        if let Some(n) = row.get::<_, Option<i64>>("net_out") {
+            m.goods_out.insert(code.clone(), n);
+        }
+        m.goods.insert(
+            code,
+            GoodsMonth {
+                name: row.get("name"),
+                stock: count(row.get("stock"), "stock")?,
+                price: row.get("price"),
+                received: count(row.get("received"), "received")?,
+                out: count(row.get("out_units"), "out")?,
+                returned: count(row.get("returned"), "returned")?,
+                points: row.get("points"),
+                points_returned: row.get("points_returned"),
+            },
+        );
+    }
+    Ok(out)
 }
 
 /// A monthly row as the text of a record: `(YYYY-MM,basic,contribution,deducted,redeemed,returned)`.
@@ -853,6 +1052,7 @@ impl Store {
             )
         )?;
         let boards = boards_in(&tx, id, None).await?;
+        let supermarket = months_in(&tx, id, None).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
         Ok(Some((
@@ -862,8 +1062,29 @@ impl Store {
                 periods: periods.iter().map(|r| figures_of(id, r)).collect::<Result<_, _>>()?,
                 rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
                 boards,
+                supermarket,
             },
         )))
+    }
+
+    /// The supermarket's month `period` as the keeper posts it (`Supermarket::month_view`):
+    /// a month with activity as stored; a month without, carried from the last one before it;
+    /// with the tree it reflects, in one snapshot. `None` if the ledger has no read model.
+    pub async fn read_supermarket_month(&self, ledger: &VillageCode, period: Period) -> Result<Option<(Head, Month)>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        let head = tx.prepare_cached(HEAD).await?;
+        let head = tx.query_opt(&head, &[&id]).await?;
+        let mut months = months_in(&tx, id, Some(period)).await?;
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        let month = match months.pop() {
+            Some((p, m)) if p == period => m,
+            Some((_, before)) => before.carried(),
+            None => Month::default(),
+        };
+        Ok(Some((head_of(id, &head)?, month)))
     }
 
     /// One 公示 board with the tree it reflects, in one snapshot; `None` if the ledger has no
@@ -902,7 +1123,17 @@ impl Store {
         if end.unwrap_or(0) != head.tree_size as i64 {
             return Err(StoreError::Conflict { ledger: id.to_owned(), seq: head.tree_size });
         }
-        for table in ["rm_balances", "rm_period_figures", "rm_rulebooks", "rm_board_entries", "rm_objections", "rm_publications"] {
+        for table in [
+            "rm_balances",
+            "rm_period_figures",
+            "rm_rulebooks",
+            "rm_board_entries",
+            "rm_objections",
+            "rm_publications",
+            "rm_supermarket_receipts",
+            "rm_supermarket_goods",
+            "rm_supermarket_months",
+        ] {
             tx.execute(&format!("DELETE FROM {table} WHERE ledger_id = $1"), &[&id]).await?;
         }
         tx.execute(
