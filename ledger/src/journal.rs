@@ -65,6 +65,14 @@ macro_rules! journaled_map {
             pub fn touched(&self) -> impl Iterator<Item = &K> {
                 self.undo.iter().flatten().map(|(k, _)| k)
             }
+            /// The value `key` had when the journal was opened (`Some(None)`: it had none), if
+            /// it changed since.
+            pub fn before(&self, key: &K) -> Option<Option<&V>>
+            where
+                K: PartialEq,
+            {
+                self.undo.iter().flatten().find(|(k, _)| k == key).map(|(_, old)| old.as_ref())
+            }
             fn note(&mut self, key: &K) {
                 if let Some(undo) = &mut self.undo {
                     undo.push((key.clone(), self.map.get(key).cloned()));

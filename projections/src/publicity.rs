@@ -109,6 +109,12 @@ impl Publicity {
         self.boards.rollback();
         self.index.rollback();
     }
+    /// A board as it was when the journal was opened (`None` inside: it did not exist), if it
+    /// changed since.
+    pub fn before(&self, id: &str) -> Option<Option<&Board>> {
+        self.boards.before(&id.to_owned())
+    }
+
     /// The boards changed since [`Publicity::begin`], each once, in publication id order.
     pub fn touched(&self) -> Vec<&Board> {
         let mut ids: Vec<&String> = self.boards.touched().collect();

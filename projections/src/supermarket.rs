@@ -90,6 +90,12 @@ impl Supermarket {
     pub fn rollback(&mut self) {
         self.months.rollback();
     }
+    /// A month as it was when the journal was opened (`None` inside: it did not exist), if it
+    /// changed since.
+    pub fn before(&self, period: Period) -> Option<Option<&Month>> {
+        self.months.before(&period)
+    }
+
     /// The months changed since [`Supermarket::begin`], each once, in order.
     pub fn touched(&self) -> Vec<(Period, &Month)> {
         let mut periods: Vec<Period> = self.months.touched().copied().collect();

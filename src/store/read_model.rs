@@ -91,17 +91,49 @@ impl Rows {
     }
 
     /// The rows a request changed: `state` and `views` hold its events under their journals
-    /// (`VillageState::begin_batch`, `Balances::begin`), and the state had `rulebooks_before`
-    /// rulebooks before it.
-    pub fn changed(state: &VillageState, views: &Views, rulebooks_before: usize) -> Rows {
+    /// (`VillageState::begin_batch`, `Views::begin`), and the state had `rulebooks_before`
+    /// rulebooks before it. The boards and months it touched come whole, with the [`Parts`] of
+    /// them that changed (only those are written).
+    pub fn changed(state: &VillageState, views: &Views, rulebooks_before: usize) -> (Rows, Parts) {
         let book = state.balances();
-        Rows {
+        let boards: Vec<Board> = views.publicity.touched().into_iter().cloned().collect();
+        let supermarket: Vec<(Period, Month)> = views.supermarket.touched().into_iter().map(|(p, m)| (p, m.clone())).collect();
+        let changed_at = |n: usize, same: &dyn Fn(usize) -> bool| (0..n).filter(|i| !same(*i)).collect::<Vec<usize>>();
+        let parts = Parts {
+            boards: boards
+                .iter()
+                .map(|b| {
+                    let old = views.publicity.before(&b.id).flatten();
+                    (
+                        changed_at(b.entries.len(), &|i| old.is_some_and(|o| o.entries.get(i) == Some(&b.entries[i]))),
+                        changed_at(b.objections.len(), &|i| old.is_some_and(|o| o.objections.get(i) == Some(&b.objections[i]))),
+                    )
+                })
+                .collect(),
+            months: supermarket
+                .iter()
+                .map(|(p, m)| {
+                    let old = views.supermarket.before(*p).flatten();
+                    let goods = m
+                        .goods
+                        .iter()
+                        .filter(|(code, g)| {
+                            !old.is_some_and(|o| o.goods.get(*code) == Some(g) && o.goods_out.get(*code) == m.goods_out.get(*code))
+                        })
+                        .map(|(code, _)| code.clone())
+                        .collect();
+                    (changed_at(m.receipts.len(), &|i| old.is_some_and(|o| o.receipts.get(i) == Some(&m.receipts[i]))), goods)
+                })
+                .collect(),
+        };
+        let rows = Rows {
             balances: book.touched().into_iter().filter_map(|h| Some((h.to_owned(), *book.get(h)?))).collect(),
             periods: views.balances.touched().into_iter().map(|(p, h, f)| (p, h.to_owned(), f)).collect(),
             rulebooks: rulebook_rows(state, rulebooks_before),
-            boards: views.publicity.touched().into_iter().cloned().collect(),
-            supermarket: views.supermarket.touched().into_iter().map(|(p, m)| (p, m.clone())).collect(),
-        }
+            boards,
+            supermarket,
+        };
+        (rows, parts)
     }
 
     /// Only these rows, to store without moving a head (a rebuild).
@@ -111,6 +143,7 @@ impl Rows {
             last_recorded_at: 0,
             book_year: None,
             rows: rows.clone(),
+            parts: None,
         }
     }
 
@@ -240,12 +273,24 @@ pub struct Tip {
     pub nodes: Vec<(u8, u64, Hash)>,
 }
 
+/// Which rows of the boards and months a request touched changed, parallel to
+/// `Rows::boards` and `Rows::supermarket`: a board's entry and objection positions, a month's
+/// receipt positions and goods codes. A busy month's receipts or a large board's entries are
+/// then not written again each time one of them changes.
+#[derive(Clone, Debug, Default)]
+pub struct Parts {
+    pub boards: Vec<(Vec<usize>, Vec<usize>)>,
+    pub months: Vec<(Vec<usize>, Vec<String>)>,
+}
+
 /// What a request stores beside its records, in the same transaction.
 pub struct Derived {
     pub tip: Tip,
     pub last_recorded_at: i64,
     pub book_year: Option<i32>,
     pub rows: Rows,
+    /// Which parts of `rows`' boards and months to write (all of them with `None`).
+    pub parts: Option<Parts>,
 }
 
 fn corrupt(ledger: &str, error: String) -> StoreError {
@@ -460,7 +505,7 @@ impl<'a> Columns<'a> {
     pub(super) fn of(derived: impl Iterator<Item = (&'a str, &'a Derived)>) -> Columns<'a> {
         let mut c = Columns::default();
         for (ledger, d) in derived {
-            c.push_rows(ledger, &d.rows);
+            c.push_rows(ledger, &d.rows, d.parts.as_ref());
             if d.tip.size == 0 {
                 // Rows alone (a rebuild): no head, no checkpoint.
                 continue;
@@ -488,7 +533,9 @@ impl<'a> Columns<'a> {
         c
     }
 
-    fn push_rows(&mut self, ledger: &'a str, rows: &'a Rows) {
+    /// Pushes `rows`: of the boards and months, the header rows and the `parts` that changed
+    /// (every part with `None`).
+    fn push_rows(&mut self, ledger: &'a str, rows: &'a Rows, parts: Option<&'a Parts>) {
         for (h, b) in &rows.balances {
             self.balances.ids.push(ledger);
             self.balances.households.push(h);
@@ -521,7 +568,11 @@ impl<'a> Columns<'a> {
             self.rulebooks.2.push(r.effective_from.to_string());
             self.rulebooks.3.push(r.annual_expiry);
         }
-        for b in &rows.boards {
+        for (n, b) in rows.boards.iter().enumerate() {
+            let (entries, objections) = match parts.and_then(|p| p.boards.get(n)) {
+                Some((e, o)) => (Some(e), Some(o)),
+                None => (None, None),
+            };
             let p = &mut self.publications;
             p.ids.push(ledger);
             p.publications.push(&b.id);
@@ -530,6 +581,9 @@ impl<'a> Columns<'a> {
             p.ends.push(b.window_end);
             p.closed.push(b.closed);
             for (i, e) in b.entries.iter().enumerate() {
+                if entries.is_some_and(|only| only.binary_search(&i).is_err()) {
+                    continue;
+                }
                 let x = &mut self.entries;
                 x.ids.push(ledger);
                 x.publications.push(&b.id);
@@ -545,6 +599,9 @@ impl<'a> Columns<'a> {
                 x.statuses.push(status_code(e.status));
             }
             for (i, o) in b.objections.iter().enumerate() {
+                if objections.is_some_and(|only| only.binary_search(&i).is_err()) {
+                    continue;
+                }
                 let x = &mut self.objections;
                 x.ids.push(ledger);
                 x.publications.push(&b.id);
@@ -560,7 +617,11 @@ impl<'a> Columns<'a> {
                 x.corrections.push(o.correction.as_deref());
             }
         }
-        for (period, m) in &rows.supermarket {
+        for (n, (period, m)) in rows.supermarket.iter().enumerate() {
+            let (receipts, goods) = match parts.and_then(|p| p.months.get(n)) {
+                Some((r, g)) => (Some(r), Some(g)),
+                None => (None, None),
+            };
             let x = &mut self.months;
             x.ids.push(ledger);
             x.periods.push(period.to_string());
@@ -569,6 +630,9 @@ impl<'a> Columns<'a> {
             x.points.push(m.points);
             x.returned.push(m.points_returned);
             for (i, r) in m.receipts.iter().enumerate() {
+                if receipts.is_some_and(|only| only.binary_search(&i).is_err()) {
+                    continue;
+                }
                 let x = &mut self.receipts;
                 x.ids.push(ledger);
                 x.periods.push(period.to_string());
@@ -581,6 +645,9 @@ impl<'a> Columns<'a> {
                 x.times.push(r.recorded_at);
             }
             for (code, g) in &m.goods {
+                if goods.is_some_and(|only| !only.contains(code)) {
+                    continue;
+                }
                 let x = &mut self.goods;
                 x.ids.push(ledger);
                 x.periods.push(period.to_string());

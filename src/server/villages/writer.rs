@@ -266,11 +266,13 @@ impl Villages {
         let root = village.tree.root(size).map_err(|e| bad(e.to_string()))?;
         let checkpoint = Checkpoint { origin: origin.clone(), size, root };
         let signed = checkpoint.sign(&self.log.signer(&origin));
+        let (rows, parts) = Rows::changed(&village.state, &village.views, rulebooks_before);
         let derived = Derived {
             tip: Tip { old_size: before, size, root, note: signed.encode(), nodes: village.tree.nodes_since(village.nodes_stored) },
             last_recorded_at: village.state.last_recorded_at(),
             book_year: village.state.balances().year(),
-            rows: Rows::changed(&village.state, &village.views, rulebooks_before),
+            rows,
+            parts: Some(parts),
         };
         // No cosignature yet, and every quorum is at least 1.
         Ok((derived, CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false }))
