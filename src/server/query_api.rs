@@ -46,6 +46,18 @@ impl QueryApi {
     async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {
         self.villages.store().profiles(code).await.map_err(|e| status::store(&e))
     }
+
+    /// The display names of the subjects an answer shows (not every profile of the village).
+    async fn names_of<'a>(
+        &self,
+        code: &jifen_ledger::VillageCode,
+        subjects: impl Iterator<Item = &'a str>,
+    ) -> Result<HashMap<String, String>, Status> {
+        let mut subjects: Vec<&str> = subjects.collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        self.villages.store().profiles_of(code, &subjects).await.map_err(|e| status::store(&e))
+    }
 }
 
 /// The tree a read model reflects.
@@ -185,7 +197,7 @@ impl QueryService for QueryApi {
         let (head, b) = stored.ok_or_else(|| no_read_model(&code))?;
         reached(&head, req.min_tree_size)?;
         let b = b.ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_PUBLICATION", format!("no publication {}", req.publication_id)))?;
-        let names = self.names(&code).await?;
+        let names = self.names_of(&code, b.entries.iter().map(|e| e.household.as_str())).await?;
         Ok(Response::new(api::GetPublicationResponse {
             as_of: Some(stored_as_of(&head)),
             publication_id: b.id.clone(),
@@ -256,7 +268,8 @@ impl QueryService for QueryApi {
         }
         let (red, black) = rank_month(month(), size);
         let column = column_of(rows.iter().map(|(_, h, f)| (h.as_str(), f)));
-        let names = self.names(&code).await?;
+        let shown = red.iter().chain(&black).chain(&column).map(|(h, _)| h.as_str());
+        let names = self.names_of(&code, shown).await?;
         Ok(Response::new(api::GetRankingsResponse {
             as_of: Some(stored_as_of(&head)),
             red_list: ranked(red, &names),

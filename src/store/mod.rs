@@ -527,6 +527,19 @@ impl Store {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// Display names of some of a ledger's subjects (those with a profile).
+    pub async fn profiles_of(
+        &self,
+        ledger: &VillageCode,
+        subjects: &[&str],
+    ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+        let client = self.pool.get().await?;
+        let query =
+            client.prepare_cached("SELECT subject_id, display_name FROM profiles WHERE ledger_id = $1 AND subject_id = ANY($2)").await?;
+        let rows = client.query(&query, &[&ledger.as_str(), &subjects]).await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The record at `seq`, if stored.
     pub async fn record(&self, ledger: &VillageCode, seq: u64) -> Result<Option<Record>, StoreError> {
         Ok(self.read(ledger, seq, seq + 1).await?.pop())
