@@ -27,6 +27,7 @@ use jifen_projections::balances::PeriodFigures;
 use jifen_projections::publicity::{Board, BoardEntry, EntryStatus, ObjectionView};
 use jifen_projections::supermarket::{GoodsMonth, Month, Receipt};
 use jifen_projections::Views;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::IsolationLevel;
@@ -92,40 +93,60 @@ impl Rows {
 
     /// The rows a request changed: `state` and `views` hold its events under their journals
     /// (`VillageState::begin_batch`, `Views::begin`), and the state had `rulebooks_before`
-    /// rulebooks before it. The boards and months it touched come whole, with the [`Parts`] of
-    /// them that changed (only those are written).
+    /// rulebooks before it. The boards and months it touched come with only their items that
+    /// changed (and their header figures), at the positions [`Parts`] gives.
     pub fn changed(state: &VillageState, views: &Views, rulebooks_before: usize) -> (Rows, Parts) {
         let book = state.balances();
-        let boards: Vec<Board> = views.publicity.touched().into_iter().cloned().collect();
-        let supermarket: Vec<(Period, Month)> = views.supermarket.touched().into_iter().map(|(p, m)| (p, m.clone())).collect();
         let changed_at = |n: usize, same: &dyn Fn(usize) -> bool| (0..n).filter(|i| !same(*i)).collect::<Vec<usize>>();
-        let parts = Parts {
-            boards: boards
-                .iter()
-                .map(|b| {
-                    let old = views.publicity.before(&b.id).flatten();
-                    (
-                        changed_at(b.entries.len(), &|i| old.is_some_and(|o| o.entries.get(i) == Some(&b.entries[i]))),
-                        changed_at(b.objections.len(), &|i| old.is_some_and(|o| o.objections.get(i) == Some(&b.objections[i]))),
-                    )
-                })
-                .collect(),
-            months: supermarket
-                .iter()
-                .map(|(p, m)| {
-                    let old = views.supermarket.before(*p).flatten();
-                    let goods = m
-                        .goods
-                        .iter()
-                        .filter(|(code, g)| {
-                            !old.is_some_and(|o| o.goods.get(*code) == Some(g) && o.goods_out.get(*code) == m.goods_out.get(*code))
-                        })
-                        .map(|(code, _)| code.clone())
-                        .collect();
-                    (changed_at(m.receipts.len(), &|i| old.is_some_and(|o| o.receipts.get(i) == Some(&m.receipts[i]))), goods)
-                })
-                .collect(),
-        };
+        let mut parts = Parts::default();
+        // Each touched board and month is copied with only the items that changed (the
+        // journals keep their value at the batch's start), never whole.
+        let boards = views
+            .publicity
+            .touched()
+            .into_iter()
+            .map(|b| {
+                let old = views.publicity.before(&b.id).flatten();
+                let entries = changed_at(b.entries.len(), &|i| old.is_some_and(|o| o.entries.get(i) == Some(&b.entries[i])));
+                let objections = changed_at(b.objections.len(), &|i| old.is_some_and(|o| o.objections.get(i) == Some(&b.objections[i])));
+                let board = Board {
+                    id: b.id.clone(),
+                    period: b.period,
+                    window_start: b.window_start,
+                    window_end: b.window_end,
+                    closed: b.closed,
+                    entries: entries.iter().map(|&i| b.entries[i].clone()).collect(),
+                    objections: objections.iter().map(|&i| b.objections[i].clone()).collect(),
+                };
+                parts.boards.push((entries, objections));
+                board
+            })
+            .collect();
+        let supermarket = views
+            .supermarket
+            .touched()
+            .into_iter()
+            .map(|(p, m)| {
+                let old = views.supermarket.before(p).flatten();
+                let receipts = changed_at(m.receipts.len(), &|i| old.is_some_and(|o| o.receipts.get(i) == Some(&m.receipts[i])));
+                let goods_changed = |code: &String, g: &GoodsMonth| {
+                    !old.is_some_and(|o| o.goods.get(code) == Some(g) && o.goods_out.get(code) == m.goods_out.get(code))
+                };
+                let goods: BTreeMap<String, GoodsMonth> =
+                    m.goods.iter().filter(|(c, g)| goods_changed(c, g)).map(|(c, g)| (c.clone(), g.clone())).collect();
+                let month = Month {
+                    receipts: receipts.iter().map(|&i| m.receipts[i].clone()).collect(),
+                    exchanges: m.exchanges,
+                    reversals: m.reversals,
+                    points: m.points,
+                    points_returned: m.points_returned,
+                    goods_out: m.goods_out.iter().filter(|(c, _)| goods.contains_key(*c)).map(|(c, q)| (c.clone(), *q)).collect(),
+                    goods,
+                };
+                parts.receipts.push(receipts);
+                (p, month)
+            })
+            .collect();
         let rows = Rows {
             balances: book.touched().into_iter().filter_map(|h| Some((h.to_owned(), *book.get(h)?))).collect(),
             periods: views.balances.touched().into_iter().map(|(p, h, f)| (p, h.to_owned(), f)).collect(),
@@ -273,14 +294,14 @@ pub struct Tip {
     pub nodes: Vec<(u8, u64, Hash)>,
 }
 
-/// Which rows of the boards and months a request touched changed, parallel to
-/// `Rows::boards` and `Rows::supermarket`: a board's entry and objection positions, a month's
-/// receipt positions and goods codes. A busy month's receipts or a large board's entries are
-/// then not written again each time one of them changes.
+/// The positions of the items a request's [`Rows::changed`] keeps, parallel to its boards and
+/// months, which hold only the items that changed: each board's entry and objection positions,
+/// each month's receipt positions (its goods lines are keyed by code). A busy month's receipts
+/// or a large board's entries are then not copied or written again each time one changes.
 #[derive(Clone, Debug, Default)]
 pub struct Parts {
     pub boards: Vec<(Vec<usize>, Vec<usize>)>,
-    pub months: Vec<(Vec<usize>, Vec<String>)>,
+    pub receipts: Vec<Vec<usize>>,
 }
 
 /// What a request stores beside its records, in the same transaction.
@@ -533,8 +554,8 @@ impl<'a> Columns<'a> {
         c
     }
 
-    /// Pushes `rows`: of the boards and months, the header rows and the `parts` that changed
-    /// (every part with `None`).
+    /// Pushes `rows`; with `parts`, their boards and months hold only the items at those
+    /// positions (see [`Rows::changed`]).
     fn push_rows(&mut self, ledger: &'a str, rows: &'a Rows, parts: Option<&'a Parts>) {
         for (h, b) in &rows.balances {
             self.balances.ids.push(ledger);
@@ -569,6 +590,7 @@ impl<'a> Columns<'a> {
             self.rulebooks.3.push(r.annual_expiry);
         }
         for (n, b) in rows.boards.iter().enumerate() {
+            // The items' positions: as listed by `parts`, or their places in a whole board.
             let (entries, objections) = match parts.and_then(|p| p.boards.get(n)) {
                 Some((e, o)) => (Some(e), Some(o)),
                 None => (None, None),
@@ -580,10 +602,8 @@ impl<'a> Columns<'a> {
             p.starts.push(b.window_start);
             p.ends.push(b.window_end);
             p.closed.push(b.closed);
-            for (i, e) in b.entries.iter().enumerate() {
-                if entries.is_some_and(|only| only.binary_search(&i).is_err()) {
-                    continue;
-                }
+            for (k, e) in b.entries.iter().enumerate() {
+                let i = entries.map_or(k, |at| at[k]);
                 let x = &mut self.entries;
                 x.ids.push(ledger);
                 x.publications.push(&b.id);
@@ -598,10 +618,8 @@ impl<'a> Columns<'a> {
                 x.points.push(e.points);
                 x.statuses.push(status_code(e.status));
             }
-            for (i, o) in b.objections.iter().enumerate() {
-                if objections.is_some_and(|only| only.binary_search(&i).is_err()) {
-                    continue;
-                }
+            for (k, o) in b.objections.iter().enumerate() {
+                let i = objections.map_or(k, |at| at[k]);
                 let x = &mut self.objections;
                 x.ids.push(ledger);
                 x.publications.push(&b.id);
@@ -618,10 +636,7 @@ impl<'a> Columns<'a> {
             }
         }
         for (n, (period, m)) in rows.supermarket.iter().enumerate() {
-            let (receipts, goods) = match parts.and_then(|p| p.months.get(n)) {
-                Some((r, g)) => (Some(r), Some(g)),
-                None => (None, None),
-            };
+            let receipts = parts.and_then(|p| p.receipts.get(n));
             let x = &mut self.months;
             x.ids.push(ledger);
             x.periods.push(period.to_string());
@@ -629,10 +644,8 @@ impl<'a> Columns<'a> {
             x.reversals.push(i64::from(m.reversals));
             x.points.push(m.points);
             x.returned.push(m.points_returned);
-            for (i, r) in m.receipts.iter().enumerate() {
-                if receipts.is_some_and(|only| only.binary_search(&i).is_err()) {
-                    continue;
-                }
+            for (k, r) in m.receipts.iter().enumerate() {
+                let i = receipts.map_or(k, |at| at[k]);
                 let x = &mut self.receipts;
                 x.ids.push(ledger);
                 x.periods.push(period.to_string());
@@ -645,9 +658,6 @@ impl<'a> Columns<'a> {
                 x.times.push(r.recorded_at);
             }
             for (code, g) in &m.goods {
-                if goods.is_some_and(|only| !only.contains(code)) {
-                    continue;
-                }
                 let x = &mut self.goods;
                 x.ids.push(ledger);
                 x.periods.push(period.to_string());
