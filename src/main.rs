@@ -28,7 +28,7 @@ enum Command {
     Campaign(cmd::campaign::CampaignArgs),
     /// Run the gRPC service (on a private, managed PostgreSQL unless --database-url is given).
     Serve(cmd::serve::ServeArgs),
-    /// Rebuild a village's read model (balances, monthly figures) from its records, in the
+    /// Rebuild a village's read model (balances, months, 公示 boards, supermarket) from its records, in the
     /// database of `serve`; prints what it repaired.
     Rebuild(cmd::rebuild::RebuildArgs),
     /// Create a signing key for an actor (or a supervisor's note key).

@@ -297,17 +297,7 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
 
     // A read model that is gone (removed, or never written by an older version) is built by
     // the next load, from the records.
-    owner
-        .batch_execute(&format!(
-            "DELETE FROM rm_balances WHERE ledger_id = '{ledger}'; DELETE FROM rm_period_figures WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}'; DELETE FROM rm_board_entries WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_objections WHERE ledger_id = '{ledger}'; DELETE FROM rm_publications WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{ledger}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_supermarket_months WHERE ledger_id = '{ledger}';
-             DELETE FROM read_models WHERE ledger_id = '{ledger}';"
-        ))
-        .await
-        .unwrap();
+    drop_read_model(&owner, &ledger).await;
     let mut server = Server::start(&db, &sample).await;
     server.clock.advance_to(last);
     let mut q = query(&server).await;

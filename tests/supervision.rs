@@ -205,18 +205,10 @@ async fn a_log_that_rolls_back_and_appends_differently_is_caught_with_evidence()
     // The operator rolls the database back to 140 records, behind the triggers' back, and
     // drops the read model that would give it away (the next load builds it from the records).
     let owner = superuser(&db).await;
+    drop_read_model(&owner, &ledger).await;
     owner
         .batch_execute(&format!(
             "SET session_replication_role = replica;
-             DELETE FROM rm_balances WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_period_figures WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_rulebooks WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_board_entries WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_objections WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_publications WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{ledger}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{ledger}';
-             DELETE FROM rm_supermarket_months WHERE ledger_id = '{ledger}';
-             DELETE FROM read_models WHERE ledger_id = '{ledger}';
              DELETE FROM cosignatures WHERE ledger_id = '{ledger}' AND tree_size > 140;
              DELETE FROM checkpoints WHERE ledger_id = '{ledger}' AND tree_size > 140;
              DELETE FROM merkle_nodes WHERE ledger_id = '{ledger}' AND (idx + 1) * (1::bigint << level) > 140;
@@ -356,17 +348,7 @@ async fn verify_ledger_names_the_first_bad_row_for_each_kind_of_tampering() {
     // …and, with the read model removed as well (the next load builds it from what is left),
     // the stored rows pass every check: only the witnessed checkpoint a supervisor holds
     // catches it.
-    owner
-        .batch_execute(&format!(
-            "DELETE FROM rm_balances WHERE ledger_id = '{l}'; DELETE FROM rm_period_figures WHERE ledger_id = '{l}';
-             DELETE FROM rm_rulebooks WHERE ledger_id = '{l}'; DELETE FROM rm_board_entries WHERE ledger_id = '{l}';
-             DELETE FROM rm_objections WHERE ledger_id = '{l}'; DELETE FROM rm_publications WHERE ledger_id = '{l}';
-             DELETE FROM rm_supermarket_receipts WHERE ledger_id = '{l}'; DELETE FROM rm_supermarket_goods WHERE ledger_id = '{l}';
-             DELETE FROM rm_supermarket_months WHERE ledger_id = '{l}';
-             DELETE FROM read_models WHERE ledger_id = '{l}';"
-        ))
-        .await
-        .unwrap();
+    drop_read_model(&owner, &l).await;
     let blind = audit.verify_ledger(verify(&server, String::new())).await.unwrap().into_inner();
     assert!(blind.ok, "{}", blind.reason);
     let caught = audit.verify_ledger(verify(&server, witnessed.note.clone())).await.unwrap().into_inner();

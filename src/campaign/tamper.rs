@@ -29,6 +29,7 @@ use super::harness::{openers, Db, Local};
 use super::Report;
 use crate::api::{self, audit_service_client::AuditServiceClient, query_service_client::QueryServiceClient};
 use crate::auth::method;
+use crate::store::read_model::TABLES;
 use anyhow::{anyhow, ensure, Context};
 use jifen_ledger::sample::{generate, SampleConfig};
 use rand::{Rng, SeedableRng};
@@ -356,21 +357,13 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let held = server.wait_checkpoint(&ledger, n).await?;
     let owner = db.superuser().await?;
     owner
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE saved_records AS SELECT * FROM records;
-             CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
-             CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
-             CREATE TABLE saved_read_models AS SELECT * FROM read_models;
-             CREATE TABLE saved_rm_balances AS SELECT * FROM rm_balances;
-             CREATE TABLE saved_rm_period_figures AS SELECT * FROM rm_period_figures;
-             CREATE TABLE saved_rm_rulebooks AS SELECT * FROM rm_rulebooks;
-             CREATE TABLE saved_rm_publications AS SELECT * FROM rm_publications;
-             CREATE TABLE saved_rm_board_entries AS SELECT * FROM rm_board_entries;
-             CREATE TABLE saved_rm_objections AS SELECT * FROM rm_objections;
-             CREATE TABLE saved_rm_supermarket_months AS SELECT * FROM rm_supermarket_months;
-             CREATE TABLE saved_rm_supermarket_receipts AS SELECT * FROM rm_supermarket_receipts;
-             CREATE TABLE saved_rm_supermarket_goods AS SELECT * FROM rm_supermarket_goods;",
-        )
+                 CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
+                 CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
+                 CREATE TABLE saved_read_models AS SELECT * FROM read_models; {}",
+            TABLES.iter().map(|t| format!("CREATE TABLE saved_{t} AS SELECT * FROM {t};")).collect::<String>()
+        ))
         .await?;
     let rows = |sql: &'static str| {
         let (owner, ledger) = (&owner, &ledger);
@@ -489,20 +482,10 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  DELETE FROM cosignatures; DELETE FROM checkpoints;
                  INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
-                 DELETE FROM rm_balances; DELETE FROM rm_period_figures; DELETE FROM rm_rulebooks;
-                 DELETE FROM rm_board_entries; DELETE FROM rm_objections; DELETE FROM rm_publications;
-                 DELETE FROM rm_supermarket_receipts; DELETE FROM rm_supermarket_goods; DELETE FROM rm_supermarket_months;
-                 DELETE FROM read_models;
-                 INSERT INTO read_models SELECT * FROM saved_read_models;
-                 INSERT INTO rm_balances SELECT * FROM saved_rm_balances;
-                 INSERT INTO rm_period_figures SELECT * FROM saved_rm_period_figures;
-                 INSERT INTO rm_rulebooks SELECT * FROM saved_rm_rulebooks;
-                 INSERT INTO rm_publications SELECT * FROM saved_rm_publications;
-                 INSERT INTO rm_board_entries SELECT * FROM saved_rm_board_entries;
-                 INSERT INTO rm_objections SELECT * FROM saved_rm_objections;
-                 INSERT INTO rm_supermarket_months SELECT * FROM saved_rm_supermarket_months;
-                 INSERT INTO rm_supermarket_receipts SELECT * FROM saved_rm_supermarket_receipts;
-                 INSERT INTO rm_supermarket_goods SELECT * FROM saved_rm_supermarket_goods;"
+                 {}
+                 DELETE FROM read_models; INSERT INTO read_models SELECT * FROM saved_read_models; {}",
+                TABLES.iter().map(|t| format!("DELETE FROM {t};")).collect::<String>(),
+                TABLES.iter().rev().map(|t| format!("INSERT INTO {t} SELECT * FROM saved_{t};")).collect::<String>()
             ))
             .await?;
         // The next round starts from a server that loaded the restored rows.

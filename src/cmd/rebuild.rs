@@ -12,10 +12,8 @@
 
 use jifen::server::clock::SystemClock;
 use jifen::server::villages::{LogKey, RebuildError, Villages};
-use jifen::store::storage::{connect_external, start_embedded};
 use jifen::townships::Townships;
 use jifen_ledger::ids::VillageCode;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::Args)]
@@ -23,28 +21,16 @@ pub struct RebuildArgs {
     /// The village (12-digit code) whose read model to rebuild.
     #[arg(long)]
     pub village: String,
-    /// Where the managed PostgreSQL cluster and the log key live (as for `jifen serve`).
-    #[arg(long, default_value = "jifen-data")]
-    pub data_dir: PathBuf,
-    /// Use this PostgreSQL server (a libpq URL of a role owning the schema) instead of the
-    /// managed cluster.
-    #[arg(long)]
-    pub database_url: Option<String>,
-    /// With --database-url: how to connect as the service's role (default: the same URL as
-    /// role jifen_app).
-    #[arg(long, requires = "database_url")]
-    pub app_database_url: Option<String>,
+    #[command(flatten)]
+    pub storage: super::serve::StorageArgs,
 }
 
 pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let code = VillageCode::parse(&args.village).map_err(|e| anyhow::anyhow!("--village: {e}"))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let storage = match &args.database_url {
-            Some(url) => connect_external(url, args.app_database_url.as_deref(), 2).await?,
-            None => start_embedded(&args.data_dir, 2).await?,
-        };
-        let log = LogKey::load(&args.data_dir.join("log.key"))?;
+        let storage = args.storage.start(2).await?;
+        let log = LogKey::load(&args.storage.log_key())?;
         // It opens no village and names no witness: no townships, no deployment origin.
         let villages = Villages::new(storage.store.clone(), Arc::new(SystemClock), log, "", Townships::none());
         let result = villages.rebuild_read_model(&code).await;

@@ -2,14 +2,16 @@
 
 use jifen::server::clock::SystemClock;
 use jifen::server::villages::{LogKey, Villages};
-use jifen::store::storage::{connect_external, start_embedded};
+use jifen::store::storage::{connect_external, start_embedded, Storage};
 use jifen::townships::Townships;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Where a command finds the deployment's storage and log key: the options `serve` and
+/// `rebuild` share.
 #[derive(clap::Args)]
-pub struct ServeArgs {
+pub struct StorageArgs {
     /// Where the managed PostgreSQL cluster and the log key live.
     #[arg(long, default_value = "jifen-data")]
     pub data_dir: PathBuf,
@@ -20,6 +22,27 @@ pub struct ServeArgs {
     /// With --database-url: how the service connects (default: the same URL as role jifen_app).
     #[arg(long, requires = "database_url")]
     pub app_database_url: Option<String>,
+}
+
+impl StorageArgs {
+    /// The storage, migrated, with a pool of `pool` connections.
+    pub async fn start(&self, pool: usize) -> anyhow::Result<Storage> {
+        match &self.database_url {
+            Some(url) => connect_external(url, self.app_database_url.as_deref(), pool).await,
+            None => start_embedded(&self.data_dir, pool).await,
+        }
+    }
+
+    /// The deployment's log key file.
+    pub fn log_key(&self) -> PathBuf {
+        self.data_dir.join("log.key")
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
@@ -46,7 +69,7 @@ pub async fn shutdown_signal() {
 /// The deployment's townships file: the one named (which must exist), or `townships` in the
 /// data directory if it exists.
 fn load_townships(args: &ServeArgs) -> anyhow::Result<Townships> {
-    let path = args.townships.clone().unwrap_or_else(|| args.data_dir.join("townships"));
+    let path = args.townships.clone().unwrap_or_else(|| args.storage.data_dir.join("townships"));
     if args.townships.is_none() && !path.exists() {
         eprintln!(
             "jifen: no townships file at {}: no village can be opened until township authority keys are enrolled there (see README, \"Opening villages\")",
@@ -62,12 +85,9 @@ fn load_townships(args: &ServeArgs) -> anyhow::Result<Townships> {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        std::fs::create_dir_all(&args.data_dir)?;
-        let storage = match &args.database_url {
-            Some(url) => connect_external(url, args.app_database_url.as_deref(), 16).await?,
-            None => start_embedded(&args.data_dir, 16).await?,
-        };
-        let log = LogKey::load_or_create(&args.data_dir.join("log.key"))?;
+        std::fs::create_dir_all(&args.storage.data_dir)?;
+        let storage = args.storage.start(16).await?;
+        let log = LogKey::load_or_create(&args.storage.log_key())?;
         let townships = load_townships(&args)?;
         let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin, townships));
         let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -68,6 +68,20 @@ pub struct Rows {
     pub supermarket: Vec<(Period, Month)>,
 }
 
+/// Every read-model table but the heads (`read_models`), children before the tables their
+/// rows refer to: the order to delete them in (and, reversed, to fill them).
+pub const TABLES: [&str; 9] = [
+    "rm_balances",
+    "rm_period_figures",
+    "rm_rulebooks",
+    "rm_board_entries",
+    "rm_objections",
+    "rm_publications",
+    "rm_supermarket_receipts",
+    "rm_supermarket_goods",
+    "rm_supermarket_months",
+];
+
 fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
     state
         .rulebooks()
@@ -1200,17 +1214,7 @@ impl Store {
         if end.unwrap_or(0) != head.tree_size as i64 {
             return Err(StoreError::Conflict { ledger: id.to_owned(), seq: head.tree_size });
         }
-        for table in [
-            "rm_balances",
-            "rm_period_figures",
-            "rm_rulebooks",
-            "rm_board_entries",
-            "rm_objections",
-            "rm_publications",
-            "rm_supermarket_receipts",
-            "rm_supermarket_goods",
-            "rm_supermarket_months",
-        ] {
+        for table in TABLES {
             tx.execute(&format!("DELETE FROM {table} WHERE ledger_id = $1"), &[&id]).await?;
         }
         tx.execute(

@@ -101,3 +101,11 @@ pub async fn restore_saved_records(owner: &tokio_postgres::Client, ledger: &str)
         .await
         .unwrap();
 }
+
+/// Removes a ledger's read model (every read-model table and its head), as the database
+/// superuser: what an operator who wants it gone does; the next load builds it again.
+pub async fn drop_read_model(owner: &tokio_postgres::Client, ledger: &str) {
+    let tables = jifen::store::read_model::TABLES.iter().chain(&["read_models"]);
+    let sql: String = tables.map(|t| format!("DELETE FROM {t} WHERE ledger_id = '{ledger}';")).collect();
+    owner.batch_execute(&sql).await.unwrap();
+}
