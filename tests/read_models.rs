@@ -92,6 +92,8 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         let (tree_size, rows) = stored_rows(&db, &ledger).await;
         assert_eq!(tree_size, size);
         assert_eq!(rows, replayed_rows(&records[..=i]), "after seq {i}");
+        let acts = db.store(1).unwrap().read_acts(&VillageCode::parse(&ledger).unwrap(), 0, size + 1).await.unwrap();
+        assert_eq!(acts, Projections::from_records(&records[..=i]).unwrap().audit.acts(), "the acts after seq {i}");
     }
     let n = records.len() as u64;
     // A household's balance and months, from the read model.
@@ -176,6 +178,38 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         let out: Vec<_> = served.goods_out.iter().map(|g| (g.goods_code.clone(), g.quantity)).collect();
         assert_eq!(out, want.goods_out.iter().map(|(c, q)| (c.clone(), *q)).collect::<Vec<_>>(), "{p}");
     }
+    // The audit trail of every actor and household, and the lineage of every entry that was
+    // objected to, with every red flag, from the read model, as the offline replay has them.
+    use api::get_audit_trail_request::Subject;
+    let flags: Vec<String> = replay.audit.red_flags(&replay.balances).iter().map(|f| f.describe()).collect();
+    assert!(!flags.is_empty(), "the sample raises red flags");
+    let actors: Vec<String> = replay.audit.actors().map(|(a, _)| a.to_owned()).collect();
+    let households: Vec<String> = replay.state().balances().iter().map(|(h, _)| h.to_owned()).collect();
+    let objected: Vec<String> = replay.publicity.boards().flat_map(|b| b.objections.iter().map(|o| o.entry_id.clone())).collect();
+    assert!(!objected.is_empty());
+    let subjects = actors.iter().map(|a| Subject::ActorId(a.clone())).chain(households.iter().map(|h| Subject::HouseholdId(h.clone())));
+    for subject in subjects.chain(objected.iter().map(|e| Subject::EntryId(e.clone()))) {
+        let want: Vec<(u64, String, Vec<String>, String)> = match &subject {
+            Subject::ActorId(a) => replay.audit.by_actor(a).collect::<Vec<_>>(),
+            Subject::HouseholdId(h) => replay.audit.by_household(h).collect(),
+            Subject::EntryId(e) => replay.audit.lineage(e).collect(),
+        }
+        .into_iter()
+        .map(|a| (a.seq, a.kind.clone(), a.signers.clone(), a.household().unwrap_or_default().to_owned()))
+        .collect();
+        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(subject.clone()), min_tree_size: n };
+        let served =
+            q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
+        assert_eq!(served.as_of.unwrap().tree_size, n);
+        let got: Vec<_> = served.acts.iter().map(|a| (a.seq, a.kind.clone(), a.signers.clone(), a.household_id.clone())).collect();
+        assert!(!got.is_empty(), "{subject:?}");
+        assert_eq!(got, want, "{subject:?}");
+        assert_eq!(served.red_flags.iter().map(|f| f.description.clone()).collect::<Vec<_>>(), flags);
+    }
+    let req =
+        api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(Subject::EntryId(objected[0].clone())), min_tree_size: n + 1 };
+    let e = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap_err();
+    assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
     let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-1999-01".into(), min_tree_size: 0 };
     assert_status(q.get_publication(req).await.unwrap_err(), Code::NotFound, "UNKNOWN_PUBLICATION");
     let req = api::GetRankingsRequest { ledger_id: ledger.clone(), period: "2025-01".into(), size: 10, min_tree_size: n + 1 };

@@ -16,6 +16,7 @@
 
 use crate::balances::Balances;
 use jifen_ledger::body::event_kind;
+use jifen_ledger::journal::JOrd;
 use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::{Accepted, RoleSet, VillageState};
@@ -31,21 +32,108 @@ pub const LONE_MIN_SCORES: u64 = 20;
 pub const CONCENTRATION_PERCENT: i64 = 40;
 
 /// One act in the ledger.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Act {
     pub seq: u64,
-    pub kind: &'static str,
+    pub kind: String,
     pub author: String,
     pub signers: Vec<String>,
     pub recorded_at: i64,
     pub occurred_at: i64,
-    /// The household the act is about (the first of `households`).
-    pub household: Option<String>,
     /// Every household the act concerns: for a split the household split and the new one, for
     /// a merge the household merged and the one absorbing it, for a reversal (or a correction)
     /// the household that redeemed (or was scored) and the household credited now, if another.
+    /// The first is the household the act is about.
     pub households: Vec<String>,
     pub entry: Option<String>,
+    /// The red flag this act raises on its own, if any.
+    pub flag: Option<ActFlag>,
+}
+
+impl Act {
+    /// The household the act is about (the first of `households`).
+    pub fn household(&self) -> Option<&str> {
+        self.households.first().map(String::as_str)
+    }
+
+    /// The red flag this act raises on its own, as the supervision group reads it.
+    pub fn red_flag(&self) -> Option<RedFlag> {
+        let entry = || self.entry.clone().unwrap_or_default();
+        Some(match self.flag.as_ref()? {
+            ActFlag::BackDated { days } => RedFlag::BackDated { seq: self.seq, entry: entry(), days: *days },
+            ActFlag::CorrectionWithoutObjection => {
+                RedFlag::CorrectionWithoutObjection { seq: self.seq, entry: entry(), actor: self.author.clone() }
+            }
+            ActFlag::UncheckableScorer { actor } => RedFlag::UncheckableScorer { seq: self.seq, actor: actor.clone() },
+        })
+    }
+}
+
+/// A red flag an act raises on its own (the rest of [`RedFlag`] is in the act).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ActFlag {
+    /// A score recorded `days` after the act.
+    BackDated { days: i32 },
+    /// A score corrected outside the 公示 procedure (by the act's author).
+    CorrectionWithoutObjection,
+    /// A panel member enrolled without a household.
+    UncheckableScorer { actor: String },
+}
+
+/// What the monthly red flags need of one month: its scores, and how its positive points
+/// were spread over households ([`Spread::of`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditMonth {
+    /// Scores whose act fell in the month.
+    pub scores: u64,
+    pub spread: Spread,
+}
+
+/// How a month's positive points are spread: households with a gain, the top tenth of them
+/// (rounded up), the points of that top tenth and of all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+    pub gainers: u32,
+    pub top: u32,
+    pub top_points: i64,
+    pub points: i64,
+}
+
+impl Spread {
+    /// The spread of households' gains (basic plus contribution points) in a month.
+    pub fn of(gains: impl Iterator<Item = i64>) -> Spread {
+        let mut gains: Vec<i64> = gains.filter(|g| *g > 0).collect();
+        if gains.is_empty() {
+            return Spread::default();
+        }
+        let top = gains.len().div_ceil(10);
+        // The top tenth, in linear time: no full sort on the append path.
+        gains.select_nth_unstable_by(top - 1, |a, b| b.cmp(a));
+        Spread { gainers: gains.len() as u32, top: top as u32, top_points: gains[..top].iter().sum(), points: gains.iter().sum() }
+    }
+}
+
+/// The monthly red flags (lone scorer, concentration) of `months` (in period order) and of
+/// the scores signed by one panel member alone per (period, member), in that order.
+pub fn monthly_flags<'a>(months: &[(Period, AuditMonth)], alone: impl IntoIterator<Item = (Period, &'a str, u64)>) -> Vec<RedFlag> {
+    let mut flags = Vec::new();
+    for (period, actor, alone) in alone {
+        let total = months.iter().find(|(p, _)| *p == period).map_or(0, |(_, m)| m.scores);
+        if alone >= LONE_MIN_SCORES && alone * 100 > total * LONE_SHARE_PERCENT {
+            flags.push(RedFlag::LoneScorer { period, actor: actor.to_owned(), alone, total });
+        }
+    }
+    for (period, m) in months {
+        let s = m.spread;
+        if s.gainers < 10 {
+            continue;
+        }
+        let share = s.top_points * 100 / s.points.max(1);
+        if share > CONCENTRATION_PERCENT {
+            flags.push(RedFlag::Concentration { period: *period, households: s.top as usize, share_percent: share });
+        }
+    }
+    flags
 }
 
 /// A red flag.
@@ -76,64 +164,171 @@ impl RedFlag {
 }
 
 /// The audit trail.
-#[derive(Clone, Debug, Default)]
+///
+/// Offline ([`AuditTrail::default`]) it keeps every act, indexed by actor, household and
+/// entry. A server ([`AuditTrail::serving`]) keeps only the acts since [`AuditTrail::begin`]
+/// (the request's, which it stores with the records) and the monthly counts: the acts live in
+/// PostgreSQL, and its memory does not grow with the history.
+#[derive(Clone, Debug)]
 pub struct AuditTrail {
     acts: Vec<Act>,
+    /// `acts.len()` at [`AuditTrail::begin`].
+    mark: usize,
+    index: Option<Index>,
+    /// Scores per month, and scores signed by exactly one panel member, per (month, member).
+    scores: JOrd<Period, u64>,
+    alone: JOrd<(Period, String), u64>,
+}
+
+/// Acts by actor, household and entry (positions in `acts`).
+#[derive(Clone, Debug, Default)]
+struct Index {
     by_actor: BTreeMap<String, Vec<usize>>,
     by_household: BTreeMap<String, Vec<usize>>,
     lineage: BTreeMap<String, Vec<usize>>,
-    flags: Vec<RedFlag>,
-    /// Scores per month, and scores signed by exactly one panel member, per (month, member).
-    scores: BTreeMap<Period, u64>,
-    alone: BTreeMap<(Period, String), u64>,
+}
+
+impl Index {
+    fn keys(act: &Act) -> impl Iterator<Item = (u8, &String)> {
+        let signers = act.signers.iter().map(|s| (0, s));
+        let households = act.households.iter().map(|h| (1, h));
+        signers.chain(households).chain(act.entry.iter().map(|e| (2, e)))
+    }
+    fn list(&mut self, kind: u8) -> &mut BTreeMap<String, Vec<usize>> {
+        match kind {
+            0 => &mut self.by_actor,
+            1 => &mut self.by_household,
+            _ => &mut self.lineage,
+        }
+    }
+    fn push(&mut self, act: &Act, i: usize) {
+        for (kind, key) in Self::keys(act) {
+            self.list(kind).entry(key.clone()).or_default().push(i);
+        }
+    }
+    fn pop(&mut self, act: &Act) {
+        for (kind, key) in Self::keys(act) {
+            let list = self.list(kind);
+            if let Some(v) = list.get_mut(key) {
+                v.pop();
+                if v.is_empty() {
+                    list.remove(key);
+                }
+            }
+        }
+    }
+}
+
+impl Default for AuditTrail {
+    fn default() -> Self {
+        AuditTrail { acts: Vec::new(), mark: 0, index: Some(Index::default()), scores: JOrd::default(), alone: JOrd::default() }
+    }
 }
 
 impl AuditTrail {
-    /// Every act, in log order.
+    /// An audit trail that keeps only the acts since [`AuditTrail::begin`] (a server's).
+    pub fn serving() -> AuditTrail {
+        AuditTrail { index: None, ..AuditTrail::default() }
+    }
+
+    /// Opens the journal of a request: a serving trail forgets the acts before it (stored by
+    /// then), and [`AuditTrail::rollback`] undoes what follows.
+    pub fn begin(&mut self) {
+        if self.index.is_none() {
+            self.acts.clear();
+        }
+        self.mark = self.acts.len();
+        self.scores.begin();
+        self.alone.begin();
+    }
+    /// Closes the journal, keeping the changes.
+    pub fn commit(&mut self) {
+        self.scores.commit();
+        self.alone.commit();
+    }
+    /// Undoes every change since [`AuditTrail::begin`].
+    pub fn rollback(&mut self) {
+        while self.acts.len() > self.mark {
+            let act = self.acts.pop().expect("longer than the mark");
+            if let Some(index) = &mut self.index {
+                index.pop(&act);
+            }
+        }
+        self.scores.rollback();
+        self.alone.rollback();
+    }
+
+    /// The acts kept: every act offline; a server's since [`AuditTrail::begin`] (or
+    /// [`AuditTrail::take_acts`]).
     pub fn acts(&self) -> &[Act] {
         &self.acts
     }
-    /// The acts an actor authored or signed.
+    /// The acts of a serving trail since the last call (a load checks them page by page).
+    pub fn take_acts(&mut self) -> Vec<Act> {
+        self.mark = 0;
+        std::mem::take(&mut self.acts)
+    }
+    fn indexed<'a>(&'a self, list: impl Fn(&'a Index) -> &'a BTreeMap<String, Vec<usize>>, key: &str) -> impl Iterator<Item = &'a Act> {
+        self.index.as_ref().and_then(|i| list(i).get(key)).into_iter().flatten().map(|i| &self.acts[*i])
+    }
+    /// The acts an actor authored or signed (offline).
     pub fn by_actor(&self, actor: &str) -> impl Iterator<Item = &Act> {
-        self.by_actor.get(actor).into_iter().flatten().map(|i| &self.acts[*i])
+        self.indexed(|i| &i.by_actor, actor)
     }
-    /// The acts concerning a household: its own, and those that split it, merged it or into
-    /// it, or credited it (a reversal or correction after a merge).
+    /// The acts concerning a household (offline): its own, and those that split it, merged it
+    /// or into it, or credited it (a reversal or correction after a merge).
     pub fn by_household(&self, household: &str) -> impl Iterator<Item = &Act> {
-        self.by_household.get(household).into_iter().flatten().map(|i| &self.acts[*i])
+        self.indexed(|i| &i.by_household, household)
     }
-    /// An entry's lineage: its score, objections, decisions and corrections, in order.
+    /// An entry's lineage (offline): its score, objections, decisions and corrections, in order.
     pub fn lineage(&self, entry: &str) -> impl Iterator<Item = &Act> {
-        self.lineage.get(entry).into_iter().flatten().map(|i| &self.acts[*i])
+        self.indexed(|i| &i.lineage, entry)
     }
-    /// Actors with at least one act, and how many.
+    /// Actors with at least one act, and how many (offline).
     pub fn actors(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.by_actor.iter().map(|(a, v)| (a.as_str(), v.len()))
+        self.index.iter().flat_map(|i| i.by_actor.iter().map(|(a, v)| (a.as_str(), v.len())))
     }
 
-    /// All red flags: those seen event by event, then the monthly ones (which need the whole
-    /// month, and the balances for concentration).
+    /// Every month's audit figures, in period order: the months with a score or with figures
+    /// in `balances`.
+    pub fn months(&self, balances: &Balances) -> Vec<(Period, AuditMonth)> {
+        let mut periods: Vec<Period> = balances.known_periods();
+        periods.extend(self.scores.keys().copied());
+        periods.sort_unstable();
+        periods.dedup();
+        periods.into_iter().map(|p| (p, self.month(p, balances))).collect()
+    }
+    /// The audit figures of the months a request changed (under [`AuditTrail::begin`] and
+    /// [`Balances::begin`]), in period order.
+    pub fn months_touched(&self, balances: &Balances) -> Vec<(Period, AuditMonth)> {
+        let mut periods: Vec<Period> = balances.touched().into_iter().map(|(p, _, _)| p).collect();
+        periods.extend(self.scores.touched().copied());
+        periods.sort_unstable();
+        periods.dedup();
+        periods.into_iter().map(|p| (p, self.month(p, balances))).collect()
+    }
+    fn month(&self, period: Period, balances: &Balances) -> AuditMonth {
+        AuditMonth {
+            scores: self.scores.get(&period).copied().unwrap_or(0),
+            spread: Spread::of(balances.periods(period).map(|(_, f)| f.basic + f.contribution)),
+        }
+    }
+    /// Scores signed by one panel member alone, per (period, member), in that order.
+    pub fn alone(&self) -> impl Iterator<Item = (Period, &str, u64)> {
+        self.alone.iter().map(|((p, a), n)| (*p, a.as_str(), *n))
+    }
+    /// Those a request changed, each once, in (period, member) order.
+    pub fn alone_touched(&self) -> Vec<(Period, &str, u64)> {
+        let mut keys: Vec<&(Period, String)> = self.alone.touched().collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter().map(|k| (k.0, k.1.as_str(), self.alone.get(k).copied().unwrap_or(0))).collect()
+    }
+
+    /// All red flags (offline): those the acts raise, in log order, then the monthly ones.
     pub fn red_flags(&self, balances: &Balances) -> Vec<RedFlag> {
-        let mut flags = self.flags.clone();
-        for ((period, actor), alone) in &self.alone {
-            let total = self.scores.get(period).copied().unwrap_or(0);
-            if *alone >= LONE_MIN_SCORES && alone * 100 > total * LONE_SHARE_PERCENT {
-                flags.push(RedFlag::LoneScorer { period: *period, actor: actor.clone(), alone: *alone, total });
-            }
-        }
-        for period in balances.known_periods() {
-            let mut gains: Vec<i64> = balances.periods(period).map(|(_, f)| f.basic + f.contribution).filter(|g| *g > 0).collect();
-            if gains.len() < 10 {
-                continue;
-            }
-            gains.sort_unstable_by(|a, b| b.cmp(a));
-            let top = gains.len().div_ceil(10);
-            let total: i64 = gains.iter().sum();
-            let share = gains[..top].iter().sum::<i64>() * 100 / total.max(1);
-            if share > CONCENTRATION_PERCENT {
-                flags.push(RedFlag::Concentration { period, households: top, share_percent: share });
-            }
-        }
+        let mut flags: Vec<RedFlag> = self.acts.iter().filter_map(Act::red_flag).collect();
+        flags.extend(monthly_flags(&self.months(balances), self.alone()));
         flags
     }
 
@@ -180,54 +375,44 @@ impl AuditTrail {
             Payload::HonourAwarded(p) => (one(&p.household_id), None),
             _ => (Vec::new(), None),
         };
-        let household = households.first().cloned();
         let body = a.body();
-        let i = self.acts.len();
-        for s in &signers {
-            self.by_actor.entry(s.clone()).or_default().push(i);
-        }
-        for h in &households {
-            self.by_household.entry(h.clone()).or_default().push(i);
-        }
-        if let Some(e) = &entry {
-            self.lineage.entry(e.clone()).or_default().push(i);
-        }
+        let mut flag = None;
         match a.payload() {
             Payload::ScoreRecorded(p) if Date::parse("occurred_on", &p.occurred_on).is_ok() => {
                 let day = Date::of_micros(r.recorded_at());
                 let occurred = Date::parse("occurred_on", &p.occurred_on).unwrap_or(day);
                 let days = day.days() - occurred.days();
                 if days > BACKDATE_DAYS {
-                    self.flags.push(RedFlag::BackDated { seq: r.seq(), entry: p.entry_id.clone(), days });
+                    flag = Some(ActFlag::BackDated { days });
                 }
                 let period = occurred.period();
-                *self.scores.entry(period).or_default() += 1;
+                *self.scores.entry_or_default(period) += 1;
                 let panel: Vec<&String> =
                     signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL))).collect();
                 if let [only] = panel.as_slice() {
-                    *self.alone.entry((period, (*only).clone())).or_default() += 1;
+                    *self.alone.entry_or_default((period, (*only).clone())) += 1;
                 }
             }
-            Payload::ScoreCorrected(p) => self.flags.push(RedFlag::CorrectionWithoutObjection {
-                seq: r.seq(),
-                entry: p.entry_id.clone(),
-                actor: body.actor_id.clone(),
-            }),
+            Payload::ScoreCorrected(_) => flag = Some(ActFlag::CorrectionWithoutObjection),
             Payload::ActorEnrolled(p) if p.household_id.is_empty() && p.roles.contains(&(jifen_ledger::pb::Role::Panel as i32)) => {
-                self.flags.push(RedFlag::UncheckableScorer { seq: r.seq(), actor: p.actor_id.clone() })
+                flag = Some(ActFlag::UncheckableScorer { actor: p.actor_id.clone() })
             }
             _ => {}
         }
-        self.acts.push(Act {
+        let act = Act {
             seq: r.seq(),
-            kind: event_kind(a.payload()),
+            kind: event_kind(a.payload()).to_owned(),
             author: body.actor_id.clone(),
             signers,
             recorded_at: r.recorded_at(),
             occurred_at: body.occurred_at,
-            household,
             households,
             entry,
-        });
+            flag,
+        };
+        if let Some(index) = &mut self.index {
+            index.push(&act, self.acts.len());
+        }
+        self.acts.push(act);
     }
 }

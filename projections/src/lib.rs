@@ -26,6 +26,7 @@ use jifen_ledger::village::{Accepted, Rejection, VillageState};
 
 /// Every view of one village, folded from accepted events and the write-model state after
 /// each: what the server keeps beside its own state.
+/// [`Views::default`] keeps every act of the audit trail (offline); [`Views::serving`] does not.
 #[derive(Default)]
 pub struct Views {
     pub balances: balances::Balances,
@@ -35,46 +36,44 @@ pub struct Views {
 }
 
 impl Views {
-    /// Folds one accepted event; `state` is the write-model state right after it.
-    pub fn apply(&mut self, accepted: &Accepted, state: &VillageState) {
-        self.apply_stored(accepted, state);
-        self.apply_rest(accepted, state);
+    /// The views of a server: the audit trail keeps only a request's acts
+    /// ([`audit::AuditTrail::serving`]); the server stores them.
+    pub fn serving() -> Views {
+        Views { audit: audit::AuditTrail::serving(), ..Views::default() }
     }
 
-    /// Folds an event into the views whose rows the server stores with the records (the
-    /// balances, the 公示 boards and the supermarket): it folds them before it stores a
-    /// request's events, under their journals ([`Views::begin`]), to store their changed rows
-    /// in the same statement.
-    pub fn apply_stored(&mut self, accepted: &Accepted, state: &VillageState) {
+    /// Folds one accepted event; `state` is the write-model state right after it. A server
+    /// folds a request's events before it stores them, under the views' journals
+    /// ([`Views::begin`]), to store the rows they changed in the same statement.
+    pub fn apply(&mut self, accepted: &Accepted, state: &VillageState) {
         self.balances.apply(accepted, state);
         self.publicity.apply(accepted, state);
         self.supermarket.apply(accepted, state);
-    }
-
-    /// Folds an event into the other views (after the request's events are stored).
-    pub fn apply_rest(&mut self, accepted: &Accepted, state: &VillageState) {
         self.audit.apply(accepted, state);
     }
 
-    /// Opens the journals of the stored views ([`Views::apply_stored`]).
+    /// Opens the views' journals.
     pub fn begin(&mut self) {
         self.balances.begin();
         self.publicity.begin();
         self.supermarket.begin();
+        self.audit.begin();
     }
 
-    /// Closes the stored views' journals, keeping their changes.
+    /// Closes the views' journals, keeping their changes.
     pub fn commit(&mut self) {
         self.balances.commit();
         self.publicity.commit();
         self.supermarket.commit();
+        self.audit.commit();
     }
 
-    /// Undoes the stored views' changes since [`Views::begin`].
+    /// Undoes the views' changes since [`Views::begin`].
     pub fn rollback(&mut self) {
         self.balances.rollback();
         self.publicity.rollback();
         self.supermarket.rollback();
+        self.audit.rollback();
     }
 }
 

@@ -37,7 +37,7 @@ fn a_generated_year_projects_consistently() {
         for o in &b.objections {
             objections += 1;
             assert!(o.outcome.is_some() && o.decided_at.unwrap() > o.filed_at);
-            let lineage: Vec<&str> = p.audit.lineage(&o.entry_id).map(|a| a.kind).collect();
+            let lineage: Vec<&str> = p.audit.lineage(&o.entry_id).map(|a| a.kind.as_str()).collect();
             assert_eq!(&lineage[..3], ["ScoreRecorded", "ObjectionFiled", "ObjectionDecided"], "{lineage:?}");
         }
     }
@@ -232,7 +232,7 @@ fn a_households_audit_trail_shows_its_splits_merges_and_the_reversals_credited_t
     w.submit(&cast.keeper, &[], Payload::RedemptionReversed(rev)).unwrap();
     // when the audit trail is read by household,
     let p = Projections::from_records(&w.records).unwrap();
-    let kinds = |h: &str| p.audit.by_household(h).map(|a| a.kind).collect::<Vec<_>>();
+    let kinds = |h: &str| p.audit.by_household(h).map(|a| a.kind.clone()).collect::<Vec<_>>();
     // then the new household shows the split that made it, the absorbing household the merge
     // and the reversal credited to it, and the redeemer every one of its acts.
     assert_eq!(kinds("H0005"), ["HouseholdSplit"]);
@@ -242,10 +242,7 @@ fn a_households_audit_trail_shows_its_splits_merges_and_the_reversals_credited_t
         ["HouseholdRegistered", "ScoreRecorded", "RedemptionRecorded", "HouseholdSplit", "HouseholdMerged", "RedemptionReversed"]
     );
     let merge_act = p.audit.by_household("H0002").nth(1).unwrap();
-    assert_eq!(
-        (merge_act.household.as_deref(), merge_act.households.clone()),
-        (Some("H0004"), vec!["H0004".to_owned(), "H0002".to_owned()])
-    );
+    assert_eq!((merge_act.household(), merge_act.households.clone()), (Some("H0004"), vec!["H0004".to_owned(), "H0002".to_owned()]));
 }
 
 #[test]

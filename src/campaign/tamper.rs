@@ -14,8 +14,9 @@
 //! - an edit of the read model (docs/adr/0005): a household's balance, a monthly figure, a
 //!   household's balance row deleted, a rulebook's expiry, the head's tree size, year, last
 //!   record time or root, a 公示 entry's points or status, an objection's finding, a 公示
-//!   window or a supermarket month's stock; VerifyLedger must name the table and the row, as
-//!   the records verify.
+//!   window, a supermarket month's stock, an act of the audit trail (a column rewritten, or the
+//!   row deleted), a month's score count or a lone scorer's count; VerifyLedger must name the
+//!   table and the row, as the records verify.
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
 //! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
@@ -94,6 +95,15 @@ enum ReadModelEdit {
     Window { publication: String, delta: i64 },
     /// A supermarket month's stock of a goods moved by `delta` units (never below zero).
     Stock { period: String, goods: String, delta: i64 },
+    /// An act of the audit trail rewritten: `column` set to `value` (SQL).
+    Act { seq: u64, column: &'static str, value: &'static str },
+    /// An act of the audit trail removed (hidden from whoever asks about its signers,
+    /// households or entry).
+    DeleteAct { seq: u64 },
+    /// A month's score count moved by `delta` (a lone scorer would be flagged, or not).
+    AuditMonth { period: String, delta: i64 },
+    /// The scores a panel member signed alone in a month, moved by `delta`.
+    Alone { period: String, actor: String, delta: i64 },
 }
 
 /// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
@@ -107,6 +117,10 @@ struct Targets {
     objections: Vec<(String, i32, String)>,
     /// (period, goods code) of each supermarket goods line.
     goods: Vec<(String, String)>,
+    /// Months of the audit trail.
+    audit_months: Vec<String>,
+    /// (period, panel member) of each lone-scorer count.
+    alone: Vec<(String, String)>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -124,7 +138,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..12) {
+            return Tampering::ReadModel(match rng.random_range(0..16) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -157,9 +171,31 @@ impl Tampering {
                     let (publication, _, _) = targets.entries[rng.random_range(0..targets.entries.len())].clone();
                     ReadModelEdit::Window { publication, delta }
                 }
-                _ => {
+                11 => {
                     let (period, goods) = targets.goods[rng.random_range(0..targets.goods.len())].clone();
                     ReadModelEdit::Stock { period, goods, delta: delta.abs() }
+                }
+                12 => {
+                    let (column, value) = [
+                        ("author", "author || 'x'"),
+                        ("signers", "'nobody'"),
+                        ("households", "households || ' H9999'"),
+                        ("entry_id", "'E-forged'"),
+                        ("flag", "CASE WHEN flag IS NULL THEN 1 ELSE NULL END"),
+                        ("recorded_at", "recorded_at + 1"),
+                    ][rng.random_range(0..6)];
+                    let seq = rng.random_range(0..n);
+                    ReadModelEdit::Act { seq, column, value }
+                }
+                13 => ReadModelEdit::DeleteAct { seq: rng.random_range(0..n) },
+                14 => {
+                    let period = targets.audit_months[rng.random_range(0..targets.audit_months.len())].clone();
+                    ReadModelEdit::AuditMonth { period, delta: delta.abs() }
+                }
+                _ if targets.alone.is_empty() => ReadModelEdit::DeleteAct { seq: rng.random_range(0..n) },
+                _ => {
+                    let (period, actor) = targets.alone[rng.random_range(0..targets.alone.len())].clone();
+                    ReadModelEdit::Alone { period, actor, delta }
                 }
             });
         }
@@ -210,6 +246,10 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::Objection { .. }) => "read model: an objection",
             Tampering::ReadModel(ReadModelEdit::Window { .. }) => "read model: a 公示 window",
             Tampering::ReadModel(ReadModelEdit::Stock { .. }) => "read model: a supermarket stock",
+            Tampering::ReadModel(ReadModelEdit::Act { .. }) => "read model: an act of the audit trail",
+            Tampering::ReadModel(ReadModelEdit::DeleteAct { .. }) => "read model: an act deleted",
+            Tampering::ReadModel(ReadModelEdit::AuditMonth { .. }) => "read model: a month's score count",
+            Tampering::ReadModel(ReadModelEdit::Alone { .. }) => "read model: a lone scorer's count",
         }
     }
 
@@ -231,6 +271,12 @@ impl Tampering {
                 ReadModelEdit::Window { publication, .. } => format!("rm_publications: publication {publication} is stored as"),
                 ReadModelEdit::Stock { period, .. } => format!("rm_supermarket_months: month {period} is stored as"),
                 ReadModelEdit::DeleteBalance { household } => format!("rm_balances: household {household} is missing"),
+                ReadModelEdit::Act { seq, .. } => format!("rm_acts: seq {seq} is stored as"),
+                ReadModelEdit::DeleteAct { seq } => format!("rm_acts: seq {seq} is missing"),
+                ReadModelEdit::AuditMonth { period, .. } => format!("rm_audit_months: month {period} is stored as"),
+                ReadModelEdit::Alone { period, actor, .. } => {
+                    format!("rm_audit_alone: (month, panel member) ({period}, {actor}) is stored as")
+                }
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
                     "read model: its head is stored as".into()
@@ -336,6 +382,16 @@ impl Tampering {
                         format!("UPDATE read_models SET tree_size = tree_size + {delta} WHERE ledger_id = '{l}';")
                     }
                     ReadModelEdit::BookYear => format!("UPDATE read_models SET book_year = book_year - 1 WHERE ledger_id = '{l}';"),
+                    ReadModelEdit::Act { seq, column, value } => {
+                        format!("UPDATE rm_acts SET {column} = {value} WHERE ledger_id = '{l}' AND seq = {seq};")
+                    }
+                    ReadModelEdit::DeleteAct { seq } => format!("DELETE FROM rm_acts WHERE ledger_id = '{l}' AND seq = {seq};"),
+                    ReadModelEdit::AuditMonth { period, delta } => {
+                        format!("UPDATE rm_audit_months SET scores = scores + {delta} WHERE ledger_id = '{l}' AND period = '{period}';")
+                    }
+                    ReadModelEdit::Alone { period, actor, delta } => format!(
+                        "UPDATE rm_audit_alone SET scores = scores + {delta} WHERE ledger_id = '{l}' AND period = '{period}' AND actor_id = '{actor}';"
+                    ),
                 }
             }
         }
@@ -388,6 +444,12 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect(),
         goods: rows("SELECT period, goods_code FROM rm_supermarket_goods WHERE ledger_id = $1")
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect(),
+        audit_months: rows("SELECT period FROM rm_audit_months WHERE ledger_id = $1").await?.iter().map(|r| r.get(0)).collect(),
+        alone: rows("SELECT period, actor_id FROM rm_audit_alone WHERE ledger_id = $1")
             .await?
             .iter()
             .map(|r| (r.get(0), r.get(1)))

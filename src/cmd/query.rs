@@ -138,7 +138,7 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 let subject = entry.map(Subject::EntryId).or(household.map(Subject::HouseholdId)).or(actor.map(Subject::ActorId));
                 let key = super::submit::read_key(&key)?;
                 let request = jifen::auth::authorized(
-                    api::GetAuditTrailRequest { ledger_id: v.clone(), subject },
+                    api::GetAuditTrailRequest { ledger_id: v.clone(), subject, min_tree_size: 0 },
                     &key,
                     jifen::auth::method::GET_AUDIT_TRAIL,
                     &v,

@@ -4,9 +4,10 @@
 
 use super::ledger_api::ledger_id;
 use super::status;
-use super::villages::{Corruption, Villages};
+use super::villages::{acts_difference, Corruption, Villages};
 use crate::api::{self, audit_service_server::AuditService, query_service_server::QueryService};
 use crate::auth::method;
+use crate::store::read_model::AuditSubject;
 use crate::store::read_model::Head;
 use jifen_ledger::balance::Balance;
 use jifen_ledger::checkpoint::Checkpoint;
@@ -14,7 +15,7 @@ use jifen_ledger::checkpoint::SignedCheckpoint;
 use jifen_ledger::pb::ObjectionOutcome;
 use jifen_ledger::time::Period;
 use jifen_ledger::verify::verify_stored;
-use jifen_projections::audit::RedFlag;
+use jifen_projections::audit::{monthly_flags, Act, RedFlag};
 use jifen_projections::publicity::{column_of, quarter_months, rank_month, Ranking};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,11 +86,6 @@ fn no_read_model(code: &jifen_ledger::VillageCode) -> Status {
         "READ_MODEL_MISSING",
         format!("ledger {code} has records but no read model; an operator rebuilds it with `jifen rebuild --village {code}`"),
     )
-}
-
-fn as_of(v: &super::villages::Village) -> Option<api::AsOf> {
-    let (tree_size, root) = v.as_of();
-    Some(api::AsOf { tree_size, root_hash: root.0.to_vec() })
 }
 
 fn balance(id: &str, b: &Balance, names: &HashMap<String, String>) -> api::HouseholdBalance {
@@ -343,32 +339,37 @@ impl QueryService for QueryApi {
             Some(Subject::EntryId(e)) => id_arg("entry_id", e)?,
             None => return Err(status::invalid("subject", "name an actor_id, a household_id or an entry_id")),
         }
-        let arc = self.villages.authorized(&request, method::GET_AUDIT_TRAIL, &code).await?;
+        // Authorized against the village's enrolments, and refused if its rows failed a check.
+        self.villages.authorized(&request, method::GET_AUDIT_TRAIL, &code).await?;
         let req = request.into_inner();
-        let v = self.villages.serving_tip(arc).await?;
-        let audit = &v.views().audit;
-        let acts: Vec<&jifen_projections::audit::Act> = match &req.subject {
-            Some(Subject::ActorId(a)) => audit.by_actor(a).collect(),
-            Some(Subject::HouseholdId(h)) => audit.by_household(h).collect(),
-            Some(Subject::EntryId(e)) => audit.lineage(e).collect(),
-            None => Vec::new(),
+        let subject = match &req.subject {
+            Some(Subject::ActorId(a)) => AuditSubject::Actor(a),
+            Some(Subject::HouseholdId(h)) => AuditSubject::Household(h),
+            Some(Subject::EntryId(e)) => AuditSubject::Entry(e),
+            None => unreachable!("checked above"),
         };
+        let trail = self.villages.store().read_audit_trail(&code, subject).await.map_err(|e| status::store(&e))?;
+        let trail = trail.ok_or_else(|| no_read_model(&code))?;
+        reached(&trail.head, req.min_tree_size)?;
+        let mut red_flags: Vec<api::RedFlag> = trail.flagged.iter().filter_map(Act::red_flag).map(|f| flag(&f)).collect();
+        red_flags.extend(monthly_flags(&trail.months, trail.alone.iter().map(|(p, a, n)| (*p, a.as_str(), *n))).iter().map(flag));
         Ok(Response::new(api::GetAuditTrailResponse {
-            as_of: as_of(&v),
-            acts: acts
+            as_of: Some(stored_as_of(&trail.head)),
+            acts: trail
+                .acts
                 .into_iter()
                 .map(|a| api::Act {
                     seq: a.seq,
-                    kind: a.kind.to_owned(),
-                    author: a.author.clone(),
-                    signers: a.signers.clone(),
+                    household_id: a.household().unwrap_or_default().to_owned(),
+                    kind: a.kind,
+                    author: a.author,
+                    signers: a.signers,
                     recorded_at: a.recorded_at,
                     occurred_at: a.occurred_at,
-                    household_id: a.household.clone().unwrap_or_default(),
-                    entry_id: a.entry.clone().unwrap_or_default(),
+                    entry_id: a.entry.unwrap_or_default(),
                 })
                 .collect(),
-            red_flags: audit.red_flags(&v.views().balances).iter().map(flag).collect(),
+            red_flags,
         }))
     }
 }
@@ -427,8 +428,9 @@ impl AuditService for QueryApi {
         // Verification is CPU work: keep it off the async workers. The failure at the lowest
         // seq is reported; the stored record_hash column tells an altered row from its
         // neighbour's broken link.
-        let outcome = tokio::task::spawn_blocking(move || {
-            verify_stored(&records, &stored_hashes, &checkpoints, crate::batch_mode()).map(|_| records.len() as u64)
+        let (outcome, records) = tokio::task::spawn_blocking(move || {
+            let outcome = verify_stored(&records, &stored_hashes, &checkpoints, crate::batch_mode()).map(|_| records.len() as u64);
+            (outcome, records)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -445,11 +447,21 @@ impl AuditService for QueryApi {
             (Err(e), _, _) => failure(e.seq(), e.to_string()),
             (Ok(_), Some((seq, why)), _) => failure(Some(seq), format!("stored row {seq} is not a record: {why}")),
             (Ok(_), None, Some(why)) => failure(None, why),
-            (Ok(n), None, None) => match self.villages.read_model_difference(&code).await.map_err(|e| status::store(&e))? {
-                // The records hold: the read model must be what they give.
-                Some(c) => failure(c.seq, c.reason),
-                None => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
-            },
+            (Ok(n), None, None) => {
+                // The records hold: the read model must be what they give, the acts of the
+                // audit trail (which no server keeps) as these verified records give them.
+                let difference = match self.villages.read_model_difference(&code).await.map_err(|e| status::store(&e))? {
+                    Some(c) => Some(c),
+                    None => acts_difference(&store, &code, records)
+                        .await
+                        .map_err(|e| status::store(&e))?
+                        .map(|reason| Corruption { seq: None, reason }),
+                };
+                match difference {
+                    Some(c) => failure(c.seq, c.reason),
+                    None => api::VerifyLedgerResponse { ok: true, records: n, signatures, checkpoint_size: checked, ..Default::default() },
+                }
+            }
         };
         if !response.ok {
             let seq = response.has_bad_seq.then_some(response.first_bad_seq);

@@ -104,6 +104,12 @@ pub fn corrupt(ledger: &jifen_ledger::VillageCode, seq: Option<u64>, why: &str) 
 pub fn store(e: &StoreError) -> Status {
     match e {
         StoreError::Conflict { .. } => plain(Code::Aborted, "CONCURRENT_APPEND", format!("{e}; retry the request")),
+        // A row no code wrote that way (edited in the database): the data is lost, not the
+        // server broken; VerifyLedger names it.
+        StoreError::Corrupt { ledger, error, .. } => {
+            tracing::error!(error = %e, "a stored row is malformed");
+            plain(Code::DataLoss, "STORED_ROW_MALFORMED", format!("a stored row of ledger {ledger} is malformed: {error}"))
+        }
         _ => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal error (logged on the server)")

@@ -23,6 +23,7 @@ use jifen_ledger::ids::VillageCode;
 use jifen_ledger::pb::{ObjectionOutcome, StockSource};
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::VillageState;
+use jifen_projections::audit::{Act, ActFlag, AuditMonth, Spread};
 use jifen_projections::balances::PeriodFigures;
 use jifen_projections::publicity::{Board, BoardEntry, EntryStatus, ObjectionView};
 use jifen_projections::supermarket::{GoodsMonth, Month, Receipt};
@@ -66,11 +67,18 @@ pub struct Rows {
     pub boards: Vec<Board>,
     /// The supermarket's months with activity, in order.
     pub supermarket: Vec<(Period, Month)>,
+    /// What the monthly red flags need of each month, in order.
+    pub audit_months: Vec<(Period, AuditMonth)>,
+    /// Scores signed by one panel member alone, by (period, member), in that order.
+    pub alone: Vec<(Period, String, u64)>,
 }
 
 /// Every read-model table but the heads (`read_models`), children before the tables their
 /// rows refer to: the order to delete them in (and, reversed, to fill them).
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 12] = [
+    "rm_acts",
+    "rm_audit_months",
+    "rm_audit_alone",
     "rm_balances",
     "rm_period_figures",
     "rm_rulebooks",
@@ -102,6 +110,8 @@ impl Rows {
             rulebooks: rulebook_rows(state, 0),
             boards: views.publicity.boards().cloned().collect(),
             supermarket: views.supermarket.months().map(|(p, m)| (p, m.clone())).collect(),
+            audit_months: views.audit.months(&views.balances),
+            alone: views.audit.alone().map(|(p, a, n)| (p, a.to_owned(), n)).collect(),
         }
     }
 
@@ -167,6 +177,8 @@ impl Rows {
             rulebooks: rulebook_rows(state, rulebooks_before),
             boards,
             supermarket,
+            audit_months: views.audit.months_touched(&views.balances),
+            alone: views.audit.alone_touched().into_iter().map(|(p, a, n)| (p, a.to_owned(), n)).collect(),
         };
         (rows, parts)
     }
@@ -179,6 +191,7 @@ impl Rows {
             book_year: None,
             rows: rows.clone(),
             parts: None,
+            acts: Vec::new(),
         }
     }
 
@@ -194,6 +207,10 @@ impl Rows {
             })
             .or_else(|| board_difference(&self.boards, &expected.boards))
             .or_else(|| first_diff("rm_supermarket_months", "month", &self.supermarket, &expected.supermarket, |(p, _)| p.to_string()))
+            .or_else(|| first_diff("rm_audit_months", "month", &self.audit_months, &expected.audit_months, |(p, _)| p.to_string()))
+            .or_else(|| {
+                first_diff("rm_audit_alone", "(month, panel member)", &self.alone, &expected.alone, |(p, a, _)| format!("({p}, {a})"))
+            })
     }
 }
 
@@ -326,6 +343,8 @@ pub struct Derived {
     pub rows: Rows,
     /// Which parts of `rows`' boards and months to write (all of them with `None`).
     pub parts: Option<Parts>,
+    /// The acts of the request's records (the audit trail's rows), in seq order.
+    pub acts: Vec<Act>,
 }
 
 fn corrupt(ledger: &str, error: String) -> StoreError {
@@ -336,9 +355,10 @@ const INSERT_NODES: &str = "INSERT INTO merkle_nodes (ledger_id, level, idx, has
      SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING";
 
 /// An append as one statement (so one transaction, one round trip): the new ledgers
-/// ($1–$2), the records ($3–$9), and what they derive ($10–$108): new read-model heads, moved
+/// ($1–$2), the records ($3–$9), and what they derive ($10–$131): new read-model heads, moved
 /// heads, balances, monthly figures, rulebooks, checkpoints, Merkle nodes, 公示 boards
-/// (publications, entries, objections) and supermarket months (receipts, goods). A rebuild runs it with rows alone. Each head moves
+/// (publications, entries, objections), supermarket months (receipts, goods), and the audit
+/// trail (acts, monthly figures, lone scorers). A rebuild runs it with rows alone. Each head moves
 /// from the size its writer decided on; if one is not there (another process appended first,
 /// or the row was removed), the statement fails with SQLSTATE JF409 and stores nothing, like a
 /// record whose seq another writer took (a unique violation).
@@ -409,7 +429,19 @@ pub(super) const APPEND: &str = "WITH \
        ON CONFLICT (ledger_id, period, goods_code) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, \
        price = EXCLUDED.price, received = EXCLUDED.received, out_units = EXCLUDED.out_units, returned = EXCLUDED.returned, \
        points = EXCLUDED.points, points_returned = EXCLUDED.points_returned, net_out = EXCLUDED.net_out \
-       WHERE rm_supermarket_goods IS DISTINCT FROM EXCLUDED) \
+       WHERE rm_supermarket_goods IS DISTINCT FROM EXCLUDED), \
+     acts AS (INSERT INTO rm_acts (ledger_id, seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, \
+       flag_days, flag_actor) \
+       SELECT * FROM UNNEST($109::text[], $110::bigint[], $111::text[], $112::text[], $113::text[], $114::bigint[], $115::bigint[], \
+       $116::text[], $117::text[], $118::smallint[], $119::integer[], $120::text[])), \
+     audit_months AS (INSERT INTO rm_audit_months (ledger_id, period, scores, gainers, top, top_points, points) \
+       SELECT * FROM UNNEST($121::text[], $122::text[], $123::bigint[], $124::integer[], $125::integer[], $126::bigint[], \
+       $127::bigint[]) \
+       ON CONFLICT (ledger_id, period) DO UPDATE SET scores = EXCLUDED.scores, gainers = EXCLUDED.gainers, top = EXCLUDED.top, \
+       top_points = EXCLUDED.top_points, points = EXCLUDED.points), \
+     audit_alone AS (INSERT INTO rm_audit_alone (ledger_id, period, actor_id, scores) \
+       SELECT * FROM UNNEST($128::text[], $129::text[], $130::text[], $131::bigint[]) \
+       ON CONFLICT (ledger_id, period, actor_id) DO UPDATE SET scores = EXCLUDED.scores) \
      SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
 
 /// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
@@ -430,6 +462,126 @@ pub(super) struct Columns<'a> {
     months: MonthColumns<'a>,
     receipts: ReceiptColumns<'a>,
     goods: GoodsColumns<'a>,
+    acts: ActColumns<'a>,
+    audit_months: AuditMonthColumns<'a>,
+    alone: (Vec<&'a str>, Vec<String>, Vec<&'a str>, Vec<i64>),
+}
+
+#[derive(Default)]
+struct ActColumns<'a> {
+    ids: Vec<&'a str>,
+    seqs: Vec<i64>,
+    kinds: Vec<&'a str>,
+    authors: Vec<&'a str>,
+    signers: Vec<String>,
+    recorded: Vec<i64>,
+    occurred: Vec<i64>,
+    households: Vec<String>,
+    entries: Vec<Option<&'a str>>,
+    flags: Vec<Option<i16>>,
+    days: Vec<Option<i32>>,
+    actors: Vec<Option<&'a str>>,
+}
+
+#[derive(Default)]
+struct AuditMonthColumns<'a> {
+    ids: Vec<&'a str>,
+    periods: Vec<String>,
+    scores: Vec<i64>,
+    gainers: Vec<i32>,
+    top: Vec<i32>,
+    top_points: Vec<i64>,
+    points: Vec<i64>,
+}
+
+/// The stored columns of an act's red flag: its code, days and actor.
+fn flag_columns(flag: Option<&ActFlag>) -> (Option<i16>, Option<i32>, Option<&str>) {
+    match flag {
+        None => (None, None, None),
+        Some(ActFlag::BackDated { days }) => (Some(0), Some(*days), None),
+        Some(ActFlag::CorrectionWithoutObjection) => (Some(1), None, None),
+        Some(ActFlag::UncheckableScorer { actor }) => (Some(2), None, Some(actor)),
+    }
+}
+
+/// An act's red flag from its stored columns.
+fn flag_of(ledger: &str, seq: i64, flag: Option<i16>, days: Option<i32>, actor: Option<String>) -> Result<Option<ActFlag>, StoreError> {
+    let bad = format!("read model rm_acts: seq {seq} is stored with flag columns ({flag:?}, {days:?}, {actor:?}), which are no red flag");
+    let bad = move || corrupt(ledger, bad);
+    Ok(match (flag, days, actor) {
+        (None, None, None) => None,
+        (Some(0), Some(days), None) => Some(ActFlag::BackDated { days }),
+        (Some(1), None, None) => Some(ActFlag::CorrectionWithoutObjection),
+        (Some(2), None, Some(actor)) => Some(ActFlag::UncheckableScorer { actor }),
+        _ => return Err(bad()),
+    })
+}
+
+/// Appends an act's canonical line to `out`: the bytes whose SHA-256, page by page, a load
+/// compares with PostgreSQL's over the stored rows ([`ACTS_DIGEST`] builds the same line).
+/// Every text is length-prefixed and every absent value is `-`, so no two acts share a line.
+fn act_line(act: &Act, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let text = |out: &mut Vec<u8>, t: &str| {
+        let _ = write!(out, "{}:{t}", t.len());
+    };
+    let _ = write!(out, "{},", act.seq);
+    text(out, &act.kind);
+    text(out, &act.author);
+    text(out, &act.signers.join(" "));
+    let _ = write!(out, ",{},{},", act.recorded_at, act.occurred_at);
+    text(out, &act.households.join(" "));
+    match &act.entry {
+        Some(e) => text(out, e),
+        None => out.push(b'-'),
+    }
+    let (flag, days, actor) = flag_columns(act.flag.as_ref());
+    let _ = write!(out, "{},{},", flag.map_or("-".to_owned(), |f| f.to_string()), days.map_or("-".to_owned(), |d| d.to_string()));
+    match actor {
+        Some(a) => text(out, a),
+        None => out.push(b'-'),
+    }
+    out.push(b'\n');
+}
+
+/// The SHA-256 of the acts' canonical lines ([`act_line`]), in order.
+pub fn acts_digest(acts: &[Act]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut line = Vec::with_capacity(128);
+    let mut h = sha2::Sha256::new();
+    for a in acts {
+        line.clear();
+        act_line(a, &mut line);
+        h.update(&line);
+    }
+    h.finalize().into()
+}
+
+/// The SHA-256 of the stored acts of seqs $2 ≤ seq < $3, as [`acts_digest`] computes it.
+const ACTS_DIGEST: &str = "SELECT sha256(convert_to(coalesce(string_agg(concat( \
+     seq, ',', octet_length(kind), ':', kind, octet_length(author), ':', author, octet_length(signers), ':', signers, ',', \
+     recorded_at, ',', occurred_at, ',', octet_length(households), ':', households, \
+     coalesce(octet_length(entry_id) || ':' || entry_id, '-'), coalesce(flag::text, '-'), ',', coalesce(flag_days::text, '-'), ',', \
+     coalesce(octet_length(flag_actor) || ':' || flag_actor, '-'), E'\\n'), '' ORDER BY seq), ''), 'UTF8')) \
+     FROM rm_acts WHERE ledger_id = $1 AND seq >= $2 AND seq < $3";
+
+/// The columns of rm_acts as read.
+const ACT_COLUMNS: &str = "seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, flag_days, flag_actor";
+
+fn act_of(ledger: &str, row: &tokio_postgres::Row) -> Result<Act, StoreError> {
+    let seq: i64 = row.get("seq");
+    let list = |t: String| if t.is_empty() { Vec::new() } else { t.split(' ').map(str::to_owned).collect() };
+    Ok(Act {
+        seq: u64::try_from(seq).map_err(|_| corrupt(ledger, format!("read model rm_acts seq {seq} is negative")))?,
+        kind: row.get("kind"),
+        author: row.get("author"),
+        signers: list(row.get("signers")),
+        recorded_at: row.get("recorded_at"),
+        occurred_at: row.get("occurred_at"),
+        households: list(row.get("households")),
+        entry: row.get("entry_id"),
+        flag: flag_of(ledger, seq, row.get("flag"), row.get("flag_days"), row.get("flag_actor"))?,
+    })
 }
 
 #[derive(Default)]
@@ -541,6 +693,7 @@ impl<'a> Columns<'a> {
         let mut c = Columns::default();
         for (ledger, d) in derived {
             c.push_rows(ledger, &d.rows, d.parts.as_ref());
+            c.push_acts(ledger, &d.acts);
             if d.tip.size == 0 {
                 // Rows alone (a rebuild): no head, no checkpoint.
                 continue;
@@ -687,9 +840,44 @@ impl<'a> Columns<'a> {
                 x.net_out.push(m.goods_out.get(code).copied());
             }
         }
+        for (period, m) in &rows.audit_months {
+            let x = &mut self.audit_months;
+            x.ids.push(ledger);
+            x.periods.push(period.to_string());
+            x.scores.push(m.scores.min(i64::MAX as u64) as i64);
+            x.gainers.push(m.spread.gainers.min(i32::MAX as u32) as i32);
+            x.top.push(m.spread.top.min(i32::MAX as u32) as i32);
+            x.top_points.push(m.spread.top_points);
+            x.points.push(m.spread.points);
+        }
+        for (period, actor, n) in &rows.alone {
+            self.alone.0.push(ledger);
+            self.alone.1.push(period.to_string());
+            self.alone.2.push(actor);
+            self.alone.3.push((*n).min(i64::MAX as u64) as i64);
+        }
     }
 
-    /// The parameters $10–$108 of [`APPEND`].
+    fn push_acts(&mut self, ledger: &'a str, acts: &'a [Act]) {
+        for act in acts {
+            let x = &mut self.acts;
+            x.ids.push(ledger);
+            x.seqs.push(act.seq as i64);
+            x.kinds.push(&act.kind);
+            x.authors.push(&act.author);
+            x.signers.push(act.signers.join(" "));
+            x.recorded.push(act.recorded_at);
+            x.occurred.push(act.occurred_at);
+            x.households.push(act.households.join(" "));
+            x.entries.push(act.entry.as_deref());
+            let (flag, days, actor) = flag_columns(act.flag.as_ref());
+            x.flags.push(flag);
+            x.days.push(days);
+            x.actors.push(actor);
+        }
+    }
+
+    /// The parameters $10–$131 of [`APPEND`].
     #[rustfmt::skip]
     pub(super) fn params(&'a self) -> Vec<&'a Param<'a>> {
         let (n, m) = (&self.new_heads, &self.moved_heads);
@@ -697,6 +885,7 @@ impl<'a> Columns<'a> {
         let (r, c, x) = (&self.rulebooks, &self.checkpoints, &self.nodes);
         let (p, e, o) = (&self.publications, &self.entries, &self.objections);
         let (sm, sr, sg) = (&self.months, &self.receipts, &self.goods);
+        let (a, am, al) = (&self.acts, &self.audit_months, &self.alone);
         vec![
             &n.ids, &n.sizes, &n.roots, &n.lasts, &n.years,
             &m.ids, &m.sizes, &m.roots, &m.lasts, &m.years, &self.old_sizes,
@@ -714,6 +903,10 @@ impl<'a> Columns<'a> {
             &sr.ids, &sr.periods, &sr.positions, &sr.receipts, &sr.goods, &sr.quantities, &sr.sources, &sr.donors, &sr.times,
             &sg.ids, &sg.periods, &sg.codes, &sg.names, &sg.stock, &sg.prices, &sg.received, &sg.out, &sg.returned,
             &sg.points, &sg.points_returned, &sg.net_out,
+            &a.ids, &a.seqs, &a.kinds, &a.authors, &a.signers, &a.recorded, &a.occurred, &a.households, &a.entries,
+            &a.flags, &a.days, &a.actors,
+            &am.ids, &am.periods, &am.scores, &am.gainers, &am.top, &am.top_points, &am.points,
+            &al.0, &al.1, &al.2, &al.3,
         ]
     }
 }
@@ -731,6 +924,15 @@ pub(super) async fn insert_nodes(tx: &Transaction<'_>, ledger: &str, nodes: &[(u
     tx.execute(&insert, &[&ids, &levels, &idxs, &hashes]).await?;
     Ok(())
 }
+
+/// Acts per statement of a rebuild.
+const ACTS_PER_STATEMENT: usize = 10_000;
+
+/// Inserts acts (a rebuild): [`APPEND`]'s `acts` alone.
+const INSERT_ACTS: &str = "INSERT INTO rm_acts (ledger_id, seq, kind, author, signers, recorded_at, occurred_at, households, \
+     entry_id, flag, flag_days, flag_actor) \
+     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
+     $9::text[], $10::smallint[], $11::integer[], $12::text[])";
 
 /// Inserts or replaces rows (a rebuild, in its own transaction): [`APPEND`] with rows alone.
 async fn upsert_rows(tx: &Transaction<'_>, ledger: &str, rows: &Rows) -> Result<(), StoreError> {
@@ -970,6 +1172,82 @@ async fn months_in(tx: &Transaction<'_>, ledger: &str, up_to: Option<Period>) ->
     Ok(out)
 }
 
+/// The audit trail's monthly rows of a ledger: each month's figures, in period order, and the
+/// scores signed by one panel member alone, in (period, member) order.
+async fn audit_months_in(tx: &Transaction<'_>, ledger: &str) -> Result<AuditMonths, StoreError> {
+    let months = tx
+        .prepare_cached("SELECT period, scores, gainers, top, top_points, points FROM rm_audit_months WHERE ledger_id = $1 ORDER BY period")
+        .await?;
+    let alone = tx
+        .prepare_cached("SELECT period, actor_id, scores FROM rm_audit_alone WHERE ledger_id = $1 ORDER BY period, actor_id COLLATE \"C\"")
+        .await?;
+    let one: [&Param<'_>; 1] = [&ledger];
+    let (months, alone) = tokio::try_join!(tx.query(&months, &one), tx.query(&alone, &one))?;
+    let period_of = |row: &tokio_postgres::Row, table: &str| -> Result<Period, StoreError> {
+        let p: String = row.get("period");
+        Period::parse("period", &p).map_err(|e| corrupt(ledger, format!("read model {table}: {e}")))
+    };
+    let mut out = Vec::with_capacity(months.len());
+    for r in &months {
+        let period = period_of(r, "rm_audit_months")?;
+        let (scores, gainers, top): (i64, i32, i32) = (r.get("scores"), r.get("gainers"), r.get("top"));
+        let bad = || {
+            corrupt(
+                ledger,
+                format!("read model rm_audit_months: month {period} is stored with counts ({scores}, {gainers}, {top}), below zero"),
+            )
+        };
+        let month = AuditMonth {
+            scores: u64::try_from(scores).map_err(|_| bad())?,
+            spread: Spread {
+                gainers: u32::try_from(gainers).map_err(|_| bad())?,
+                top: u32::try_from(top).map_err(|_| bad())?,
+                top_points: r.get("top_points"),
+                points: r.get("points"),
+            },
+        };
+        out.push((period, month));
+    }
+    let mut lone = Vec::with_capacity(alone.len());
+    for r in &alone {
+        let period = period_of(r, "rm_audit_alone")?;
+        let (actor, scores): (String, i64) = (r.get("actor_id"), r.get("scores"));
+        let n = u64::try_from(scores).map_err(|_| {
+            corrupt(
+                ledger,
+                format!("read model rm_audit_alone: (month, panel member) ({period}, {actor}) is stored as {scores}, below zero"),
+            )
+        })?;
+        lone.push((period, actor, n));
+    }
+    Ok((out, lone))
+}
+
+/// A ledger's audit months and lone-scorer counts ([`audit_months_in`]).
+type AuditMonths = (Vec<(Period, AuditMonth)>, Vec<(Period, String, u64)>);
+
+/// Whom an audit trail is asked about.
+#[derive(Clone, Copy, Debug)]
+pub enum AuditSubject<'a> {
+    /// The acts an actor signed.
+    Actor(&'a str),
+    /// The acts concerning a household.
+    Household(&'a str),
+    /// An entry's lineage.
+    Entry(&'a str),
+}
+
+/// An audit trail as the read model holds it.
+pub struct StoredAuditTrail {
+    pub head: Head,
+    /// The subject's acts, in seq order.
+    pub acts: Vec<Act>,
+    /// The acts that raise a red flag alone, in seq order.
+    pub flagged: Vec<Act>,
+    pub months: Vec<(Period, AuditMonth)>,
+    pub alone: Vec<(Period, String, u64)>,
+}
+
 /// A monthly row as the text of a record: `(YYYY-MM,basic,contribution,deducted,redeemed,returned)`.
 fn month_of(ledger: &str, text: &str) -> Result<(Period, PeriodFigures), StoreError> {
     let bad = || corrupt(ledger, format!("read model monthly row {text:?} is malformed"));
@@ -1144,6 +1422,7 @@ impl Store {
         )?;
         let boards = boards_in(&tx, id, None).await?;
         let supermarket = months_in(&tx, id, None).await?;
+        let (audit_months, alone) = audit_months_in(&tx, id).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
         Ok(Some((
@@ -1154,6 +1433,8 @@ impl Store {
                 rulebooks: rulebooks.iter().map(|r| rulebook_of(id, r)).collect::<Result<_, _>>()?,
                 boards,
                 supermarket,
+                audit_months,
+                alone,
             },
         )))
     }
@@ -1192,10 +1473,76 @@ impl Store {
         Ok(Some((head_of(id, &head)?, boards.pop())))
     }
 
+    /// The audit trail of `subject`: its acts, every act that raises a red flag, and the
+    /// monthly figures, in one snapshot; `None` if the ledger has no read model.
+    pub async fn read_audit_trail(&self, ledger: &VillageCode, subject: AuditSubject<'_>) -> Result<Option<StoredAuditTrail>, StoreError> {
+        let id = ledger.as_str();
+        let mut client = self.pool.get().await?;
+        let tx = Self::snapshot(&mut client).await?;
+        // One statement per subject, so each is planned for its own index.
+        let (filter, key) = match subject {
+            AuditSubject::Actor(a) => ("jifen_act_keys(ledger_id, signers, households) @> ARRAY[$2::text]", format!("{id} a {a}")),
+            AuditSubject::Household(h) => ("jifen_act_keys(ledger_id, signers, households) @> ARRAY[$2::text]", format!("{id} h {h}")),
+            AuditSubject::Entry(e) => ("entry_id = $2", e.to_owned()),
+        };
+        let acts = tx.prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND {filter} ORDER BY seq")).await?;
+        let flagged =
+            tx.prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND flag IS NOT NULL ORDER BY seq")).await?;
+        let head = tx.prepare_cached(HEAD).await?;
+        let one: [&Param<'_>; 1] = [&id];
+        let two: [&Param<'_>; 2] = [&id, &key];
+        let (head, acts, flagged) = tokio::try_join!(tx.query_opt(&head, &one), tx.query(&acts, &two), tx.query(&flagged, &one))?;
+        let (months, alone) = audit_months_in(&tx, id).await?;
+        tx.commit().await?;
+        let Some(head) = head else { return Ok(None) };
+        Ok(Some(StoredAuditTrail {
+            head: head_of(id, &head)?,
+            acts: acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?,
+            flagged: flagged.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?,
+            months,
+            alone,
+        }))
+    }
+
+    /// A ledger's read-model head, if it has one.
+    pub async fn read_model_head(&self, ledger: &VillageCode) -> Result<Option<Head>, StoreError> {
+        let client = self.pool.get().await?;
+        let query = client.prepare_cached(HEAD).await?;
+        client.query_opt(&query, &[&ledger.as_str()]).await?.map(|r| head_of(ledger.as_str(), &r)).transpose()
+    }
+
+    /// The SHA-256 of the stored acts of seqs `from..to` ([`acts_digest`]).
+    pub async fn acts_digest(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<[u8; 32], StoreError> {
+        let client = self.pool.get().await?;
+        let query = client.prepare_cached(ACTS_DIGEST).await?;
+        let row = client.query_one(&query, &[&ledger.as_str(), &(from as i64), &(to as i64)]).await?;
+        let digest: Vec<u8> = row.get(0);
+        digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored acts is not 32 bytes".into()))
+    }
+
+    /// The stored acts of seqs `from..to`, in seq order.
+    pub async fn read_acts(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<Vec<Act>, StoreError> {
+        let id = ledger.as_str();
+        let client = self.pool.get().await?;
+        let query = client
+            .prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq"))
+            .await?;
+        let rows = client.query(&query, &[&id, &(from as i64), &(to as i64)]).await?;
+        rows.iter().map(|r| act_of(id, r)).collect()
+    }
+
+    /// The first stored act at or after seq `from`, if any (an act beyond the records).
+    pub async fn act_from(&self, ledger: &VillageCode, from: u64) -> Result<Option<u64>, StoreError> {
+        let client = self.pool.get().await?;
+        let query = client.prepare_cached("SELECT seq FROM rm_acts WHERE ledger_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1").await?;
+        let row = client.query_opt(&query, &[&ledger.as_str(), &(from as i64)]).await?;
+        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
     /// Replaces a ledger's read model with `rows` at `head` (a replay of its first
     /// `head.tree_size` records), in one transaction. Refused with [`StoreError::Conflict`] if
     /// the ledger has another number of records by then (appends went on: replay again).
-    pub async fn rebuild_read_model(&self, ledger: &VillageCode, head: &Head, rows: &Rows) -> Result<(), StoreError> {
+    pub async fn rebuild_read_model(&self, ledger: &VillageCode, head: &Head, rows: &Rows, acts: &[Act]) -> Result<(), StoreError> {
         let id = ledger.as_str();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -1225,6 +1572,30 @@ impl Store {
         )
         .await?;
         upsert_rows(&tx, id, rows).await?;
+        if acts.len() as u64 != head.tree_size {
+            return Err(corrupt(id, format!("a rebuild of {} records with {} acts", head.tree_size, acts.len())));
+        }
+        let insert = tx.prepare_cached(INSERT_ACTS).await?;
+        for chunk in acts.chunks(ACTS_PER_STATEMENT) {
+            let mut c = Columns::default();
+            c.push_acts(id, chunk);
+            let a = &c.acts;
+            let params: [&Param<'_>; 12] = [
+                &a.ids,
+                &a.seqs,
+                &a.kinds,
+                &a.authors,
+                &a.signers,
+                &a.recorded,
+                &a.occurred,
+                &a.households,
+                &a.entries,
+                &a.flags,
+                &a.days,
+                &a.actors,
+            ];
+            tx.execute(&insert, &params).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

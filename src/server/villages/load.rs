@@ -12,9 +12,12 @@ impl Villages {
     /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
     /// an `Err` is only the store failing.
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
-        let mut village = self.load_records(code).await?;
+        // With a read model, the acts are compared page by page as the records replay;
+        // without, they are kept to build it.
+        let mode = if self.store.read_model_head(code).await?.is_some() { ActsMode::Compare } else { ActsMode::Collect };
+        let (mut village, acts) = self.load_records(code, mode).await?;
         if village.corrupt.is_none() && !village.is_empty() {
-            village.corrupt = self.compare_read_model(&village, true).await?.map(|reason| Corruption { seq: None, reason });
+            village.corrupt = self.compare_read_model(&village, acts, true).await?.map(|reason| Corruption { seq: None, reason });
         }
         if let Some(c) = &village.corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
@@ -24,13 +27,13 @@ impl Villages {
 
     /// [`Villages::load`] but for the read model: the rows, the stored Merkle leaves and the
     /// latest checkpoint checked, records stored without a checkpoint signed.
-    async fn load_records(&self, code: &VillageCode) -> Result<Village, StoreError> {
+    async fn load_records(&self, code: &VillageCode, mode: ActsMode) -> Result<(Village, ActsCheck), StoreError> {
         self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The latest checkpoint and the stored Merkle leaves are read before the rows: another
         // process may append and sign meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
         let nodes_stored = self.store.stored_leaves(code).await?;
-        let Replayed { state, views, hashes, mut corrupt } = replay_stored(&self.store, code).await?;
+        let Replayed { state, views, hashes, mut corrupt, acts } = replay_stored(&self.store, code, mode).await?;
         let tree = Tree::from_record_hashes(&hashes);
         let mut village = Village { state, tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
         if corrupt.is_none() && nodes_stored > village.len() {
@@ -59,7 +62,7 @@ impl Villages {
             self.sign_tail(&mut village).await?;
         }
         village.corrupt = corrupt;
-        Ok(village)
+        Ok((village, acts))
     }
 
     /// Signs and stores the checkpoint of all of a village's records, with the Merkle nodes
@@ -89,12 +92,13 @@ impl Villages {
     pub async fn read_model_difference(&self, code: &VillageCode) -> Result<Option<Corruption>, StoreError> {
         let arc = self.village_or_load(code, false).await?;
         let mut v = arc.lock().await;
-        let ahead = self.store.read_model(code).await?.is_some_and(|(head, _)| head.tree_size > v.len());
+        let ahead = self.store.read_model_head(code).await?.is_some_and(|head| head.tree_size > v.len());
         if v.corrupt.is_some() || ahead {
             self.reload(&mut v).await?;
             return Ok(v.corrupt.clone());
         }
-        Ok(self.compare_read_model(&v, false).await?.map(|reason| Corruption { seq: None, reason }))
+        let acts = ActsCheck { mode: ActsMode::Skip, difference: None, collected: Vec::new() };
+        Ok(self.compare_read_model(&v, acts, false).await?.map(|reason| Corruption { seq: None, reason }))
     }
 
     /// Compares a village's stored read model with its state and views (a replay of its
@@ -103,7 +107,7 @@ impl Villages {
     /// A read model ahead of the village is compared only if it is ahead of the stored records
     /// too (then it is wrong); otherwise another process appended since, and a later load or
     /// verification compares it.
-    async fn compare_read_model(&self, village: &Village, build: bool) -> Result<Option<String>, StoreError> {
+    async fn compare_read_model(&self, village: &Village, acts: ActsCheck, build: bool) -> Result<Option<String>, StoreError> {
         let len = village.len();
         let expected_head = Head {
             tree_size: len,
@@ -116,16 +120,21 @@ impl Villages {
             book_year: village.state.balances().year(),
         };
         let expected = Rows::all(&village.state, &village.views);
-        let Some((head, rows)) = self.store.read_model(&village.code).await? else {
+        let stored = match self.store.read_model(&village.code).await {
+            // A row no code writes (a count below zero, say): that is the difference.
+            Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
+            other => other?,
+        };
+        let Some((head, rows)) = stored else {
             if len == 0 {
                 return Ok(None);
             }
-            if !build {
+            if !build || acts.mode != ActsMode::Collect {
                 return Ok(Some(format!("the ledger has {len} records but no read model (rows in read_models and the rm_ tables)")));
             }
             // Stored before read models (or removed: derived rows lose nothing, but say so).
             tracing::warn!(village = %village.code, records = len, "the ledger has no read model: building it from the records");
-            return match self.store.rebuild_read_model(&village.code, &expected_head, &expected).await {
+            return match self.store.rebuild_read_model(&village.code, &expected_head, &expected, &acts.collected).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => Ok(None),
                 Err(e) => Err(e),
             };
@@ -140,7 +149,13 @@ impl Villages {
         if head != expected_head {
             return Ok(Some(format!("read model: its head is stored as {head:?}, but the records give {expected_head:?}")));
         }
-        Ok(rows.first_difference(&expected))
+        if let Some(d) = rows.first_difference(&expected).or(acts.difference) {
+            return Ok(Some(d));
+        }
+        if acts.mode == ActsMode::Compare {
+            return acts_beyond(&self.store, &village.code, len).await;
+        }
+        Ok(None)
     }
 
     /// Checks the latest stored checkpoint against the records loaded: the note must open
@@ -180,15 +195,62 @@ pub struct Replayed {
     pub views: Views,
     pub hashes: Vec<Hash>,
     pub corrupt: Option<Corruption>,
+    /// The acts of the records replayed, as `mode` asked.
+    pub acts: ActsCheck,
+}
+
+/// What a replay does with the acts of the audit trail, which a server does not keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActsMode {
+    /// Compares them with the stored acts, page by page (a load with a read model).
+    Compare,
+    /// Keeps them, to build a read model.
+    Collect,
+    /// Neither.
+    Skip,
+}
+
+/// The acts of a replay, compared or collected page by page.
+pub struct ActsCheck {
+    pub mode: ActsMode,
+    /// The first stored act that differs from the replay's, if any.
+    pub difference: Option<String>,
+    /// The acts, with [`ActsMode::Collect`].
+    pub collected: Vec<Act>,
+}
+
+impl ActsCheck {
+    pub fn new(mode: ActsMode) -> ActsCheck {
+        ActsCheck { mode, difference: None, collected: Vec::new() }
+    }
+
+    /// Takes the acts of the records `from..from + acts.len()`: compares them with the
+    /// stored ones (by the SHA-256 of their canonical lines, computed by PostgreSQL; the rows
+    /// are read only if they differ, to name the first), or keeps them.
+    pub async fn page(&mut self, store: &Store, code: &VillageCode, from: u64, acts: Vec<Act>) -> Result<(), StoreError> {
+        match self.mode {
+            ActsMode::Skip => {}
+            ActsMode::Collect => self.collected.extend(acts),
+            ActsMode::Compare if self.difference.is_some() || acts.is_empty() => {}
+            ActsMode::Compare => {
+                let to = from + acts.len() as u64;
+                if store.acts_digest(code, from, to).await? != acts_digest(&acts) {
+                    self.difference = Some(stored_act_difference(store, code, from, to, &acts).await?);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Replays a village's stored rows, page by page (the records of a large village never sit in
 /// memory all at once). Each row is checked as it is read: the chain, the stored `record_hash`
 /// column, and the write-model's decision on it, so no stored row reaches `apply` undecided.
 /// Signatures are left to VerifyLedger. An `Err` is only the store failing.
-pub async fn replay_stored(store: &Store, code: &VillageCode) -> Result<Replayed, StoreError> {
+pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) -> Result<Replayed, StoreError> {
     let mut state = VillageState::new();
-    let mut views = Views::default();
+    let mut views = Views::serving();
+    let mut acts = ActsCheck::new(mode);
     let mut tip = ChainTip::default();
     let mut hashes = Vec::new();
     let mut corrupt = None;
@@ -210,6 +272,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode) -> Result<Replayed
                 }
             }
         }
+        acts.page(store, code, tip.next_seq, views.audit.take_acts()).await?;
         tip = tip.after(page, &good);
         if let Some(e) = fault {
             corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
@@ -223,7 +286,85 @@ pub async fn replay_stored(store: &Store, code: &VillageCode) -> Result<Replayed
             break;
         }
     }
-    Ok(Replayed { state, views, hashes, corrupt })
+    Ok(Replayed { state, views, hashes, corrupt, acts })
+}
+
+/// How the stored acts of seqs `from..to` (read because their digest differs from the
+/// replay's) differ from `replayed`: the first act that does, or the first row that is no act.
+async fn stored_act_difference(store: &Store, code: &VillageCode, from: u64, to: u64, replayed: &[Act]) -> Result<String, StoreError> {
+    match store.read_acts(code, from, to).await {
+        Ok(stored) => Ok(first_act_difference(&stored, replayed)),
+        Err(StoreError::Corrupt { error, .. }) => Ok(error),
+        Err(e) => Err(e),
+    }
+}
+
+/// How the stored acts of a page (`stored`) differ from a replay's (`replayed`): the first
+/// act that does.
+fn first_act_difference(stored: &[Act], replayed: &[Act]) -> String {
+    let mut s = stored.iter();
+    replayed
+        .iter()
+        .find_map(|a| match s.next() {
+            Some(x) if x == a => None,
+            Some(x) if x.seq == a.seq => Some(format!("read model rm_acts: seq {} is stored as {x:?}, but the records give {a:?}", a.seq)),
+            _ => Some(format!("read model rm_acts: seq {} is missing (the records give {a:?})", a.seq)),
+        })
+        .or_else(|| s.next().map(|x| format!("read model rm_acts: seq {} is stored but no record gives it", x.seq)))
+        // Same rows, another digest: a row the canonical line cannot carry.
+        .unwrap_or_else(|| "read model rm_acts: the stored acts differ from the records'".to_owned())
+}
+
+/// The acts of `records` (verified, from seq 0), page by page, folded off the async workers:
+/// each page's digest, or with `keep` the acts of page `keep` too.
+async fn replay_acts(records: Arc<Vec<Record>>, keep: Option<usize>) -> (Vec<[u8; 32]>, Vec<Act>) {
+    let fold = move || {
+        let mut state = VillageState::new();
+        let mut audit = AuditTrail::serving();
+        let (mut digests, mut kept) = (Vec::new(), Vec::new());
+        for (n, page) in records.chunks(LOAD_PAGE as usize).enumerate() {
+            for r in page {
+                let Ok(a) = Accepted::from_verified_record(r.clone()) else { return (digests, kept) };
+                state.apply(&a);
+                audit.apply(&a, &state);
+            }
+            let acts = audit.take_acts();
+            digests.push(acts_digest(&acts));
+            if keep == Some(n) {
+                kept = acts;
+                break;
+            }
+        }
+        (digests, kept)
+    };
+    tokio::task::spawn_blocking(fold).await.unwrap_or_default()
+}
+
+/// The first stored act that differs from what `records` (the whole ledger, verified) give,
+/// compared page by page as a load compares them: VerifyLedger's check of the acts, which a
+/// server does not keep in memory.
+pub async fn acts_difference(store: &Store, code: &VillageCode, records: Vec<Record>) -> Result<Option<String>, StoreError> {
+    let len = records.len() as u64;
+    let records = Arc::new(records);
+    let (digests, _) = replay_acts(records.clone(), None).await;
+    for (n, digest) in digests.iter().enumerate() {
+        let from = n as u64 * LOAD_PAGE;
+        let to = (from + LOAD_PAGE).min(len);
+        if store.acts_digest(code, from, to).await? != *digest {
+            let (_, replayed) = replay_acts(records, Some(n)).await;
+            return Ok(Some(stored_act_difference(store, code, from, to, &replayed).await?));
+        }
+    }
+    acts_beyond(store, code, len).await
+}
+
+/// An act stored beyond the first `len` records and beyond every record stored (those of
+/// another process's appends since have their acts), if any.
+async fn acts_beyond(store: &Store, code: &VillageCode, len: u64) -> Result<Option<String>, StoreError> {
+    let Some(seq) = store.act_from(code, len).await? else { return Ok(None) };
+    // Records are read after the act: an append stores both in one transaction.
+    let end = store.stored_end(code).await?;
+    Ok((seq >= end).then(|| format!("read model rm_acts: seq {seq} is stored but no record gives it ({end} records)")))
 }
 
 /// Why a read model was not rebuilt.
@@ -254,7 +395,7 @@ impl Villages {
     /// fails, and replaces the read-model rows in one transaction (refused if appends landed
     /// meanwhile: run it again).
     pub async fn rebuild_read_model(&self, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
-        let village = self.load_records(code).await?;
+        let (village, acts) = self.load_records(code, ActsMode::Collect).await?;
         if let Some(corruption) = village.corrupt {
             return Err(RebuildError::Records { code: code.clone(), corruption });
         }
@@ -276,7 +417,18 @@ impl Villages {
             }
             Some((_, stored)) => stored.first_difference(&rows),
         };
-        self.store.rebuild_read_model(code, &head, &rows).await?;
+        let difference = match difference {
+            Some(d) => Some(d),
+            None => {
+                // The acts as stored, checked the way a load checks them.
+                let mut stored = ActsCheck::new(ActsMode::Compare);
+                for (n, page) in acts.collected.chunks(LOAD_PAGE as usize).enumerate() {
+                    stored.page(&self.store, code, n as u64 * LOAD_PAGE, page.to_vec()).await?;
+                }
+                stored.difference
+            }
+        };
+        self.store.rebuild_read_model(code, &head, &rows, &acts.collected).await?;
         Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
     }
 }

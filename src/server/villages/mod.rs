@@ -21,7 +21,7 @@ use super::clock::Clock;
 use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
-use crate::store::read_model::{Derived, Head, Rows, Tip};
+use crate::store::read_model::{acts_digest, Derived, Head, Rows, Tip};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
@@ -37,6 +37,7 @@ use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
 use jifen_ledger::verify::{check_stored_from, replay_one, ChainTip};
 use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, VillageState};
+use jifen_projections::audit::{Act, AuditTrail};
 use jifen_projections::Views;
 use std::collections::HashMap;
 use std::path::Path;
@@ -51,7 +52,7 @@ mod village;
 mod witnessing;
 mod writer;
 
-pub use load::{replay_stored, RebuildError, Rebuilt, Replayed};
+pub use load::{acts_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};
@@ -202,19 +203,6 @@ impl Villages {
                 return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
             }
         }
-        Ok(v)
-    }
-
-    /// A village to answer a query from, locked: an answer names a tree (`as_of`) that a
-    /// client can fetch the signed checkpoint of (every append stores one with its records).
-    pub async fn serving_tip(&self, arc: Arc<Mutex<Village>>) -> Result<OwnedMutexGuard<Village>, Status> {
-        let v = arc.lock_owned().await;
-        // Between the caller's checks and this lock the village may have been found corrupt,
-        // or emptied by a reload that failed: answer from neither.
-        if v.stale {
-            return Err(status::plain(Code::Unavailable, "VILLAGE_RELOADING", format!("ledger {} is being reloaded; retry", v.code)));
-        }
-        v.serving()?;
         Ok(v)
     }
 }

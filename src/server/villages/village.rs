@@ -60,7 +60,7 @@ impl Village {
             latest: None,
             records_tx: broadcast::channel(1024).0,
             checkpoint_tx: watch::channel(0).0,
-            views: Views::default(),
+            views: Views::serving(),
             stale: false,
             corrupt: None,
         }

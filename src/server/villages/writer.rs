@@ -210,24 +210,12 @@ impl Villages {
                 return Err(e);
             }
         };
+        // The records are stored: the state, the views, the tree and the record hashes keep
+        // what the request changed.
+        village.state.commit_batch();
         village.views.commit();
-        // The records are stored: the tree (pushed already) and their hashes say so before
-        // anything else can fail.
         for a in &accepted {
             village.record_hashes.push(a.hash());
-        }
-        if let [a] = accepted.as_slice() {
-            // One event: the state is the state right after it, as the views need.
-            village.state.commit_batch();
-            village.views.apply_rest(a, &village.state);
-        } else {
-            // Undone, then applied again event by event, so each view sees the state right
-            // after its event.
-            village.state.rollback_batch();
-            for a in &accepted {
-                village.state.apply(a);
-                village.views.apply_rest(a, &village.state);
-            }
         }
         if let Some(view) = view {
             village.nodes_stored = village.len();
@@ -273,6 +261,7 @@ impl Villages {
             book_year: village.state.balances().year(),
             rows,
             parts: Some(parts),
+            acts: village.views.audit.acts().to_vec(),
         };
         // No cosignature yet, and every quorum is at least 1.
         Ok((derived, CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false }))
@@ -293,7 +282,7 @@ impl Villages {
             match village.state.decide(event.command(now)) {
                 Ok(Decision::Append(a)) => {
                     village.state.apply(&a);
-                    village.views.apply_stored(&a, &village.state);
+                    village.views.apply(&a, &village.state);
                     results.push(None);
                     accepted.push(*a);
                 }
