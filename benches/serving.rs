@@ -112,6 +112,18 @@ fn main() {
             })
             .min_by_key(|(_, len)| len.abs_diff(300))
             .expect("the bundle has publications");
+        // Entries to ask the audit trail of: every 97th score.
+        let entry_ids: Arc<Vec<String>> = Arc::new(
+            bundle
+                .records
+                .iter()
+                .step_by(97)
+                .filter_map(|r| match jifen_ledger::body::decode_body(r.body()).ok()?.payload? {
+                    jifen_ledger::pb::event_body::Payload::ScoreRecorded(p) => Some(p.entry_id),
+                    _ => None,
+                })
+                .collect(),
+        );
         drop(bundle);
 
         // The records were stored without their read model (as by a version before read
@@ -190,6 +202,24 @@ fn main() {
         println!(
             "GetPublication of a {entries}-entry 公示 board at {offered:.0} calls/s offered for {seconds} s: p50 {p50:.3} ms, p99 {p99:.3} ms, {failed} failed"
         );
+        // An entry's audit trail (its lineage and every red flag), as the village's auditor, at
+        // 500 calls/s.
+        let auditor = Arc::new(jifen_ledger::sample::ActorKey::derive(2025, "auditor-01", None));
+        let (calls, ledger_id) = (clients.clone(), ledger.clone());
+        let (p50, p99, offered, failed) = open_loop(500, seconds, move |i| {
+            let mut c = calls[(i % 8) as usize].clone();
+            let entry = entry_ids[rand_chacha::ChaCha8Rng::seed_from_u64(i).random_range(0..entry_ids.len())].clone();
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+            let req = api::GetAuditTrailRequest {
+                ledger_id: ledger_id.clone(),
+                subject: Some(api::get_audit_trail_request::Subject::EntryId(entry)),
+                min_tree_size: 0,
+            };
+            let req = jifen::auth::authorized(req, &auditor.key, jifen::auth::method::GET_AUDIT_TRAIL, &ledger_id, now);
+            async move { c.get_audit_trail(req).await.is_ok_and(|r| !r.into_inner().acts.is_empty()) }
+        })
+        .await;
+        println!("GetAuditTrail of an entry at {offered:.0} calls/s offered for {seconds} s: p50 {p50:.3} ms, p99 {p99:.3} ms, {failed} failed");
         let (rss, peak) = rss_mb(pid);
         println!("server memory after the load: {rss:.0} MB (peak {peak:.0} MB)");
 

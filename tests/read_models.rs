@@ -181,22 +181,25 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
     // The audit trail of every actor and household, and the lineage of every entry that was
     // objected to, with every red flag, from the read model, as the offline replay has them.
     use api::get_audit_trail_request::Subject;
-    let flags: Vec<String> = replay.audit.red_flags(&replay.balances).iter().map(|f| f.describe()).collect();
-    assert!(!flags.is_empty(), "the sample raises red flags");
+    let monthly: Vec<String> = replay.audit.monthly_red_flags(&replay.balances).iter().map(|f| f.describe()).collect();
+    let all_flags: Vec<String> = replay.audit.red_flags(&replay.balances).iter().map(|f| f.describe()).collect();
+    assert!(all_flags.len() > monthly.len(), "the sample has acts that raise red flags");
     let actors: Vec<String> = replay.audit.actors().map(|(a, _)| a.to_owned()).collect();
     let households: Vec<String> = replay.state().balances().iter().map(|(h, _)| h.to_owned()).collect();
     let objected: Vec<String> = replay.publicity.boards().flat_map(|b| b.objections.iter().map(|o| o.entry_id.clone())).collect();
     assert!(!objected.is_empty());
     let subjects = actors.iter().map(|a| Subject::ActorId(a.clone())).chain(households.iter().map(|h| Subject::HouseholdId(h.clone())));
     for subject in subjects.chain(objected.iter().map(|e| Subject::EntryId(e.clone()))) {
-        let want: Vec<(u64, String, Vec<String>, String)> = match &subject {
-            Subject::ActorId(a) => replay.audit.by_actor(a).collect::<Vec<_>>(),
+        let acts: Vec<&jifen_projections::audit::Act> = match &subject {
+            Subject::ActorId(a) => replay.audit.by_actor(a).collect(),
             Subject::HouseholdId(h) => replay.audit.by_household(h).collect(),
             Subject::EntryId(e) => replay.audit.lineage(e).collect(),
-        }
-        .into_iter()
-        .map(|a| (a.seq, a.kind.clone(), a.signers.clone(), a.household().unwrap_or_default().to_owned()))
-        .collect();
+        };
+        let want: Vec<(u64, String, Vec<String>, String)> =
+            acts.iter().map(|a| (a.seq, a.kind.clone(), a.signers.clone(), a.household().unwrap_or_default().to_owned())).collect();
+        // The flags its acts raise, then the ledger's monthly flags.
+        let mut flags: Vec<String> = acts.iter().filter_map(|a| a.red_flag()).map(|f| f.describe()).collect();
+        flags.extend(monthly.iter().cloned());
         let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(subject.clone()), min_tree_size: n };
         let served =
             q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
@@ -206,6 +209,12 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         assert_eq!(got, want, "{subject:?}");
         assert_eq!(served.red_flags.iter().map(|f| f.description.clone()).collect::<Vec<_>>(), flags);
     }
+    // Asked about no subject: every act that raises a flag, and every flag.
+    let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, min_tree_size: n };
+    let served = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
+    let flagged: Vec<u64> = replay.audit.acts().iter().filter(|a| a.flag.is_some()).map(|a| a.seq).collect();
+    assert_eq!(served.acts.iter().map(|a| a.seq).collect::<Vec<_>>(), flagged);
+    assert_eq!(served.red_flags.iter().map(|f| f.description.clone()).collect::<Vec<_>>(), all_flags);
     let req =
         api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(Subject::EntryId(objected[0].clone())), min_tree_size: n + 1 };
     let e = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap_err();

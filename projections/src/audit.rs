@@ -328,8 +328,13 @@ impl AuditTrail {
     /// All red flags (offline): those the acts raise, in log order, then the monthly ones.
     pub fn red_flags(&self, balances: &Balances) -> Vec<RedFlag> {
         let mut flags: Vec<RedFlag> = self.acts.iter().filter_map(Act::red_flag).collect();
-        flags.extend(monthly_flags(&self.months(balances), self.alone()));
+        flags.extend(self.monthly_red_flags(balances));
         flags
+    }
+
+    /// The monthly red flags (lone scorers, concentration).
+    pub fn monthly_red_flags(&self, balances: &Balances) -> Vec<RedFlag> {
+        monthly_flags(&self.months(balances), self.alone())
     }
 
     /// Folds an event; `state` is the write-model state after it.

@@ -30,7 +30,8 @@ enum What {
     Publication { id: String },
     /// A month's 红黑榜 and its quarter's column.
     Rankings { period: String },
-    /// The audit trail of an entry, a household or an actor, and the red flags.
+    /// The audit trail of an entry, a household or an actor, with the red flags its acts raise;
+    /// with none, every act that raises a red flag. The monthly flags come with either.
     Audit {
         #[arg(long, group = "subject")]
         entry: Option<String>,

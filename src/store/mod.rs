@@ -9,6 +9,7 @@
 //! - [`embedded`] is the private PostgreSQL cluster `jifen serve` and the tests run;
 //!   [`storage`] starts storage (that cluster, or an external server), migrated.
 
+pub mod digest;
 pub mod embedded;
 pub mod event_store;
 pub mod read_model;

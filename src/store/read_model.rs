@@ -14,6 +14,7 @@
 //!   [`Rows::first_difference`] names the first stored row that differs (VerifyLedger and every
 //!   load). [`Store::rebuild_read_model`] replaces them with a replay's rows (`jifen rebuild`).
 
+use super::digest::{digest_sql, Field, Lines};
 use super::{Store, StoreError};
 use deadpool_postgres::Transaction;
 use jifen_ledger::balance::Category;
@@ -30,6 +31,7 @@ use jifen_projections::supermarket::{GoodsMonth, Month, Receipt};
 use jifen_projections::Views;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::IsolationLevel;
 
@@ -102,13 +104,25 @@ fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
 impl Rows {
     /// Every row of a village whose state and views are `state` and `views`.
     pub fn all(state: &VillageState, views: &Views) -> Rows {
+        let mut rows = Rows::summary(state, views);
+        rows.boards = views.publicity.boards().cloned().collect();
+        rows
+    }
+
+    /// [`Rows::all`] but for the boards' entries and objections (compared by digest:
+    /// [`boards_digest`]).
+    pub fn summary(state: &VillageState, views: &Views) -> Rows {
         Rows {
             balances: state.balances().iter().map(|(h, b)| (h.to_owned(), *b)).collect(),
             // Zero figures too: the fold leaves them where it touched a cell, and a request's
             // changed rows include them.
             periods: views.balances.all().map(|(p, h, f)| (p, h.to_owned(), *f)).collect(),
             rulebooks: rulebook_rows(state, 0),
-            boards: views.publicity.boards().cloned().collect(),
+            boards: views
+                .publicity
+                .boards()
+                .map(|b| Board { entries: Vec::new(), objections: Vec::new(), id: b.id.clone(), ..*b })
+                .collect(),
             supermarket: views.supermarket.months().map(|(p, m)| (p, m.clone())).collect(),
             audit_months: views.audit.months(&views.balances),
             alone: views.audit.alone().map(|(p, a, n)| (p, a.to_owned(), n)).collect(),
@@ -517,53 +531,129 @@ fn flag_of(ledger: &str, seq: i64, flag: Option<i16>, days: Option<i32>, actor: 
     })
 }
 
-/// Appends an act's canonical line to `out`: the bytes whose SHA-256, page by page, a load
-/// compares with PostgreSQL's over the stored rows ([`ACTS_DIGEST`] builds the same line).
-/// Every text is length-prefixed and every absent value is `-`, so no two acts share a line.
-fn act_line(act: &Act, out: &mut Vec<u8>) {
-    use std::io::Write;
-    let text = |out: &mut Vec<u8>, t: &str| {
-        let _ = write!(out, "{}:{t}", t.len());
-    };
-    let _ = write!(out, "{},", act.seq);
-    text(out, &act.kind);
-    text(out, &act.author);
-    text(out, &act.signers.join(" "));
-    let _ = write!(out, ",{},{},", act.recorded_at, act.occurred_at);
-    text(out, &act.households.join(" "));
-    match &act.entry {
-        Some(e) => text(out, e),
-        None => out.push(b'-'),
-    }
-    let (flag, days, actor) = flag_columns(act.flag.as_ref());
-    let _ = write!(out, "{},{},", flag.map_or("-".to_owned(), |f| f.to_string()), days.map_or("-".to_owned(), |d| d.to_string()));
-    match actor {
-        Some(a) => text(out, a),
-        None => out.push(b'-'),
-    }
-    out.push(b'\n');
-}
+/// The canonical line of an act ([`super::digest`]), in rm_acts' columns.
+const ACT_LINE: [Field; 11] = [
+    Field::Num("seq"),
+    Field::Text("kind"),
+    Field::Text("author"),
+    Field::Text("signers"),
+    Field::Num("recorded_at"),
+    Field::Num("occurred_at"),
+    Field::Text("households"),
+    Field::OptText("entry_id"),
+    Field::OptNum("flag"),
+    Field::OptNum("flag_days"),
+    Field::OptText("flag_actor"),
+];
 
-/// The SHA-256 of the acts' canonical lines ([`act_line`]), in order.
+/// The SHA-256 of the acts' canonical lines ([`ACT_LINE`]), in order.
 pub fn acts_digest(acts: &[Act]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut line = Vec::with_capacity(128);
-    let mut h = sha2::Sha256::new();
+    let mut lines = Lines::default();
     for a in acts {
-        line.clear();
-        act_line(a, &mut line);
-        h.update(&line);
+        let (flag, days, actor) = flag_columns(a.flag.as_ref());
+        lines
+            .num(a.seq)
+            .text(&a.kind)
+            .text(&a.author)
+            .text(&a.signers.join(" "))
+            .num(a.recorded_at)
+            .num(a.occurred_at)
+            .text(&a.households.join(" "))
+            .opt_text(a.entry.as_deref())
+            .opt_num(flag)
+            .opt_num(days)
+            .opt_text(actor)
+            .end();
     }
-    h.finalize().into()
+    lines.finish()
 }
 
 /// The SHA-256 of the stored acts of seqs $2 ≤ seq < $3, as [`acts_digest`] computes it.
-const ACTS_DIGEST: &str = "SELECT sha256(convert_to(coalesce(string_agg(concat( \
-     seq, ',', octet_length(kind), ':', kind, octet_length(author), ':', author, octet_length(signers), ':', signers, ',', \
-     recorded_at, ',', occurred_at, ',', octet_length(households), ':', households, \
-     coalesce(octet_length(entry_id) || ':' || entry_id, '-'), coalesce(flag::text, '-'), ',', coalesce(flag_days::text, '-'), ',', \
-     coalesce(octet_length(flag_actor) || ':' || flag_actor, '-'), E'\\n'), '' ORDER BY seq), ''), 'UTF8')) \
-     FROM rm_acts WHERE ledger_id = $1 AND seq >= $2 AND seq < $3";
+static ACTS_DIGEST: LazyLock<String> =
+    LazyLock::new(|| digest_sql(&ACT_LINE, "rm_acts", "ledger_id = $1 AND seq >= $2 AND seq < $3", "seq"));
+
+/// The canonical line of a 公示 board entry, in rm_board_entries' columns.
+const ENTRY_LINE: [Field; 11] = [
+    Field::Text("publication_id"),
+    Field::Num("position"),
+    Field::Text("entry_id"),
+    Field::Text("household_id"),
+    Field::Text("item_code"),
+    Field::Text("item_name"),
+    Field::Num("category"),
+    Field::Text("occurred_on"),
+    Field::Num("scored_points"),
+    Field::Num("points"),
+    Field::Num("status"),
+];
+
+/// The canonical line of an objection on a 公示 board, in rm_objections' columns.
+const OBJECTION_LINE: [Field; 11] = [
+    Field::Text("publication_id"),
+    Field::Num("position"),
+    Field::Text("objection_id"),
+    Field::Text("entry_id"),
+    Field::Text("objector"),
+    Field::Text("reason"),
+    Field::Num("filed_at"),
+    Field::OptNum("outcome"),
+    Field::Text("finding"),
+    Field::OptNum("decided_at"),
+    Field::OptText("correction"),
+];
+
+/// The SHA-256 of every board entry's and every objection's canonical line, in publication
+/// id and position order, of a ledger's stored boards ($1).
+static BOARD_DIGESTS: LazyLock<String> = LazyLock::new(|| {
+    let order = "publication_id COLLATE \"C\", position";
+    format!(
+        "SELECT ({}), ({})",
+        digest_sql(&ENTRY_LINE, "rm_board_entries", "ledger_id = $1", order),
+        digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", order)
+    )
+});
+
+/// The digests of a ledger's board entries and of its objections.
+pub type BoardDigests = ([u8; 32], [u8; 32]);
+
+/// The digests of boards' entries and objections ([`ENTRY_LINE`], [`OBJECTION_LINE`]), as
+/// PostgreSQL computes them over the stored rows ([`Store::read_model_summary`]).
+pub fn boards_digest<'a>(boards: impl Iterator<Item = &'a Board>) -> BoardDigests {
+    let (mut entries, mut objections) = (Lines::default(), Lines::default());
+    for b in boards {
+        for (i, e) in b.entries.iter().enumerate() {
+            entries
+                .text(&b.id)
+                .num(i)
+                .text(&e.entry_id)
+                .text(&e.household)
+                .text(&e.item_code)
+                .text(&e.item_name)
+                .num(category_code(e.category))
+                .text(&e.occurred_on.to_string())
+                .num(e.scored_points)
+                .num(e.points)
+                .num(status_code(e.status))
+                .end();
+        }
+        for (i, o) in b.objections.iter().enumerate() {
+            objections
+                .text(&b.id)
+                .num(i)
+                .text(&o.id)
+                .text(&o.entry_id)
+                .text(&o.objector)
+                .text(&o.reason)
+                .num(o.filed_at)
+                .opt_num(o.outcome.map(|v| v as i16))
+                .text(&o.finding)
+                .opt_num(o.decided_at)
+                .opt_text(o.correction.as_deref())
+                .end();
+        }
+    }
+    (entries.finish(), objections.finish())
+}
 
 /// The columns of rm_acts as read.
 const ACT_COLUMNS: &str = "seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, flag_days, flag_actor";
@@ -986,8 +1076,9 @@ fn figures_of(ledger: &str, row: &tokio_postgres::Row) -> Result<(Period, String
 }
 
 /// The 公示 boards of a ledger (or the one of `publication`), in publication id order, each
-/// with its entries in board order and its objections in filing order.
-async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>) -> Result<Vec<Board>, StoreError> {
+/// with its entries in board order and its objections in filing order (or, without `items`,
+/// with neither).
+async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>, items: bool) -> Result<Vec<Board>, StoreError> {
     // Two statements, not one with an optional filter: a plan made for "every board" must not
     // serve "one board".
     let filter = if publication.is_some() { "ledger_id = $1 AND publication_id = $2" } else { "ledger_id = $1 AND $2::text IS NULL" };
@@ -1010,8 +1101,11 @@ async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>
         ))
         .await?;
     let params: [&Param<'_>; 2] = [&ledger, &publication];
-    let (publications, entries, objections) =
-        tokio::try_join!(tx.query(&publications, &params), tx.query(&entries, &params), tx.query(&objections, &params))?;
+    let (publications, entries, objections) = if items {
+        tokio::try_join!(tx.query(&publications, &params), tx.query(&entries, &params), tx.query(&objections, &params))?
+    } else {
+        (tx.query(&publications, &params).await?, Vec::new(), Vec::new())
+    };
     let mut boards: Vec<Board> = Vec::with_capacity(publications.len());
     let mut by_id: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for row in &publications {
@@ -1235,6 +1329,8 @@ pub enum AuditSubject<'a> {
     Household(&'a str),
     /// An entry's lineage.
     Entry(&'a str),
+    /// Every act that raises a red flag.
+    Flagged,
 }
 
 /// An audit trail as the read model holds it.
@@ -1242,8 +1338,6 @@ pub struct StoredAuditTrail {
     pub head: Head,
     /// The subject's acts, in seq order.
     pub acts: Vec<Act>,
-    /// The acts that raise a red flag alone, in seq order.
-    pub flagged: Vec<Act>,
     pub months: Vec<(Period, AuditMonth)>,
     pub alone: Vec<(Period, String, u64)>,
 }
@@ -1404,6 +1498,17 @@ impl Store {
     /// Every read-model row of a ledger, in one snapshot, in the order [`Rows::all`] gives
     /// them; `None` if the ledger has no read model.
     pub async fn read_model(&self, ledger: &VillageCode) -> Result<Option<(Head, Rows)>, StoreError> {
+        Ok(self.read_model_rows(ledger, true).await?.map(|(head, rows, _)| (head, rows)))
+    }
+
+    /// [`Store::read_model`] but for the boards' entries and objections, of which PostgreSQL
+    /// computes the digests instead ([`boards_digest`]): what a load compares, without moving
+    /// a large village's boards out of PostgreSQL.
+    pub async fn read_model_summary(&self, ledger: &VillageCode) -> Result<Option<(Head, Rows, BoardDigests)>, StoreError> {
+        Ok(self.read_model_rows(ledger, false).await?.map(|(head, rows, digests)| (head, rows, digests.unwrap_or_default())))
+    }
+
+    async fn read_model_rows(&self, ledger: &VillageCode, items: bool) -> Result<Option<(Head, Rows, Option<BoardDigests>)>, StoreError> {
         let id = ledger.as_str();
         let mut client = self.pool.get().await?;
         let tx = Self::snapshot(&mut client).await?;
@@ -1420,7 +1525,16 @@ impl Store {
                 one,
             )
         )?;
-        let boards = boards_in(&tx, id, None).await?;
+        let boards = boards_in(&tx, id, None, items).await?;
+        let digests = if items {
+            None
+        } else {
+            let row = tx.query_one(BOARD_DIGESTS.as_str(), one).await?;
+            let digest = |i: usize| -> Result<[u8; 32], StoreError> {
+                row.get::<_, Vec<u8>>(i).try_into().map_err(|_| corrupt(id, "a digest of the stored boards is not 32 bytes".into()))
+            };
+            Some((digest(0)?, digest(1)?))
+        };
         let supermarket = months_in(&tx, id, None).await?;
         let (audit_months, alone) = audit_months_in(&tx, id).await?;
         tx.commit().await?;
@@ -1436,6 +1550,7 @@ impl Store {
                 audit_months,
                 alone,
             },
+            digests,
         )))
     }
 
@@ -1467,14 +1582,14 @@ impl Store {
         let tx = Self::snapshot(&mut client).await?;
         let head = tx.prepare_cached(HEAD).await?;
         let head = tx.query_opt(&head, &[&id]).await?;
-        let mut boards = boards_in(&tx, id, Some(publication)).await?;
+        let mut boards = boards_in(&tx, id, Some(publication), true).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
         Ok(Some((head_of(id, &head)?, boards.pop())))
     }
 
-    /// The audit trail of `subject`: its acts, every act that raises a red flag, and the
-    /// monthly figures, in one snapshot; `None` if the ledger has no read model.
+    /// The audit trail of `subject`: its acts and the monthly figures, in one snapshot; `None`
+    /// if the ledger has no read model.
     pub async fn read_audit_trail(&self, ledger: &VillageCode, subject: AuditSubject<'_>) -> Result<Option<StoredAuditTrail>, StoreError> {
         let id = ledger.as_str();
         let mut client = self.pool.get().await?;
@@ -1484,21 +1599,19 @@ impl Store {
             AuditSubject::Actor(a) => ("jifen_act_keys(ledger_id, signers, households) @> ARRAY[$2::text]", format!("{id} a {a}")),
             AuditSubject::Household(h) => ("jifen_act_keys(ledger_id, signers, households) @> ARRAY[$2::text]", format!("{id} h {h}")),
             AuditSubject::Entry(e) => ("entry_id = $2", e.to_owned()),
+            AuditSubject::Flagged => ("flag IS NOT NULL AND $2::text IS NOT NULL", String::new()),
         };
         let acts = tx.prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND {filter} ORDER BY seq")).await?;
-        let flagged =
-            tx.prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND flag IS NOT NULL ORDER BY seq")).await?;
         let head = tx.prepare_cached(HEAD).await?;
         let one: [&Param<'_>; 1] = [&id];
         let two: [&Param<'_>; 2] = [&id, &key];
-        let (head, acts, flagged) = tokio::try_join!(tx.query_opt(&head, &one), tx.query(&acts, &two), tx.query(&flagged, &one))?;
+        let (head, acts) = tokio::try_join!(tx.query_opt(&head, &one), tx.query(&acts, &two))?;
         let (months, alone) = audit_months_in(&tx, id).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
         Ok(Some(StoredAuditTrail {
             head: head_of(id, &head)?,
             acts: acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?,
-            flagged: flagged.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?,
             months,
             alone,
         }))
@@ -1514,7 +1627,7 @@ impl Store {
     /// The SHA-256 of the stored acts of seqs `from..to` ([`acts_digest`]).
     pub async fn acts_digest(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<[u8; 32], StoreError> {
         let client = self.pool.get().await?;
-        let query = client.prepare_cached(ACTS_DIGEST).await?;
+        let query = client.prepare_cached(&ACTS_DIGEST).await?;
         let row = client.query_one(&query, &[&ledger.as_str(), &(from as i64), &(to as i64)]).await?;
         let digest: Vec<u8> = row.get(0);
         digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored acts is not 32 bytes".into()))

@@ -14,10 +14,21 @@ impl Villages {
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
         // With a read model, the acts are compared page by page as the records replay;
         // without, they are kept to build it.
+        let started = std::time::Instant::now();
         let mode = if self.store.read_model_head(code).await?.is_some() { ActsMode::Compare } else { ActsMode::Collect };
         let (mut village, acts) = self.load_records(code, mode).await?;
+        let replayed = started.elapsed();
         if village.corrupt.is_none() && !village.is_empty() {
             village.corrupt = self.compare_read_model(&village, acts, true).await?.map(|reason| Corruption { seq: None, reason });
+        }
+        if !village.is_empty() {
+            tracing::info!(
+                village = %code,
+                records = village.len(),
+                replay_ms = replayed.as_millis() as u64,
+                read_model_ms = (started.elapsed() - replayed).as_millis() as u64,
+                "village loaded"
+            );
         }
         if let Some(c) = &village.corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
@@ -119,13 +130,14 @@ impl Villages {
             last_recorded_at: village.state.last_recorded_at(),
             book_year: village.state.balances().year(),
         };
-        let expected = Rows::all(&village.state, &village.views);
-        let stored = match self.store.read_model(&village.code).await {
+        // The boards' entries and objections are compared by digest (PostgreSQL computes the
+        // stored rows'), and read only if the digests differ.
+        let stored = match self.store.read_model_summary(&village.code).await {
             // A row no code writes (a count below zero, say): that is the difference.
             Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
             other => other?,
         };
-        let Some((head, rows)) = stored else {
+        let Some((head, rows, digests)) = stored else {
             if len == 0 {
                 return Ok(None);
             }
@@ -134,6 +146,7 @@ impl Villages {
             }
             // Stored before read models (or removed: derived rows lose nothing, but say so).
             tracing::warn!(village = %village.code, records = len, "the ledger has no read model: building it from the records");
+            let expected = Rows::all(&village.state, &village.views);
             return match self.store.rebuild_read_model(&village.code, &expected_head, &expected, &acts.collected).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -149,8 +162,17 @@ impl Villages {
         if head != expected_head {
             return Ok(Some(format!("read model: its head is stored as {head:?}, but the records give {expected_head:?}")));
         }
-        if let Some(d) = rows.first_difference(&expected).or(acts.difference) {
+        if let Some(d) = rows.first_difference(&Rows::summary(&village.state, &village.views)).or(acts.difference) {
             return Ok(Some(d));
+        }
+        if digests != boards_digest(village.views.publicity.boards()) {
+            // Read them to name the row.
+            let full = match self.store.read_model(&village.code).await {
+                Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
+                other => other?,
+            };
+            let named = full.and_then(|(_, rows)| rows.first_difference(&Rows::all(&village.state, &village.views)));
+            return Ok(Some(named.unwrap_or_else(|| "read model: the 公示 boards' stored rows differ from the records'".to_owned())));
         }
         if acts.mode == ActsMode::Compare {
             return acts_beyond(&self.store, &village.code, len).await;
@@ -210,6 +232,9 @@ pub enum ActsMode {
     Skip,
 }
 
+/// A digest of stored acts being computed: the seqs `from..to` it covers, and the task.
+pub type StoredDigest = (u64, u64, tokio::task::JoinHandle<Result<[u8; 32], StoreError>>);
+
 /// The acts of a replay, compared or collected page by page.
 pub struct ActsCheck {
     pub mode: ActsMode,
@@ -224,17 +249,41 @@ impl ActsCheck {
         ActsCheck { mode, difference: None, collected: Vec::new() }
     }
 
+    /// Asks PostgreSQL for the digest of the stored acts of seqs `from..to` while the
+    /// caller folds those records ([`ActsCheck::page`] takes the answer), if it compares.
+    pub fn prefetch(&self, store: &Store, code: &VillageCode, from: u64, to: u64) -> Option<StoredDigest> {
+        (self.mode == ActsMode::Compare && self.difference.is_none() && to > from).then(|| {
+            let (store, code) = (store.clone(), code.clone());
+            (from, to, tokio::spawn(async move { store.acts_digest(&code, from, to).await }))
+        })
+    }
+
     /// Takes the acts of the records `from..from + acts.len()`: compares them with the
-    /// stored ones (by the SHA-256 of their canonical lines, computed by PostgreSQL; the rows
-    /// are read only if they differ, to name the first), or keeps them.
-    pub async fn page(&mut self, store: &Store, code: &VillageCode, from: u64, acts: Vec<Act>) -> Result<(), StoreError> {
+    /// stored ones (by the SHA-256 of their canonical lines, computed by PostgreSQL, asked
+    /// for ahead by [`ActsCheck::prefetch`] or now; the rows are read only if the digests
+    /// differ, to name the first act that does), or keeps them.
+    pub async fn page(
+        &mut self,
+        store: &Store,
+        code: &VillageCode,
+        from: u64,
+        acts: Vec<Act>,
+        prefetched: Option<StoredDigest>,
+    ) -> Result<(), StoreError> {
         match self.mode {
             ActsMode::Skip => {}
             ActsMode::Collect => self.collected.extend(acts),
             ActsMode::Compare if self.difference.is_some() || acts.is_empty() => {}
             ActsMode::Compare => {
                 let to = from + acts.len() as u64;
-                if store.acts_digest(code, from, to).await? != acts_digest(&acts) {
+                let stored = match prefetched {
+                    Some((f, t, task)) if (f, t) == (from, to) => match task.await {
+                        Ok(digest) => digest?,
+                        Err(_) => store.acts_digest(code, from, to).await?,
+                    },
+                    _ => store.acts_digest(code, from, to).await?,
+                };
+                if stored != acts_digest(&acts) {
                     self.difference = Some(stored_act_difference(store, code, from, to, &acts).await?);
                 }
             }
@@ -251,14 +300,25 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
     let mut state = VillageState::new();
     let mut views = Views::serving();
     let mut acts = ActsCheck::new(mode);
+    let mut next: Option<tokio::task::JoinHandle<Result<crate::store::AuditRows, StoreError>>> = None;
     let mut tip = ChainTip::default();
     let mut hashes = Vec::new();
     let mut corrupt = None;
     'pages: loop {
-        let rows = store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?;
+        let rows = match next.take() {
+            Some(task) => task.await.map_err(|e| StoreError::PoolSetup(format!("reading a page of records: {e}")))??,
+            None => store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?,
+        };
         let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
+        if full && rows.undecodable.is_none() {
+            // The next page is read and decoded on another worker while this one is folded.
+            let (store, code, from) = (store.clone(), code.clone(), tip.next_seq + rows.records.len() as u64);
+            next = Some(tokio::spawn(async move { store.read_rows(&code, from, from + LOAD_PAGE).await }));
+        }
         let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
         let page = &rows.records[..good.len()];
+        // PostgreSQL digests the page's stored acts while the page is folded here.
+        let prefetched = acts.prefetch(store, code, tip.next_seq, tip.next_seq + page.len() as u64);
         for (r, h) in page.iter().zip(&good) {
             match replay_one(&state, r) {
                 Ok(a) => {
@@ -272,7 +332,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
                 }
             }
         }
-        acts.page(store, code, tip.next_seq, views.audit.take_acts()).await?;
+        acts.page(store, code, tip.next_seq, views.audit.take_acts(), prefetched).await?;
         tip = tip.after(page, &good);
         if let Some(e) = fault {
             corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
@@ -285,6 +345,10 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
         if !full {
             break;
         }
+    }
+    if let Some(task) = next {
+        // Read ahead past a bad row: not needed.
+        task.abort();
     }
     Ok(Replayed { state, views, hashes, corrupt, acts })
 }
@@ -423,7 +487,7 @@ impl Villages {
                 // The acts as stored, checked the way a load checks them.
                 let mut stored = ActsCheck::new(ActsMode::Compare);
                 for (n, page) in acts.collected.chunks(LOAD_PAGE as usize).enumerate() {
-                    stored.page(&self.store, code, n as u64 * LOAD_PAGE, page.to_vec()).await?;
+                    stored.page(&self.store, code, n as u64 * LOAD_PAGE, page.to_vec(), None).await?;
                 }
                 stored.difference
             }

@@ -21,7 +21,7 @@ use super::clock::Clock;
 use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
-use crate::store::read_model::{acts_digest, Derived, Head, Rows, Tip};
+use crate::store::read_model::{acts_digest, boards_digest, Derived, Head, Rows, Tip};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
