@@ -15,10 +15,10 @@
 //! - [`townships`] — the township authority keys the deployment enrols: who may open a village.
 //! - [`api`] — the generated protobuf/gRPC types.
 
-pub mod auth;
 pub mod campaign;
-pub mod codec;
 pub mod server;
+// The gRPC layer's guard and codec, under their old paths (clients sign tokens with `auth`).
+pub use server::{auth, codec};
 pub mod store;
 pub mod townships;
 

@@ -228,6 +228,72 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_act_forged_beyond_the_records_or_an_index_on_another_function_is_named_and_never_served() {
+    let db = Db::start().await;
+    let sample = small_year(33, 2);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let mut server = Server::start(&db, &sample).await;
+    for r in records {
+        server.replay(r).await;
+    }
+    let last = records.last().unwrap().recorded_at();
+    let mut q = query(&server).await;
+    let flagged = |server: &Server| {
+        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, min_tree_size: 0 };
+        server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)
+    };
+    let honest: Vec<u64> = q.get_audit_trail(flagged(&server)).await.unwrap().into_inner().acts.iter().map(|a| a.seq).collect();
+
+    // The superuser adds a flagged act far beyond the records (a back-dated score by a panel
+    // member), where no page of a load's replay looks.
+    let owner = db.superuser().await.unwrap();
+    owner
+        .execute(
+            "INSERT INTO rm_acts SELECT ledger_id, 1000000000000, kind, author, signers, recorded_at, occurred_at, households, entry_id, \
+             0, 99, NULL FROM rm_acts WHERE ledger_id = $1 AND kind = 'ScoreRecorded' ORDER BY seq LIMIT 1",
+            &[&ledger],
+        )
+        .await
+        .unwrap();
+    // Warm: never served, and VerifyLedger names it.
+    let served: Vec<u64> = q.get_audit_trail(flagged(&server)).await.unwrap().into_inner().acts.iter().map(|a| a.seq).collect();
+    assert_eq!(served, honest);
+    let (ok, has_seq, reason) = verify(&server, &sample).await;
+    assert!(!ok && !has_seq && reason.contains("rm_acts: seq 1000000000000 is stored but no record gives it"), "{reason}");
+    server.shutdown().await;
+    // Cold: refused from the load on.
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let mut q = query(&server).await;
+    assert_status(
+        q.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 }).await.unwrap_err(),
+        Code::DataLoss,
+        "LEDGER_CORRUPT",
+    );
+    server.shutdown().await;
+    owner.execute("DELETE FROM rm_acts WHERE ledger_id = $1 AND seq = 1000000000000", &[&ledger]).await.unwrap();
+
+    // The index rebuilt on a function that forgets a panel member: their acts would vanish
+    // from their audit trail while every row stays as it was.
+    owner
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION jifen_act_keys(ledger text, signers text, households text) RETURNS text[] \
+             LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ \
+             SELECT ARRAY(SELECT ledger || ' a ' || s FROM unnest(string_to_array(signers, ' ')) AS s WHERE s <> 'panel-01' \
+             UNION ALL SELECT ledger || ' h ' || h FROM unnest(string_to_array(households, ' ')) AS h) $$; \
+             REINDEX INDEX rm_acts_subjects;",
+        )
+        .await
+        .unwrap();
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let (ok, _, reason) = verify(&server, &sample).await;
+    assert!(!ok && reason.contains("jifen_act_keys"), "{reason}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_it_from_the_records() {
     let db = Db::start().await;
     let sample = small_year(32, 2);

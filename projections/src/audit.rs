@@ -119,7 +119,8 @@ pub fn monthly_flags<'a>(months: &[(Period, AuditMonth)], alone: impl IntoIterat
     let mut flags = Vec::new();
     for (period, actor, alone) in alone {
         let total = months.iter().find(|(p, _)| *p == period).map_or(0, |(_, m)| m.scores);
-        if alone >= LONE_MIN_SCORES && alone * 100 > total * LONE_SHARE_PERCENT {
+        // Wide enough for any count a row can hold.
+        if alone >= LONE_MIN_SCORES && u128::from(alone) * 100 > u128::from(total) * u128::from(LONE_SHARE_PERCENT) {
             flags.push(RedFlag::LoneScorer { period, actor: actor.to_owned(), alone, total });
         }
     }
@@ -128,9 +129,10 @@ pub fn monthly_flags<'a>(months: &[(Period, AuditMonth)], alone: impl IntoIterat
         if s.gainers < 10 {
             continue;
         }
-        let share = s.top_points * 100 / s.points.max(1);
-        if share > CONCENTRATION_PERCENT {
-            flags.push(RedFlag::Concentration { period: *period, households: s.top as usize, share_percent: share });
+        let share = i128::from(s.top_points) * 100 / i128::from(s.points.max(1));
+        if share > i128::from(CONCENTRATION_PERCENT) {
+            let share_percent = i64::try_from(share).unwrap_or(i64::MAX);
+            flags.push(RedFlag::Concentration { period: *period, households: s.top as usize, share_percent });
         }
     }
     flags
@@ -172,8 +174,8 @@ impl RedFlag {
 #[derive(Clone, Debug)]
 pub struct AuditTrail {
     acts: Vec<Act>,
-    /// `acts.len()` at [`AuditTrail::begin`].
-    mark: usize,
+    /// `acts.len()` at [`AuditTrail::begin`], while a journal is open.
+    mark: Option<usize>,
     index: Option<Index>,
     /// Scores per month, and scores signed by exactly one panel member, per (month, member).
     scores: JOrd<Period, u64>,
@@ -221,7 +223,7 @@ impl Index {
 
 impl Default for AuditTrail {
     fn default() -> Self {
-        AuditTrail { acts: Vec::new(), mark: 0, index: Some(Index::default()), scores: JOrd::default(), alone: JOrd::default() }
+        AuditTrail { acts: Vec::new(), mark: None, index: Some(Index::default()), scores: JOrd::default(), alone: JOrd::default() }
     }
 }
 
@@ -237,18 +239,20 @@ impl AuditTrail {
         if self.index.is_none() {
             self.acts.clear();
         }
-        self.mark = self.acts.len();
+        self.mark = Some(self.acts.len());
         self.scores.begin();
         self.alone.begin();
     }
     /// Closes the journal, keeping the changes.
     pub fn commit(&mut self) {
+        self.mark = None;
         self.scores.commit();
         self.alone.commit();
     }
     /// Undoes every change since [`AuditTrail::begin`].
     pub fn rollback(&mut self) {
-        while self.acts.len() > self.mark {
+        let mark = self.mark.take().unwrap_or(self.acts.len());
+        while self.acts.len() > mark {
             let act = self.acts.pop().expect("longer than the mark");
             if let Some(index) = &mut self.index {
                 index.pop(&act);
@@ -265,7 +269,7 @@ impl AuditTrail {
     }
     /// The acts of a serving trail since the last call (a load checks them page by page).
     pub fn take_acts(&mut self) -> Vec<Act> {
-        self.mark = 0;
+        self.mark = self.mark.map(|_| 0);
         std::mem::take(&mut self.acts)
     }
     fn indexed<'a>(&'a self, list: impl Fn(&'a Index) -> &'a BTreeMap<String, Vec<usize>>, key: &str) -> impl Iterator<Item = &'a Act> {

@@ -9,7 +9,9 @@
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
 //! calls and lets in-flight appends finish (each stores its own checkpoint).
 
+pub mod auth;
 pub mod clock;
+pub mod codec;
 pub mod ledger_api;
 pub mod query_api;
 pub mod status;

@@ -22,21 +22,24 @@ pub enum Field {
 }
 
 /// `SELECT` of the SHA-256 over the canonical lines of `table`'s rows that match `filter`, in
-/// `order`.
-pub fn digest_sql(fields: &[Field], table: &str, filter: &str, order: &str) -> String {
+/// `order`; with `group`, one row per value of that column (in `COLLATE "C"` order): the value
+/// and the digest of its rows.
+pub fn digest_sql(fields: &[Field], table: &str, filter: &str, order: &str, group: Option<&str>) -> String {
     let parts: Vec<String> = fields
         .iter()
         .map(|f| match f {
-            Field::Text(c) => format!("octet_length({c})::text || ':' || {c}"),
-            Field::OptText(c) => format!("coalesce(octet_length({c})::text || ':' || {c}, '-,')"),
+            // Bytes of UTF-8, as the server counts them, whatever the database's encoding.
+            Field::Text(c) => format!("octet_length(convert_to({c}, 'UTF8'))::text || ':' || {c}"),
+            Field::OptText(c) => format!("coalesce(octet_length(convert_to({c}, 'UTF8'))::text || ':' || {c}, '-,')"),
             Field::Num(c) => format!("{c}::text || ','"),
             Field::OptNum(c) => format!("coalesce({c}::text, '-') || ','"),
         })
         .collect();
-    format!(
-        "SELECT sha256(convert_to(coalesce(string_agg(concat({}, E'\\n'), '' ORDER BY {order}), ''), 'UTF8')) FROM {table} WHERE {filter}",
-        parts.join(", ")
-    )
+    let digest = format!("sha256(convert_to(coalesce(string_agg(concat({}, E'\\n'), '' ORDER BY {order}), ''), 'UTF8'))", parts.join(", "));
+    match group {
+        None => format!("SELECT {digest} FROM {table} WHERE {filter}"),
+        Some(g) => format!("SELECT {g}, {digest} FROM {table} WHERE {filter} GROUP BY {g} ORDER BY {g} COLLATE \"C\""),
+    }
 }
 
 /// Canonical lines being hashed, written field by field in [`Field`] order.

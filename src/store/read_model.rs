@@ -570,7 +570,7 @@ pub fn acts_digest(acts: &[Act]) -> [u8; 32] {
 
 /// The SHA-256 of the stored acts of seqs $2 ≤ seq < $3, as [`acts_digest`] computes it.
 static ACTS_DIGEST: LazyLock<String> =
-    LazyLock::new(|| digest_sql(&ACT_LINE, "rm_acts", "ledger_id = $1 AND seq >= $2 AND seq < $3", "seq"));
+    LazyLock::new(|| digest_sql(&ACT_LINE, "rm_acts", "ledger_id = $1 AND seq >= $2 AND seq < $3", "seq", None));
 
 /// The canonical line of a 公示 board entry, in rm_board_entries' columns.
 const ENTRY_LINE: [Field; 11] = [
@@ -602,25 +602,25 @@ const OBJECTION_LINE: [Field; 11] = [
     Field::OptText("correction"),
 ];
 
-/// The SHA-256 of every board entry's and every objection's canonical line, in publication
-/// id and position order, of a ledger's stored boards ($1).
-static BOARD_DIGESTS: LazyLock<String> = LazyLock::new(|| {
-    let order = "publication_id COLLATE \"C\", position";
-    format!(
-        "SELECT ({}), ({})",
-        digest_sql(&ENTRY_LINE, "rm_board_entries", "ledger_id = $1", order),
-        digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", order)
-    )
-});
+/// Per publication of a ledger ($1), in publication id order: the SHA-256 of its entries'
+/// canonical lines, in position order (one digest per board, so no aggregate grows with the
+/// ledger, and a difference is found by board).
+static ENTRY_DIGESTS: LazyLock<String> =
+    LazyLock::new(|| digest_sql(&ENTRY_LINE, "rm_board_entries", "ledger_id = $1", "position", Some("publication_id")));
+/// [`ENTRY_DIGESTS`] of the objections.
+static OBJECTION_DIGESTS: LazyLock<String> =
+    LazyLock::new(|| digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", "position", Some("publication_id")));
 
-/// The digests of a ledger's board entries and of its objections.
-pub type BoardDigests = ([u8; 32], [u8; 32]);
+/// The digests of a ledger's board entries and of its objections, per publication that has
+/// any, in publication id order.
+pub type BoardDigests = (Vec<(String, [u8; 32])>, Vec<(String, [u8; 32])>);
 
 /// The digests of boards' entries and objections ([`ENTRY_LINE`], [`OBJECTION_LINE`]), as
 /// PostgreSQL computes them over the stored rows ([`Store::read_model_summary`]).
 pub fn boards_digest<'a>(boards: impl Iterator<Item = &'a Board>) -> BoardDigests {
-    let (mut entries, mut objections) = (Lines::default(), Lines::default());
+    let (mut entry_digests, mut objection_digests) = (Vec::new(), Vec::new());
     for b in boards {
+        let (mut entries, mut objections) = (Lines::default(), Lines::default());
         for (i, e) in b.entries.iter().enumerate() {
             entries
                 .text(&b.id)
@@ -651,9 +651,19 @@ pub fn boards_digest<'a>(boards: impl Iterator<Item = &'a Board>) -> BoardDigest
                 .opt_text(o.correction.as_deref())
                 .end();
         }
+        if !b.entries.is_empty() {
+            entry_digests.push((b.id.clone(), entries.finish()));
+        }
+        if !b.objections.is_empty() {
+            objection_digests.push((b.id.clone(), objections.finish()));
+        }
     }
-    (entries.finish(), objections.finish())
+    (entry_digests, objection_digests)
 }
+
+/// The body of `jifen_act_keys` as migration V5 creates it (compared word by word).
+const ACT_KEYS_SOURCE: &str = "SELECT ARRAY(SELECT ledger || ' a ' || s FROM unnest(string_to_array(signers, ' ')) AS s \
+     UNION ALL SELECT ledger || ' h ' || h FROM unnest(string_to_array(households, ' ')) AS h)";
 
 /// The columns of rm_acts as read.
 const ACT_COLUMNS: &str = "seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, flag_days, flag_actor";
@@ -1529,11 +1539,17 @@ impl Store {
         let digests = if items {
             None
         } else {
-            let row = tx.query_one(BOARD_DIGESTS.as_str(), one).await?;
-            let digest = |i: usize| -> Result<[u8; 32], StoreError> {
-                row.get::<_, Vec<u8>>(i).try_into().map_err(|_| corrupt(id, "a digest of the stored boards is not 32 bytes".into()))
+            let per_board = |rows: Vec<tokio_postgres::Row>| -> Result<Vec<(String, [u8; 32])>, StoreError> {
+                rows.iter()
+                    .map(|r| {
+                        let digest: Vec<u8> = r.get(1);
+                        let digest = digest.try_into().map_err(|_| corrupt(id, "a digest of the stored boards is not 32 bytes".into()))?;
+                        Ok((r.get(0), digest))
+                    })
+                    .collect()
             };
-            Some((digest(0)?, digest(1)?))
+            let (entries, objections) = tokio::try_join!(tx.query(ENTRY_DIGESTS.as_str(), one), tx.query(OBJECTION_DIGESTS.as_str(), one))?;
+            Some((per_board(entries)?, per_board(objections)?))
         };
         let supermarket = months_in(&tx, id, None).await?;
         let (audit_months, alone) = audit_months_in(&tx, id).await?;
@@ -1601,7 +1617,13 @@ impl Store {
             AuditSubject::Entry(e) => ("entry_id = $2", e.to_owned()),
             AuditSubject::Flagged => ("flag IS NOT NULL AND $2::text IS NOT NULL", String::new()),
         };
-        let acts = tx.prepare_cached(&format!("SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND {filter} ORDER BY seq")).await?;
+        // Only acts of the records the head reflects: a row beyond it was put there by hand.
+        let acts = tx
+            .prepare_cached(&format!(
+                "SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND {filter} \
+                 AND seq >= 0 AND seq < (SELECT tree_size FROM read_models WHERE ledger_id = $1) ORDER BY seq"
+            ))
+            .await?;
         let head = tx.prepare_cached(HEAD).await?;
         let one: [&Param<'_>; 1] = [&id];
         let two: [&Param<'_>; 2] = [&id, &key];
@@ -1609,12 +1631,15 @@ impl Store {
         let (months, alone) = audit_months_in(&tx, id).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
-        Ok(Some(StoredAuditTrail {
-            head: head_of(id, &head)?,
-            acts: acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?,
-            months,
-            alone,
-        }))
+        // And only acts about the subject, whatever the index returned.
+        let about = |a: &Act| match subject {
+            AuditSubject::Actor(x) => a.signers.iter().any(|s| s == x),
+            AuditSubject::Household(h) => a.households.iter().any(|x| x == h),
+            AuditSubject::Entry(e) => a.entry.as_deref() == Some(e),
+            AuditSubject::Flagged => a.flag.is_some(),
+        };
+        let acts: Vec<Act> = acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?;
+        Ok(Some(StoredAuditTrail { head: head_of(id, &head)?, acts: acts.into_iter().filter(about).collect(), months, alone }))
     }
 
     /// A ledger's read-model head, if it has one.
@@ -1644,12 +1669,33 @@ impl Store {
         rows.iter().map(|r| act_of(id, r)).collect()
     }
 
-    /// The first stored act at or after seq `from`, if any (an act beyond the records).
-    pub async fn act_from(&self, ledger: &VillageCode, from: u64) -> Result<Option<u64>, StoreError> {
+    /// The bounds of a ledger's stored acts, read with its head in one statement: the tree
+    /// size the read model reflects and the lowest and highest seq of an act, if it has a read
+    /// model. Every act must lie below the head (an append stores both); one beyond it was put
+    /// there by hand, and would be served.
+    pub async fn acts_bounds(&self, ledger: &VillageCode) -> Result<Option<(u64, Option<i64>, Option<i64>)>, StoreError> {
         let client = self.pool.get().await?;
-        let query = client.prepare_cached("SELECT seq FROM rm_acts WHERE ledger_id = $1 AND seq >= $2 ORDER BY seq LIMIT 1").await?;
-        let row = client.query_opt(&query, &[&ledger.as_str(), &(from as i64)]).await?;
-        Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64))
+        let query = client
+            .prepare_cached(
+                "SELECT rm.tree_size, (SELECT min(seq) FROM rm_acts WHERE ledger_id = $1), (SELECT max(seq) FROM rm_acts WHERE ledger_id = $1) \
+                 FROM read_models rm WHERE rm.ledger_id = $1",
+            )
+            .await?;
+        let Some(row) = client.query_opt(&query, &[&ledger.as_str()]).await? else { return Ok(None) };
+        Ok(Some((row.get::<_, i64>(0).max(0) as u64, row.get(1), row.get(2))))
+    }
+
+    /// Whether the function the acts' index is built on is the one migration V5 created: an
+    /// index on another function would find other acts, and no digest of the rows would show
+    /// it. `None` if it is; what it is otherwise.
+    pub async fn act_keys_function(&self) -> Result<Option<String>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client.query("SELECT prosrc FROM pg_proc WHERE proname = 'jifen_act_keys'", &[]).await?;
+        let found: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(match found.as_slice() {
+            [one] if one.split_whitespace().eq(ACT_KEYS_SOURCE.split_whitespace()) => None,
+            _ => Some(format!("read model: the function rm_acts is indexed by (jifen_act_keys) is not the one jifen created: {found:?}")),
+        })
     }
 
     /// Replaces a ledger's read model with `rows` at `head` (a replay of its first

@@ -152,17 +152,32 @@ impl Villages {
                 Err(e) => Err(e),
             };
         };
+        // The acts of the records replayed never change, whatever the head says now; nor may
+        // any act lie outside the head's tree, nor the index find acts by another function.
+        let acts_found = match acts.mode {
+            ActsMode::Collect => compare_collected(&self.store, &village.code, &acts.collected).await?,
+            _ => acts.difference,
+        };
+        if let Some(d) = acts_found {
+            return Ok(Some(d));
+        }
+        if let Some(d) = self.store.act_keys_function().await? {
+            return Ok(Some(d));
+        }
         if head.tree_size > len {
             let stored = self.store.stored_end(&village.code).await?;
             if head.tree_size <= stored {
-                return Ok(None);
+                return acts_out_of_bounds(&self.store, &village.code).await;
             }
             return Ok(Some(format!("read model: it reflects a tree of {} records, but {stored} are stored", head.tree_size)));
         }
         if head != expected_head {
             return Ok(Some(format!("read model: its head is stored as {head:?}, but the records give {expected_head:?}")));
         }
-        if let Some(d) = rows.first_difference(&Rows::summary(&village.state, &village.views)).or(acts.difference) {
+        if let Some(d) = acts_out_of_bounds(&self.store, &village.code).await? {
+            return Ok(Some(d));
+        }
+        if let Some(d) = rows.first_difference(&Rows::summary(&village.state, &village.views)) {
             return Ok(Some(d));
         }
         if digests != boards_digest(village.views.publicity.boards()) {
@@ -173,9 +188,6 @@ impl Villages {
             };
             let named = full.and_then(|(_, rows)| rows.first_difference(&Rows::all(&village.state, &village.views)));
             return Ok(Some(named.unwrap_or_else(|| "read model: the 公示 boards' stored rows differ from the records'".to_owned())));
-        }
-        if acts.mode == ActsMode::Compare {
-            return acts_beyond(&self.store, &village.code, len).await;
         }
         Ok(None)
     }
@@ -381,14 +393,14 @@ fn first_act_difference(stored: &[Act], replayed: &[Act]) -> String {
 
 /// The acts of `records` (verified, from seq 0), page by page, folded off the async workers:
 /// each page's digest, or with `keep` the acts of page `keep` too.
-async fn replay_acts(records: Arc<Vec<Record>>, keep: Option<usize>) -> (Vec<[u8; 32]>, Vec<Act>) {
+async fn replay_acts(records: Arc<Vec<Record>>, keep: Option<usize>) -> Result<(Vec<[u8; 32]>, Vec<Act>), String> {
     let fold = move || {
         let mut state = VillageState::new();
         let mut audit = AuditTrail::serving();
         let (mut digests, mut kept) = (Vec::new(), Vec::new());
         for (n, page) in records.chunks(LOAD_PAGE as usize).enumerate() {
             for r in page {
-                let Ok(a) = Accepted::from_verified_record(r.clone()) else { return (digests, kept) };
+                let a = Accepted::from_verified_record(r.clone()).map_err(|e| format!("seq {}: {e}", r.seq()))?;
                 state.apply(&a);
                 audit.apply(&a, &state);
             }
@@ -399,9 +411,9 @@ async fn replay_acts(records: Arc<Vec<Record>>, keep: Option<usize>) -> (Vec<[u8
                 break;
             }
         }
-        (digests, kept)
+        Ok((digests, kept))
     };
-    tokio::task::spawn_blocking(fold).await.unwrap_or_default()
+    tokio::task::spawn_blocking(fold).await.map_err(|e| e.to_string())?
 }
 
 /// The first stored act that differs from what `records` (the whole ledger, verified) give,
@@ -410,25 +422,44 @@ async fn replay_acts(records: Arc<Vec<Record>>, keep: Option<usize>) -> (Vec<[u8
 pub async fn acts_difference(store: &Store, code: &VillageCode, records: Vec<Record>) -> Result<Option<String>, StoreError> {
     let len = records.len() as u64;
     let records = Arc::new(records);
-    let (digests, _) = replay_acts(records.clone(), None).await;
+    // Never "no difference" for want of a fold: every page must have its digest.
+    let cannot = |why: String| format!("read model rm_acts: the verified records could not be folded to compare their acts: {why}");
+    let digests = match replay_acts(records.clone(), None).await {
+        Ok((d, _)) if d.len() as u64 == len.div_ceil(LOAD_PAGE) => d,
+        Ok((d, _)) => return Ok(Some(cannot(format!("{} pages of {}", d.len(), len.div_ceil(LOAD_PAGE))))),
+        Err(e) => return Ok(Some(cannot(e))),
+    };
     for (n, digest) in digests.iter().enumerate() {
         let from = n as u64 * LOAD_PAGE;
         let to = (from + LOAD_PAGE).min(len);
         if store.acts_digest(code, from, to).await? != *digest {
-            let (_, replayed) = replay_acts(records, Some(n)).await;
+            let replayed = replay_acts(records, Some(n)).await.map(|(_, acts)| acts).unwrap_or_default();
             return Ok(Some(stored_act_difference(store, code, from, to, &replayed).await?));
         }
     }
-    acts_beyond(store, code, len).await
+    if let Some(d) = acts_out_of_bounds(store, code).await? {
+        return Ok(Some(d));
+    }
+    store.act_keys_function().await
 }
 
-/// An act stored beyond the first `len` records and beyond every record stored (those of
-/// another process's appends since have their acts), if any.
-async fn acts_beyond(store: &Store, code: &VillageCode, len: u64) -> Result<Option<String>, StoreError> {
-    let Some(seq) = store.act_from(code, len).await? else { return Ok(None) };
-    // Records are read after the act: an append stores both in one transaction.
-    let end = store.stored_end(code).await?;
-    Ok((seq >= end).then(|| format!("read model rm_acts: seq {seq} is stored but no record gives it ({end} records)")))
+/// An act stored outside the tree the read model reflects (below seq 0, or at or beyond its
+/// head, read in the same statement: an append stores its acts with its head), if any.
+async fn acts_out_of_bounds(store: &Store, code: &VillageCode) -> Result<Option<String>, StoreError> {
+    let Some((size, min, max)) = store.acts_bounds(code).await? else { return Ok(None) };
+    let outside = [min, max].into_iter().flatten().find(|s| *s < 0 || *s as u64 >= size);
+    Ok(outside
+        .map(|seq| format!("read model rm_acts: seq {seq} is stored but no record gives it (the read model reflects {size} records)")))
+}
+
+/// The first difference between the stored acts and `acts` (a replay's, from seq 0), compared
+/// page by page as a load compares them.
+async fn compare_collected(store: &Store, code: &VillageCode, acts: &[Act]) -> Result<Option<String>, StoreError> {
+    let mut check = ActsCheck::new(ActsMode::Compare);
+    for (n, page) in acts.chunks(LOAD_PAGE as usize).enumerate() {
+        check.page(store, code, n as u64 * LOAD_PAGE, page.to_vec(), None).await?;
+    }
+    Ok(check.difference)
 }
 
 /// Why a read model was not rebuilt.
@@ -483,14 +514,8 @@ impl Villages {
         };
         let difference = match difference {
             Some(d) => Some(d),
-            None => {
-                // The acts as stored, checked the way a load checks them.
-                let mut stored = ActsCheck::new(ActsMode::Compare);
-                for (n, page) in acts.collected.chunks(LOAD_PAGE as usize).enumerate() {
-                    stored.page(&self.store, code, n as u64 * LOAD_PAGE, page.to_vec(), None).await?;
-                }
-                stored.difference
-            }
+            // The acts as stored, checked the way a load checks them.
+            None => compare_collected(&self.store, code, &acts.collected).await?,
         };
         self.store.rebuild_read_model(code, &head, &rows, &acts.collected).await?;
         Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
