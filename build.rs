@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .extern_path(".jifen.v1.StockSource", "::jifen_ledger::pb::StockSource")
-        // Malformed protobuf is INVALID_ARGUMENT, not INTERNAL (src/codec.rs).
+        // Malformed protobuf is INVALID_ARGUMENT, not INTERNAL (src/server/codec.rs).
         .codec_path("crate::codec::StrictCodec")
         .compile_fds(descriptors)?;
     Ok(())

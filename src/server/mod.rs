@@ -3,12 +3,15 @@
 //! - [`clock`] — where `recorded_at` comes from (system, or manual in tests and the demo).
 //! - [`villages`] — one writer per village, the deployment's log key.
 //! - [`ledger_api`] — `jifen.v1.LedgerService`.
-//! - [`query_api`] — `jifen.v1.QueryService` and `jifen.v1.AuditService`.
+//! - [`query_api`] — `jifen.v1.QueryService`; [`audit_api`] — `jifen.v1.AuditService`.
+//! - [`auth`] — the guard of the calls for supervisors, townships and auditors; [`codec`] —
+//!   the decoder that keeps a request's exact body bytes.
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
 //! calls and lets in-flight appends finish (each stores its own checkpoint).
 
+pub mod audit_api;
 pub mod auth;
 pub mod clock;
 pub mod codec;
