@@ -213,7 +213,7 @@ fn main() {
             let req = api::GetAuditTrailRequest {
                 ledger_id: ledger_id.clone(),
                 subject: Some(api::get_audit_trail_request::Subject::EntryId(entry)),
-                min_tree_size: 0,
+                ..Default::default()
             };
             let req = jifen::auth::authorized(req, &auditor.key, jifen::auth::method::GET_AUDIT_TRAIL, &ledger_id, now);
             async move { c.get_audit_trail(req).await.is_ok_and(|r| !r.into_inner().acts.is_empty()) }

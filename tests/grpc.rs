@@ -481,8 +481,8 @@ async fn queries_answer_from_the_projections_with_names_and_verify_finds_tamperi
     let objected = board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_else(|| board.entries[0].entry_id.clone());
     let trail_request = api::GetAuditTrailRequest {
         ledger_id: ledger.clone(),
-        min_tree_size: 0,
         subject: Some(api::get_audit_trail_request::Subject::EntryId(objected)),
+        ..Default::default()
     };
     // Refused without a token, with a stranger's, a villager's, a replayed or an expired one.
     let e = q.get_audit_trail(trail_request.clone()).await.unwrap_err();

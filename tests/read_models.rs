@@ -200,7 +200,8 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         // The flags its acts raise, then the ledger's monthly flags.
         let mut flags: Vec<String> = acts.iter().filter_map(|a| a.red_flag()).map(|f| f.describe()).collect();
         flags.extend(monthly.iter().cloned());
-        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(subject.clone()), min_tree_size: n };
+        let req =
+            api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(subject.clone()), min_tree_size: n, ..Default::default() };
         let served =
             q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
         assert_eq!(served.as_of.unwrap().tree_size, n);
@@ -209,14 +210,39 @@ async fn each_append_stores_its_read_model_rows_and_a_signed_checkpoint_so_a_cli
         assert_eq!(got, want, "{subject:?}");
         assert_eq!(served.red_flags.iter().map(|f| f.description.clone()).collect::<Vec<_>>(), flags);
     }
+    // Page by page (7 acts a page), an actor's trail is the same acts; a page too large is
+    // refused.
+    let actor = actors.iter().max_by_key(|a| replay.audit.by_actor(a).count()).unwrap().clone();
+    let (mut paged, mut from_seq, mut pages) = (Vec::new(), 0, 0);
+    loop {
+        let subject = Some(Subject::ActorId(actor.clone()));
+        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject, page_size: 7, from_seq, ..Default::default() };
+        let page = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
+        assert!(page.acts.len() <= 7);
+        paged.extend(page.acts.iter().map(|a| a.seq));
+        pages += 1;
+        if page.next_from_seq == 0 {
+            break;
+        }
+        from_seq = page.next_from_seq;
+    }
+    assert_eq!(paged, replay.audit.by_actor(&actor).map(|a| a.seq).collect::<Vec<_>>());
+    assert!(pages > 2, "{pages} pages");
+    let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, page_size: 10_001, ..Default::default() };
+    let e = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap_err();
+    assert_status(e, Code::InvalidArgument, "INVALID_REQUEST");
     // Asked about no subject: every act that raises a flag, and every flag.
-    let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, min_tree_size: n };
+    let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, min_tree_size: n, ..Default::default() };
     let served = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap().into_inner();
     let flagged: Vec<u64> = replay.audit.acts().iter().filter(|a| a.flag.is_some()).map(|a| a.seq).collect();
     assert_eq!(served.acts.iter().map(|a| a.seq).collect::<Vec<_>>(), flagged);
     assert_eq!(served.red_flags.iter().map(|f| f.description.clone()).collect::<Vec<_>>(), all_flags);
-    let req =
-        api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(Subject::EntryId(objected[0].clone())), min_tree_size: n + 1 };
+    let req = api::GetAuditTrailRequest {
+        ledger_id: ledger.clone(),
+        subject: Some(Subject::EntryId(objected[0].clone())),
+        min_tree_size: n + 1,
+        ..Default::default()
+    };
     let e = q.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap_err();
     assert_status(e, Code::OutOfRange, "TREE_SIZE_NOT_REACHED");
     let req = api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: "P-1999-01".into(), min_tree_size: 0 };
@@ -240,7 +266,7 @@ async fn an_act_forged_beyond_the_records_or_an_index_on_another_function_is_nam
     let last = records.last().unwrap().recorded_at();
     let mut q = query(&server).await;
     let flagged = |server: &Server| {
-        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, min_tree_size: 0 };
+        let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: None, ..Default::default() };
         server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)
     };
     let honest: Vec<u64> = q.get_audit_trail(flagged(&server)).await.unwrap().into_inner().acts.iter().map(|a| a.seq).collect();

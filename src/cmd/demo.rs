@@ -461,7 +461,7 @@ async fn print_month(c: &mut Client, period: Period) -> anyhow::Result<()> {
                 subject: Some(api::get_audit_trail_request::Subject::EntryId(
                     board.objections.first().map(|o| o.entry_id.clone()).unwrap_or_default(),
                 )),
-                min_tree_size: 0,
+                ..Default::default()
             },
             jifen::auth::method::GET_AUDIT_TRAIL,
         ))

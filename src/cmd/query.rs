@@ -138,23 +138,39 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 use api::get_audit_trail_request::Subject;
                 let subject = entry.map(Subject::EntryId).or(household.map(Subject::HouseholdId)).or(actor.map(Subject::ActorId));
                 let key = super::submit::read_key(&key)?;
-                let request = jifen::auth::authorized(
-                    api::GetAuditTrailRequest { ledger_id: v.clone(), subject, min_tree_size: 0 },
-                    &key,
-                    jifen::auth::method::GET_AUDIT_TRAIL,
-                    &v,
-                    jifen::auth::unix_now(),
-                );
-                let r = q.get_audit_trail(request).await?.into_inner();
-                println!("【审计】{}", as_of(&r.as_of));
-                let rows: Vec<Vec<String>> = r
-                    .acts
+                // Page by page: the acts of every page, the act flags of every page, and the
+                // monthly flags (on every page) once.
+                let (mut acts, mut flags, mut as_of_first, mut from_seq) = (Vec::new(), Vec::new(), None, 0);
+                let monthly: Vec<api::RedFlag>;
+                loop {
+                    let request = jifen::auth::authorized(
+                        api::GetAuditTrailRequest { ledger_id: v.clone(), subject: subject.clone(), from_seq, ..Default::default() },
+                        &key,
+                        jifen::auth::method::GET_AUDIT_TRAIL,
+                        &v,
+                        jifen::auth::unix_now(),
+                    );
+                    let r = q.get_audit_trail(request).await?.into_inner();
+                    as_of_first.get_or_insert(r.as_of);
+                    acts.extend(r.acts);
+                    let (m, a): (Vec<_>, Vec<_>) =
+                        r.red_flags.into_iter().partition(|f| f.kind == "LONE_SCORER" || f.kind == "CONCENTRATION");
+                    flags.extend(a);
+                    if r.next_from_seq == 0 {
+                        monthly = m;
+                        break;
+                    }
+                    from_seq = r.next_from_seq;
+                }
+                flags.extend(monthly);
+                println!("【审计】{}", as_of(&as_of_first.flatten()));
+                let rows: Vec<Vec<String>> = acts
                     .iter()
                     .map(|a| vec![a.seq.to_string(), a.kind.clone(), a.signers.join("+"), when(a.recorded_at), when(a.occurred_at)])
                     .collect();
                 print!("{}", table(&["序号", "事项", "签署人", "录入时间", "声称发生时间"], &rows));
-                println!("\n风险提示 {} 条", r.red_flags.len());
-                for f in &r.red_flags {
+                println!("\n风险提示 {} 条", flags.len());
+                for f in &flags {
                     println!("  · {}", f.description);
                 }
             }

@@ -112,6 +112,10 @@ fn period(field: &str, s: &str) -> Result<Period, Status> {
 }
 
 /// A red flag's kind and the record it concerns.
+/// Acts per GetAuditTrail answer by default, and at most.
+const AUDIT_PAGE: u32 = 1_000;
+const AUDIT_PAGE_MAX: u32 = 10_000;
+
 fn flag(f: &RedFlag) -> api::RedFlag {
     let (kind, seq) = match f {
         RedFlag::BackDated { seq, .. } => ("BACK_DATED", *seq),
@@ -345,7 +349,12 @@ impl QueryService for QueryApi {
             Some(Subject::EntryId(e)) => AuditSubject::Entry(e),
             None => AuditSubject::Flagged,
         };
-        let trail = self.villages.store().read_audit_trail(&code, subject).await.map_err(|e| status::store(&e))?;
+        let limit = match req.page_size {
+            0 => AUDIT_PAGE,
+            n if n <= AUDIT_PAGE_MAX => n,
+            n => return Err(status::invalid("page_size", format!("at most {AUDIT_PAGE_MAX} acts per answer, asked for {n}"))),
+        };
+        let trail = self.villages.store().read_audit_trail(&code, subject, req.from_seq, limit).await.map_err(|e| status::store(&e))?;
         let trail = trail.ok_or_else(|| no_read_model(&code))?;
         reached(&trail.head, req.min_tree_size)?;
         let mut red_flags: Vec<api::RedFlag> = trail.acts.iter().filter_map(Act::red_flag).map(|f| flag(&f)).collect();
@@ -367,6 +376,7 @@ impl QueryService for QueryApi {
                 })
                 .collect(),
             red_flags,
+            next_from_seq: trail.next_from_seq.unwrap_or(0),
         }))
     }
 }

@@ -1346,8 +1346,10 @@ pub enum AuditSubject<'a> {
 /// An audit trail as the read model holds it.
 pub struct StoredAuditTrail {
     pub head: Head,
-    /// The subject's acts, in seq order.
+    /// The subject's acts, in seq order: a page of them.
     pub acts: Vec<Act>,
+    /// Where the next page starts, if there are more.
+    pub next_from_seq: Option<u64>,
     pub months: Vec<(Period, AuditMonth)>,
     pub alone: Vec<(Period, String, u64)>,
 }
@@ -1604,9 +1606,15 @@ impl Store {
         Ok(Some((head_of(id, &head)?, boards.pop())))
     }
 
-    /// The audit trail of `subject`: its acts and the monthly figures, in one snapshot; `None`
-    /// if the ledger has no read model.
-    pub async fn read_audit_trail(&self, ledger: &VillageCode, subject: AuditSubject<'_>) -> Result<Option<StoredAuditTrail>, StoreError> {
+    /// The audit trail of `subject`: up to `limit` of its acts from seq `from_seq` on, and the
+    /// monthly figures, in one snapshot; `None` if the ledger has no read model.
+    pub async fn read_audit_trail(
+        &self,
+        ledger: &VillageCode,
+        subject: AuditSubject<'_>,
+        from_seq: u64,
+        limit: u32,
+    ) -> Result<Option<StoredAuditTrail>, StoreError> {
         let id = ledger.as_str();
         let mut client = self.pool.get().await?;
         let tx = Self::snapshot(&mut client).await?;
@@ -1621,13 +1629,15 @@ impl Store {
         let acts = tx
             .prepare_cached(&format!(
                 "SELECT {ACT_COLUMNS} FROM rm_acts WHERE ledger_id = $1 AND {filter} \
-                 AND seq >= 0 AND seq < (SELECT tree_size FROM read_models WHERE ledger_id = $1) ORDER BY seq"
+                 AND seq >= $3 AND seq < (SELECT tree_size FROM read_models WHERE ledger_id = $1) ORDER BY seq LIMIT $4"
             ))
             .await?;
         let head = tx.prepare_cached(HEAD).await?;
         let one: [&Param<'_>; 1] = [&id];
-        let two: [&Param<'_>; 2] = [&id, &key];
-        let (head, acts) = tokio::try_join!(tx.query_opt(&head, &one), tx.query(&acts, &two))?;
+        // One more than a page: whether there are more.
+        let (from, rows) = (i64::try_from(from_seq).unwrap_or(i64::MAX), i64::from(limit) + 1);
+        let four: [&Param<'_>; 4] = [&id, &key, &from, &rows];
+        let (head, acts) = tokio::try_join!(tx.query_opt(&head, &one), tx.query(&acts, &four))?;
         let (months, alone) = audit_months_in(&tx, id).await?;
         tx.commit().await?;
         let Some(head) = head else { return Ok(None) };
@@ -1638,8 +1648,20 @@ impl Store {
             AuditSubject::Entry(e) => a.entry.as_deref() == Some(e),
             AuditSubject::Flagged => a.flag.is_some(),
         };
-        let acts: Vec<Act> = acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?;
-        Ok(Some(StoredAuditTrail { head: head_of(id, &head)?, acts: acts.into_iter().filter(about).collect(), months, alone }))
+        let mut acts: Vec<Act> = acts.iter().map(|r| act_of(id, r)).collect::<Result<_, _>>()?;
+        let next_from_seq = if acts.len() > limit as usize {
+            acts.truncate(limit as usize);
+            acts.last().map(|a| a.seq + 1)
+        } else {
+            None
+        };
+        Ok(Some(StoredAuditTrail {
+            head: head_of(id, &head)?,
+            acts: acts.into_iter().filter(about).collect(),
+            next_from_seq,
+            months,
+            alone,
+        }))
     }
 
     /// A ledger's read-model head, if it has one.
