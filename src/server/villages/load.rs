@@ -21,7 +21,6 @@ impl Villages {
         if village.corrupt.is_none() && !village.is_empty() {
             village.corrupt = self.compare_read_model(&village, acts, true).await?.map(|reason| Corruption { seq: None, reason });
         }
-        trim_heap();
         if !village.is_empty() {
             tracing::info!(
                 village = %code,
@@ -520,18 +519,6 @@ impl Villages {
         };
         self.store.rebuild_read_model(code, &head, &rows, &acts.collected).await?;
         Ok(Rebuilt { records: len, households: rows.balances.len(), monthly_rows: rows.periods.len(), difference })
-    }
-}
-
-/// Gives the heap a load freed back to the operating system: a load reads, decodes and drops
-/// pages of rows and the read model's digests many times the size of what it keeps, and
-/// glibc's allocator would otherwise hold on to that memory for good.
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own arenas; it touches
-    // no live allocation and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
