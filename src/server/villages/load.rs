@@ -16,10 +16,18 @@ impl Villages {
         // without, they are kept to build it.
         let started = std::time::Instant::now();
         let mode = if self.store.read_model_head(code).await?.is_some() { ActsMode::Compare } else { ActsMode::Collect };
+        // The read model's summary (and PostgreSQL's digests of the boards) is read while the
+        // records replay; it is used if it reflects the tree the replay reaches.
+        let summary = (mode == ActsMode::Compare).then(|| {
+            let (store, code) = (self.store.clone(), code.clone());
+            tokio::spawn(async move { store.read_model_summary(&code).await })
+        });
         let (mut village, acts) = self.load_records(code, mode).await?;
         let replayed = started.elapsed();
         if village.corrupt.is_none() && !village.is_empty() {
-            village.corrupt = self.compare_read_model(&village, acts, true).await?.map(|reason| Corruption { seq: None, reason });
+            village.corrupt = self.compare_read_model(&village, acts, summary, true).await?.map(|reason| Corruption { seq: None, reason });
+        } else if let Some(task) = summary {
+            task.abort();
         }
         if !village.is_empty() {
             tracing::info!(
@@ -109,7 +117,7 @@ impl Villages {
             return Ok(v.corrupt.clone());
         }
         let acts = ActsCheck { mode: ActsMode::Skip, difference: None, collected: Vec::new() };
-        Ok(self.compare_read_model(&v, acts, false).await?.map(|reason| Corruption { seq: None, reason }))
+        Ok(self.compare_read_model(&v, acts, None, false).await?.map(|reason| Corruption { seq: None, reason }))
     }
 
     /// Compares a village's stored read model with its state and views (a replay of its
@@ -118,7 +126,13 @@ impl Villages {
     /// A read model ahead of the village is compared only if it is ahead of the stored records
     /// too (then it is wrong); otherwise another process appended since, and a later load or
     /// verification compares it.
-    async fn compare_read_model(&self, village: &Village, acts: ActsCheck, build: bool) -> Result<Option<String>, StoreError> {
+    async fn compare_read_model(
+        &self,
+        village: &Village,
+        acts: ActsCheck,
+        summary: Option<tokio::task::JoinHandle<Result<Option<StoredSummary>, StoreError>>>,
+        build: bool,
+    ) -> Result<Option<String>, StoreError> {
         let len = village.len();
         let expected_head = Head {
             tree_size: len,
@@ -132,7 +146,17 @@ impl Villages {
         };
         // The boards' entries and objections are compared by digest (PostgreSQL computes the
         // stored rows'), and read only if the digests differ.
-        let stored = match self.store.read_model_summary(&village.code).await {
+        let early = match summary {
+            Some(task) => task.await.ok(),
+            None => None,
+        };
+        let stored = match early {
+            // Read during the replay, of the same tree: as good as reading it now.
+            Some(Ok(Some(s))) if s.0.tree_size == len => Ok(Some(s)),
+            Some(Err(e @ StoreError::Corrupt { .. })) => Err(e),
+            _ => self.store.read_model_summary(&village.code).await,
+        };
+        let stored = match stored {
             // A row no code writes (a count below zero, say): that is the difference.
             Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
             other => other?,
@@ -243,6 +267,10 @@ pub enum ActsMode {
     /// Neither.
     Skip,
 }
+
+/// A read model's head, its rows but the boards' items, and the boards' digests
+/// ([`Store::read_model_summary`]).
+type StoredSummary = (Head, Rows, crate::store::read_model::BoardDigests);
 
 /// A digest of stored acts being computed: the seqs `from..to` it covers, and the task.
 pub type StoredDigest = (u64, u64, tokio::task::JoinHandle<Result<[u8; 32], StoreError>>);
