@@ -140,8 +140,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                 let key = super::submit::read_key(&key)?;
                 // Page by page: the acts of every page, the act flags of every page, and the
                 // monthly flags (on every page) once.
-                let (mut acts, mut flags, mut as_of_first, mut from_seq) = (Vec::new(), Vec::new(), None, 0);
-                let monthly: Vec<api::RedFlag>;
+                let (mut acts, mut flags, mut from_seq) = (Vec::new(), Vec::new(), 0);
+                let (monthly, as_of_last): (Vec<api::RedFlag>, Option<api::AsOf>);
                 loop {
                     let request = jifen::auth::authorized(
                         api::GetAuditTrailRequest { ledger_id: v.clone(), subject: subject.clone(), from_seq, ..Default::default() },
@@ -151,19 +151,20 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
                         jifen::auth::unix_now(),
                     );
                     let r = q.get_audit_trail(request).await?.into_inner();
-                    as_of_first.get_or_insert(r.as_of);
                     acts.extend(r.acts);
                     let (m, a): (Vec<_>, Vec<_>) =
                         r.red_flags.into_iter().partition(|f| f.kind == "LONE_SCORER" || f.kind == "CONCENTRATION");
                     flags.extend(a);
                     if r.next_from_seq == 0 {
-                        monthly = m;
+                        // The last page's tree: every page before it covered its range whole.
+                        (monthly, as_of_last) = (m, r.as_of);
                         break;
                     }
+                    anyhow::ensure!(r.next_from_seq > from_seq, "the server did not move on from seq {from_seq}");
                     from_seq = r.next_from_seq;
                 }
                 flags.extend(monthly);
-                println!("【审计】{}", as_of(&as_of_first.flatten()));
+                println!("【审计】{}", as_of(&as_of_last));
                 let rows: Vec<Vec<String>> = acts
                     .iter()
                     .map(|a| vec![a.seq.to_string(), a.kind.clone(), a.signers.join("+"), when(a.recorded_at), when(a.occurred_at)])

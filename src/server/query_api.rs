@@ -111,11 +111,11 @@ fn period(field: &str, s: &str) -> Result<Period, Status> {
     Period::parse("period", s).map_err(|e| status::invalid(field, e.to_string()))
 }
 
-/// A red flag's kind and the record it concerns.
 /// Acts per GetAuditTrail answer by default, and at most.
 const AUDIT_PAGE: u32 = 1_000;
 const AUDIT_PAGE_MAX: u32 = 10_000;
 
+/// A red flag's kind and the record it concerns.
 fn flag(f: &RedFlag) -> api::RedFlag {
     let (kind, seq) = match f {
         RedFlag::BackDated { seq, .. } => ("BACK_DATED", *seq),

@@ -22,7 +22,11 @@ impl Villages {
             let (store, code) = (self.store.clone(), code.clone());
             tokio::spawn(async move { store.read_model_summary(&code).await })
         });
-        let (mut village, acts) = self.load_records(code, mode).await?;
+        let loaded = self.load_records(code, mode).await;
+        if let (Err(_), Some(task)) = (&loaded, &summary) {
+            task.abort();
+        }
+        let (mut village, acts) = loaded?;
         let replayed = started.elapsed();
         if village.corrupt.is_none() && !village.is_empty() {
             village.corrupt = self.compare_read_model(&village, acts, summary, true).await?.map(|reason| Corruption { seq: None, reason });
@@ -150,11 +154,11 @@ impl Villages {
             Some(task) => task.await.ok(),
             None => None,
         };
-        let stored = match early {
-            // Read during the replay, of the same tree: as good as reading it now.
-            Some(Ok(Some(s))) if s.0.tree_size == len => Ok(Some(s)),
-            Some(Err(e @ StoreError::Corrupt { .. })) => Err(e),
-            _ => self.store.read_model_summary(&village.code).await,
+        // Read during the replay, of the same tree: as good as reading it now, unless it
+        // differs (a rebuild may have replaced the rows meanwhile: then it is read again).
+        let (stored, early) = match early {
+            Some(Ok(Some(s))) if s.0.tree_size == len => (Ok(Some(s)), true),
+            _ => (self.store.read_model_summary(&village.code).await, false),
         };
         let stored = match stored {
             // A row no code writes (a count below zero, say): that is the difference.
@@ -188,6 +192,29 @@ impl Villages {
         if let Some(d) = self.store.act_keys_function().await? {
             return Ok(Some(d));
         }
+        let found = self.summary_difference(village, &expected_head, (head, rows, digests)).await?;
+        if found.is_none() || !early {
+            return Ok(found);
+        }
+        match self.store.read_model_summary(&village.code).await {
+            Err(StoreError::Corrupt { error, .. }) => Ok(Some(error)),
+            Ok(Some(fresh)) => self.summary_difference(village, &expected_head, fresh).await,
+            Ok(None) => Ok(Some(format!("the ledger has {len} records but no read model (rows in read_models and the rm_ tables)"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first difference between a read model's summary (read in one snapshot) and the
+    /// village's replay, whose head is `expected_head`; the boards' rows are read only if their
+    /// digests differ, to name the row.
+    async fn summary_difference(
+        &self,
+        village: &Village,
+        expected_head: &Head,
+        stored: StoredSummary,
+    ) -> Result<Option<String>, StoreError> {
+        let (head, rows, digests) = stored;
+        let len = village.len();
         if head.tree_size > len {
             let stored = self.store.stored_end(&village.code).await?;
             if head.tree_size <= stored {
@@ -195,7 +222,7 @@ impl Villages {
             }
             return Ok(Some(format!("read model: it reflects a tree of {} records, but {stored} are stored", head.tree_size)));
         }
-        if head != expected_head {
+        if head != *expected_head {
             return Ok(Some(format!("read model: its head is stored as {head:?}, but the records give {expected_head:?}")));
         }
         if let Some(d) = acts_out_of_bounds(&self.store, &village.code).await? {
