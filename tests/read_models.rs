@@ -42,6 +42,15 @@ async fn verify(server: &Server, sample: &Sample) -> (bool, bool, String) {
     (res.ok, res.has_bad_seq, res.reason)
 }
 
+/// A server that has appended every record of `sample`.
+async fn served(db: &Db, sample: &Sample) -> Server {
+    let mut server = Server::start(db, sample).await;
+    for r in sample.records() {
+        server.replay(r).await;
+    }
+    server
+}
+
 /// The read-model rows an offline replay of `records` gives.
 fn replayed_rows(records: &[jifen_ledger::record::Record]) -> Rows {
     let p = Projections::from_records(records).unwrap();
@@ -259,10 +268,7 @@ async fn an_act_forged_beyond_the_records_or_an_index_on_another_function_is_nam
     let sample = small_year(33, 2);
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
-    let mut server = Server::start(&db, &sample).await;
-    for r in records {
-        server.replay(r).await;
-    }
+    let mut server = served(&db, &sample).await;
     let last = records.last().unwrap().recorded_at();
     let mut q = query(&server).await;
     let flagged = |server: &Server| {
@@ -325,10 +331,7 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
     let sample = small_year(32, 2);
     let records = sample.records();
     let ledger = sample.writer.ledger.clone();
-    let mut server = Server::start(&db, &sample).await;
-    for r in records {
-        server.replay(r).await;
-    }
+    let mut server = served(&db, &sample).await;
     let last = records.last().unwrap().recorded_at();
     let mut q = query(&server).await;
     let all = || api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 };

@@ -1725,6 +1725,10 @@ impl Store {
     /// the ledger has another number of records by then (appends went on: replay again).
     pub async fn rebuild_read_model(&self, ledger: &VillageCode, head: &Head, rows: &Rows, acts: &[Act]) -> Result<(), StoreError> {
         let id = ledger.as_str();
+        if acts.len() as u64 != head.tree_size {
+            // A caller's mistake, refused before anything is written.
+            return Err(corrupt(id, format!("a rebuild of {} records with {} acts", head.tree_size, acts.len())));
+        }
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // Appends move the head row under its lock: taking it first orders this rebuild
@@ -1753,9 +1757,6 @@ impl Store {
         )
         .await?;
         upsert_rows(&tx, id, rows).await?;
-        if acts.len() as u64 != head.tree_size {
-            return Err(corrupt(id, format!("a rebuild of {} records with {} acts", head.tree_size, acts.len())));
-        }
         let insert = tx.prepare_cached(INSERT_ACTS).await?;
         for chunk in acts.chunks(ACTS_PER_STATEMENT) {
             let mut c = Columns::default();
