@@ -54,7 +54,7 @@ async fn served(db: &Db, sample: &Sample) -> Server {
 /// The read-model rows an offline replay of `records` gives.
 fn replayed_rows(records: &[jifen_ledger::record::Record]) -> Rows {
     let p = Projections::from_records(records).unwrap();
-    Rows::all(p.state(), &p.views)
+    Rows::all(p.state(), &p.views, &Default::default())
 }
 
 /// The `k`-th household (in id order) of a replay of `records`.
@@ -441,6 +441,65 @@ async fn an_edited_balance_row_is_named_warm_and_cold_and_jifen_rebuild_repairs_
     let mut q = query(&server).await;
     assert_eq!(q.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
     assert_eq!(db.fingerprint().await.unwrap(), before);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_months_board_that_the_server_no_longer_keeps_is_still_checked_named_and_rebuilt() {
+    // Given a village whose January is settled (its closed 公示 left the server's memory at the
+    // settlement: only their digests stay),
+    let db = Db::start().await;
+    let sample = small_year(33, 3);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let last = records.last().unwrap().recorded_at();
+    assert!(sample.writer.state.settled_periods().any(|(p, _)| p == Period::parse("p", "2025-01").unwrap()), "January is settled");
+    let mut server = served(&db, &sample).await;
+    let owner = db.superuser().await.unwrap();
+    let row = owner
+        .query_one(
+            "SELECT b.publication_id, b.entry_id, b.position FROM rm_board_entries b JOIN rm_publications p USING (ledger_id, publication_id)
+             WHERE ledger_id = $1 AND p.period = '2025-01' AND p.closed ORDER BY b.publication_id, b.position LIMIT 1",
+            &[&ledger],
+        )
+        .await
+        .unwrap();
+    let (publication, entry, position): (String, String, i32) = (row.get(0), row.get(1), row.get(2));
+    let board = |n: u64| api::GetPublicationRequest { ledger_id: ledger.clone(), publication_id: publication.clone(), min_tree_size: n };
+    let honest = query(&server).await.get_publication(board(0)).await.unwrap().into_inner();
+    assert!(verify(&server, &sample).await.0);
+
+    // when the superuser raises one of its lines,
+    owner
+        .execute(
+            "UPDATE rm_board_entries SET points = points + 5 WHERE ledger_id = $1 AND publication_id = $2 AND position = $3",
+            &[&ledger, &publication, &position],
+        )
+        .await
+        .unwrap();
+    // then VerifyLedger names the row (folding the board again from the records),
+    let named = format!("rm_board_entries: publication {publication} position {position} (entry {entry}) is stored as");
+    let (ok, has_seq, reason) = verify(&server, &sample).await;
+    assert!(!ok && !has_seq && reason.contains(&named), "{reason}");
+    server.shutdown().await;
+    // and so does a server started after the edit, which serves nothing of the village.
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let e = query(&server).await.get_publication(board(0)).await.unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
+    let (ok, _, reason) = verify(&server, &sample).await;
+    assert!(!ok && reason.contains(&named), "{reason}");
+    server.shutdown().await;
+
+    // A read model that is gone is built again by the next load, boards of settled months
+    // whole: the board reads as it did, and the read model equals an offline replay.
+    drop_read_model(&owner, &ledger).await;
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(last);
+    let rebuilt = query(&server).await.get_publication(board(0)).await.unwrap().into_inner();
+    assert_eq!(rebuilt.entries, honest.entries);
+    assert_eq!(stored_rows(&db, &ledger).await.1, replayed_rows(records));
+    assert!(verify(&server, &sample).await.0);
     server.shutdown().await;
 }
 

@@ -1295,6 +1295,120 @@ fn final_v2(g: &mut Given, household: &str, points: i64, publication: &str) -> S
 }
 
 #[test]
+fn after_a_settlement_the_state_forgets_its_month_yet_refuses_what_touches_it_as_before() {
+    // Given January with a claim scored (C1) and one declined (C2), an entry voided, an
+    // objection decided, its 公示 P1 closed, a second 公示 P2 left open whose only entry was then
+    // voided, and January settled,
+    let mut g = given();
+    let (v4, admin, p, s0, s1) = (g.villager(3), g.admin(), g.panel(2), g.sup(0), g.sup(1));
+    let today = g.today();
+    ok!(g, &v4, &[], claim("C1", "H0004", "B01", 2, &today));
+    ok!(g, &v4, &[], claim("C2", "H0004", "B02", 1, &today));
+    let from_claim =
+        pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C1".into(), ..g.score("H0004", "B01", 2) };
+    let e_claim = from_claim.entry_id.clone();
+    ok!(g, &p, &[], Payload::ScoreRecorded(from_claim));
+    ok!(g, &p, &[], decline("C2", "经核实不属实"));
+    let e = g.scored("H0004", "B02", 1);
+    let (e_void, e_late_void) = (g.scored("H0002", "B02", 2), g.scored("H0001", "B02", 1));
+    let void = |id: &str| {
+        Payload::ScoreCorrected(pb::ScoreCorrected {
+            entry_id: id.into(),
+            correction: Some(pb::score_corrected::Correction::Void(true)),
+            reason: "误录".into(),
+        })
+    };
+    ok!(g, &p, &[], void(&e_void));
+    let start = g.open_publication("P1", "2025-01", &[e_claim.clone(), e.clone()]);
+    ok!(g, &v4, &[], Payload::ObjectionFiled(g.objection("O1", "P1", &e)));
+    ok!(g, &p, &[&s0], decided("O1", pb::ObjectionOutcome::Dismissed, None));
+    g.close("P1", start);
+    g.w.advance_to(at("2025-01-29", 0));
+    g.open_publication("P2", "2025-01", std::slice::from_ref(&e_late_void));
+    ok!(g, &p, &[], void(&e_late_void));
+    g.w.advance_to(at("2025-02-01", 0));
+    ok!(g, &admin, &[&s0, &s1], Payload::PeriodSettled(g.settlement("2025-01", "P1")));
+
+    // then the state keeps none of it but the 公示 still open,
+    let st = &g.w.state;
+    assert!(st.entry(&e).is_none() && st.entry(&e_void).is_none() && st.entry(&e_claim).is_none());
+    assert!(st.claim("C1").is_none() && st.claim("C2").is_none() && st.objection("O1").is_none() && st.publication("P1").is_none());
+    assert!(st.publication("P2").is_some());
+    assert_eq!(st.entries().count(), 0);
+
+    // and each event that touches what it forgot is refused with the rejection it had before.
+    let again = pb::ScoreRecorded { entry_id: e.clone(), ..g.score("H0001", "B02", 1) };
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(again), Rejection::Duplicate { kind: "entry", .. });
+    assert_rejects!(g, &p, &[], void(&e), Rejection::PeriodSettled(ref m) if m == "2025-01");
+    assert_rejects!(g, &p, &[], void(&e_void), Rejection::EntryVoid(ref id) if *id == e_void);
+    let g_ = &mut g;
+    let _ = g_.scored("H0001", "B02", 1);
+    let start3 = g.w.now;
+    let publish = |entries: &[&String]| {
+        Payload::PublicationOpened(pb::PublicationOpened {
+            publication_id: "P3".into(),
+            period: "2025-02".into(),
+            entry_ids: entries.iter().map(|e| (*e).clone()).collect(),
+            window_start: start3,
+            window_end: start3 + 7 * DAY,
+        })
+    };
+    assert_rejects!(
+        g,
+        &admin,
+        &[],
+        publish(&[&e]),
+        Rejection::EntryOutsidePeriod { ref entry_period, ref period, .. } if entry_period == "2025-01" && period == "2025-02"
+    );
+    assert_rejects!(g, &admin, &[], publish(&[&e_void]), Rejection::EntryVoid(_));
+    let from_c1 =
+        pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C1".into(), ..g.score("H0004", "B01", 2) };
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(from_c1), Rejection::ClaimAlreadyScored(ref c) if c == "C1");
+    let from_c2 =
+        pb::ScoreRecorded { source: pb::ScoreSource::SelfDeclaration as i32, claim_id: "C2".into(), ..g.score("H0004", "B02", 1) };
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(from_c2), Rejection::ClaimAlreadyDeclined(ref c) if c == "C2");
+    assert_rejects!(g, &p, &[], decline("C1", "重复"), Rejection::ClaimAlreadyScored(_));
+    assert_rejects!(g, &p, &[], decline("C2", "重复"), Rejection::ClaimAlreadyDeclined(_));
+    let today = g.today();
+    assert_rejects!(g, &v4, &[], claim("C1", "H0004", "B01", 1, &today), Rejection::Duplicate { kind: "claim", .. });
+    assert_rejects!(
+        g,
+        &v4,
+        &[],
+        Payload::ObjectionFiled(g.objection("O1", "P2", &e_late_void)),
+        Rejection::Duplicate { kind: "objection", .. }
+    );
+    assert_rejects!(g, &p, &[&s0], decided("O1", pb::ObjectionOutcome::Dismissed, None), Rejection::AlreadyDecided(ref o) if o == "O1");
+    let p1_again = Payload::PublicationOpened(pb::PublicationOpened {
+        publication_id: "P1".into(),
+        period: "2025-02".into(),
+        entry_ids: vec!["E-none".into()],
+        window_start: start3,
+        window_end: start3 + 7 * DAY,
+    });
+    assert_rejects!(g, &admin, &[], p1_again, Rejection::Duplicate { kind: "publication", .. });
+    assert_rejects!(g, &v4, &[], Payload::ObjectionFiled(g.objection("O2", "P1", &e)), Rejection::PublicationClosed(ref id) if id == "P1");
+    let close_p1 = Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P1".into() });
+    assert_rejects!(g, &admin, &[], close_p1, Rejection::PublicationClosed(_));
+    assert_rejects!(g, &v4, &[], Payload::ObjectionFiled(g.objection("O3", "P2", &e_late_void)), Rejection::EntryVoid(_));
+    assert_rejects!(
+        g,
+        &admin,
+        &[&s0, &s1],
+        Payload::PeriodSettled(g.settlement("2025-02", "P1")),
+        Rejection::InvalidField { field: "period", ref reason } if reason == "publication P1 is for 2025-01"
+    );
+    // The open 公示 of the settled month still closes.
+    g.w.advance_to(g.w.now + 8 * DAY);
+    ok!(g, &admin, &[], Payload::PublicationClosed(pb::PublicationClosed { publication_id: "P2".into() }));
+    let mut replayed = VillageState::new();
+    for r in &g.w.records {
+        replayed.apply(&jifen_ledger::verify::replay_one(&replayed, r).expect("the ledger replays"));
+    }
+    assert_eq!(replayed.head(), g.w.state.head());
+}
+
+#[test]
 fn a_settlement_opening_a_new_year_carries_the_digest_after_expiry_and_replays() {
     // Given annual expiry and December's points final, nothing yet recorded in 2026.
     let mut g = given();
@@ -2075,18 +2189,22 @@ fn a_periods_tally_equals_a_scan_of_its_entries_through_objections_corrections_a
     // Given a village-year with objections upheld and dismissed, corrections and voids,
     let s = generate(&SampleConfig { seed: 23, households: Some(30), months: 4, scores_per_household: 2.0 }).unwrap();
     let mut state = VillageState::new();
+    // (A settled month's entries are forgotten and its points no longer change: they are
+    // compared with the last scan before its settlement.)
+    let mut last_scan = std::collections::HashMap::new();
     for (i, r) in s.records().iter().enumerate() {
         state.apply(&replay_one(&state, r).unwrap());
-        if i % 13 != 0 {
-            continue;
-        }
-        // then after every 13th record each month's final points are the sum over its entries.
+        // then after every record each month's final points are the sum over its entries.
         for m in 1..=5 {
             let period = jifen_ledger::time::Period::from_ym(2025, m).unwrap();
-            let scanned: i64 = state.entries().filter(|e| e.period == period && e.is_final && !e.void).map(|e| e.points).sum();
-            assert_eq!(state.period_points(period), scanned, "{period} after record {i}");
+            if !state.settled_periods().any(|(p, _)| p == period) {
+                let scanned: i64 = state.entries().filter(|e| e.period == period && e.is_final && !e.void).map(|e| e.points).sum();
+                last_scan.insert(period, scanned);
+            }
+            assert_eq!(state.period_points(period), last_scan[&period], "{period} after record {i}");
         }
     }
+    assert!(state.settled_periods().count() >= 2, "the year settles months");
     let kinds: Vec<&str> = s
         .records()
         .iter()

@@ -37,8 +37,9 @@ impl PeriodFigures {
 #[derive(Clone, Debug, Default)]
 pub struct Balances {
     periods: JOrd<(Period, String), PeriodFigures>,
-    /// Points booked per final entry, so a later correction books only the difference.
-    booked: JMap<String, i64>,
+    /// Points booked per final entry (with its month), so a later correction books only the
+    /// difference; forgotten when the month is settled, as nothing changes its entries then.
+    booked: JMap<String, (Period, i64)>,
 }
 
 impl Balances {
@@ -99,7 +100,7 @@ impl Balances {
             return;
         }
         let now = if e.void { 0 } else { e.points };
-        let before = self.booked.insert(entry_id.to_owned(), now).unwrap_or(0);
+        let before = self.booked.insert(entry_id.to_owned(), (e.period, now)).map_or(0, |(_, points)| points);
         let delta = now.saturating_sub(before);
         // Booked where the write-model books it: the household now holding the points.
         let holder = state.resolve_household(&e.household).to_owned();
@@ -123,6 +124,13 @@ impl Balances {
             Payload::ObjectionDecided(d) => {
                 if let Some(o) = state.objection(&d.objection_id) {
                     self.book_entry(state, &o.entry.clone());
+                }
+            }
+            Payload::PeriodSettled(p) => {
+                let Ok(period) = Period::parse("period", &p.period) else { return };
+                let settled: Vec<String> = self.booked.iter().filter(|(_, (p, _))| *p == period).map(|(id, _)| id.clone()).collect();
+                for id in settled {
+                    self.booked.remove(&id);
                 }
             }
             Payload::RedemptionRecorded(r) => {

@@ -26,7 +26,8 @@ use jifen_ledger::village::{Accepted, Rejection, VillageState};
 
 /// Every view of one village, folded from accepted events and the write-model state after
 /// each: what the server keeps beside its own state.
-/// [`Views::default`] keeps every act of the audit trail (offline); [`Views::serving`] does not.
+/// [`Views::default`] keeps every act of the audit trail and every 公示 board (offline);
+/// [`Views::serving`] keeps neither the acts nor the boards of settled months.
 #[derive(Default)]
 pub struct Views {
     pub balances: balances::Balances,
@@ -39,7 +40,7 @@ impl Views {
     /// The views of a server: the audit trail keeps only a request's acts
     /// ([`audit::AuditTrail::serving`]); the server stores them.
     pub fn serving() -> Views {
-        Views { audit: audit::AuditTrail::serving(), ..Views::default() }
+        Views { audit: audit::AuditTrail::serving(), publicity: publicity::Publicity::serving(), ..Views::default() }
     }
 
     /// Folds one accepted event; `state` is the write-model state right after it. A server

@@ -86,28 +86,48 @@ pub struct Board {
 /// All publications of a village. Like the balances view, it folds a request's events under
 /// an undo journal ([`Publicity::begin`]) when the server stores the boards they change with
 /// them.
+///
+/// Offline ([`Publicity::default`]) it keeps every board. A server ([`Publicity::serving`])
+/// *retires* the closed boards of a month when the month is settled: nothing can change them
+/// any more (the write-model refuses whatever would), so they leave memory, and the server
+/// keeps only what checking their stored rows needs ([`Publicity::take_retired`]).
 #[derive(Clone, Debug, Default)]
 pub struct Publicity {
     boards: JOrd<String, Board>,
     /// For each entry: its publication and position on the board.
     index: JOrd<String, (String, usize)>,
+    /// Whether a settlement retires its month's closed boards (a server's view).
+    retiring: bool,
+    /// The boards retired since [`Publicity::take_retired`].
+    retired: Vec<Board>,
+    /// `retired.len()` at [`Publicity::begin`], while a journal is open.
+    mark: Option<usize>,
 }
 
 impl Publicity {
+    /// A view that retires the closed boards of each month settled (a server's).
+    pub fn serving() -> Publicity {
+        Publicity { retiring: true, ..Publicity::default() }
+    }
     /// Opens the journal: the changes from now on can be rolled back.
     pub fn begin(&mut self) {
         self.boards.begin();
         self.index.begin();
+        self.mark = Some(self.retired.len());
     }
     /// Closes the journal, keeping the changes.
     pub fn commit(&mut self) {
         self.boards.commit();
         self.index.commit();
+        self.mark = None;
     }
     /// Undoes every change since [`Publicity::begin`].
     pub fn rollback(&mut self) {
         self.boards.rollback();
         self.index.rollback();
+        if let Some(mark) = self.mark.take() {
+            self.retired.truncate(mark);
+        }
     }
     /// A board as it was when the journal was opened (`None` inside: it did not exist), if it
     /// changed since.
@@ -115,20 +135,29 @@ impl Publicity {
         self.boards.before(&id.to_owned())
     }
 
-    /// The boards changed since [`Publicity::begin`], each once, in publication id order.
+    /// The boards changed since [`Publicity::begin`], each once, in publication id order:
+    /// those retired meanwhile too, as they were when retired.
     pub fn touched(&self) -> Vec<&Board> {
         let mut ids: Vec<&String> = self.boards.touched().collect();
         ids.sort_unstable();
         ids.dedup();
-        ids.into_iter().filter_map(|id| self.boards.get(id)).collect()
+        let retired = &self.retired[self.mark.unwrap_or(self.retired.len()).min(self.retired.len())..];
+        ids.into_iter().filter_map(|id| self.boards.get(id).or_else(|| retired.iter().find(|b| &b.id == id))).collect()
     }
 
-    /// A publication's board.
+    /// The boards retired since the last call (a server stores them with the request that
+    /// retired them, then keeps their digests; a load checks them).
+    pub fn take_retired(&mut self) -> Vec<Board> {
+        self.mark = self.mark.map(|_| 0);
+        std::mem::take(&mut self.retired)
+    }
+
+    /// A publication's board (not retired).
     pub fn board(&self, id: &str) -> Option<&Board> {
         self.boards.get(id)
     }
 
-    /// All boards, in publication id order.
+    /// All boards (not retired), in publication id order.
     pub fn boards(&self) -> impl Iterator<Item = &Board> {
         self.boards.values()
     }
@@ -245,6 +274,17 @@ impl Publicity {
                             line.status = EntryStatus::Final;
                         }
                     }
+                }
+            }
+            Payload::PeriodSettled(p) if self.retiring => {
+                let Ok(period) = Period::parse("period", &p.period) else { return };
+                let closed: Vec<String> = self.boards.values().filter(|b| b.period == period && b.closed).map(|b| b.id.clone()).collect();
+                for id in closed {
+                    let Some(board) = self.boards.remove(&id) else { continue };
+                    for line in &board.entries {
+                        self.index.remove(&line.entry_id);
+                    }
+                    self.retired.push(board);
                 }
             }
             _ => {}

@@ -313,17 +313,25 @@ impl LedgerService for LedgerApi {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
         let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
-        let size = if req.tree_size == 0 {
-            v.latest_checkpoint()
-                .map(|c| c.checkpoint.size)
-                .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
-        } else {
-            req.tree_size
+        let (size, proof) = {
+            let v = arc.lock().await;
+            let size = if req.tree_size == 0 {
+                v.latest_checkpoint()
+                    .map(|c| c.checkpoint.size)
+                    .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
+            } else {
+                req.tree_size
+            };
+            let proof =
+                v.tree().inclusion_proof(req.seq, size).map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
+            (size, proof)
         };
-        let proof =
-            v.tree().inclusion_proof(req.seq, size).map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
-        let record_hash = v.record_hash(req.seq).expect("seq < size <= len");
+        // The record's hash as stored (the server keeps the tree's leaves, not the records'
+        // hashes): a row changed since the load then fails the client's check of the proof.
+        let record = self.villages.store().record(&code, req.seq).await.map_err(|e| status::store(&e))?;
+        let record_hash = record
+            .map(|r| r.hash())
+            .ok_or_else(|| status::plain(Code::DataLoss, "LEDGER_CORRUPT", format!("record {} is no longer stored", req.seq)))?;
         Ok(Response::new(api::GetInclusionProofResponse {
             seq: req.seq,
             tree_size: size,

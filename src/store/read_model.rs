@@ -101,28 +101,106 @@ fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
         .collect()
 }
 
+/// The 公示 boards a server's view retired ([`jifen_projections::publicity::Publicity::serving`]:
+/// the closed boards of settled months, which nothing can change): what checking their stored
+/// rows needs, each board's header and the digests of its entries and objections; and the
+/// boards whole only while a read model is to be built from them.
+#[derive(Clone, Debug, Default)]
+pub struct RetiredBoards {
+    headers: Vec<Board>,
+    digests: BoardDigests,
+    whole: Option<Vec<Board>>,
+}
+
+impl RetiredBoards {
+    /// Retired boards kept whole, to build a read model.
+    pub fn keeping_whole() -> RetiredBoards {
+        RetiredBoards { whole: Some(Vec::new()), ..RetiredBoards::default() }
+    }
+
+    /// Takes in boards just retired.
+    pub fn add(&mut self, boards: Vec<Board>) {
+        if boards.is_empty() {
+            return;
+        }
+        let (entries, objections) = boards_digest(boards.iter());
+        self.digests.0.extend(entries);
+        self.digests.1.extend(objections);
+        self.headers.extend(boards.iter().map(header));
+        if let Some(whole) = &mut self.whole {
+            whole.extend(boards);
+        } else {
+            drop(boards);
+        }
+        // Retired in settlement order, stored in publication id order.
+        self.headers.sort_by(|a, b| a.id.cmp(&b.id));
+        self.digests.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.digests.1.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+
+    /// Drops the whole boards (once a read model is built from them).
+    pub fn forget_whole(&mut self) {
+        self.whole = None;
+    }
+
+    /// How many boards were retired.
+    pub fn len(&self) -> usize {
+        self.headers.len()
+    }
+
+    /// Whether none was.
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+
+    /// Whether a board is among them.
+    pub fn contains(&self, id: &str) -> bool {
+        self.headers.binary_search_by(|b| b.id.as_str().cmp(id)).is_ok()
+    }
+}
+
+/// A board without its entries and objections: the rm_publications row.
+fn header(b: &Board) -> Board {
+    Board { entries: Vec::new(), objections: Vec::new(), id: b.id.clone(), ..*b }
+}
+
+/// Merges two lists sorted by `key` into one.
+fn merge_sorted<T, K: Ord>(a: impl IntoIterator<Item = T>, b: impl IntoIterator<Item = T>, key: impl Fn(&T) -> K) -> Vec<T> {
+    let mut out: Vec<T> = a.into_iter().chain(b).collect();
+    out.sort_by_key(key);
+    out
+}
+
+/// The digests of every board of a village: the view's and the retired ones', in publication
+/// id order (what [`Store::read_model_summary`] computes over the stored rows).
+pub fn all_boards_digest(views: &Views, retired: &RetiredBoards) -> BoardDigests {
+    let (entries, objections) = boards_digest(views.publicity.boards());
+    (
+        merge_sorted(entries, retired.digests.0.iter().cloned(), |(id, _)| id.clone()),
+        merge_sorted(objections, retired.digests.1.iter().cloned(), |(id, _)| id.clone()),
+    )
+}
+
 impl Rows {
-    /// Every row of a village whose state and views are `state` and `views`.
-    pub fn all(state: &VillageState, views: &Views) -> Rows {
-        let mut rows = Rows::summary(state, views);
-        rows.boards = views.publicity.boards().cloned().collect();
+    /// Every row of a village whose state and views are `state` and `views`, with the boards
+    /// it retired (kept whole: [`RetiredBoards::keeping_whole`]; otherwise their headers only).
+    pub fn all(state: &VillageState, views: &Views, retired: &RetiredBoards) -> Rows {
+        let mut rows = Rows::summary(state, views, retired);
+        let retired_boards = retired.whole.as_deref().unwrap_or(&retired.headers);
+        rows.boards = merge_sorted(views.publicity.boards().cloned(), retired_boards.iter().cloned(), |b| b.id.clone());
         rows
     }
 
     /// [`Rows::all`] but for the boards' entries and objections (compared by digest:
-    /// [`boards_digest`]).
-    pub fn summary(state: &VillageState, views: &Views) -> Rows {
+    /// [`all_boards_digest`]).
+    pub fn summary(state: &VillageState, views: &Views, retired: &RetiredBoards) -> Rows {
         Rows {
             balances: state.balances().iter().map(|(h, b)| (h.to_owned(), *b)).collect(),
             // Zero figures too: the fold leaves them where it touched a cell, and a request's
             // changed rows include them.
             periods: views.balances.all().map(|(p, h, f)| (p, h.to_owned(), *f)).collect(),
             rulebooks: rulebook_rows(state, 0),
-            boards: views
-                .publicity
-                .boards()
-                .map(|b| Board { entries: Vec::new(), objections: Vec::new(), id: b.id.clone(), ..*b })
-                .collect(),
+            boards: merge_sorted(views.publicity.boards().map(header), retired.headers.iter().cloned(), |b| b.id.clone()),
             supermarket: views.supermarket.months().map(|(p, m)| (p, m.clone())).collect(),
             audit_months: views.audit.months(&views.balances),
             alone: views.audit.alone().map(|(p, a, n)| (p, a.to_owned(), n)).collect(),

@@ -24,6 +24,7 @@ mod publication;
 mod results;
 mod rules;
 mod scoring;
+mod settled;
 mod supermarket;
 
 pub use actors::{Actor, RoleSet};
@@ -261,6 +262,12 @@ pub struct VillageState {
     pub(crate) redemptions: JMap<String, Redemption>,
     pub(crate) result_ids: JSet<String>,
     pub(crate) book: BalanceBook,
+    /// What settled periods leave of their entries, answered claims, decided objections and
+    /// closed 公示, by id digest ([`settled`]).
+    settled_entries: JMap<[u8; 16], settled::SettledEntry>,
+    answered_claims: JMap<[u8; 16], bool>,
+    decided_objections: JSet<[u8; 16]>,
+    closed_publications: JMap<[u8; 16], Period>,
     /// While a batch is being decided: the scalars as they were at `begin_batch`.
     batch: Option<Box<Scalars>>,
 }
@@ -297,6 +304,10 @@ macro_rules! each_collection {
         s.redemptions.$m();
         s.result_ids.$m();
         s.book.$m();
+        s.settled_entries.$m();
+        s.answered_claims.$m();
+        s.decided_objections.$m();
+        s.closed_publications.$m();
     }};
 }
 
@@ -424,19 +435,20 @@ impl VillageState {
     pub fn households(&self) -> impl Iterator<Item = &Household> {
         self.households.values()
     }
-    /// An entry (score) by id.
+    /// An entry (score) by id, while its period is not settled (a settled period's entries are
+    /// forgotten: [`settled`]).
     pub fn entry(&self, id: &str) -> Option<&Entry> {
         self.entries.get(id)
     }
-    /// A self-declaration (claim) by id.
+    /// A self-declaration (claim) by id, until a settlement after its answer forgets it.
     pub fn claim(&self, id: &str) -> Option<&Claim> {
         self.claims.get(id)
     }
-    /// A publication by id.
+    /// A publication by id, until a settlement of its period after it closed forgets it.
     pub fn publication(&self, id: &str) -> Option<&Publication> {
         self.publications.get(id)
     }
-    /// An objection by id.
+    /// An objection by id, until a settlement after its decision forgets it.
     pub fn objection(&self, id: &str) -> Option<&Objection> {
         self.objections.get(id)
     }
@@ -448,7 +460,7 @@ impl VillageState {
     pub fn redemption(&self, id: &str) -> Option<&Redemption> {
         self.redemptions.get(id)
     }
-    /// All entries (scores), in no particular order.
+    /// The entries (scores) of the periods not yet settled, in no particular order.
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
         self.entries.values()
     }

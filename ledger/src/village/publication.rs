@@ -43,6 +43,9 @@ fn correction_points(c: &Option<crate::pb::Correction>) -> Option<Result<Option<
 
 impl VillageState {
     fn open_publication(&self, id: &str) -> Result<&Publication, Rejection> {
+        if self.closed_publication(id).is_some() {
+            return Err(Rejection::PublicationClosed(id.to_owned()));
+        }
         let p = self.publications.get(id).ok_or_else(|| Rejection::Unknown { kind: "publication", id: id.to_owned() })?;
         if p.closed {
             return Err(Rejection::PublicationClosed(id.to_owned()));
@@ -53,7 +56,7 @@ impl VillageState {
     pub(super) fn decide_publication(&self, ctx: &Ctx, p: &PublicationOpened) -> Result<(), Rejection> {
         ctx.author_has(RoleSet::ADMIN, "open a publication")?;
         check_id("publication_id", &p.publication_id)?;
-        if self.publications.contains_key(&p.publication_id) {
+        if self.publication_exists(&p.publication_id) {
             return Err(Rejection::Duplicate { kind: "publication", id: p.publication_id.clone() });
         }
         let period = Period::parse("period", &p.period)?;
@@ -67,6 +70,17 @@ impl VillageState {
         for id in &p.entry_ids {
             if !seen.insert(id) {
                 return Err(Rejection::field("entry_ids", format!("entry {id} repeated")));
+            }
+            if let Some(settled) = self.settled_entry(id) {
+                return Err(if settled.void {
+                    Rejection::EntryVoid(id.clone())
+                } else {
+                    Rejection::EntryOutsidePeriod {
+                        entry: id.clone(),
+                        entry_period: settled.period.to_string(),
+                        period: period.to_string(),
+                    }
+                });
             }
             let e = self.correctable(id)?;
             if e.period != period {
@@ -99,7 +113,7 @@ impl VillageState {
             return Err(Rejection::RoleNotAllowed { actor: ctx.author.actor_id.clone(), action: "file an objection" });
         }
         check_id("objection_id", &p.objection_id)?;
-        if self.objections.contains_key(&p.objection_id) {
+        if self.objection_exists(&p.objection_id) {
             return Err(Rejection::Duplicate { kind: "objection", id: p.objection_id.clone() });
         }
         let publication = self.open_publication(&p.publication_id)?;
@@ -140,6 +154,9 @@ impl VillageState {
 
     pub(super) fn decide_decision(&self, ctx: &Ctx, p: &ObjectionDecided) -> Result<(), Rejection> {
         ctx.author_has(RoleSet::PANEL, "decide an objection")?;
+        if self.objection_forgotten(&p.objection_id) {
+            return Err(Rejection::AlreadyDecided(p.objection_id.clone()));
+        }
         let o = self.objections.get(&p.objection_id).ok_or_else(|| Rejection::Unknown { kind: "objection", id: p.objection_id.clone() })?;
         if o.outcome.is_some() {
             return Err(Rejection::AlreadyDecided(o.id.clone()));
@@ -189,6 +206,10 @@ impl VillageState {
         let period = Period::parse("period", &p.period)?;
         if self.settled.contains_key(&period) {
             return Err(Rejection::PeriodSettled(period.to_string()));
+        }
+        if let Some(of) = self.closed_publication(&p.publication_id) {
+            // Forgotten: closed, and of a settled period (so not of this one).
+            return Err(Rejection::field("period", format!("publication {} is for {of}", p.publication_id)));
         }
         let publication = self
             .publications
@@ -250,7 +271,7 @@ impl VillageState {
 
     pub(super) fn apply_publication(&mut self, p: &PublicationOpened) {
         let Ok(period) = Period::parse("period", &p.period) else { return };
-        if self.publications.contains_key(&p.publication_id) {
+        if self.publication_exists(&p.publication_id) {
             return;
         }
         for id in &p.entry_ids {
@@ -326,6 +347,7 @@ impl VillageState {
     pub(super) fn apply_settlement(&mut self, p: &PeriodSettled) {
         if let Ok(period) = Period::parse("period", &p.period) {
             self.settled.insert(period, p.publication_id.clone());
+            self.forget_settled(period);
         }
     }
 }

@@ -127,7 +127,7 @@ impl VillageState {
         if !is_own && !ctx.author.roles.intersects(RoleSet::ADMIN) {
             return Err(Rejection::RoleNotAllowed { actor: ctx.author.actor_id.clone(), action: "declare points for this household" });
         }
-        if self.claims.contains_key(&p.claim_id) {
+        if self.claim_exists(&p.claim_id) {
             return Err(Rejection::Duplicate { kind: "claim", id: p.claim_id.clone() });
         }
         self.check_member(&p.household_id, &p.member_id)?;
@@ -143,7 +143,7 @@ impl VillageState {
 
     pub(super) fn decide_score(&self, ctx: &Ctx, p: &ScoreRecorded) -> Result<(), Rejection> {
         check_id("entry_id", &p.entry_id)?;
-        if self.entries.contains_key(&p.entry_id) {
+        if self.entry_exists(&p.entry_id) {
             return Err(Rejection::Duplicate { kind: "entry", id: p.entry_id.clone() });
         }
         self.check_member(&p.household_id, &p.member_id)?;
@@ -162,6 +162,9 @@ impl VillageState {
         }
         match ScoreSource::try_from(p.source) {
             Ok(ScoreSource::SelfDeclaration) => {
+                if let Some(answered) = self.answered_claim(&p.claim_id) {
+                    return Err(answered);
+                }
                 let claim = self.claims.get(&p.claim_id).ok_or_else(|| Rejection::Unknown { kind: "claim", id: p.claim_id.clone() })?;
                 if claim.scored {
                     return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
@@ -202,8 +205,15 @@ impl VillageState {
         self.rulebooks.iter().find(|r| r.version == version).ok_or_else(|| Rejection::Unknown { kind: "rulebook", id: version.to_string() })
     }
 
-    /// A live entry that may be corrected.
+    /// A live entry that may be corrected: one of a settled period is void or settled.
     pub(super) fn correctable(&self, id: &str) -> Result<&Entry, Rejection> {
+        if let Some(settled) = self.settled_entry(id) {
+            return Err(if settled.void {
+                Rejection::EntryVoid(id.to_owned())
+            } else {
+                Rejection::PeriodSettled(settled.period.to_string())
+            });
+        }
         let e = self.entries.get(id).ok_or_else(|| Rejection::Unknown { kind: "entry", id: id.to_owned() })?;
         if e.void {
             return Err(Rejection::EntryVoid(id.to_owned()));
@@ -212,6 +222,9 @@ impl VillageState {
     }
 
     pub(super) fn decide_claim_declined(&self, ctx: &Ctx, p: &ClaimDeclined) -> Result<(), Rejection> {
+        if let Some(answered) = self.answered_claim(&p.claim_id) {
+            return Err(answered);
+        }
         let claim = self.claims.get(&p.claim_id).ok_or_else(|| Rejection::Unknown { kind: "claim", id: p.claim_id.clone() })?;
         if claim.scored {
             return Err(Rejection::ClaimAlreadyScored(p.claim_id.clone()));
@@ -266,7 +279,7 @@ impl VillageState {
         else {
             return;
         };
-        if self.entries.contains_key(&p.entry_id) {
+        if self.entry_exists(&p.entry_id) {
             return;
         }
         if let Some(c) = self.claims.get_mut(&p.claim_id) {

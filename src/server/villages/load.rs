@@ -33,6 +33,8 @@ impl Villages {
         } else if let Some(task) = summary {
             task.abort();
         }
+        // Kept whole only to build a missing read model.
+        village.retired.forget_whole();
         if !village.is_empty() {
             tracing::info!(
                 village = %code,
@@ -56,9 +58,9 @@ impl Villages {
         // process may append and sign meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
         let nodes_stored = self.store.stored_leaves(code).await?;
-        let Replayed { state, views, hashes, mut corrupt, acts } = replay_stored(&self.store, code, mode).await?;
-        let tree = Tree::from_record_hashes(&hashes);
-        let mut village = Village { state, tree, record_hashes: hashes, nodes_stored, views, ..Village::empty(code.clone()) };
+        let Replayed { state, views, retired, tree, mut corrupt, acts } = replay_stored(&self.store, code, mode).await?;
+        let stored = tree.len();
+        let mut village = Village { state, tree, stored, nodes_stored, views, retired, ..Village::empty(code.clone()) };
         if corrupt.is_none() && nodes_stored > village.len() {
             corrupt = Some(Corruption::at(
                 village.len(),
@@ -174,7 +176,7 @@ impl Villages {
             }
             // Stored before read models (or removed: derived rows lose nothing, but say so).
             tracing::warn!(village = %village.code, records = len, "the ledger has no read model: building it from the records");
-            let expected = Rows::all(&village.state, &village.views);
+            let expected = Rows::all(&village.state, &village.views, &village.retired);
             return match self.store.rebuild_read_model(&village.code, &expected_head, &expected, &acts.collected).await {
                 Ok(()) | Err(StoreError::Conflict { .. }) => Ok(None),
                 Err(e) => Err(e),
@@ -228,19 +230,24 @@ impl Villages {
         if let Some(d) = acts_out_of_bounds(&self.store, &village.code).await? {
             return Ok(Some(d));
         }
-        if let Some(d) = rows.first_difference(&Rows::summary(&village.state, &village.views)) {
+        if let Some(d) = rows.first_difference(&Rows::summary(&village.state, &village.views, &village.retired)) {
             return Ok(Some(d));
         }
-        if digests != boards_digest(village.views.publicity.boards()) {
-            // Read them to name the row.
-            let full = match self.store.read_model(&village.code).await {
-                Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
-                other => other?,
-            };
-            let named = full.and_then(|(_, rows)| rows.first_difference(&Rows::all(&village.state, &village.views)));
-            return Ok(Some(named.unwrap_or_else(|| "read model: the 公示 boards' stored rows differ from the records'".to_owned())));
+        let expected = all_boards_digest(&village.views, &village.retired);
+        let Some(id) = first_board_difference(&digests, &expected) else { return Ok(None) };
+        if village.retired.contains(&id) {
+            // The server keeps no retired board: the records give it again, to name the row.
+            return retired_board_difference(&self.store, &village.code, &id).await;
         }
-        Ok(None)
+        // Read them to name the row.
+        let full = match self.store.read_model(&village.code).await {
+            Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
+            other => other?,
+        };
+        let expected = Rows::all(&village.state, &village.views, &village.retired);
+        let live = |rows: Rows| Rows { boards: rows.boards.into_iter().filter(|b| !village.retired.contains(&b.id)).collect(), ..rows };
+        let named = full.and_then(|(_, rows)| live(rows).first_difference(&live(expected)));
+        Ok(Some(named.unwrap_or_else(|| format!("read model: the stored rows of 公示 {id} differ from the records'"))))
     }
 
     /// Checks the latest stored checkpoint against the records loaded: the note must open
@@ -274,11 +281,13 @@ impl Villages {
 }
 
 /// A village's stored rows, replayed: the state and views of the records before the first
-/// bad row, their hashes, and what is wrong with that row, if anything.
+/// bad row, their Merkle tree, and what is wrong with that row, if anything.
 pub struct Replayed {
     pub state: VillageState,
     pub views: Views,
-    pub hashes: Vec<Hash>,
+    /// The boards the views retired (whole with [`ActsMode::Collect`], to build a read model).
+    pub retired: RetiredBoards,
+    pub tree: Tree,
     pub corrupt: Option<Corruption>,
     /// The acts of the records replayed, as `mode` asked.
     pub acts: ActsCheck,
@@ -366,10 +375,11 @@ impl ActsCheck {
 pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) -> Result<Replayed, StoreError> {
     let mut state = VillageState::new();
     let mut views = Views::serving();
+    let mut retired = if mode == ActsMode::Collect { RetiredBoards::keeping_whole() } else { RetiredBoards::default() };
     let mut acts = ActsCheck::new(mode);
     let mut next: Option<tokio::task::JoinHandle<Result<crate::store::AuditRows, StoreError>>> = None;
     let mut tip = ChainTip::default();
-    let mut hashes = Vec::new();
+    let mut tree = Tree::default();
     let mut corrupt = None;
     'pages: loop {
         let rows = match next.take() {
@@ -391,7 +401,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
                 Ok(a) => {
                     state.apply(&a);
                     views.apply(&a, &state);
-                    hashes.push(*h);
+                    tree.push_record_hash(h);
                 }
                 Err(e) => {
                     corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
@@ -400,6 +410,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
             }
         }
         acts.page(store, code, tip.next_seq, views.audit.take_acts(), prefetched).await?;
+        retired.add(views.publicity.take_retired());
         tip = tip.after(page, &good);
         if let Some(e) = fault {
             corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
@@ -417,7 +428,54 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
         // Read ahead past a bad row: not needed.
         task.abort();
     }
-    Ok(Replayed { state, views, hashes, corrupt, acts })
+    Ok(Replayed { state, views, retired, tree, corrupt, acts })
+}
+
+/// How a retired board's stored rows (their digest differs) differ from the records': the
+/// board is folded again from the records (the view retires it at its month's settlement)
+/// and compared row by row with the stored one. Only ever run on a difference found.
+async fn retired_board_difference(store: &Store, code: &VillageCode, id: &str) -> Result<Option<String>, StoreError> {
+    let mut state = VillageState::new();
+    let mut publicity = jifen_projections::publicity::Publicity::serving();
+    let mut board = None;
+    let mut from = 0;
+    while board.is_none() {
+        let rows = store.read_rows(code, from, from + LOAD_PAGE).await?;
+        for r in &rows.records {
+            let Ok(a) = Accepted::from_verified_record(r.clone()) else { break };
+            state.apply(&a);
+            publicity.apply(&a, &state);
+        }
+        board = publicity.take_retired().into_iter().find(|b| b.id == id);
+        if (rows.records.len() as u64) < LOAD_PAGE {
+            break;
+        }
+        from += LOAD_PAGE;
+    }
+    let stored = match store.read_model(code).await {
+        Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
+        other => other?,
+    };
+    let only = |boards: Vec<Board>| Rows { boards, ..Rows::default() };
+    let stored = stored.map(|(_, rows)| only(rows.boards.into_iter().filter(|b| b.id == id).collect())).unwrap_or_default();
+    let named = stored.first_difference(&only(board.into_iter().collect()));
+    Ok(Some(named.unwrap_or_else(|| format!("read model: the stored rows of 公示 {id} differ from the records'"))))
+}
+
+/// The first publication whose stored digests (entries or objections) differ from a replay's.
+fn first_board_difference(stored: &BoardDigests, expected: &BoardDigests) -> Option<String> {
+    let first = |s: &[(String, [u8; 32])], e: &[(String, [u8; 32])]| {
+        let n = s.iter().zip(e).take_while(|(a, b)| a == b).count();
+        match (s.get(n), e.get(n)) {
+            (None, None) => None,
+            (Some(a), Some(b)) => Some(a.0.clone().min(b.0.clone())),
+            (Some(a), None) | (None, Some(a)) => Some(a.0.clone()),
+        }
+    };
+    match (first(&stored.0, &expected.0), first(&stored.1, &expected.1)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// How the stored acts of seqs `from..to` (read because their digest differs from the
@@ -558,7 +616,7 @@ impl Villages {
             last_recorded_at: village.state.last_recorded_at(),
             book_year: village.state.balances().year(),
         };
-        let rows = Rows::all(&village.state, &village.views);
+        let rows = Rows::all(&village.state, &village.views, &village.retired);
         let difference = match self.store.read_model(code).await? {
             None => Some("there was no read model".to_owned()),
             Some((stored_head, _)) if stored_head != head => {

@@ -17,13 +17,17 @@ pub struct Village {
     pub(super) code: VillageCode,
     pub(super) state: VillageState,
     pub(super) tree: Tree,
-    pub(super) record_hashes: Vec<Hash>,
+    /// The number of records stored (the tree may hold a request's leaves beyond them while
+    /// it is being decided).
+    pub(super) stored: u64,
     pub(super) nodes_stored: u64,
     pub(super) latest: Option<CheckpointView>,
     pub(super) records_tx: broadcast::Sender<Record>,
     pub(super) checkpoint_tx: watch::Sender<u64>,
     /// The read models, folded with the state after each event.
     pub(super) views: Views,
+    /// The 公示 boards the views retired (closed, of settled months): their digests.
+    pub(super) retired: RetiredBoards,
     /// Set when a failed batch could not be undone (the store was unreachable for the
     /// reload): the village is empty and out of the map, and must be loaded again.
     pub(super) stale: bool,
@@ -55,12 +59,13 @@ impl Village {
             code,
             state: VillageState::new(),
             tree: Tree::default(),
-            record_hashes: Vec::new(),
+            stored: 0,
             nodes_stored: 0,
             latest: None,
             records_tx: broadcast::channel(1024).0,
             checkpoint_tx: watch::channel(0).0,
             views: Views::serving(),
+            retired: RetiredBoards::default(),
             stale: false,
             corrupt: None,
         }
@@ -97,10 +102,6 @@ impl Village {
     /// The Merkle tree.
     pub fn tree(&self) -> &Tree {
         &self.tree
-    }
-    /// The record hash at `seq`.
-    pub fn record_hash(&self, seq: u64) -> Option<Hash> {
-        self.record_hashes.get(seq as usize).copied()
     }
     /// The latest signed checkpoint.
     pub fn latest_checkpoint(&self) -> Option<&CheckpointView> {

@@ -84,7 +84,7 @@ impl Drop for WriterLock {
         let v = &mut self.0;
         v.state.rollback_batch();
         v.views.rollback();
-        let stored = v.record_hashes.len() as u64;
+        let stored = v.stored;
         v.tree.truncate(stored);
     }
 }
@@ -214,9 +214,9 @@ impl Villages {
         // what the request changed.
         village.state.commit_batch();
         village.views.commit();
-        for a in &accepted {
-            village.record_hashes.push(a.hash());
-        }
+        let retired = village.views.publicity.take_retired();
+        village.retired.add(retired);
+        village.stored += accepted.len() as u64;
         if let Some(view) = view {
             village.nodes_stored = village.len();
             village.checkpoint_tx.send_replace(view.checkpoint.size);
@@ -287,10 +287,10 @@ impl Villages {
                     accepted.push(*a);
                 }
                 Ok(Decision::Duplicate { seq }) => {
-                    let hash = village.record_hash(seq).or_else(|| accepted.get((seq - village.len()) as usize).map(|a| a.hash()));
-                    let recorded_at = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
-                        Some(r) => r.recorded_at(),
-                        None => now,
+                    // An earlier request's record (stored), or one of this request's.
+                    let (hash, recorded_at) = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
+                        Some(r) => (Some(r.hash()), r.recorded_at()),
+                        None => (accepted.get(seq.saturating_sub(village.stored) as usize).map(|a| a.hash()), now),
                     };
                     results.push(Some(Appended {
                         ledger_id: village.code.to_string(),
