@@ -812,3 +812,85 @@ async fn first_appends_to_a_new_ledger_share_one_copy_and_failed_ones_cache_noth
     assert_eq!(server.villages.loaded_villages(), 1);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_changed_stored_node_is_refused() {
+    // Given a village of several hundred records, served by a server started after they were
+    // appended (its tree keeps only the nodes of 256 leaves and more, and the last leaves),
+    let db = Db::start().await;
+    let sample = jifen_ledger::sample::generate(&jifen_ledger::sample::SampleConfig {
+        seed: 35,
+        households: Some(60),
+        months: 2,
+        scores_per_household: 6.0,
+    })
+    .unwrap();
+    let records = sample.records();
+    let n = records.len() as u64;
+    assert!(n > 600, "{n} records");
+    let ledger = sample.writer.ledger.clone();
+    let mut server = Server::start(&db, &sample).await;
+    for r in records {
+        server.replay(r).await;
+    }
+    server.shutdown().await;
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(records.last().unwrap().recorded_at());
+    let hashes: Vec<Hash> = records.iter().map(|r| r.hash()).collect();
+    let root = |size: u64| jifen_ledger::merkle::Tree::from_record_hashes(&hashes[..size as usize]).root(size).unwrap();
+
+    // when a client asks for proofs of early and late records, at the latest and older sizes,
+    // then each is the whole tree's (the forgotten nodes fetched from PostgreSQL) and verifies;
+    for (seq, size) in [(0, 0), (17, 0), (255, 0), (256, 300), (300, 513), (n - 1, 0), (17, 257), (100, 101)] {
+        let p = server
+            .client
+            .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq, tree_size: size })
+            .await
+            .unwrap()
+            .into_inner();
+        let size = if size == 0 { n } else { size };
+        assert_eq!((p.tree_size, p.record_hash.as_slice()), (size, hashes[seq as usize].0.as_slice()));
+        let path: Vec<Hash> = p.proof.iter().map(|h| Hash::from_slice(h).unwrap()).collect();
+        verify_inclusion(&leaf_hash(&hashes[seq as usize]), seq, size, &path, &root(size)).unwrap();
+    }
+    for (old, new) in [(1, 0), (100, 0), (256, 0), (300, 600), (17, 255)] {
+        let c = server
+            .client
+            .get_consistency_proof(api::GetConsistencyProofRequest { ledger_id: ledger.clone(), old_size: old, new_size: new })
+            .await
+            .unwrap()
+            .into_inner();
+        let new = if new == 0 { n } else { new };
+        let path: Vec<Hash> = c.proof.iter().map(|h| Hash::from_slice(h).unwrap()).collect();
+        verify_consistency(old, new, &root(old), &root(new), &path).unwrap();
+    }
+
+    // and when the superuser changes a stored node that the tree forgot, a proof that needs it
+    // is refused as DATA_LOSS rather than served wrong (one that does not need it still is).
+    let owner = db.superuser().await.unwrap();
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE merkle_nodes SET hash = sha256(hash) WHERE ledger_id = '{ledger}' AND level = 0 AND idx = 17;"
+        ))
+        .await
+        .unwrap();
+    let e = server
+        .client
+        .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: 16, tree_size: 0 })
+        .await
+        .unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
+    let e = server
+        .client
+        .get_consistency_proof(api::GetConsistencyProofRequest { ledger_id: ledger.clone(), old_size: 17, new_size: 0 })
+        .await
+        .unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
+    assert!(server
+        .client
+        .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: n - 1, tree_size: 0 })
+        .await
+        .is_ok());
+    server.shutdown().await;
+}

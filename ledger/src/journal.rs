@@ -199,6 +199,96 @@ impl<K: Hash + Eq + Clone> Extend<K> for JSet<K> {
     }
 }
 
+/// A map from 16-byte digests to small fixed-size values that a ledger only ever adds to
+/// (idempotency keys, what settled periods leave), kept compact: the recent insertions in a
+/// journaled hash map, the older ones in one vector sorted by key (40 bytes an idempotency key
+/// instead of about 90 in a hash table). [`JDigests::compact`] moves the recent ones over
+/// when there are enough of them (an eighth of the older ones, so each entry is moved a
+/// bounded number of times), and only with no journal open: what a rollback may undo is
+/// always in the hash map.
+#[derive(Clone, Debug)]
+pub struct JDigests<V> {
+    recent: JMap<[u8; 16], V>,
+    sorted: Vec<([u8; 16], V)>,
+}
+
+impl<V> Default for JDigests<V> {
+    fn default() -> Self {
+        JDigests { recent: JMap::default(), sorted: Vec::new() }
+    }
+}
+
+/// Recent entries below this many are never compacted.
+const MIN_RECENT: usize = 4096;
+
+impl<V: Copy> JDigests<V> {
+    /// Opens the journal.
+    pub fn begin(&mut self) {
+        self.recent.begin();
+    }
+    /// Closes the journal, keeping the changes (and compacts).
+    pub fn commit(&mut self) {
+        self.recent.commit();
+        self.compact();
+    }
+    /// Removes what was inserted since `begin` and closes the journal.
+    pub fn rollback(&mut self) {
+        self.recent.rollback();
+    }
+    /// The value of `key`.
+    pub fn get(&self, key: &[u8; 16]) -> Option<&V> {
+        self.recent.get(key).or_else(|| self.sorted.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &self.sorted[i].1))
+    }
+    /// Whether `key` has a value.
+    pub fn contains_key(&self, key: &[u8; 16]) -> bool {
+        self.get(key).is_some()
+    }
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.recent.len() + self.sorted.len()
+    }
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Inserts (a key inserted again keeps its latest value).
+    pub fn insert(&mut self, key: [u8; 16], value: V) {
+        self.recent.insert(key, value);
+    }
+    /// Moves the recent entries into the sorted vector if there are enough of them and no
+    /// journal is open: one merge from the back, in place.
+    pub fn compact(&mut self) {
+        if self.recent.undo.is_some() || self.recent.len() < MIN_RECENT.max(self.sorted.len() / 8) {
+            return;
+        }
+        let mut new: Vec<([u8; 16], V)> = std::mem::take(&mut self.recent).map.into_iter().collect();
+        new.sort_unstable_by_key(|e| e.0);
+        // A key already in the sorted vector takes its recent value there.
+        new.retain(|(k, v)| match self.sorted.binary_search_by(|(x, _)| x.cmp(k)) {
+            Ok(i) => {
+                self.sorted[i].1 = *v;
+                false
+            }
+            Err(_) => true,
+        });
+        let (n, m) = (self.sorted.len(), new.len());
+        let Some(&filler) = new.first() else { return };
+        self.sorted.reserve_exact(m);
+        self.sorted.resize(n + m, filler);
+        let (mut i, mut j) = (n, m);
+        while j > 0 {
+            let k = i + j - 1;
+            if i > 0 && self.sorted[i - 1].0 > new[j - 1].0 {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = new[j - 1];
+                j -= 1;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +324,42 @@ mod tests {
         m.commit();
         m.rollback();
         assert_eq!(m.get("z"), Some(&26), "a committed change stays");
+    }
+
+    #[test]
+    fn compacted_digests_answer_like_a_map_and_a_rollback_never_touches_the_sorted_part() {
+        let key = |i: u32| {
+            let mut k = [0u8; 16];
+            k[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            k[4..8].copy_from_slice(&i.to_be_bytes());
+            k
+        };
+        let mut d: JDigests<u32> = JDigests::default();
+        let mut plain = HashMap::new();
+        for i in 0..50_000u32 {
+            d.insert(key(i), i);
+            plain.insert(key(i), i);
+            if i % 1000 == 999 {
+                // A batch that is undone leaves nothing, even across a compaction's threshold.
+                d.begin();
+                for j in 0..5000 {
+                    d.insert(key(1_000_000 + j), j);
+                }
+                d.compact();
+                d.rollback();
+                d.begin();
+                d.insert(key(i), i);
+                d.commit();
+            }
+            if i % 7 == 0 {
+                d.compact();
+            }
+        }
+        assert!(d.sorted.len() > 40_000 && d.sorted.windows(2).all(|w| w[0].0 < w[1].0), "compacted, in order");
+        assert_eq!(d.len(), plain.len());
+        for (k, v) in &plain {
+            assert_eq!(d.get(k), Some(v));
+        }
+        assert!((0..5000).all(|j| d.get(&key(1_000_000 + j)).is_none()));
     }
 }

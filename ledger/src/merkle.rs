@@ -12,10 +12,12 @@
 //! Go's `golang.org/x/mod/sumdb/tlog` (`CheckRecord`, `CheckTree`) given the record hashes.
 //!
 //! [`Tree`] keeps every complete subtree's hash (the "stored hashes" of tlog), so the root of
-//! any prefix and every proof take O(log n) hash operations.
+//! any prefix and every proof take O(log n) hash operations; a server's tree forgets the lower
+//! levels it has stored ([`Tree::forget_below`]) and fetches them for a proof.
 
 use crate::hash::Hash;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// The leaf hash of a record hash: `SHA-256(0x00 || record_hash)`.
@@ -55,6 +57,8 @@ pub enum ProofError {
     Malformed(usize),
     #[error("proof does not lead to the expected root")]
     RootMismatch,
+    #[error("the tree has forgotten {} stored nodes this needs", .0.len())]
+    Forgotten(Vec<(u8, u64)>),
 }
 
 /// The largest power of two strictly less than `n` (n >= 2).
@@ -63,11 +67,102 @@ fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-/// A Merkle tree that grows by appending leaves and remembers every complete subtree.
+/// Complete-subtree hashes from elsewhere (a store), by `(level, index)`: what a [`Tree`] that
+/// forgot its lower levels ([`Tree::forget_below`]) needs for a proof or an older root.
+pub type Nodes = HashMap<(u8, u64), Hash>;
+
+/// The levels a [`Tree`] may forget: below this one, only the nodes of its last leaves are kept.
+pub const FORGETTABLE_LEVELS: usize = 8;
+
+/// A Merkle tree that grows by appending leaves and remembers every complete subtree, or,
+/// once told to forget ([`Tree::forget_below`]), every complete subtree of 2^8 leaves or more
+/// and only the last leaves' smaller ones: the frontier and upper levels, enough for the root
+/// of the whole tree and for appending. A proof or an older root that needs a forgotten node
+/// is refused with [`ProofError::Forgotten`], naming the nodes to fetch, and computed by the
+/// `_with` methods once they are given.
 #[derive(Clone, Default, Debug)]
 pub struct Tree {
-    /// `levels[k][i]` is the hash of the complete subtree of leaves `[i·2^k, (i+1)·2^k)`.
+    /// `levels[k][i - first(k)]` is the hash of the complete subtree of leaves
+    /// `[i·2^k, (i+1)·2^k)`.
     levels: Vec<Vec<Hash>>,
+    /// The leaves whose nodes below [`FORGETTABLE_LEVELS`] are forgotten: a multiple of 2^8.
+    forgotten: u64,
+}
+
+/// Looks nodes up in the tree, then in nodes given, and notes those it finds in neither.
+struct Lookup<'a> {
+    tree: &'a Tree,
+    given: Option<&'a Nodes>,
+    missing: Vec<(u8, u64)>,
+}
+
+impl Lookup<'_> {
+    fn node(&mut self, k: usize, i: u64) -> Hash {
+        if let Some(h) = self.tree.node(k, i).or_else(|| self.given.and_then(|n| n.get(&(k as u8, i)).copied())) {
+            return h;
+        }
+        self.missing.push((k as u8, i));
+        Hash::default()
+    }
+
+    /// MTH(D[lo:hi]) for a range the RFC recursion produces (lo aligned to the split).
+    fn subtree(&mut self, lo: u64, hi: u64) -> Hash {
+        let n = hi - lo;
+        if n.is_power_of_two() {
+            let k = n.trailing_zeros() as usize;
+            return self.node(k, lo >> k);
+        }
+        let k = split_point(n);
+        let (left, right) = (self.subtree(lo, lo + k), self.subtree(lo + k, hi));
+        node_hash(&left, &right)
+    }
+
+    /// PATH(m, D[lo:hi]); pushes the deepest hash first.
+    fn path(&mut self, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) {
+        let n = hi - lo;
+        if n <= 1 {
+            return;
+        }
+        let k = split_point(n);
+        if m < k {
+            self.path(m, lo, lo + k, out);
+            out.push(self.subtree(lo + k, hi));
+        } else {
+            self.path(m - k, lo + k, hi, out);
+            out.push(self.subtree(lo, lo + k));
+        }
+    }
+
+    /// SUBPROOF(m, D[lo:hi], b).
+    fn subproof(&mut self, m: u64, lo: u64, hi: u64, b: bool, out: &mut Vec<Hash>) {
+        let n = hi - lo;
+        if m == n {
+            if !b {
+                out.push(self.subtree(lo, hi));
+            }
+            return;
+        }
+        let k = split_point(n);
+        if m <= k {
+            self.subproof(m, lo, lo + k, b, out);
+            out.push(self.subtree(lo + k, hi));
+        } else {
+            self.subproof(m - k, lo + k, hi, false, out);
+            out.push(self.subtree(lo, lo + k));
+        }
+    }
+
+    /// The result, or the nodes it lacked.
+    fn finish<T>(self, value: T) -> Result<T, ProofError> {
+        if self.missing.is_empty() {
+            Ok(value)
+        } else {
+            let mut missing = self.missing;
+            missing.sort_unstable();
+            missing.dedup();
+            Err(ProofError::Forgotten(missing))
+        }
+    }
 }
 
 impl Tree {
@@ -85,9 +180,32 @@ impl Tree {
         t
     }
 
+    /// The index of the first node level `k` keeps.
+    fn first(&self, k: usize) -> u64 {
+        if k < FORGETTABLE_LEVELS {
+            self.forgotten >> k
+        } else {
+            0
+        }
+    }
+
+    /// The number of nodes of level `k` (kept or forgotten).
+    fn level_len(&self, k: usize) -> u64 {
+        self.levels.get(k).map_or(0, |l| self.first(k) + l.len() as u64)
+    }
+
+    /// The hash of the complete subtree `i` of level `k`, if the tree has it and keeps it.
+    pub fn node(&self, k: usize, i: u64) -> Option<Hash> {
+        let first = self.first(k);
+        if i < first {
+            return None;
+        }
+        self.levels.get(k)?.get((i - first) as usize).copied()
+    }
+
     /// The number of leaves.
     pub fn len(&self) -> u64 {
-        self.levels.first().map_or(0, |l| l.len() as u64)
+        self.level_len(0)
     }
 
     /// Whether the tree has no leaves.
@@ -107,7 +225,9 @@ impl Tree {
         }
         self.levels[0].push(leaf);
         let mut k = 0;
-        while self.levels[k].len() % 2 == 0 {
+        // A forgotten prefix of a level is even (a multiple of 2^(8-k)), so a level's last
+        // two kept nodes are the pair its new node completes.
+        while self.level_len(k) % 2 == 0 {
             let n = self.levels[k].len();
             let parent = node_hash(&self.levels[k][n - 2], &self.levels[k][n - 1]);
             if self.levels.len() == k + 1 {
@@ -120,55 +240,84 @@ impl Tree {
 
     /// Forgets every leaf from `len` on (and the subtrees they complete): the tree of its
     /// first `len` leaves again. A writer undoes the leaves of a batch that was not stored.
+    /// Never below what the tree forgot ([`Tree::forget_below`]).
     pub fn truncate(&mut self, len: u64) {
-        for (k, level) in self.levels.iter_mut().enumerate() {
-            level.truncate((len >> k) as usize);
+        let len = len.max(self.forgotten);
+        for k in 0..self.levels.len() {
+            let keep = (len >> k).saturating_sub(self.first(k)) as usize;
+            self.levels[k].truncate(keep);
         }
-        while self.levels.last().is_some_and(|l| l.is_empty()) {
+        while !self.levels.is_empty() && self.level_len(self.levels.len() - 1) == 0 {
             self.levels.pop();
         }
+    }
+
+    /// Forgets the nodes below level [`FORGETTABLE_LEVELS`] of the leaves before `len`
+    /// (rounded down to a multiple of 2^8): they are stored, and a proof that needs them
+    /// fetches them ([`ProofError::Forgotten`]). What remains is about 1/128 of the tree.
+    pub fn forget_below(&mut self, len: u64) {
+        let upto = (len.min(self.len()) >> FORGETTABLE_LEVELS) << FORGETTABLE_LEVELS;
+        if upto <= self.forgotten {
+            return;
+        }
+        for k in 0..FORGETTABLE_LEVELS.min(self.levels.len()) {
+            let drop = ((upto >> k) - (self.forgotten >> k)) as usize;
+            let level = &mut self.levels[k];
+            level.drain(..drop.min(level.len()));
+            level.shrink_to_fit();
+        }
+        self.forgotten = upto;
     }
 
     /// The complete-subtree hashes that exist in this tree but not in its first `old_len`
     /// leaves, as `(level, index, hash)`: what to store after appending leaves.
     pub fn nodes_since(&self, old_len: u64) -> Vec<(u8, u64, Hash)> {
         let mut out = Vec::new();
-        for (k, level) in self.levels.iter().enumerate() {
-            let from = (old_len >> k) as usize;
-            for (i, h) in level.iter().enumerate().skip(from) {
-                out.push((k as u8, i as u64, *h));
+        for k in 0..self.levels.len() {
+            for i in (old_len >> k)..self.level_len(k) {
+                if let Some(h) = self.node(k, i) {
+                    out.push((k as u8, i, h));
+                }
             }
         }
         out
     }
 
-    /// The leaf hash at `index`.
+    /// The leaf hash at `index`, if kept.
     pub fn leaf(&self, index: u64) -> Option<Hash> {
-        self.levels.first()?.get(index as usize).copied()
+        self.node(0, index)
     }
 
-    /// MTH(D[lo:hi]) for a range the RFC recursion produces (lo aligned to the split).
-    fn subtree(&self, lo: u64, hi: u64) -> Hash {
-        let n = hi - lo;
-        if n.is_power_of_two() {
-            let k = n.trailing_zeros() as usize;
-            return self.levels[k][(lo >> k) as usize];
-        }
-        let k = split_point(n);
-        node_hash(&self.subtree(lo, lo + k), &self.subtree(lo + k, hi))
+    fn lookup<'a>(&'a self, given: Option<&'a Nodes>) -> Lookup<'a> {
+        Lookup { tree: self, given, missing: Vec::new() }
     }
 
     /// The root hash of the first `size` leaves.
     pub fn root(&self, size: u64) -> Result<Hash, ProofError> {
+        self.root_with(size, &Nodes::new())
+    }
+
+    /// [`Tree::root`], with forgotten nodes given.
+    pub fn root_with(&self, size: u64, nodes: &Nodes) -> Result<Hash, ProofError> {
         if size > self.len() {
             return Err(ProofError::SizeOutOfRange { size, len: self.len() });
         }
-        Ok(if size == 0 { empty_root() } else { self.subtree(0, size) })
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        let mut l = self.lookup(Some(nodes));
+        let root = l.subtree(0, size);
+        l.finish(root)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size` leaves
     /// (RFC 9162 §2.1.3.1), ordered from the leaf upwards.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
+        self.inclusion_proof_with(index, size, &Nodes::new())
+    }
+
+    /// [`Tree::inclusion_proof`], with forgotten nodes given.
+    pub fn inclusion_proof_with(&self, index: u64, size: u64, nodes: &Nodes) -> Result<Vec<Hash>, ProofError> {
         if size > self.len() {
             return Err(ProofError::SizeOutOfRange { size, len: self.len() });
         }
@@ -176,28 +325,18 @@ impl Tree {
             return Err(ProofError::IndexOutOfRange { index, size });
         }
         let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
-    }
-
-    /// PATH(m, D[lo:hi]); pushes the deepest hash first.
-    fn path(&self, m: u64, lo: u64, hi: u64, out: &mut Vec<Hash>) {
-        let n = hi - lo;
-        if n <= 1 {
-            return;
-        }
-        let k = split_point(n);
-        if m < k {
-            self.path(m, lo, lo + k, out);
-            out.push(self.subtree(lo + k, hi));
-        } else {
-            self.path(m - k, lo + k, hi, out);
-            out.push(self.subtree(lo, lo + k));
-        }
+        let mut l = self.lookup(Some(nodes));
+        l.path(index, 0, size, &mut proof);
+        l.finish(proof)
     }
 
     /// The consistency proof between the trees of `old` and `new` leaves (RFC 9162 §2.1.4.1).
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ProofError> {
+        self.consistency_proof_with(old, new, &Nodes::new())
+    }
+
+    /// [`Tree::consistency_proof`], with forgotten nodes given.
+    pub fn consistency_proof_with(&self, old: u64, new: u64, nodes: &Nodes) -> Result<Vec<Hash>, ProofError> {
         if new > self.len() {
             return Err(ProofError::SizeOutOfRange { size: new, len: self.len() });
         }
@@ -205,27 +344,9 @@ impl Tree {
             return Err(ProofError::BadSizes { old, new });
         }
         let mut proof = Vec::new();
-        self.subproof(old, 0, new, true, &mut proof);
-        Ok(proof)
-    }
-
-    /// SUBPROOF(m, D[lo:hi], b).
-    fn subproof(&self, m: u64, lo: u64, hi: u64, b: bool, out: &mut Vec<Hash>) {
-        let n = hi - lo;
-        if m == n {
-            if !b {
-                out.push(self.subtree(lo, hi));
-            }
-            return;
-        }
-        let k = split_point(n);
-        if m <= k {
-            self.subproof(m, lo, lo + k, b, out);
-            out.push(self.subtree(lo + k, hi));
-        } else {
-            self.subproof(m - k, lo + k, hi, false, out);
-            out.push(self.subtree(lo, lo + k));
-        }
+        let mut l = self.lookup(Some(nodes));
+        l.subproof(old, 0, new, true, &mut proof);
+        l.finish(proof)
     }
 }
 

@@ -3,7 +3,7 @@
 //! attacked by flipping every bit of every proof element.
 
 use jifen_ledger::hash::Hash;
-use jifen_ledger::merkle::{empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, ProofError, Tree};
+use jifen_ledger::merkle::{empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, Nodes, ProofError, Tree};
 use proptest::prelude::*;
 
 fn record_hashes(n: u64) -> Vec<Hash> {
@@ -218,4 +218,77 @@ proptest! {
         let whole = Tree::from_record_hashes(&hashes);
         prop_assert_eq!(tree.nodes_since(0), whole.nodes_since(0));
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    /// A server's tree forgets its lower levels once stored: it still grows, roots and stores
+    /// exactly like the whole tree; a proof or root that needs a forgotten node is refused,
+    /// naming exactly the nodes to fetch, and with those nodes given is the whole tree's.
+    #[test]
+    fn a_tree_that_forgot_its_lower_levels_gives_the_same_proofs_once_given_the_nodes_it_names(
+        n in 1u64..2500, forget in any::<u64>(), grow in 0u64..600, cut in any::<u64>(), seed in any::<u64>()
+    ) {
+        let hashes: Vec<Hash> = (0..n + grow).map(|i| Hash::of(&[seed.to_be_bytes(), i.to_be_bytes()].concat())).collect();
+        let whole = Tree::from_record_hashes(&hashes);
+        let mut tree = Tree::from_record_hashes(&hashes[..n as usize]);
+        tree.forget_below(forget % (n + 1));
+        // A batch pushed and undone, then the growth.
+        for h in &hashes[n as usize..] {
+            tree.push_record_hash(h);
+        }
+        tree.truncate(n);
+        prop_assert_eq!(tree.len(), n);
+        for h in &hashes[n as usize..] {
+            tree.push_record_hash(h);
+        }
+        let len = n + grow;
+        prop_assert_eq!(tree.len(), len);
+        prop_assert_eq!(tree.root(len).unwrap(), whole.root(len).unwrap());
+        prop_assert_eq!(tree.nodes_since(n), whole.nodes_since(n));
+        let stored: Nodes = whole.nodes_since(0).into_iter().map(|(k, i, h)| ((k, i), h)).collect();
+        // Fetched: exactly the nodes named, all of them forgotten ones.
+        let fetch = |missing: &[(u8, u64)]| -> Nodes {
+            assert!(missing.iter().all(|(k, i)| tree.node(*k as usize, *i).is_none()));
+            missing.iter().map(|key| (*key, stored[key])).collect()
+        };
+        let size = 1 + cut % len;
+        let index = seed % size;
+        let old = 1 + (seed / 7) % size;
+        let proof = match tree.inclusion_proof(index, size) {
+            Ok(p) => p,
+            Err(ProofError::Forgotten(missing)) => tree.inclusion_proof_with(index, size, &fetch(&missing)).unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        prop_assert_eq!(proof, whole.inclusion_proof(index, size).unwrap());
+        let proof = match tree.consistency_proof(old, size) {
+            Ok(p) => p,
+            Err(ProofError::Forgotten(missing)) => tree.consistency_proof_with(old, size, &fetch(&missing)).unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        prop_assert_eq!(proof, whole.consistency_proof(old, size).unwrap());
+        let root = match tree.root(size) {
+            Ok(r) => r,
+            Err(ProofError::Forgotten(missing)) => tree.root_with(size, &fetch(&missing)).unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        prop_assert_eq!(root, whole.root(size).unwrap());
+    }
+}
+
+#[test]
+fn a_tree_that_forgot_keeps_its_upper_levels_and_names_the_lower_nodes_a_proof_needs() {
+    let hashes = record_hashes(1000);
+    let whole = Tree::from_record_hashes(&hashes);
+    let mut tree = whole.clone();
+    tree.forget_below(1000);
+    // The last 1000 − 768 leaves' lower nodes stay, with every node of 256 leaves or more.
+    assert_eq!(tree.root(1000).unwrap(), whole.root(1000).unwrap());
+    assert_eq!((tree.leaf(767), tree.leaf(768)), (None, whole.leaf(768)));
+    assert_eq!(tree.node(8, 0), whole.node(8, 0));
+    // A proof of an early leaf needs its forgotten path below level 8: one node per level.
+    let Err(ProofError::Forgotten(missing)) = tree.inclusion_proof(3, 1000) else { panic!("a forgotten path") };
+    assert_eq!(missing, vec![(0, 2), (1, 0), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)]);
+    // An older root that the upper levels cover needs nothing.
+    assert_eq!(tree.root(512).unwrap(), whole.root(512).unwrap());
 }

@@ -312,31 +312,12 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<api::GetInclusionProofResponse>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let arc = self.villages.existing(&code).await?;
-        let (size, proof) = {
-            let v = arc.lock().await;
-            let size = if req.tree_size == 0 {
-                v.latest_checkpoint()
-                    .map(|c| c.checkpoint.size)
-                    .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
-            } else {
-                req.tree_size
-            };
-            let proof =
-                v.tree().inclusion_proof(req.seq, size).map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
-            (size, proof)
-        };
-        // The record's hash as stored (the server keeps the tree's leaves, not the records'
-        // hashes): a row changed since the load then fails the client's check of the proof.
-        let record = self.villages.store().record(&code, req.seq).await.map_err(|e| status::store(&e))?;
-        let record_hash = record
-            .map(|r| r.hash())
-            .ok_or_else(|| status::plain(Code::DataLoss, "LEDGER_CORRUPT", format!("record {} is no longer stored", req.seq)))?;
+        let p = self.villages.inclusion_proof(&code, req.seq, req.tree_size).await?;
         Ok(Response::new(api::GetInclusionProofResponse {
             seq: req.seq,
-            tree_size: size,
-            record_hash: record_hash.0.to_vec(),
-            proof: hashes(proof),
+            tree_size: p.size,
+            record_hash: p.record_hash.0.to_vec(),
+            proof: hashes(p.proof),
         }))
     }
 
@@ -346,20 +327,8 @@ impl LedgerService for LedgerApi {
     ) -> Result<Response<api::GetConsistencyProofResponse>, Status> {
         let req = request.into_inner();
         let code = ledger_id("ledger_id", &req.ledger_id)?;
-        let arc = self.villages.existing(&code).await?;
-        let v = arc.lock().await;
-        let new = if req.new_size == 0 {
-            v.latest_checkpoint()
-                .map(|c| c.checkpoint.size)
-                .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))?
-        } else {
-            req.new_size
-        };
-        let proof = v
-            .tree()
-            .consistency_proof(req.old_size, new)
-            .map_err(|e| status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string()))?;
-        Ok(Response::new(api::GetConsistencyProofResponse { old_size: req.old_size, new_size: new, proof: hashes(proof) }))
+        let p = self.villages.consistency_proof(&code, req.old_size, req.new_size).await?;
+        Ok(Response::new(api::GetConsistencyProofResponse { old_size: req.old_size, new_size: p.new, proof: hashes(p.proof) }))
     }
 
     async fn add_cosignature(&self, request: Request<api::AddCosignatureRequest>) -> Result<Response<api::AddCosignatureResponse>, Status> {

@@ -440,6 +440,33 @@ impl Store {
         Ok(n as u64)
     }
 
+    /// Stored Merkle nodes of a ledger, by `(level, index)`: those a server's tree forgot
+    /// ([`jifen_ledger::merkle::Tree::forget_below`]) and a proof needs. A node not stored is
+    /// absent from the answer.
+    pub async fn merkle_nodes(&self, ledger: &VillageCode, wanted: &[(u8, u64)]) -> Result<jifen_ledger::merkle::Nodes, StoreError> {
+        let client = self.pool.get().await?;
+        let levels: Vec<i16> = wanted.iter().map(|(k, _)| i16::from(*k)).collect();
+        let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
+        let rows = client
+            .query(
+                "SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($2::smallint[], $3::bigint[]) AS w (level, idx)
+                 ON n.level = w.level AND n.idx = w.idx WHERE n.ledger_id = $1",
+                &[&ledger.as_str(), &levels, &indexes],
+            )
+            .await?;
+        let mut nodes = jifen_ledger::merkle::Nodes::new();
+        for row in rows {
+            let (level, idx, hash): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
+            let hash = Hash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
+                ledger: ledger.to_string(),
+                seq: -1,
+                error: format!("the stored Merkle node ({level}, {idx}) is not 32 bytes"),
+            })?;
+            nodes.insert((level as u8, idx as u64), hash);
+        }
+        Ok(nodes)
+    }
+
     /// A checkpoint of a ledger: the latest, or the one of `size`.
     pub async fn checkpoint(&self, ledger: &VillageCode, size: Option<u64>) -> Result<Option<StoredCheckpoint>, StoreError> {
         let client = self.pool.get().await?;

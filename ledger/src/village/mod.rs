@@ -39,7 +39,7 @@ use crate::balance::BalanceBook;
 use crate::body::decode_body;
 use crate::hash::Hash;
 use crate::ids::VillageCode;
-use crate::journal::{JMap, JOrd, JSet};
+use crate::journal::{JDigests, JMap, JOrd, JSet};
 use crate::pb::{event_body::Payload, EventBody};
 use crate::record::{canonical_signatures, Record};
 use crate::signature::{verify_event, EventSignature, PublicKey};
@@ -239,8 +239,8 @@ pub struct VillageState {
     head: Hash,
     last_recorded_at: i64,
     /// Per idempotency key (as its [`digest16`]): the seq of its record and its body's
-    /// digest. Fixed-size entries: a ledger's history of keys costs 40 bytes a record.
-    idempotency: JMap<[u8; 16], (u64, [u8; 16])>,
+    /// digest. Fixed-size entries, mostly in one sorted vector: 40 bytes a record.
+    idempotency: JDigests<(u64, [u8; 16])>,
     pub(crate) actors: JMap<String, Actor>,
     pub(crate) keys: JMap<PublicKey, String>,
     pub(crate) rulebooks: Vec<Rulebook>,
@@ -264,10 +264,10 @@ pub struct VillageState {
     pub(crate) book: BalanceBook,
     /// What settled periods leave of their entries, answered claims, decided objections and
     /// closed 公示, by id digest ([`settled`]).
-    settled_entries: JMap<[u8; 16], settled::SettledEntry>,
-    answered_claims: JMap<[u8; 16], bool>,
-    decided_objections: JSet<[u8; 16]>,
-    closed_publications: JMap<[u8; 16], Period>,
+    settled_entries: JDigests<settled::SettledEntry>,
+    answered_claims: JDigests<bool>,
+    decided_objections: JDigests<()>,
+    closed_publications: JDigests<Period>,
     /// While a batch is being decided: the scalars as they were at `begin_batch`.
     batch: Option<Box<Scalars>>,
 }
@@ -659,6 +659,14 @@ impl VillageState {
         self.next_seq += 1;
         self.head = accepted.hash;
         self.last_recorded_at = recorded_at;
+        if self.batch.is_none() {
+            // Outside a batch (a replay), as a batch's commit does.
+            self.idempotency.compact();
+            self.settled_entries.compact();
+            self.answered_claims.compact();
+            self.decided_objections.compact();
+            self.closed_publications.compact();
+        }
     }
 
     /// Decides and, if accepted, applies: the convenience of a single writer.

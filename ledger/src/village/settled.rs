@@ -60,12 +60,12 @@ impl VillageState {
 
     /// Whether an objection with this id was ever filed.
     pub(crate) fn objection_exists(&self, id: &str) -> bool {
-        self.objections.contains_key(id) || self.decided_objections.contains(&digest16(id.as_bytes()))
+        self.objections.contains_key(id) || self.decided_objections.contains_key(&digest16(id.as_bytes()))
     }
 
     /// Whether this objection was decided and forgotten.
     pub(crate) fn objection_forgotten(&self, id: &str) -> bool {
-        self.decided_objections.contains(&digest16(id.as_bytes()))
+        self.decided_objections.contains_key(&digest16(id.as_bytes()))
     }
 
     /// The period of a forgotten (closed, settled) publication.
@@ -97,7 +97,7 @@ impl VillageState {
         let decided: Vec<String> = self.objections.iter().filter(|(_, o)| o.outcome.is_some()).map(|(id, _)| id.clone()).collect();
         for id in decided {
             self.objections.remove(&id);
-            self.decided_objections.insert(digest16(id.as_bytes()));
+            self.decided_objections.insert(digest16(id.as_bytes()), ());
         }
         let closed: Vec<String> =
             self.publications.iter().filter(|(_, p)| p.closed && self.settled.contains_key(&p.period)).map(|(id, _)| id.clone()).collect();

@@ -87,6 +87,8 @@ impl Villages {
             self.sign_tail(&mut village).await?;
         }
         village.corrupt = corrupt;
+        // The lower levels of the stored leaves are in merkle_nodes: a proof fetches them.
+        village.tree.forget_below(village.nodes_stored.min(village.stored));
         Ok((village, acts))
     }
 

@@ -14,7 +14,8 @@
 //!
 //! Files, one concept each: `village` (one village in memory), `load` (from the store, every
 //! row checked, the read model too), `writer` (the append path), `witnessing` (checkpoints as
-//! served, cosignatures), `export` (year bundles), `log_key`. This file holds the map of
+//! served, cosignatures), `proofs` (from a tree that forgot its lower levels), `export` (year
+//! bundles), `log_key`. This file holds the map of
 //! villages and who may reach one.
 
 use super::clock::Clock;
@@ -49,12 +50,14 @@ use tonic::{Code, Status};
 mod export;
 mod load;
 mod log_key;
+mod proofs;
 mod village;
 mod witnessing;
 mod writer;
 
 pub use load::{acts_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
+pub use proofs::{ConsistencyProof, InclusionProof};
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};
 

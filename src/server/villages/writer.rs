@@ -219,6 +219,7 @@ impl Villages {
         village.stored += accepted.len() as u64;
         if let Some(view) = view {
             village.nodes_stored = village.len();
+            village.tree.forget_below(village.nodes_stored);
             village.checkpoint_tx.send_replace(view.checkpoint.size);
             village.latest = Some(view);
         }
