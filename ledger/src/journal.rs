@@ -210,11 +210,25 @@ impl<K: Hash + Eq + Clone> Extend<K> for JSet<K> {
 pub struct JDigests<V> {
     recent: JMap<[u8; 16], V>,
     sorted: Vec<([u8; 16], V)>,
+    /// Where each bucket of keys (by their first `bits` bits) starts in `sorted`, and where
+    /// the last one ends: a lookup searches about eight entries, not the whole vector (the
+    /// keys are digests, evenly spread).
+    starts: Vec<u32>,
+    bits: u32,
 }
 
 impl<V> Default for JDigests<V> {
     fn default() -> Self {
-        JDigests { recent: JMap::default(), sorted: Vec::new() }
+        JDigests { recent: JMap::default(), sorted: Vec::new(), starts: vec![0, 0], bits: 0 }
+    }
+}
+
+/// The bucket of a key among `2^bits`.
+fn bucket(key: &[u8; 16], bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (u32::from_be_bytes([key[0], key[1], key[2], key[3]]) >> (32 - bits)) as usize
     }
 }
 
@@ -237,7 +251,13 @@ impl<V: Copy> JDigests<V> {
     }
     /// The value of `key`.
     pub fn get(&self, key: &[u8; 16]) -> Option<&V> {
-        self.recent.get(key).or_else(|| self.sorted.binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| &self.sorted[i].1))
+        self.recent.get(key).or_else(|| self.find(key).map(|i| &self.sorted[i].1))
+    }
+    /// The position of `key` in the sorted vector.
+    fn find(&self, key: &[u8; 16]) -> Option<usize> {
+        let b = bucket(key, self.bits);
+        let (from, to) = (self.starts[b] as usize, self.starts[b + 1] as usize);
+        self.sorted[from..to].binary_search_by(|(k, _)| k.cmp(key)).ok().map(|i| from + i)
     }
     /// Whether `key` has a value.
     pub fn contains_key(&self, key: &[u8; 16]) -> bool {
@@ -264,12 +284,12 @@ impl<V: Copy> JDigests<V> {
         let mut new: Vec<([u8; 16], V)> = std::mem::take(&mut self.recent).map.into_iter().collect();
         new.sort_unstable_by_key(|e| e.0);
         // A key already in the sorted vector takes its recent value there.
-        new.retain(|(k, v)| match self.sorted.binary_search_by(|(x, _)| x.cmp(k)) {
-            Ok(i) => {
+        new.retain(|(k, v)| match self.find(k) {
+            Some(i) => {
                 self.sorted[i].1 = *v;
                 false
             }
-            Err(_) => true,
+            None => true,
         });
         let (n, m) = (self.sorted.len(), new.len());
         let Some(&filler) = new.first() else { return };
@@ -285,6 +305,16 @@ impl<V: Copy> JDigests<V> {
                 self.sorted[k] = new[j - 1];
                 j -= 1;
             }
+        }
+        // About eight keys a bucket.
+        let n = self.sorted.len();
+        self.bits = (usize::BITS - (n / 8).leading_zeros()).min(24);
+        self.starts = vec![0; (1 << self.bits) + 1];
+        for (key, _) in &self.sorted {
+            self.starts[bucket(key, self.bits) + 1] += 1;
+        }
+        for b in 1..self.starts.len() {
+            self.starts[b] += self.starts[b - 1];
         }
     }
 }
