@@ -452,11 +452,16 @@ pub const MAX_HOUSEHOLDS: usize = 100_000;
 
 /// Generates a village ledger.
 pub fn generate(config: &SampleConfig) -> Result<Sample, Rejection> {
+    generate_on(&VillageCode::parse(VILLAGE_CODE).expect("valid code"), config)
+}
+
+/// [`generate`] for village `code` (a district of villages, in benchmarks).
+pub fn generate_on(code: &VillageCode, config: &SampleConfig) -> Result<Sample, Rejection> {
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let n = config.households.unwrap_or_else(|| rng.random_range(300..=800)).clamp(MIN_HOUSEHOLDS, MAX_HOUSEHOLDS);
     let panel_size = rng.random_range(3..=5);
     let hs = households(&mut rng, n);
-    let (cast, mut w) = open_village(config.seed, &hs, panel_size)?;
+    let (cast, mut w) = open_village_on(code, config.seed, &hs, panel_size, day("2024-12-20"))?;
     let ids: Vec<String> = hs.iter().map(|(h, _)| h.clone()).collect();
     let items = reference_items();
     let mut entry_no = 0u64;

@@ -16,7 +16,7 @@ use crate::hash::Hash;
 use crate::merkle::Tree;
 use crate::record::Record;
 use crate::signature::{verify_batch, verify_event, BatchSeed, EventSignature, SignatureError};
-use crate::village::{Accepted, Command, Decision, Rejection, VillageState};
+use crate::village::{Accepted, Rejection, VillageState};
 use rayon::prelude::*;
 use thiserror::Error;
 
@@ -203,10 +203,16 @@ pub fn check_root(hashes: &[Hash], checkpoint: &Checkpoint) -> Result<Tree, Veri
 /// is what a replay and a server's load both do before applying a record, so no stored row
 /// reaches `apply` (whose `expect`s rely on `decide`) without being decided first.
 pub fn replay_one(state: &VillageState, record: &Record) -> Result<Accepted, VerifyError> {
+    replay_stored_one(state, record.clone(), record.hash())
+}
+
+/// [`replay_one`] for a record the caller owns, whose hash it computed already (a load's
+/// chain check): nothing is copied or hashed again.
+pub fn replay_stored_one(state: &VillageState, record: Record, hash: Hash) -> Result<Accepted, VerifyError> {
     let seq = record.seq();
-    match state.decide(Command::replay(record)) {
-        Ok(Decision::Append(a)) if a.record() == record => Ok(*a),
-        Ok(_) => Err(VerifyError::NotReproduced { seq }),
+    match state.decide_stored(record, hash) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(VerifyError::NotReproduced { seq }),
         Err(rejection) => Err(VerifyError::Inadmissible { seq, rejection }),
     }
 }

@@ -395,11 +395,14 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
             next = Some(tokio::spawn(async move { store.read_rows(&code, from, from + LOAD_PAGE).await }));
         }
         let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
-        let page = &rows.records[..good.len()];
+        let mut page = rows.records;
+        page.truncate(good.len());
+        let next_tip = tip.after(&page, &good);
         // PostgreSQL digests the page's stored acts while the page is folded here.
         let prefetched = acts.prefetch(store, code, tip.next_seq, tip.next_seq + page.len() as u64);
-        for (r, h) in page.iter().zip(&good) {
-            match replay_one(&state, r) {
+        // Each record is decided as it is stored (moved, its hash from the chain check).
+        for (r, h) in page.into_iter().zip(&good) {
+            match replay_stored_one(&state, r, *h) {
                 Ok(a) => {
                     state.apply(&a);
                     views.apply(&a, &state);
@@ -413,7 +416,7 @@ pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) ->
         }
         acts.page(store, code, tip.next_seq, views.audit.take_acts(), prefetched).await?;
         retired.add(views.publicity.take_retired());
-        tip = tip.after(page, &good);
+        tip = next_tip;
         if let Some(e) = fault {
             corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
             break;
