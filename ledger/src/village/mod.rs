@@ -165,7 +165,7 @@ pub enum Decision {
 /// What [`VillageState::judge`] found.
 enum Judged {
     Duplicate(u64),
-    Accepted(VillageCode, EventBody, Vec<EventSignature>),
+    Accepted(VillageCode, Box<EventBody>, Vec<EventSignature>),
 }
 
 /// The actor behind one signature, at this position in the log.
@@ -542,7 +542,7 @@ impl VillageState {
             return Err(Rejection::RecordedAtRegressed { previous: self.last_recorded_at, got: recorded_at });
         }
         if body.occurred_at > recorded_at + MAX_CLOCK_SKEW_MICROS {
-            return Err(Rejection::OccurredInFuture { occurred_at: body.occurred_at, recorded_at: recorded_at });
+            return Err(Rejection::OccurredInFuture { occurred_at: body.occurred_at, recorded_at });
         }
         if !verified {
             for s in signatures {
@@ -589,7 +589,7 @@ impl VillageState {
             Payload::InspectionRecorded(p) => self.decide_inspection(&ctx, p),
             Payload::SatisfactionSurveyRecorded(p) => self.decide_survey(&ctx, p),
         }?;
-        Ok(Judged::Accepted(ledger_id, body, signatures.to_vec()))
+        Ok(Judged::Accepted(ledger_id, Box::new(body), signatures.to_vec()))
     }
 
     /// Decides a command: the record to append, a duplicate, or the rule it breaks.
@@ -600,7 +600,7 @@ impl VillageState {
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
         let (ledger_id, body, signatures) = match self.judge(&cmd.body, &cmd.signatures, cmd.recorded_at, cmd.signatures_verified)? {
             Judged::Duplicate(seq) => return Ok(Decision::Duplicate { seq }),
-            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, body, signatures),
+            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
         };
         let record = Record::new(ledger_id, self.next_seq, self.head, cmd.recorded_at, cmd.body, signatures)?;
         let hash = record.hash();
@@ -618,7 +618,7 @@ impl VillageState {
         debug_assert_eq!(hash, record.hash());
         let (ledger_id, body, signatures) = match self.judge(record.body(), record.signatures(), record.recorded_at(), true)? {
             Judged::Duplicate(_) => return Ok(None),
-            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, body, signatures),
+            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
         };
         let same = ledger_id == *record.ledger_id()
             && record.seq() == self.next_seq
