@@ -893,4 +893,16 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         .await
         .is_ok());
     server.shutdown().await;
+    // A server started after the change compares the stored nodes with the records' tree on
+    // its load, names the node, and serves nothing of the village.
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(records.last().unwrap().recorded_at());
+    let e = server
+        .client
+        .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: n - 1, tree_size: 0 })
+        .await
+        .unwrap_err();
+    assert_status(e.clone(), Code::DataLoss, "LEDGER_CORRUPT");
+    assert!(e.message().contains("merkle_nodes: node (level, index) (0, 17) is stored as"), "{}", e.message());
+    server.shutdown().await;
 }

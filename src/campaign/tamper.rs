@@ -104,6 +104,8 @@ enum ReadModelEdit {
     AuditMonth { period: String, delta: i64 },
     /// The scores a panel member signed alone in a month, moved by `delta`.
     Alone { period: String, actor: String, delta: i64 },
+    /// One byte of a stored Merkle node flipped (proofs are built from the stored nodes).
+    MerkleNode { level: i16, idx: i64 },
 }
 
 /// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
@@ -121,6 +123,8 @@ struct Targets {
     audit_months: Vec<String>,
     /// (period, panel member) of each lone-scorer count.
     alone: Vec<(String, String)>,
+    /// (level, index) of each stored Merkle node.
+    nodes: Vec<(i16, i64)>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -138,7 +142,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..16) {
+            return Tampering::ReadModel(match rng.random_range(0..17) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -191,6 +195,10 @@ impl Tampering {
                 14 => {
                     let period = targets.audit_months[rng.random_range(0..targets.audit_months.len())].clone();
                     ReadModelEdit::AuditMonth { period, delta: delta.abs() }
+                }
+                15 => {
+                    let (level, idx) = targets.nodes[rng.random_range(0..targets.nodes.len())];
+                    ReadModelEdit::MerkleNode { level, idx }
                 }
                 _ if targets.alone.is_empty() => ReadModelEdit::DeleteAct { seq: rng.random_range(0..n) },
                 _ => {
@@ -250,6 +258,7 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::DeleteAct { .. }) => "read model: an act deleted",
             Tampering::ReadModel(ReadModelEdit::AuditMonth { .. }) => "read model: a month's score count",
             Tampering::ReadModel(ReadModelEdit::Alone { .. }) => "read model: a lone scorer's count",
+            Tampering::ReadModel(ReadModelEdit::MerkleNode { .. }) => "a stored Merkle node",
         }
     }
 
@@ -277,6 +286,7 @@ impl Tampering {
                 ReadModelEdit::Alone { period, actor, .. } => {
                     format!("rm_audit_alone: (month, panel member) ({period}, {actor}) is stored as")
                 }
+                ReadModelEdit::MerkleNode { level, idx } => format!("merkle_nodes: node (level, index) ({level}, {idx}) is stored as"),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
                     "read model: its head is stored as".into()
@@ -392,6 +402,9 @@ impl Tampering {
                     ReadModelEdit::Alone { period, actor, delta } => format!(
                         "UPDATE rm_audit_alone SET scores = scores + {delta} WHERE ledger_id = '{l}' AND period = '{period}' AND actor_id = '{actor}';"
                     ),
+                    ReadModelEdit::MerkleNode { level, idx } => format!(
+                        "UPDATE merkle_nodes SET hash = set_byte(hash, 3, get_byte(hash, 3) # 1) WHERE ledger_id = '{l}' AND level = {level} AND idx = {idx};"
+                    ),
                 }
             }
         }
@@ -403,7 +416,9 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     let db = Db::start().await?;
-    let sample = generate(&SampleConfig { seed: config.seed, households: Some(25), months: 2, scores_per_household: 2.0 })?;
+    // Large enough that a server's tree forgets the lower levels of its first 256 leaves, and
+    // with a settled month whose 公示 boards it no longer keeps.
+    let sample = generate(&SampleConfig { seed: config.seed, households: Some(40), months: 2, scores_per_household: 3.0 })?;
     let mut server = Local::start(&db, openers(&sample.records()[..1])).await?;
     let ledger = sample.writer.ledger.clone();
     for r in sample.records() {
@@ -417,7 +432,8 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             "CREATE TABLE saved_records AS SELECT * FROM records;
                  CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
                  CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
-                 CREATE TABLE saved_read_models AS SELECT * FROM read_models; {}",
+                 CREATE TABLE saved_read_models AS SELECT * FROM read_models;
+                 CREATE TABLE saved_merkle_nodes AS SELECT * FROM merkle_nodes; {}",
             TABLES.iter().map(|t| format!("CREATE TABLE saved_{t} AS SELECT * FROM {t};")).collect::<String>()
         ))
         .await?;
@@ -454,6 +470,7 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect(),
+        nodes: rows("SELECT level, idx FROM merkle_nodes WHERE ledger_id = $1").await?.iter().map(|r| (r.get(0), r.get(1))).collect(),
     };
     ensure!(
         !targets.households.is_empty()
@@ -545,7 +562,8 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO checkpoints OVERRIDING SYSTEM VALUE SELECT * FROM saved_checkpoints;
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
                  {}
-                 DELETE FROM read_models; INSERT INTO read_models SELECT * FROM saved_read_models; {}",
+                 DELETE FROM read_models; INSERT INTO read_models SELECT * FROM saved_read_models;
+                 DELETE FROM merkle_nodes; INSERT INTO merkle_nodes SELECT * FROM saved_merkle_nodes; {}",
                 TABLES.iter().map(|t| format!("DELETE FROM {t};")).collect::<String>(),
                 TABLES.iter().rev().map(|t| format!("INSERT INTO {t} SELECT * FROM saved_{t};")).collect::<String>()
             ))

@@ -6,7 +6,7 @@
 use super::ledger_api::ledger_id;
 use super::query_api::QueryApi;
 use super::status;
-use super::villages::{acts_difference, Corruption};
+use super::villages::{acts_difference, nodes_difference, Corruption};
 use crate::api::{self, audit_service_server::AuditService};
 use crate::auth::method;
 use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -67,9 +67,9 @@ impl AuditService for QueryApi {
         // Verification is CPU work: keep it off the async workers. The failure at the lowest
         // seq is reported; the stored record_hash column tells an altered row from its
         // neighbour's broken link.
-        let (outcome, records) = tokio::task::spawn_blocking(move || {
+        let (outcome, records, hashes) = tokio::task::spawn_blocking(move || {
             let outcome = verify_stored(&records, &stored_hashes, &checkpoints, crate::batch_mode()).map(|_| records.len() as u64);
-            (outcome, records)
+            (outcome, records, stored_hashes)
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -92,6 +92,14 @@ impl AuditService for QueryApi {
                 let difference = match self.villages.read_model_difference(&code).await.map_err(|e| status::store(&e))? {
                     Some(c) => Some(c),
                     None => acts_difference(&store, &code, records)
+                        .await
+                        .map_err(|e| status::store(&e))?
+                        .map(|reason| Corruption { seq: None, reason }),
+                };
+                // And the stored Merkle nodes, which proofs are built from, the records' tree's.
+                let difference = match difference {
+                    Some(c) => Some(c),
+                    None => nodes_difference(&store, &code, hashes)
                         .await
                         .map_err(|e| status::store(&e))?
                         .map(|reason| Corruption { seq: None, reason }),

@@ -689,6 +689,41 @@ static ENTRY_DIGESTS: LazyLock<String> =
 static OBJECTION_DIGESTS: LazyLock<String> =
     LazyLock::new(|| digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", "position", Some("publication_id")));
 
+/// The canonical line of a stored Merkle node: its level, index and hash (hex).
+const NODE_LINE: [Field; 3] = [Field::Num("level"), Field::Num("idx"), Field::Text("encode(hash, 'hex')")];
+
+static NODES_DIGEST: LazyLock<String> =
+    LazyLock::new(|| digest_sql(&NODE_LINE, "merkle_nodes", "ledger_id = $1 AND idx < ($2::bigint >> level)", "level, idx", None));
+
+/// The digest of the Merkle nodes a tree holds for its first `size` leaves (every complete
+/// subtree), in [`NODE_LINE`]s: what the stored nodes must digest to. The tree must not have
+/// forgotten them.
+pub fn tree_nodes_digest(tree: &jifen_ledger::merkle::Tree, size: u64) -> Option<[u8; 32]> {
+    let mut lines = Lines::default();
+    let mut k = 0;
+    while size >> k > 0 {
+        for i in 0..size >> k {
+            lines.num(k).num(i).text(&tree.node(k, i)?.to_hex()).end();
+        }
+        k += 1;
+    }
+    Some(lines.finish())
+}
+
+/// The first stored Merkle node that differs from `tree`'s for its first `size` leaves.
+pub fn first_node_difference(stored: &[(i16, i64, Vec<u8>)], tree: &jifen_ledger::merkle::Tree, size: u64) -> String {
+    let mut expected = Vec::new();
+    let mut k = 0;
+    while size >> k > 0 {
+        for i in 0..size >> k {
+            expected.push((k as i16, i as i64, tree.node(k, i).map(|h| h.0.to_vec()).unwrap_or_default()));
+        }
+        k += 1;
+    }
+    first_diff("merkle_nodes", "node (level, index)", stored, &expected, |(k, i, _)| format!("({k}, {i})"))
+        .unwrap_or_else(|| "read model merkle_nodes: the stored nodes differ from the records' tree".to_owned())
+}
+
 /// The digests of a ledger's board entries and of its objections, per publication that has
 /// any, in publication id order.
 pub type BoardDigests = (Vec<(String, [u8; 32])>, Vec<(String, [u8; 32])>);
@@ -1756,6 +1791,29 @@ impl Store {
         let row = client.query_one(&query, &[&ledger.as_str(), &(from as i64), &(to as i64)]).await?;
         let digest: Vec<u8> = row.get(0);
         digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored acts is not 32 bytes".into()))
+    }
+
+    /// The digest of a ledger's stored Merkle nodes ([`NODE_LINE`], in (level, index) order),
+    /// as PostgreSQL computes it: what a load and VerifyLedger compare with the records' tree.
+    /// Only the nodes of the first `size` leaves count (another process may append meanwhile).
+    pub async fn nodes_digest(&self, ledger: &VillageCode, size: u64) -> Result<[u8; 32], StoreError> {
+        let client = self.pool.get().await?;
+        let row = client.query_one(NODES_DIGEST.as_str(), &[&ledger.as_str(), &(size as i64)]).await?;
+        let digest: Vec<u8> = row.get(0);
+        digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored Merkle nodes is not 32 bytes".into()))
+    }
+
+    /// A ledger's stored Merkle nodes of its first `size` leaves, in (level, index) order (read
+    /// to name a difference).
+    pub async fn read_nodes(&self, ledger: &VillageCode, size: u64) -> Result<Vec<(i16, i64, Vec<u8>)>, StoreError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT level, idx, hash FROM merkle_nodes WHERE ledger_id = $1 AND idx < ($2::bigint >> level) ORDER BY level, idx",
+                &[&ledger.as_str(), &(size as i64)],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
     }
 
     /// The stored acts of seqs `from..to`, in seq order.

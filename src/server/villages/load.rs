@@ -58,6 +58,12 @@ impl Villages {
         // process may append and sign meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
         let nodes_stored = self.store.stored_leaves(code).await?;
+        // PostgreSQL digests the stored Merkle nodes while the records replay: proofs are
+        // built from them once the tree forgets its lower levels.
+        let stored_nodes = {
+            let (store, code) = (self.store.clone(), code.clone());
+            tokio::spawn(async move { store.nodes_digest(&code, nodes_stored).await })
+        };
         let Replayed { state, views, retired, tree, mut corrupt, acts } = replay_stored(&self.store, code, mode).await?;
         let stored = tree.len();
         let mut village = Village { state, tree, stored, nodes_stored, views, retired, ..Village::empty(code.clone()) };
@@ -80,6 +86,15 @@ impl Villages {
                     Err(c) => corrupt = Some(c),
                 }
             }
+        }
+        if corrupt.is_none() {
+            let stored = stored_nodes.await.map_err(|e| StoreError::PoolSetup(format!("digesting the Merkle nodes: {e}")))??;
+            if Some(stored) != tree_nodes_digest(&village.tree, nodes_stored) {
+                let nodes = self.store.read_nodes(code, nodes_stored).await?;
+                corrupt = Some(Corruption { seq: None, reason: first_node_difference(&nodes, &village.tree, nodes_stored) });
+            }
+        } else {
+            stored_nodes.abort();
         }
         if corrupt.is_none() && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
             // Records stored without their checkpoint (by a version before read models, or by
@@ -558,6 +573,25 @@ pub async fn acts_difference(store: &Store, code: &VillageCode, records: Vec<Rec
     // Acts outside the head's tree and the index's function are the read model's checks
     // (`Villages::read_model_difference`), which VerifyLedger runs first.
     Ok(None)
+}
+
+/// The first stored Merkle node that is not what `hashes` (the verified records' hashes, from
+/// seq 0) give: VerifyLedger's check of the nodes proofs are built from, which a server's tree
+/// no longer holds.
+pub async fn nodes_difference(store: &Store, code: &VillageCode, hashes: Vec<Hash>) -> Result<Option<String>, StoreError> {
+    let size = store.stored_leaves(code).await?;
+    if size > hashes.len() as u64 {
+        return Ok(Some(format!("Merkle leaves of {size} records are stored, but only {} records", hashes.len())));
+    }
+    let stored = store.nodes_digest(code, size).await?;
+    let tree = tokio::task::spawn_blocking(move || Tree::from_record_hashes(&hashes[..size as usize]))
+        .await
+        .map_err(|e| StoreError::PoolSetup(format!("building the records' tree: {e}")))?;
+    if Some(stored) == tree_nodes_digest(&tree, size) {
+        return Ok(None);
+    }
+    let nodes = store.read_nodes(code, size).await?;
+    Ok(Some(first_node_difference(&nodes, &tree, size)))
 }
 
 /// An act stored outside the tree the read model reflects (below seq 0, or at or beyond its

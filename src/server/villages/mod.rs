@@ -22,7 +22,9 @@ use super::clock::Clock;
 use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
-use crate::store::read_model::{acts_digest, all_boards_digest, BoardDigests, Derived, Head, RetiredBoards, Rows, Tip};
+use crate::store::read_model::{
+    acts_digest, all_boards_digest, first_node_difference, tree_nodes_digest, BoardDigests, Derived, Head, RetiredBoards, Rows, Tip,
+};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
@@ -55,7 +57,7 @@ mod village;
 mod witnessing;
 mod writer;
 
-pub use load::{acts_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
+pub use load::{acts_difference, nodes_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use village::{CheckpointView, Corruption, Village};
