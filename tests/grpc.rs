@@ -892,6 +892,21 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: n - 1, tree_size: 0 })
         .await
         .is_ok());
+    // At an older size, a changed node that both the proof and that size's root use cannot
+    // vouch for itself: the root is proved consistent with the signed one first.
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE merkle_nodes SET hash = sha256(hash) WHERE ledger_id = '{ledger}' AND level = 2 AND idx = 174;"
+        ))
+        .await
+        .unwrap();
+    let e = server
+        .client
+        .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: 650, tree_size: 700 })
+        .await
+        .unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
     server.shutdown().await;
     // A server started after the change compares the stored nodes with the records' tree on
     // its load, names the node, and serves nothing of the village.

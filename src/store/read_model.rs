@@ -689,25 +689,27 @@ static ENTRY_DIGESTS: LazyLock<String> =
 static OBJECTION_DIGESTS: LazyLock<String> =
     LazyLock::new(|| digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", "position", Some("publication_id")));
 
-/// The canonical line of a stored Merkle node: its level, index and hash (hex).
-const NODE_LINE: [Field; 3] = [Field::Num("level"), Field::Num("idx"), Field::Text("encode(hash, 'hex')")];
-
-static NODES_DIGEST: LazyLock<String> =
-    LazyLock::new(|| digest_sql(&NODE_LINE, "merkle_nodes", "ledger_id = $1 AND idx < ($2::bigint >> level)", "level, idx", None));
+/// The SHA-256 of a ledger's stored Merkle node hashes of its first `$2` leaves, concatenated
+/// in (level, index) order. The range fixes which (level, index) keys count and the primary
+/// key makes them unique, so any node missing, added, moved or changed changes the digest;
+/// raw bytes, not canonical lines: the large village has two million nodes.
+const NODES_DIGEST: &str = "SELECT sha256(coalesce(string_agg(hash, ''::bytea ORDER BY level, idx), ''::bytea)) \
+     FROM merkle_nodes WHERE ledger_id = $1 AND idx < ($2::bigint >> level)";
 
 /// The digest of the Merkle nodes a tree holds for its first `size` leaves (every complete
-/// subtree), in [`NODE_LINE`]s: what the stored nodes must digest to. The tree must not have
+/// subtree), as [`NODES_DIGEST`] computes it over the stored ones. The tree must not have
 /// forgotten them.
 pub fn tree_nodes_digest(tree: &jifen_ledger::merkle::Tree, size: u64) -> Option<[u8; 32]> {
-    let mut lines = Lines::default();
+    use sha2::Digest;
+    let mut sha = sha2::Sha256::new();
     let mut k = 0;
     while size >> k > 0 {
         for i in 0..size >> k {
-            lines.num(k).num(i).text(&tree.node(k, i)?.to_hex()).end();
+            sha.update(tree.node(k, i)?.as_bytes());
         }
         k += 1;
     }
-    Some(lines.finish())
+    Some(sha.finalize().into())
 }
 
 /// The first stored Merkle node that differs from `tree`'s for its first `size` leaves.
@@ -1793,12 +1795,12 @@ impl Store {
         digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored acts is not 32 bytes".into()))
     }
 
-    /// The digest of a ledger's stored Merkle nodes ([`NODE_LINE`], in (level, index) order),
-    /// as PostgreSQL computes it: what a load and VerifyLedger compare with the records' tree.
+    /// The digest of a ledger's stored Merkle nodes ([`NODES_DIGEST`]), as PostgreSQL computes
+    /// it: what a load and VerifyLedger compare with the records' tree.
     /// Only the nodes of the first `size` leaves count (another process may append meanwhile).
     pub async fn nodes_digest(&self, ledger: &VillageCode, size: u64) -> Result<[u8; 32], StoreError> {
         let client = self.pool.get().await?;
-        let row = client.query_one(NODES_DIGEST.as_str(), &[&ledger.as_str(), &(size as i64)]).await?;
+        let row = client.query_one(NODES_DIGEST, &[&ledger.as_str(), &(size as i64)]).await?;
         let digest: Vec<u8> = row.get(0);
         digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored Merkle nodes is not 32 bytes".into()))
     }

@@ -1,8 +1,9 @@
 //! Inclusion and consistency proofs from a village's tree, which keeps its upper levels and
 //! frontier only ([`Tree::forget_below`]): a proof that needs a forgotten node fetches the
 //! stored ones it names and is computed again. No proof is served that does not lead to the
-//! root it claims (the signed checkpoint's, where the size is the latest one's): a stored node
-//! or record changed since it was written is refused as `DATA_LOSS`, never passed on.
+//! root of its tree as the log signed it (the latest checkpoint's, or one proved consistent
+//! with it): a stored node or record changed since it was written is refused as `DATA_LOSS`,
+//! never passed on.
 
 use super::*;
 use jifen_ledger::merkle::{leaf_hash, root_from_inclusion_proof, verify_consistency, Nodes, ProofError};
@@ -66,13 +67,34 @@ impl Villages {
             .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))
     }
 
-    /// The root of the tree of `size` records: the latest signed checkpoint's when it is
-    /// that size, else computed.
-    fn root_of(v: &Village, size: u64, nodes: &Nodes) -> Result<Hash, ProofError> {
-        match v.latest_checkpoint() {
-            Some(c) if c.checkpoint.size == size => Ok(c.checkpoint.root),
-            _ => v.tree().root_with(size, nodes),
+    /// The root of the tree of `size` records, authenticated: the latest signed checkpoint's
+    /// when it is that size; else computed (from nodes that may be fetched) and proved
+    /// consistent with the latest signed root, so a changed stored node cannot vouch for
+    /// itself. `Err(Status)` when it is not.
+    fn root_of(v: &Village, size: u64, nodes: &Nodes) -> Result<Result<Hash, ProofError>, Status> {
+        let Some(latest) = v.latest_checkpoint().map(|c| (c.checkpoint.size, c.checkpoint.root)) else {
+            return Err(status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"));
+        };
+        if latest.0 == size {
+            return Ok(Ok(latest.1));
         }
+        let root = match v.tree().root_with(size, nodes) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ((old, old_root), (new, new_root)) = if size < latest.0 { ((size, root), latest) } else { (latest, (size, root)) };
+        let proof = match v.tree().consistency_proof_with(old, new, nodes) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        if verify_consistency(old, new, &old_root, &new_root, &proof).is_err() {
+            return Err(status::corrupt(
+                &v.code,
+                None,
+                &format!("the stored Merkle nodes do not give a tree of {size} records consistent with the signed one of {}", latest.0),
+            ));
+        }
+        Ok(Ok(root))
     }
 
     /// The inclusion proof of record `seq` in the tree of `tree_size` records (0: the latest
@@ -81,7 +103,11 @@ impl Villages {
         let (size, proof, root) = self
             .with_stored_nodes(code, |v, nodes| {
                 let size = Self::size_or_latest(v, tree_size)?;
-                Ok(v.tree().inclusion_proof_with(seq, size, nodes).and_then(|proof| Ok((size, proof, Self::root_of(v, size, nodes)?))))
+                let proof = match v.tree().inclusion_proof_with(seq, size, nodes) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(Self::root_of(v, size, nodes)?.map(|root| (size, proof, root)))
             })
             .await?;
         let record = self.store.record(code, seq).await.map_err(|e| status::store(&e))?;
@@ -102,9 +128,13 @@ impl Villages {
         let (new, proof, old_root, new_root) = self
             .with_stored_nodes(code, |v, nodes| {
                 let new = Self::size_or_latest(v, new_size)?;
-                Ok(v.tree()
-                    .consistency_proof_with(old, new, nodes)
-                    .and_then(|proof| Ok((new, proof, v.tree().root_with(old, nodes)?, Self::root_of(v, new, nodes)?))))
+                let (proof, old_root) =
+                    match v.tree().consistency_proof_with(old, new, nodes).and_then(|p| Ok((p, v.tree().root_with(old, nodes)?))) {
+                        Ok(x) => x,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                // The new root authenticated; the proof's check then authenticates the old one.
+                Ok(Self::root_of(v, new, nodes)?.map(|new_root| (new, proof, old_root, new_root)))
             })
             .await?;
         if verify_consistency(old, new, &old_root, &new_root, &proof).is_err() {

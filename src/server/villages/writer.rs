@@ -288,10 +288,20 @@ impl Villages {
                     accepted.push(*a);
                 }
                 Ok(Decision::Duplicate { seq }) => {
-                    // An earlier request's record (stored), or one of this request's.
-                    let (hash, recorded_at) = match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
-                        Some(r) => (Some(r.hash()), r.recorded_at()),
-                        None => (accepted.get(seq.saturating_sub(village.stored) as usize).map(|a| a.hash()), now),
+                    // One of this request's records, or an earlier request's (stored).
+                    let (hash, recorded_at) = if seq >= village.stored {
+                        (accepted.get((seq - village.stored) as usize).map(|a| a.hash()), now)
+                    } else {
+                        match self.store.record(&village.code, seq).await.map_err(AppendError::Store)? {
+                            Some(r) => (Some(r.hash()), r.recorded_at()),
+                            None => {
+                                return Err(AppendError::Store(StoreError::Corrupt {
+                                    ledger: village.code.to_string(),
+                                    seq: seq as i64,
+                                    error: format!("record {seq}, which an idempotency key names, is no longer stored"),
+                                }))
+                            }
+                        }
                     };
                     results.push(Some(Appended {
                         ledger_id: village.code.to_string(),
