@@ -7,12 +7,13 @@
 //! and misdirected tokens, and keys that are not enrolled in the ledger with such a role.
 
 use crate::server::status;
+use crate::server::villages::{Village, Villages};
 use jifen_ledger::signature::PublicKey;
 use jifen_ledger::token::{sign_token, RequestToken, TokenError, MAX_AGE_SECS, MAX_SKEW_SECS, METADATA_KEY};
 use jifen_ledger::village::{RoleSet, VillageState};
 use jifen_ledger::VillageCode;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Status};
 
@@ -135,4 +136,37 @@ fn token_status(e: TokenError) -> Status {
         TokenError::Expired { .. } => "TOKEN_EXPIRED",
     };
     denied(Code::Unauthenticated, reason, e.to_string())
+}
+
+impl Villages {
+    /// A village that must exist, for a guarded call of `method`: the request must carry a
+    /// valid token of an enrolled supervisor, township or auditor (module docs). A village
+    /// whose stored rows failed verification is refused (`DATA_LOSS`).
+    pub async fn authorized<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<tokio::sync::Mutex<Village>>, Status> {
+        let arc = self.authorized_audit(request, method, code).await?;
+        arc.lock().await.serving()?;
+        Ok(arc)
+    }
+
+    /// [`Villages::authorized`] for the calls that must work when the stored rows fail
+    /// verification (VerifyLedger, ReadRecords, ExportBundle): the token is checked against
+    /// the state replayed up to the last good record, and the deployment's township keys for
+    /// the village's township are accepted as well.
+    pub async fn authorized_audit<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        code: &VillageCode,
+    ) -> Result<Arc<tokio::sync::Mutex<Village>>, Status> {
+        let arc = self.loaded(code).await?;
+        let now = self.now().div_euclid(1_000_000);
+        let deployment_key = |key: &PublicKey| self.townships().is_enrolled_for(code, key);
+        self.guard().check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
+        Ok(arc)
+    }
 }

@@ -38,7 +38,7 @@ impl QueryApi {
     /// model's tree, not this process's copy, decides `min_tree_size`: another process may
     /// have appended).
     async fn servable(&self, code: &jifen_ledger::VillageCode) -> Result<(), Status> {
-        self.villages.existing(code).await.map(drop)
+        Ok(self.villages.existing(code).await.map(drop)?)
     }
 
     async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {

@@ -6,7 +6,9 @@
 //! fields also carry a `BadRequest` field violation. Unexpected store errors become an opaque
 //! INTERNAL and are logged.
 
+use super::villages::{AppendError, Refusal, VillageError};
 use crate::store::StoreError;
+use crate::townships::OpenRefusal;
 use jifen_ledger::village::Rejection;
 use std::collections::HashMap;
 use tonic::{Code, Status};
@@ -113,6 +115,59 @@ pub fn store(e: &StoreError) -> Status {
         _ => {
             tracing::error!(error = %e, "store error");
             Status::internal("internal error (logged on the server)")
+        }
+    }
+}
+
+impl From<AppendError> for Status {
+    fn from(e: AppendError) -> Status {
+        match e {
+            AppendError::Rejected { index, rejection: r } => {
+                let s = rejection(&r);
+                if index == 0 {
+                    s
+                } else {
+                    Status::with_details(s.code(), format!("event {index}: {}", s.message()), s.details().to_vec().into())
+                }
+            }
+            AppendError::Store(e) => store(&e),
+            AppendError::Corrupt { code, corruption } => corrupt(&code, corruption.seq, &corruption.reason),
+            AppendError::Open(OpenRefusal::UnknownTownship { township }) => plain(
+                Code::PermissionDenied,
+                "UNKNOWN_TOWNSHIP",
+                format!("this deployment enrols no authority key for township {township}: no village of it can be opened here (see `jifen serve --townships`)"),
+            ),
+            AppendError::Open(OpenRefusal::KeyNotEnrolled { township }) => plain(
+                Code::PermissionDenied,
+                "TOWNSHIP_KEY_NOT_ENROLLED",
+                format!("the key that signs this LedgerOpened is not a township authority key this deployment enrolled for township {township}"),
+            ),
+        }
+    }
+}
+
+impl From<VillageError> for Status {
+    fn from(e: VillageError) -> Status {
+        match e {
+            VillageError::Store(e) => store(&e),
+            VillageError::Corrupt { code, seq, reason } => corrupt(&code, seq, &reason),
+            VillageError::UnknownLedger(code) => plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")),
+            VillageError::Invalid { field, reason } => invalid(field, reason),
+            VillageError::Refused { refusal, message } => {
+                let (code, reason) = match refusal {
+                    Refusal::UnknownCheckpoint => (Code::NotFound, "UNKNOWN_CHECKPOINT"),
+                    Refusal::UnknownWitness => (Code::NotFound, "UNKNOWN_WITNESS"),
+                    Refusal::NotAWitness => (Code::PermissionDenied, "NOT_A_WITNESS"),
+                    Refusal::WrongWitnessKey => (Code::Unauthenticated, "WRONG_WITNESS_KEY"),
+                    Refusal::BadCosignature => (Code::Unauthenticated, "BAD_COSIGNATURE"),
+                    Refusal::CheckpointAhead => (Code::Unavailable, "CHECKPOINT_AHEAD"),
+                    Refusal::NoWitnessedCheckpoint => (Code::FailedPrecondition, "NO_WITNESSED_CHECKPOINT"),
+                    Refusal::BadProofRequest => (Code::OutOfRange, "BAD_PROOF_REQUEST"),
+                    Refusal::Busy => (Code::Unavailable, "BUSY"),
+                    Refusal::Internal => return Status::internal(message),
+                };
+                plain(code, reason, message)
+            }
         }
     }
 }

@@ -15,11 +15,10 @@
 //! Files, one concept each: `village` (one village in memory), `load` (from the store, every
 //! row checked, the read model too), `writer` (the append path), `witnessing` (checkpoints as
 //! served, cosignatures), `proofs` (from a tree that forgot its lower levels), `export` (year
-//! bundles), `log_key`. This file holds the map of
-//! villages and who may reach one.
+//! bundles), `log_key`, `error` (what they refuse, in the domain's terms: the gRPC layer alone
+//! builds statuses). This file holds the map of villages.
 
 use super::clock::Clock;
-use super::status;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
 use crate::store::read_model::{
@@ -47,8 +46,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::{broadcast, watch, Mutex, OwnedMutexGuard};
-use tonic::{Code, Status};
 
+mod error;
 mod export;
 mod load;
 mod log_key;
@@ -57,6 +56,7 @@ mod village;
 mod witnessing;
 mod writer;
 
+pub use error::{Refusal, VillageError};
 pub use load::{acts_difference, nodes_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use proofs::{ConsistencyProof, InclusionProof};
@@ -120,14 +120,24 @@ impl Villages {
         &self.store
     }
 
+    /// The guard of request tokens (the gRPC layer's `authorized`).
+    pub(crate) fn guard(&self) -> &Guard {
+        &self.guard
+    }
+
+    /// The township authority keys the deployment enrols.
+    pub(crate) fn townships(&self) -> &Townships {
+        &self.townships
+    }
+
     /// The deployment origin (`<deployment>/village/<code>` is a ledger's origin).
     pub fn deployment(&self) -> &str {
         &self.deployment
     }
 
     /// A village, loaded from the store on first use (empty if it has no records yet).
-    pub async fn village(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
-        self.village_or_load(code, false).await.map_err(|e| status::store(&e))
+    pub async fn village(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, VillageError> {
+        Ok(self.village_or_load(code, false).await?)
     }
 
     async fn village_or_load(&self, code: &VillageCode, for_append: bool) -> Result<Arc<Mutex<Village>>, StoreError> {
@@ -142,37 +152,6 @@ impl Villages {
         }
         let mut map = self.map.lock().expect("village map");
         Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
-    }
-
-    /// A village that must exist, for a guarded call of `method`: the request must carry a
-    /// valid token of an enrolled supervisor, township or auditor (see [`crate::auth`]).
-    /// A village whose stored rows failed verification is refused (`DATA_LOSS`).
-    pub async fn authorized<T>(
-        &self,
-        request: &tonic::Request<T>,
-        method: &str,
-        code: &VillageCode,
-    ) -> Result<Arc<Mutex<Village>>, Status> {
-        let arc = self.authorized_audit(request, method, code).await?;
-        arc.lock().await.serving()?;
-        Ok(arc)
-    }
-
-    /// [`Villages::authorized`] for the calls that must work when the stored rows fail
-    /// verification (VerifyLedger, ReadRecords, ExportBundle): the token is checked against
-    /// the state replayed up to the last good record, and the deployment's township keys for
-    /// the village's township are accepted as well.
-    pub async fn authorized_audit<T>(
-        &self,
-        request: &tonic::Request<T>,
-        method: &str,
-        code: &VillageCode,
-    ) -> Result<Arc<Mutex<Village>>, Status> {
-        let arc = self.loaded(code).await?;
-        let now = self.clock.now_micros().div_euclid(1_000_000);
-        let deployment_key = |key: &jifen_ledger::signature::PublicKey| self.townships.is_enrolled_for(code, key);
-        self.guard.check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
-        Ok(arc)
     }
 
     /// Records that the stored rows of a village failed verification: from now on it takes
@@ -194,19 +173,19 @@ impl Villages {
     }
 
     /// A village that must exist and whose stored rows pass the checks of a load.
-    pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+    pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, VillageError> {
         let arc = self.loaded(code).await?;
         arc.lock().await.serving()?;
         Ok(arc)
     }
 
     /// A village that must exist, whether or not its stored rows pass verification.
-    async fn loaded(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, Status> {
+    pub(crate) async fn loaded(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, VillageError> {
         let v = self.village(code).await?;
         {
             let g = v.lock().await;
             if g.is_empty() && g.corrupt.is_none() {
-                return Err(status::plain(Code::NotFound, "UNKNOWN_LEDGER", format!("no ledger {code}")));
+                return Err(VillageError::UnknownLedger(code.clone()));
             }
         }
         Ok(v)

@@ -25,8 +25,8 @@ pub struct ConsistencyProof {
 /// between two rounds, as appends land).
 const FETCH_ROUNDS: usize = 4;
 
-fn bad_request(e: ProofError) -> Status {
-    status::plain(Code::OutOfRange, "BAD_PROOF_REQUEST", e.to_string())
+fn bad_request(e: ProofError) -> VillageError {
+    VillageError::refused(Refusal::BadProofRequest, e.to_string())
 }
 
 impl Villages {
@@ -35,8 +35,8 @@ impl Villages {
     async fn with_stored_nodes<T>(
         &self,
         code: &VillageCode,
-        f: impl Fn(&Village, &Nodes) -> Result<Result<T, ProofError>, Status>,
-    ) -> Result<T, Status> {
+        f: impl Fn(&Village, &Nodes) -> Result<Result<T, ProofError>, VillageError>,
+    ) -> Result<T, VillageError> {
         let arc = self.existing(code).await?;
         let mut nodes = Nodes::new();
         for _ in 0..FETCH_ROUNDS {
@@ -48,32 +48,32 @@ impl Villages {
                     Err(e) => return Err(bad_request(e)),
                 }
             };
-            let fetched = self.store.merkle_nodes(code, &missing).await.map_err(|e| status::store(&e))?;
+            let fetched = self.store.merkle_nodes(code, &missing).await?;
             if let Some((k, i)) = missing.iter().find(|key| !fetched.contains_key(key)) {
-                return Err(status::corrupt(code, None, &format!("the Merkle node ({k}, {i}) a proof needs is not stored")));
+                return Err(VillageError::corrupt(code, None, format!("the Merkle node ({k}, {i}) a proof needs is not stored")));
             }
             nodes.extend(fetched);
         }
-        Err(status::plain(Code::Unavailable, "BUSY", "the tree moved on while its stored nodes were read; retry"))
+        Err(VillageError::refused(Refusal::Busy, "the tree moved on while its stored nodes were read; retry"))
     }
 
     /// The size a request names, or the latest checkpoint's (0).
-    fn size_or_latest(v: &Village, size: u64) -> Result<u64, Status> {
+    fn size_or_latest(v: &Village, size: u64) -> Result<u64, VillageError> {
         if size != 0 {
             return Ok(size);
         }
         v.latest_checkpoint()
             .map(|c| c.checkpoint.size)
-            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"))
+            .ok_or_else(|| VillageError::refused(Refusal::UnknownCheckpoint, "no checkpoint yet"))
     }
 
     /// The root of the tree of `size` records, authenticated: the latest signed checkpoint's
     /// when it is that size; else computed (from nodes that may be fetched) and proved
     /// consistent with the latest signed root, so a changed stored node cannot vouch for
-    /// itself. `Err(Status)` when it is not.
-    fn root_of(v: &Village, size: u64, nodes: &Nodes) -> Result<Result<Hash, ProofError>, Status> {
+    /// itself. `Err` (corrupt) when it is not.
+    fn root_of(v: &Village, size: u64, nodes: &Nodes) -> Result<Result<Hash, ProofError>, VillageError> {
         let Some(latest) = v.latest_checkpoint().map(|c| (c.checkpoint.size, c.checkpoint.root)) else {
-            return Err(status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", "no checkpoint yet"));
+            return Err(VillageError::refused(Refusal::UnknownCheckpoint, "no checkpoint yet"));
         };
         if latest.0 == size {
             return Ok(Ok(latest.1));
@@ -88,10 +88,10 @@ impl Villages {
             Err(e) => return Ok(Err(e)),
         };
         if verify_consistency(old, new, &old_root, &new_root, &proof).is_err() {
-            return Err(status::corrupt(
+            return Err(VillageError::corrupt(
                 &v.code,
                 None,
-                &format!("the stored Merkle nodes do not give a tree of {size} records consistent with the signed one of {}", latest.0),
+                format!("the stored Merkle nodes do not give a tree of {size} records consistent with the signed one of {}", latest.0),
             ));
         }
         Ok(Ok(root))
@@ -99,7 +99,7 @@ impl Villages {
 
     /// The inclusion proof of record `seq` in the tree of `tree_size` records (0: the latest
     /// checkpoint's), with the record's hash as stored.
-    pub async fn inclusion_proof(&self, code: &VillageCode, seq: u64, tree_size: u64) -> Result<InclusionProof, Status> {
+    pub async fn inclusion_proof(&self, code: &VillageCode, seq: u64, tree_size: u64) -> Result<InclusionProof, VillageError> {
         let (size, proof, root) = self
             .with_stored_nodes(code, |v, nodes| {
                 let size = Self::size_or_latest(v, tree_size)?;
@@ -110,13 +110,14 @@ impl Villages {
                 Ok(Self::root_of(v, size, nodes)?.map(|root| (size, proof, root)))
             })
             .await?;
-        let record = self.store.record(code, seq).await.map_err(|e| status::store(&e))?;
-        let record_hash = record.map(|r| r.hash()).ok_or_else(|| status::corrupt(code, Some(seq), "the record is no longer stored"))?;
+        let record = self.store.record(code, seq).await?;
+        let record_hash =
+            record.map(|r| r.hash()).ok_or_else(|| VillageError::corrupt(code, Some(seq), "the record is no longer stored"))?;
         if root_from_inclusion_proof(&leaf_hash(&record_hash), seq, size, &proof) != Ok(root) {
-            return Err(status::corrupt(
+            return Err(VillageError::corrupt(
                 code,
                 Some(seq),
-                &format!("the stored record or Merkle nodes do not lead to the root of the tree of {size} records"),
+                format!("the stored record or Merkle nodes do not lead to the root of the tree of {size} records"),
             ));
         }
         Ok(InclusionProof { size, record_hash, proof })
@@ -124,7 +125,7 @@ impl Villages {
 
     /// The consistency proof between the trees of `old` and `new_size` records (0: the
     /// latest checkpoint's).
-    pub async fn consistency_proof(&self, code: &VillageCode, old: u64, new_size: u64) -> Result<ConsistencyProof, Status> {
+    pub async fn consistency_proof(&self, code: &VillageCode, old: u64, new_size: u64) -> Result<ConsistencyProof, VillageError> {
         let (new, proof, old_root, new_root) = self
             .with_stored_nodes(code, |v, nodes| {
                 let new = Self::size_or_latest(v, new_size)?;
@@ -138,10 +139,10 @@ impl Villages {
             })
             .await?;
         if verify_consistency(old, new, &old_root, &new_root, &proof).is_err() {
-            return Err(status::corrupt(
+            return Err(VillageError::corrupt(
                 code,
                 None,
-                &format!("the stored Merkle nodes do not prove the tree of {old} records a prefix of the tree of {new}"),
+                format!("the stored Merkle nodes do not prove the tree of {old} records a prefix of the tree of {new}"),
             ));
         }
         Ok(ConsistencyProof { new, proof })

@@ -88,8 +88,8 @@ impl Village {
         self.corrupt.as_ref()
     }
     /// `DATA_LOSS` if the stored rows failed a check: for writes and public queries.
-    pub fn serving(&self) -> Result<(), Status> {
-        self.corrupt.as_ref().map_or(Ok(()), |c| Err(status::corrupt(&self.code, c.seq, &c.reason)))
+    pub fn serving(&self) -> Result<(), VillageError> {
+        self.corrupt.as_ref().map_or(Ok(()), |c| Err(VillageError::corrupt(&self.code, c.seq, c.reason.clone())))
     }
     /// The number of records.
     pub fn len(&self) -> u64 {

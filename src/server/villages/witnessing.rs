@@ -27,42 +27,39 @@ impl Villages {
 
     /// Adds a witness cosignature to a checkpoint. The key name must be
     /// `<deployment>/witness/<actor id>` of an enrolled supervisor, whose current key signed.
-    pub async fn cosign(&self, code: &VillageCode, size: u64, line: &str) -> Result<CheckpointView, Status> {
+    pub async fn cosign(&self, code: &VillageCode, size: u64, line: &str) -> Result<CheckpointView, VillageError> {
         let parsed = Note::parse(format!("x\n\n{}\n", line.trim_end_matches('\n')).as_bytes())
-            .map_err(|e| status::invalid("signature_line", e.to_string()))?;
-        let sig = parsed.signatures().first().cloned().ok_or_else(|| status::invalid("signature_line", "no signature"))?;
+            .map_err(|e| VillageError::invalid("signature_line", e.to_string()))?;
+        let sig = parsed.signatures().first().cloned().ok_or_else(|| VillageError::invalid("signature_line", "no signature"))?;
         let arc = self.existing(code).await?;
-        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?;
-        let stored = stored.ok_or_else(|| {
-            status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no checkpoint of size {size}"))
-        })?;
+        let stored = self.store.checkpoint(code, Some(size)).await?;
+        let stored = stored
+            .ok_or_else(|| VillageError::refused(Refusal::UnknownCheckpoint, format!("ledger {code} has no checkpoint of size {size}")))?;
         let mut v = arc.lock().await;
         self.catch_up(&mut v, size).await?;
         let prefix = format!("{}/witness/", self.deployment);
         let actor_id = sig
             .name
             .strip_prefix(&prefix)
-            .ok_or_else(|| status::invalid("signature_line", format!("witness key names are \"{prefix}<actor id>\"")))?;
+            .ok_or_else(|| VillageError::invalid("signature_line", format!("witness key names are \"{prefix}<actor id>\"")))?;
         let actor =
-            v.state().actor(actor_id).ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_WITNESS", format!("no actor {actor_id}")))?;
+            v.state().actor(actor_id).ok_or_else(|| VillageError::refused(Refusal::UnknownWitness, format!("no actor {actor_id}")))?;
         let at = stored.last_recorded_at.ok_or_else(|| {
-            status::corrupt(code, Some(size - 1), &format!("record {} that the checkpoint ends with is not stored", size - 1))
+            VillageError::corrupt(code, Some(size - 1), format!("record {} that the checkpoint ends with is not stored", size - 1))
         })?;
         // The witnesses of this checkpoint, as an offline verifier derives them: supervisors
         // enrolled and unrevoked after its records, in term at its time, with their key then.
         let (witnesses, _) = bundle::witnesses(v.state(), &v.origin().unwrap_or_default(), size, at);
         let Some(verifier) = witnesses.iter().find(|w| w.name() == sig.name) else {
-            return Err(status::plain(
-                Code::PermissionDenied,
-                "NOT_A_WITNESS",
+            return Err(VillageError::refused(
+                Refusal::NotAWitness,
                 format!("{actor_id} is not an enrolled supervisor, unrevoked and in term, at the checkpoint of size {size}"),
             ));
         };
         if verifier.id() != sig.id {
             let current = key_id(&sig.name, &actor.key.0) == sig.id;
-            return Err(status::plain(
-                Code::Unauthenticated,
-                "WRONG_WITNESS_KEY",
+            return Err(VillageError::refused(
+                Refusal::WrongWitnessKey,
                 if current {
                     "the key ID is the supervisor's current key, not the key they held when the checkpoint was made"
                 } else {
@@ -70,19 +67,19 @@ impl Villages {
                 },
             ));
         }
-        let corrupt = |e: String| status::store(&StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e });
+        let corrupt = |e: String| VillageError::Store(StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e });
         let text = Note::parse(stored.note.as_bytes()).map_err(|e| corrupt(e.to_string()))?.text().to_owned();
         let signature: [u8; 64] =
-            sig.signature.as_slice().try_into().map_err(|_| status::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
+            sig.signature.as_slice().try_into().map_err(|_| VillageError::invalid("signature_line", "an Ed25519 signature is 64 bytes"))?;
         // The one check of a cosignature, strict, as every verifier makes it (FORMAT.md §3, §6).
         if !verifier.verify(text.as_bytes(), &signature) {
-            return Err(status::plain(Code::Unauthenticated, "BAD_COSIGNATURE", "the cosignature does not verify over the checkpoint"));
+            return Err(VillageError::refused(Refusal::BadCosignature, "the cosignature does not verify over the checkpoint"));
         }
         drop(v);
-        self.store.insert_cosignature(code, size, &sig.name, sig.id, &sig.signature).await.map_err(|e| status::store(&e))?;
-        let stored = self.store.checkpoint(code, Some(size)).await.map_err(|e| status::store(&e))?.expect("just read");
+        self.store.insert_cosignature(code, size, &sig.name, sig.id, &sig.signature).await?;
+        let stored = self.store.checkpoint(code, Some(size)).await?.expect("just read");
         let mut v = arc.lock().await;
-        let view = self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))?;
+        let view = self.view(&v, &stored).map_err(|why| VillageError::corrupt(code, None, why))?;
         if v.latest.as_ref().is_some_and(|c| c.checkpoint.size == size) {
             v.latest = Some(view.clone());
         }
@@ -92,29 +89,28 @@ impl Villages {
     /// A checkpoint of a village: the latest, or the one of `size`.
     /// Served even when the stored rows fail verification: a checkpoint is the log's signed
     /// statement, which a supervisor verifying the village needs.
-    pub async fn checkpoint_view(&self, code: &VillageCode, size: Option<u64>) -> Result<CheckpointView, Status> {
+    pub async fn checkpoint_view(&self, code: &VillageCode, size: Option<u64>) -> Result<CheckpointView, VillageError> {
         let arc = self.loaded(code).await?;
-        let stored = self.store.checkpoint(code, size).await.map_err(|e| status::store(&e))?;
-        let stored = stored
-            .ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_CHECKPOINT", format!("ledger {code} has no such checkpoint yet")))?;
+        let stored = self.store.checkpoint(code, size).await?;
+        let stored =
+            stored.ok_or_else(|| VillageError::refused(Refusal::UnknownCheckpoint, format!("ledger {code} has no such checkpoint yet")))?;
         let mut v = arc.lock().await;
         self.catch_up(&mut v, stored.tree_size).await?;
-        self.view(&v, &stored).map_err(|why| status::corrupt(code, None, &why))
+        self.view(&v, &stored).map_err(|why| VillageError::corrupt(code, None, why))
     }
 
     /// Brings a village's state up to a checkpoint of `size` records that another process
     /// signed, by reloading it: its witnesses are judged on the state after those records,
     /// which this process may not hold yet. A village whose rows failed a check stays as it is
     /// (its checkpoints are served as stored).
-    pub(super) async fn catch_up(&self, v: &mut Village, size: u64) -> Result<(), Status> {
+    pub(super) async fn catch_up(&self, v: &mut Village, size: u64) -> Result<(), VillageError> {
         if size <= v.len() || v.corrupt.is_some() {
             return Ok(());
         }
-        self.reload(v).await.map_err(|e| status::store(&e))?;
+        self.reload(v).await?;
         if size > v.len() && v.corrupt.is_none() {
-            return Err(status::plain(
-                Code::Unavailable,
-                "CHECKPOINT_AHEAD",
+            return Err(VillageError::refused(
+                Refusal::CheckpointAhead,
                 format!("ledger {} has a checkpoint of {size} records, but only {} could be loaded; retry", v.code, v.len()),
             ));
         }

@@ -34,33 +34,6 @@ pub enum AppendError {
     Open(OpenRefusal),
 }
 
-impl From<AppendError> for Status {
-    fn from(e: AppendError) -> Status {
-        match e {
-            AppendError::Rejected { index, rejection } => {
-                let s = status::rejection(&rejection);
-                if index == 0 {
-                    s
-                } else {
-                    Status::with_details(s.code(), format!("event {index}: {}", s.message()), s.details().to_vec().into())
-                }
-            }
-            AppendError::Store(e) => status::store(&e),
-            AppendError::Corrupt { code, corruption } => status::corrupt(&code, corruption.seq, &corruption.reason),
-            AppendError::Open(OpenRefusal::UnknownTownship { township }) => status::plain(
-                Code::PermissionDenied,
-                "UNKNOWN_TOWNSHIP",
-                format!("this deployment enrols no authority key for township {township}: no village of it can be opened here (see `jifen serve --townships`)"),
-            ),
-            AppendError::Open(OpenRefusal::KeyNotEnrolled { township }) => status::plain(
-                Code::PermissionDenied,
-                "TOWNSHIP_KEY_NOT_ENROLLED",
-                format!("the key that signs this LedgerOpened is not a township authority key this deployment enrolled for township {township}"),
-            ),
-        }
-    }
-}
-
 /// A village locked for an append. However the append ends (returned, or its task stopped at
 /// an await or by a panic), a batch it left open in the state's journal is rolled back when
 /// the lock is released, so the state never holds events that were not stored.
