@@ -61,8 +61,11 @@ struct DemoArgs {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Diagnostics on stderr: stdout carries what a command prints (tables, JSON, the address
+    // `serve` listens on).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
         Command::Demo(args) if args.offline => cmd::demo_offline::run(args.year),
