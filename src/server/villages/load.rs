@@ -47,6 +47,7 @@ impl Villages {
         if let Some(c) = &village.corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
         }
+        release_freed_memory();
         Ok(village)
     }
 
@@ -573,6 +574,20 @@ pub async fn acts_difference(store: &Store, code: &VillageCode, records: Vec<Rec
     // Acts outside the head's tree and the index's function are the read model's checks
     // (`Villages::read_model_difference`), which VerifyLedger runs first.
     Ok(None)
+}
+
+/// Hands the memory a load freed back to the system. A load allocates and frees far more than
+/// it keeps (pages of records, the whole Merkle tree before it forgets its lower levels, each
+/// month's 公示 boards until they retire), and glibc keeps large freed blocks in its heap once
+/// its mmap threshold has grown: on the large village the server stayed at 281–308 MB
+/// resident for a live heap of 116 MB, and at 245 MB with the threshold fixed.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only returns free memory of glibc's heaps to the system; it takes
+    // the allocator's locks like any allocation and touches no memory in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The first stored Merkle node that is not what `hashes` (the verified records' hashes, from
