@@ -47,7 +47,6 @@ impl Villages {
         if let Some(c) = &village.corrupt {
             tracing::error!(village = %code, seq = ?c.seq, reason = %c.reason, "stored rows fail verification: the village takes no appends and answers no public query");
         }
-        release_freed_memory();
         Ok(village)
     }
 
@@ -580,8 +579,10 @@ pub async fn acts_difference(store: &Store, code: &VillageCode, records: Vec<Rec
 /// it keeps (pages of records, the whole Merkle tree before it forgets its lower levels, each
 /// month's 公示 boards until they retire), and glibc keeps large freed blocks in its heap once
 /// its mmap threshold has grown: on the large village the server stayed at 281–308 MB
-/// resident for a live heap of 116 MB, and at 245 MB with the threshold fixed.
-fn release_freed_memory() {
+/// resident for a live heap of 116 MB, and at 245 MB with the threshold fixed. Called once a
+/// village with records is loaded and cached, or reloaded and its old copy dropped: never for
+/// a code with no ledger (which anyone may ask about), so no request can make it run at will.
+pub(super) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` only returns free memory of glibc's heaps to the system; it takes
     // the allocator's locks like any allocation and touches no memory in use.

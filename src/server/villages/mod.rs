@@ -150,8 +150,12 @@ impl Villages {
             // not fill the map). An append caches it while it runs (`append`).
             return Ok(Arc::new(Mutex::new(loaded)));
         }
-        let mut map = self.map.lock().expect("village map");
-        Ok(map.entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone())
+        let kept = !loaded.is_empty();
+        let arc = self.map.lock().expect("village map").entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone();
+        if kept {
+            load::release_freed_memory();
+        }
+        Ok(arc)
     }
 
     /// Records that the stored rows of a village failed verification: from now on it takes

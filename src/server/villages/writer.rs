@@ -116,11 +116,15 @@ impl Villages {
         let code = village.code.clone();
         match self.load(&code).await {
             Ok(fresh) => {
-                let old = std::mem::replace(village, fresh);
-                let size = village.latest.as_ref().map_or(0, |c| c.checkpoint.size);
-                village.records_tx = old.records_tx;
-                village.checkpoint_tx = old.checkpoint_tx;
-                village.checkpoint_tx.send_replace(size);
+                {
+                    let old = std::mem::replace(village, fresh);
+                    let size = village.latest.as_ref().map_or(0, |c| c.checkpoint.size);
+                    village.records_tx = old.records_tx;
+                    village.checkpoint_tx = old.checkpoint_tx;
+                    village.checkpoint_tx.send_replace(size);
+                }
+                // The old copy is gone: what it held goes back to the system too.
+                load::release_freed_memory();
                 Ok(())
             }
             Err(e) => {
