@@ -696,33 +696,30 @@ static OBJECTION_DIGESTS: LazyLock<String> =
 const NODES_DIGEST: &str = "SELECT sha256(coalesce(string_agg(hash, ''::bytea ORDER BY level, idx), ''::bytea)) \
      FROM merkle_nodes WHERE ledger_id = $1 AND idx < ($2::bigint >> level)";
 
-/// The digest of the Merkle nodes a tree holds for its first `size` leaves (every complete
-/// subtree), as [`NODES_DIGEST`] computes it over the stored ones. The tree must not have
-/// forgotten them.
+/// The Merkle nodes of a tree's first `size` leaves (every complete subtree), in (level, index)
+/// order: the rows `merkle_nodes` must hold, `None` where the tree has forgotten one.
+fn tree_nodes(tree: &jifen_ledger::merkle::Tree, size: u64) -> impl Iterator<Item = (usize, u64, Option<Hash>)> + '_ {
+    (0..64usize).take_while(move |k| size >> k > 0).flat_map(move |k| (0..size >> k).map(move |i| (k, i, tree.node(k, i))))
+}
+
+/// The digest of the Merkle nodes a tree holds for its first `size` leaves, as
+/// [`NODES_DIGEST`] computes it over the stored ones; `None` if the tree has forgotten any.
 pub fn tree_nodes_digest(tree: &jifen_ledger::merkle::Tree, size: u64) -> Option<[u8; 32]> {
     use sha2::Digest;
     let mut sha = sha2::Sha256::new();
-    let mut k = 0;
-    while size >> k > 0 {
-        for i in 0..size >> k {
-            sha.update(tree.node(k, i)?.as_bytes());
-        }
-        k += 1;
+    for (_, _, node) in tree_nodes(tree, size) {
+        sha.update(node?.as_bytes());
     }
     Some(sha.finalize().into())
 }
 
-/// The first stored Merkle node that differs from `tree`'s for its first `size` leaves.
+/// The first stored Merkle node that differs from `tree`'s for its first `size` leaves (hashes
+/// in hex).
 pub fn first_node_difference(stored: &[(i16, i64, Vec<u8>)], tree: &jifen_ledger::merkle::Tree, size: u64) -> String {
-    let mut expected = Vec::new();
-    let mut k = 0;
-    while size >> k > 0 {
-        for i in 0..size >> k {
-            expected.push((k as i16, i as i64, tree.node(k, i).map(|h| h.0.to_vec()).unwrap_or_default()));
-        }
-        k += 1;
-    }
-    first_diff("merkle_nodes", "node (level, index)", stored, &expected, |(k, i, _)| format!("({k}, {i})"))
+    let stored: Vec<(i16, i64, String)> = stored.iter().map(|(k, i, h)| (*k, *i, jifen_ledger::hex(h))).collect();
+    let expected: Vec<(i16, i64, String)> =
+        tree_nodes(tree, size).map(|(k, i, h)| (k as i16, i as i64, h.map_or_else(String::new, |h| h.to_hex()))).collect();
+    first_diff("merkle_nodes", "node (level, index)", &stored, &expected, |(k, i, _)| format!("({k}, {i})"))
         .unwrap_or_else(|| "read model merkle_nodes: the stored nodes differ from the records' tree".to_owned())
 }
 

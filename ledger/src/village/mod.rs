@@ -506,8 +506,8 @@ impl VillageState {
     /// or the ledger id, the decoded body and the canonical signatures of an event to append.
     fn judge(&self, body_bytes: &[u8], signatures: &[EventSignature], recorded_at: i64, verified: bool) -> Result<Judged, Rejection> {
         let body = decode_body(body_bytes)?;
-        let signatures = canonical_signatures(signatures.to_vec())?;
-        let signatures = signatures.as_slice();
+        let canonical = canonical_signatures(signatures.to_vec())?;
+        let signatures = canonical.as_slice();
         let payload = body.payload.as_ref().expect("decode_body requires a payload");
         match (&self.genesis, payload) {
             (None, Payload::LedgerOpened(_)) => {}
@@ -589,7 +589,7 @@ impl VillageState {
             Payload::InspectionRecorded(p) => self.decide_inspection(&ctx, p),
             Payload::SatisfactionSurveyRecorded(p) => self.decide_survey(&ctx, p),
         }?;
-        Ok(Judged::Accepted(ledger_id, Box::new(body), signatures.to_vec()))
+        Ok(Judged::Accepted(ledger_id, Box::new(body), canonical))
     }
 
     /// Decides a command: the record to append, a duplicate, or the rule it breaks.

@@ -459,10 +459,12 @@ async fn retired_board_difference(store: &Store, code: &VillageCode, id: &str) -
     let mut publicity = jifen_projections::publicity::Publicity::serving();
     let mut board = None;
     let mut from = 0;
-    while board.is_none() {
+    // The records verified on the load; one that no longer decodes ends the fold (the board
+    // is then not found, and the difference is named by board).
+    'pages: while board.is_none() {
         let rows = store.read_rows(code, from, from + LOAD_PAGE).await?;
         for r in &rows.records {
-            let Ok(a) = Accepted::from_verified_record(r.clone()) else { break };
+            let Ok(a) = Accepted::from_verified_record(r.clone()) else { break 'pages };
             state.apply(&a);
             publicity.apply(&a, &state);
         }
@@ -472,13 +474,12 @@ async fn retired_board_difference(store: &Store, code: &VillageCode, id: &str) -
         }
         from += LOAD_PAGE;
     }
-    let stored = match store.read_model(code).await {
+    let stored = match store.read_board(code, id).await {
         Err(StoreError::Corrupt { error, .. }) => return Ok(Some(error)),
         other => other?,
     };
-    let only = |boards: Vec<Board>| Rows { boards, ..Rows::default() };
-    let stored = stored.map(|(_, rows)| only(rows.boards.into_iter().filter(|b| b.id == id).collect())).unwrap_or_default();
-    let named = stored.first_difference(&only(board.into_iter().collect()));
+    let only = |board: Option<Board>| Rows { boards: board.into_iter().collect(), ..Rows::default() };
+    let named = only(stored.and_then(|(_, b)| b)).first_difference(&only(board));
     Ok(Some(named.unwrap_or_else(|| format!("read model: the stored rows of 公示 {id} differ from the records'"))))
 }
 
