@@ -578,3 +578,166 @@ async fn upgrading_to_the_boards_schema_rebuilds_the_read_models_written_before_
     assert!(verify(&server, &sample).await.0);
     server.shutdown().await;
 }
+
+/// The digest of what a server holds of a village (state, views, retired boards, tree), and
+/// the size of the snapshot it was loaded from.
+async fn held(server: &Server, ledger: &str) -> (jifen_ledger::hash::Hash, Option<u64>, u64) {
+    let arc = server.villages.village(&VillageCode::parse(ledger).unwrap()).await.unwrap();
+    let v = arc.lock().await;
+    (v.digest().unwrap(), v.loaded_from_snapshot(), v.len())
+}
+
+/// A server that seals a snapshot every 40 records (and an eighth of the ledger).
+async fn snapshotting(db: &Db, sample: &Sample) -> Server {
+    let server = Server::start(db, sample).await;
+    server.villages.set_snapshot_every(40);
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or_stale_history_is_found() {
+    // Given a village served by a server that seals snapshots as it appends,
+    let db = Db::start().await;
+    let sample = small_year(34, 3);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let last = records.last().unwrap().recorded_at();
+    let k = records.len() * 2 / 3;
+    let mut a = snapshotting(&db, &sample).await;
+    for r in &records[..k] {
+        a.replay(r).await;
+    }
+    a.shutdown().await;
+    let owner = db.superuser().await.unwrap();
+
+    // when a server starts again, it loads the village from the latest snapshot (sealed by a
+    // load if no append left one), replays what follows, and appends the rest,
+    let mut b = snapshotting(&db, &sample).await;
+    b.clock.advance_to(records[k - 1].recorded_at());
+    let (_, from, len) = held(&b, &ledger).await;
+    assert_eq!(len, k as u64);
+    let rows = owner.query("SELECT tree_size FROM snapshots WHERE ledger_id = $1", &[&ledger]).await.unwrap();
+    let first: Vec<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
+    assert!(from.is_some() || first == vec![k as u64], "loaded from {from:?}, snapshots {first:?}");
+    for r in &records[k..] {
+        b.replay(r).await;
+    }
+    b.villages.history_checked().await;
+    let (from_b, _, _) = held(&b, &ledger).await;
+    let honest =
+        query(&b).await.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 }).await.unwrap().into_inner();
+    assert!(verify(&b, &sample).await.0);
+    b.shutdown().await;
+
+    // then it holds exactly what a full replay of every record holds (the same bytes),
+    let saved_snapshots = "CREATE TABLE saved_snapshots AS SELECT * FROM snapshots";
+    owner.batch_execute(saved_snapshots).await.unwrap();
+    owner.batch_execute("DELETE FROM snapshots").await.unwrap();
+    let mut c = Server::start(&db, &sample).await;
+    c.clock.advance_to(last);
+    let (from_c, loaded_c, _) = held(&c, &ledger).await;
+    assert_eq!(loaded_c, None, "no snapshot: every record replayed");
+    assert_eq!(from_b, from_c, "the village continued from a snapshot is the village replayed");
+    c.shutdown().await;
+    let restore = "DELETE FROM snapshots; INSERT INTO snapshots SELECT * FROM saved_snapshots";
+    owner.batch_execute(restore).await.unwrap();
+    let mut d = Server::start(&db, &sample).await;
+    d.clock.advance_to(last);
+    let (from_d, loaded_d, _) = held(&d, &ledger).await;
+    assert!(loaded_d.is_some_and(|s| s > 0 && s <= records.len() as u64), "{loaded_d:?}");
+    assert_eq!(from_d, from_c);
+    let answer =
+        query(&d).await.list_balances(api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 }).await.unwrap().into_inner();
+    assert_eq!(answer.balances, honest.balances);
+    d.shutdown().await;
+    let size = loaded_d.unwrap();
+    let all = || api::ListBalancesRequest { ledger_id: ledger.clone(), min_tree_size: 0 };
+
+    // A snapshot whose body was changed, or sealed by another key, or another village's, stops
+    // the village at its load, naming the snapshot.
+    let forged_body = format!(
+        "UPDATE snapshots SET body = set_byte(body, length(body) / 2, get_byte(body, length(body) / 2) # 1) WHERE ledger_id = '{ledger}'"
+    );
+    let other_key = jifen_ledger::note::NoteSigner::new(
+        &format!("jifen.example.cn/village/{ledger}"),
+        ed25519_dalek::SigningKey::from_bytes(&[9u8; 32]),
+    )
+    .unwrap();
+    let seal: String = owner.query_one("SELECT seal FROM snapshots WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
+    let mut resealed = jifen_ledger::note::Note::new(jifen_ledger::note::Note::parse(seal.as_bytes()).unwrap().text().to_owned()).unwrap();
+    resealed.sign(&other_key);
+    let forged_seal = format!("UPDATE snapshots SET seal = '{}' WHERE ledger_id = '{ledger}'", resealed.encode());
+    for (forgery, named) in
+        [(forged_body, "its body is not the one the log sealed"), (forged_seal, "its seal is not signed by the log key")]
+    {
+        owner.batch_execute(&forgery).await.unwrap();
+        let mut s = Server::start(&db, &sample).await;
+        s.clock.advance_to(last);
+        assert_status(query(&s).await.list_balances(all()).await.unwrap_err(), Code::DataLoss, "LEDGER_CORRUPT");
+        let (ok, _, reason) = verify(&s, &sample).await;
+        assert!(!ok && reason.contains(&format!("the snapshot of size {size}: {named}")), "{reason}");
+        s.shutdown().await;
+        owner.batch_execute(restore).await.unwrap();
+    }
+
+    // A record before the snapshot, changed by the superuser: the load starts from the sealed
+    // state and answers, and the check of the history behind it stops the village, naming the
+    // record, without a restart.
+    owner.batch_execute("CREATE TABLE saved_records AS SELECT * FROM records").await.unwrap();
+    let seq = size / 2;
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE records SET body = set_byte(body, 5, get_byte(body, 5) # 1) WHERE ledger_id = '{ledger}' AND seq = {seq};"
+        ))
+        .await
+        .unwrap();
+    let mut s = Server::start(&db, &sample).await;
+    s.clock.advance_to(last);
+    let _ = query(&s).await.list_balances(all()).await;
+    s.villages.history_checked().await;
+    assert_status(query(&s).await.list_balances(all()).await.unwrap_err(), Code::DataLoss, "LEDGER_CORRUPT");
+    let (ok, has_seq, reason) = verify(&s, &sample).await;
+    assert!(!ok && has_seq && reason.contains(&format!("seq {seq}")), "{reason}");
+    s.shutdown().await;
+    restore_saved_records(&owner, &ledger).await;
+
+    // Records cut off below the snapshot: the load finds the snapshot covering more than is
+    // stored.
+    owner
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; DELETE FROM records WHERE ledger_id = '{ledger}' AND seq >= {};",
+            size - 3
+        ))
+        .await
+        .unwrap();
+    let mut s = Server::start(&db, &sample).await;
+    s.clock.advance_to(last);
+    assert_status(query(&s).await.list_balances(all()).await.unwrap_err(), Code::DataLoss, "LEDGER_CORRUPT");
+    s.shutdown().await;
+    restore_saved_records(&owner, &ledger).await;
+
+    // A read-model row edited while the server was down: named at the load from the snapshot.
+    let household = nth_household(records, 2);
+    owner
+        .execute("UPDATE rm_balances SET basic = basic + 3 WHERE ledger_id = $1 AND household_id = $2", &[&ledger, &household])
+        .await
+        .unwrap();
+    let mut s = Server::start(&db, &sample).await;
+    s.clock.advance_to(last);
+    assert_status(query(&s).await.list_balances(all()).await.unwrap_err(), Code::DataLoss, "LEDGER_CORRUPT");
+    assert!(held(&s, &ledger).await.1.is_some(), "loaded from the snapshot");
+    s.shutdown().await;
+    owner
+        .execute("UPDATE rm_balances SET basic = basic - 3 WHERE ledger_id = $1 AND household_id = $2", &[&ledger, &household])
+        .await
+        .unwrap();
+
+    // And with every snapshot gone, the village is replayed whole and served as before.
+    owner.batch_execute("DELETE FROM snapshots").await.unwrap();
+    let mut s = Server::start(&db, &sample).await;
+    s.clock.advance_to(last);
+    assert_eq!(query(&s).await.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
+    assert!(verify(&s, &sample).await.0);
+    s.shutdown().await;
+}

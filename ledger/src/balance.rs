@@ -24,7 +24,7 @@ use crate::hash::{Hash, BALANCES_TAG};
 use crate::journal::JOrd;
 
 /// Whether a final score is basic, contribution or a deduction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Category {
     Basic,
     Contribution,
@@ -32,7 +32,7 @@ pub enum Category {
 }
 
 /// One household's points.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Balance {
     /// Final 基础积分 earned.
     pub basic: i64,
@@ -105,12 +105,13 @@ pub fn digest<'a>(balances: impl ExactSizeIterator<Item = (&'a str, &'a Balance)
 }
 
 /// Every household's balance, keyed by household id.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct BalanceBook {
     households: JOrd<String, Balance>,
     /// The calendar year the available figures belong to (for annual expiry).
     year: Option<i32>,
     /// The year as it was when a batch began (`VillageState::begin_batch`).
+    #[serde(skip)]
     batch_year: Option<Option<i32>>,
 }
 

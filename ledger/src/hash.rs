@@ -14,7 +14,7 @@ pub const EVENT_TAG: &[u8] = b"jifen/event/v1";
 pub const BALANCES_TAG: &[u8] = b"jifen/balances/v1";
 
 /// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Hash(pub [u8; 32]);
 
 impl Hash {

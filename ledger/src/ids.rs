@@ -13,7 +13,7 @@ pub enum IdError {
 }
 
 /// A village's 12-digit statistical area code (统计用区划代码): the ledger id.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VillageCode(String);
 
 impl VillageCode {

@@ -306,7 +306,11 @@ impl<V: Copy> JDigests<V> {
                 j -= 1;
             }
         }
-        // About eight keys a bucket.
+        self.index();
+    }
+
+    /// Builds the bucket index of the sorted vector: about eight keys a bucket.
+    fn index(&mut self) {
         let n = self.sorted.len();
         self.bits = (usize::BITS - (n / 8).leading_zeros()).min(24);
         self.starts = vec![0; (1 << self.bits) + 1];
@@ -315,6 +319,110 @@ impl<V: Copy> JDigests<V> {
         }
         for b in 1..self.starts.len() {
             self.starts[b] += self.starts[b - 1];
+        }
+    }
+}
+
+/// The serialised form of the journaled collections (a village's sealed snapshot): their
+/// entries in key order, so that the same contents always give the same bytes, whatever the
+/// hash tables' order or when the digests were last compacted. A collection with an open
+/// journal is not serialised: a snapshot is taken between requests.
+mod serial {
+    use super::*;
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    fn closed<E: serde::ser::Error>(open: bool) -> Result<(), E> {
+        if open {
+            Err(E::custom("a journal is open"))
+        } else {
+            Ok(())
+        }
+    }
+
+    impl<K: Serialize + Ord, V: Serialize> Serialize for JMap<K, V> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            closed(self.undo.is_some())?;
+            let mut entries: Vec<(&K, &V)> = self.map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            s.collect_seq(entries)
+        }
+    }
+    impl<'de, K: Deserialize<'de> + Hash + Eq, V: Deserialize<'de>> Deserialize<'de> for JMap<K, V> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let entries: Vec<(K, V)> = Vec::deserialize(d)?;
+            let n = entries.len();
+            let map: Self = entries.into_iter().collect();
+            if map.len() != n {
+                return Err(D::Error::custom("a key is given twice"));
+            }
+            Ok(map)
+        }
+    }
+
+    impl<K: Serialize, V: Serialize> Serialize for JOrd<K, V> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            closed(self.undo.is_some())?;
+            s.collect_seq(self.map.iter())
+        }
+    }
+    impl<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>> Deserialize<'de> for JOrd<K, V> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let entries: Vec<(K, V)> = Vec::deserialize(d)?;
+            if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(D::Error::custom("keys out of order"));
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+
+    impl<K: Serialize + Ord> Serialize for JSet<K> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            closed(self.undo.is_some())?;
+            let mut keys: Vec<&K> = self.set.iter().collect();
+            keys.sort_unstable();
+            s.collect_seq(keys)
+        }
+    }
+    impl<'de, K: Deserialize<'de> + Hash + Eq> Deserialize<'de> for JSet<K> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let keys: Vec<K> = Vec::deserialize(d)?;
+            let n = keys.len();
+            let set: HashSet<K> = keys.into_iter().collect();
+            if set.len() != n {
+                return Err(D::Error::custom("a key is given twice"));
+            }
+            Ok(JSet { set, undo: None })
+        }
+    }
+
+    impl<V: Serialize + Copy> Serialize for JDigests<V> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            closed(self.recent.undo.is_some())?;
+            let mut recent: Vec<([u8; 16], V)> = self.recent.map.iter().map(|(k, v)| (*k, *v)).collect();
+            recent.sort_unstable_by_key(|e| e.0);
+            // One sequence in key order: the two parts merged (a key is in one of them).
+            let (mut a, mut b) = (self.sorted.iter().peekable(), recent.iter().peekable());
+            let merged = std::iter::from_fn(|| match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 < y.0 => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => None,
+            });
+            let mut all: Vec<&([u8; 16], V)> = Vec::with_capacity(self.len());
+            all.extend(merged);
+            s.collect_seq(all)
+        }
+    }
+    impl<'de, V: Deserialize<'de> + Copy> Deserialize<'de> for JDigests<V> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            let sorted: Vec<([u8; 16], V)> = Vec::deserialize(d)?;
+            if !sorted.windows(2).all(|w| w[0].0 < w[1].0) {
+                return Err(D::Error::custom("digests out of order"));
+            }
+            let mut digests = JDigests { sorted, ..JDigests::default() };
+            digests.index();
+            Ok(digests)
         }
     }
 }

@@ -80,7 +80,7 @@ pub const FORGETTABLE_LEVELS: usize = 8;
 /// of the whole tree and for appending. A proof or an older root that needs a forgotten node
 /// is refused with [`ProofError::Forgotten`], naming the nodes to fetch, and computed by the
 /// `_with` methods once they are given.
-#[derive(Clone, Default, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Default, Debug)]
 pub struct Tree {
     /// `levels[k][i - first(k)]` is the hash of the complete subtree of leaves
     /// `[i·2^k, (i+1)·2^k)`.

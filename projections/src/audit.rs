@@ -171,11 +171,16 @@ impl RedFlag {
 /// entry. A server ([`AuditTrail::serving`]) keeps only the acts since [`AuditTrail::begin`]
 /// (the request's, which it stores with the records) and the monthly counts: the acts live in
 /// PostgreSQL, and its memory does not grow with the history.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct AuditTrail {
+    /// A snapshot (a serving trail's, between requests) keeps none: they are stored.
+    #[serde(skip)]
     acts: Vec<Act>,
     /// `acts.len()` at [`AuditTrail::begin`], while a journal is open.
+    #[serde(skip)]
     mark: Option<usize>,
+    /// None in a serving trail, the only kind a snapshot is taken of.
+    #[serde(skip)]
     index: Option<Index>,
     /// Scores per month, and scores signed by exactly one panel member, per (month, member).
     scores: JOrd<Period, u64>,

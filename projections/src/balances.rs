@@ -12,7 +12,7 @@ use jifen_ledger::village::{Accepted, VillageState};
 /// the month of the redemption, returns by the month of the reversal. Every figure but the
 /// corrections booked into a score's month is a sum of positive amounts; a month's figures
 /// never change because of a later month's redemptions or reversals.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeriodFigures {
     pub basic: i64,
     pub contribution: i64,
@@ -34,7 +34,7 @@ impl PeriodFigures {
 /// The per-period balances view. Like the write-model state, it can fold a request's events
 /// under an undo journal ([`Balances::begin`]): the server folds them before it stores them,
 /// to write the changed rows in the same transaction, and rolls them back if the store fails.
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct Balances {
     periods: JOrd<(Period, String), PeriodFigures>,
     /// Points booked per final entry (with its month), so a later correction books only the

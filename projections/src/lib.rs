@@ -28,7 +28,7 @@ use jifen_ledger::village::{Accepted, Rejection, VillageState};
 /// each: what the server keeps beside its own state.
 /// [`Views::default`] keeps every act of the audit trail and every 公示 board (offline);
 /// [`Views::serving`] keeps neither the acts nor the boards of settled months.
-#[derive(Default)]
+#[derive(serde::Serialize, serde::Deserialize, Default)]
 pub struct Views {
     pub balances: balances::Balances,
     pub publicity: publicity::Publicity,

@@ -10,7 +10,7 @@ use jifen_ledger::village::{Accepted, VillageState};
 use std::collections::BTreeMap;
 
 /// Where an entry stands in its publication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryStatus {
     /// Published, no objection.
     Published,
@@ -41,7 +41,7 @@ impl EntryStatus {
 }
 
 /// One line of a 公示 board.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct BoardEntry {
     pub entry_id: String,
     pub household: String,
@@ -57,7 +57,7 @@ pub struct BoardEntry {
 }
 
 /// An objection and what became of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct ObjectionView {
     pub id: String,
     pub entry_id: String,
@@ -72,7 +72,7 @@ pub struct ObjectionView {
 }
 
 /// A publication as shown on the notice board.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Board {
     pub id: String,
     pub period: Period,
@@ -91,16 +91,19 @@ pub struct Board {
 /// *retires* the closed boards of a month when the month is settled: nothing can change them
 /// any more (the write-model refuses whatever would), so they leave memory, and the server
 /// keeps only what checking their stored rows needs ([`Publicity::take_retired`]).
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct Publicity {
     boards: JOrd<String, Board>,
     /// For each entry: its publication and position on the board.
     index: JOrd<String, (String, usize)>,
     /// Whether a settlement retires its month's closed boards (a server's view).
     retiring: bool,
-    /// The boards retired since [`Publicity::take_retired`].
+    /// The boards retired since [`Publicity::take_retired`] (a snapshot is taken once the
+    /// server took them).
+    #[serde(skip)]
     retired: Vec<Board>,
     /// `retired.len()` at [`Publicity::begin`], while a journal is open.
+    #[serde(skip)]
     mark: Option<usize>,
 }
 

@@ -11,7 +11,7 @@ use jifen_ledger::village::{Accepted, VillageState};
 use std::collections::BTreeMap;
 
 /// One receipt of goods.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Receipt {
     pub receipt_id: String,
     pub goods: String,
@@ -22,7 +22,7 @@ pub struct Receipt {
 }
 
 /// One goods in one month, as the keeper posts it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct GoodsMonth {
     pub name: String,
     /// Units in stock at the end of the month (so far, for the current month).
@@ -42,7 +42,7 @@ pub struct GoodsMonth {
 }
 
 /// A month of the supermarket.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Month {
     pub receipts: Vec<Receipt>,
     /// Redemptions recorded, and reversed, in the month.
@@ -72,7 +72,7 @@ impl Month {
 
 /// The supermarket ledger. Like the balances view, it folds a request's events under an undo
 /// journal ([`Supermarket::begin`]) when the server stores the months they change with them.
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct Supermarket {
     months: JOrd<Period, Month>,
 }

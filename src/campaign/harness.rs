@@ -231,13 +231,36 @@ pub async fn wait_checkpoint(client: &mut LedgerServiceClient<Channel>, ledger: 
 pub struct Child {
     pub addr: std::net::SocketAddr,
     process: tokio::process::Child,
+    /// Its log lines, when started with [`Child::start_logging`].
+    logs: Option<tokio::sync::broadcast::Sender<String>>,
 }
 
 impl Child {
     /// Starts `exe serve` on `db`, keeping its log key (and its townships file, if the caller
     /// wrote one) in `data_dir`, and waits until it listens (it prints its address once bound).
     pub async fn start(exe: &Path, db: &Db, data_dir: &Path) -> anyhow::Result<Child> {
-        let mut process = tokio::process::Command::new(exe)
+        Child::spawn(exe, db, data_dir, None).await
+    }
+
+    /// [`Child::start`] with the log at `filter` (`RUST_LOG`), each line passed on to this
+    /// process's standard error and to [`Child::logs`]' receivers.
+    pub async fn start_logging(exe: &Path, db: &Db, data_dir: &Path, filter: &str) -> anyhow::Result<Child> {
+        Child::spawn(exe, db, data_dir, Some(filter)).await
+    }
+
+    /// The log lines from now on (with [`Child::start_logging`]).
+    pub fn logs(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.logs.as_ref().map(|l| l.subscribe())
+    }
+
+    async fn spawn(exe: &Path, db: &Db, data_dir: &Path, filter: Option<&str>) -> anyhow::Result<Child> {
+        let mut command = tokio::process::Command::new(exe);
+        if let Some(filter) = filter {
+            command.env("RUST_LOG", filter).stderr(Stdio::piped());
+        } else {
+            command.stderr(Stdio::inherit());
+        }
+        let mut process = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -247,7 +270,6 @@ impl Child {
             .arg(db.cluster.connection_string(APP_ROLE, DATABASE))
             .args(["--listen", "127.0.0.1:0", "--deployment-origin", DEPLOYMENT_ORIGIN])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {}", exe.display()))?;
@@ -261,7 +283,19 @@ impl Child {
             .parse()?;
         // Keep draining its stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Child { addr, process })
+        let logs = process.stderr.take().map(|stderr| {
+            let (tx, _) = tokio::sync::broadcast::channel(4096);
+            let sender = tx.clone();
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("{line}");
+                    let _ = sender.send(line);
+                }
+            });
+            tx
+        });
+        Ok(Child { addr, process, logs })
     }
 
     /// A client of the child.

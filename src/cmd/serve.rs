@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// village can be opened; villages already opened are served.
     #[arg(long)]
     pub townships: Option<PathBuf>,
+    /// Seal a snapshot of a village's decision state once this many records (and an eighth of
+    /// the ledger) were appended since the last: a start replays only the records after it.
+    #[arg(long, default_value_t = jifen::server::villages::SNAPSHOT_EVERY)]
+    pub snapshot_every: u64,
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -90,6 +94,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let log = LogKey::load_or_create(&args.storage.log_key())?;
         let townships = load_townships(&args)?;
         let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin, townships));
+        villages.set_snapshot_every(args.snapshot_every);
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         println!(
             "jifen serving on {} ({})",

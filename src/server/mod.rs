@@ -31,6 +31,7 @@ pub const MAX_MESSAGE: usize = 80 << 20;
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    villages.start_history_checks();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LedgerServiceServer<ledger_api::LedgerApi>>().await;
     health_reporter.set_serving::<crate::api::query_service_server::QueryServiceServer<query_api::QueryApi>>().await;

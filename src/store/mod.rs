@@ -13,6 +13,7 @@ pub mod digest;
 pub mod embedded;
 pub mod event_store;
 pub mod read_model;
+pub mod snapshots;
 pub mod storage;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

@@ -105,10 +105,12 @@ fn rulebook_rows(state: &VillageState, from: usize) -> Vec<RulebookRow> {
 /// the closed boards of settled months, which nothing can change): what checking their stored
 /// rows needs, each board's header and the digests of its entries and objections; and the
 /// boards whole only while a read model is to be built from them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct RetiredBoards {
     headers: Vec<Board>,
     digests: BoardDigests,
+    /// Never in a snapshot: taken once the read model is built.
+    #[serde(skip)]
     whole: Option<Vec<Board>>,
 }
 
@@ -1884,6 +1886,8 @@ impl Store {
         for table in TABLES {
             tx.execute(&format!("DELETE FROM {table} WHERE ledger_id = $1"), &[&id]).await?;
         }
+        // Snapshots are derived too: the next load replays the records and seals a new one.
+        tx.execute("DELETE FROM snapshots WHERE ledger_id = $1", &[&id]).await?;
         tx.execute(
             "INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (ledger_id) DO UPDATE SET tree_size = EXCLUDED.tree_size, root_hash = EXCLUDED.root_hash, \

@@ -10,7 +10,7 @@ use crate::pb::{ActorEnrolled, ActorHouseholdChanged, ActorKeyRotated, ActorRevo
 use crate::signature::{EventSignature, PublicKey};
 
 /// A set of roles, as a bit set over [`Role`] values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct RoleSet(u16);
 
 impl RoleSet {
@@ -37,7 +37,7 @@ impl RoleSet {
 }
 
 /// An enrolled actor.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Actor {
     pub id: String,
     /// The current key.

@@ -10,7 +10,7 @@ use crate::pb::{
 use std::collections::BTreeSet;
 
 /// A household's points card.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Household {
     pub id: String,
     pub group: String,

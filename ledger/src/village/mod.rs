@@ -215,7 +215,7 @@ fn digest16(data: &[u8]) -> [u8; 16] {
 }
 
 /// The genesis facts.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Genesis {
     pub ledger_id: VillageCode,
     pub origin: String,
@@ -228,7 +228,7 @@ pub struct Genesis {
 /// Its collections keep an undo journal while a batch is being decided (`begin_batch`,
 /// `rollback_batch`, `commit_batch`; see [`crate::journal`]), so a writer decides a batch on
 /// the live state and restores it if any event is refused, without a copy of the state.
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct VillageState {
     genesis: Option<Genesis>,
     next_seq: u64,
@@ -264,7 +264,9 @@ pub struct VillageState {
     answered_claims: JDigests<bool>,
     decided_objections: JDigests<()>,
     closed_publications: JDigests<Period>,
-    /// While a batch is being decided: the scalars as they were at `begin_batch`.
+    /// While a batch is being decided: the scalars as they were at `begin_batch` (never in a
+    /// snapshot: one is taken between requests).
+    #[serde(skip)]
     batch: Option<Box<Scalars>>,
 }
 

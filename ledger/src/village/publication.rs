@@ -10,7 +10,7 @@ use crate::time::{Period, MICROS_PER_DAY};
 use std::collections::BTreeSet;
 
 /// A publication of entries for objection.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Publication {
     pub id: String,
     pub period: Period,
@@ -22,7 +22,7 @@ pub struct Publication {
 }
 
 /// An objection and its decision.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Objection {
     pub id: String,
     pub publication: String,

@@ -9,7 +9,7 @@ use crate::time::Date;
 use std::collections::BTreeMap;
 
 /// A points item in force.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Item {
     pub code: String,
     pub name: String,
@@ -21,7 +21,7 @@ pub struct Item {
 }
 
 /// A rulebook version.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Rulebook {
     pub version: u32,
     pub effective_from: Date,

@@ -11,7 +11,7 @@ use crate::pb::{score_corrected, ClaimDeclined, PointsClaimed, ScoreCorrected, S
 use crate::time::{Date, Period};
 
 /// A self-declaration awaiting the panel, until it is scored or declined.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Claim {
     pub household: String,
     pub item_code: String,
@@ -22,7 +22,7 @@ pub struct Claim {
 }
 
 /// A score entry.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Entry {
     pub id: String,
     pub household: String,
@@ -44,7 +44,7 @@ pub struct Entry {
 
 /// What a period's entries amount to for its settlement: how many are live (not void), how
 /// many of those are not yet final (unpublished or in 公示), and the sum of the final points.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PeriodTally {
     pub live: u64,
     pub unpublished: u64,

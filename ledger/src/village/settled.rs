@@ -25,7 +25,7 @@ use super::{digest16, Rejection, VillageState};
 use crate::time::Period;
 
 /// What a settled period keeps of one of its entries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SettledEntry {
     pub period: Period,
     pub void: bool,

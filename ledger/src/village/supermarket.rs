@@ -7,7 +7,7 @@ use crate::time::Date;
 use std::collections::BTreeSet;
 
 /// Goods on the shelf.
-#[derive(Clone, Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default)]
 pub struct Goods {
     pub name: String,
     pub stock: u64,
@@ -15,7 +15,7 @@ pub struct Goods {
 }
 
 /// A redemption.
-#[derive(Clone, Debug)]
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Redemption {
     pub household: String,
     pub lines: Vec<(String, u64)>,

@@ -22,7 +22,7 @@ impl Villages {
             let (store, code) = (self.store.clone(), code.clone());
             tokio::spawn(async move { store.read_model_summary(&code).await })
         });
-        let loaded = self.load_records(code, mode).await;
+        let loaded = self.load_records(code, mode, How::Serve).await;
         if let (Err(_), Some(task)) = (&loaded, &summary) {
             task.abort();
         }
@@ -35,10 +35,27 @@ impl Villages {
         }
         // Kept whole only to build a missing read model.
         village.retired.forget_whole();
+        if village.corrupt.is_none() && !village.is_empty() {
+            if let Some((size, root)) = village.restored_from {
+                // What lies before the snapshot is checked again by a full replay, meanwhile.
+                self.check_history_later(code, size, root);
+            }
+            if self.snapshot_due(&village) {
+                // Sealed now, so that the next start need not replay what this one did.
+                match self.seal_snapshot(&village) {
+                    Ok(snapshot) => {
+                        self.store.insert_snapshot(code, &snapshot).await?;
+                        village.snapshot = snapshot.tree_size;
+                    }
+                    Err(e) => tracing::warn!(village = %code, error = %e, "a snapshot could not be sealed"),
+                }
+            }
+        }
         if !village.is_empty() {
             tracing::info!(
                 village = %code,
                 records = village.len(),
+                from_snapshot = village.restored_from.map_or(0, |(size, _)| size),
                 replay_ms = replayed.as_millis() as u64,
                 read_model_ms = (started.elapsed() - replayed).as_millis() as u64,
                 "village loaded"
@@ -52,8 +69,10 @@ impl Villages {
 
     /// [`Villages::load`] but for the read model: the rows, the stored Merkle leaves and the
     /// latest checkpoint checked, records stored without a checkpoint signed.
-    async fn load_records(&self, code: &VillageCode, mode: ActsMode) -> Result<(Village, ActsCheck), StoreError> {
-        self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    pub(super) async fn load_records(&self, code: &VillageCode, mode: ActsMode, how: How) -> Result<(Village, ActsCheck), StoreError> {
+        if how != How::History {
+            self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         // The latest checkpoint and the stored Merkle leaves are read before the rows: another
         // process may append and sign meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
@@ -64,9 +83,43 @@ impl Villages {
             let (store, code) = (self.store.clone(), code.clone());
             tokio::spawn(async move { store.nodes_digest(&code, nodes_stored).await })
         };
-        let Replayed { state, views, retired, tree, mut corrupt, acts } = replay_stored(&self.store, code, mode).await?;
+        // A load to serve starts from the latest sealed snapshot, if it opens (only with a read
+        // model to compare: a load that builds one replays every record).
+        let stored_snapshot = if how == How::Serve && mode == ActsMode::Compare { self.store.latest_snapshot(code).await? } else { None };
+        let (mut start, mut snapshot_fault, mut snapshot) = (None, None, 0);
+        if let Some(stored) = &stored_snapshot {
+            let origin = self.store.origin(code).await?.unwrap_or_default();
+            match self.open_snapshot(code, &origin, stored) {
+                Ok(Some(restored)) => {
+                    snapshot = stored.tree_size;
+                    start = Some(restored);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    snapshot_fault = Some(Corruption { seq: None, reason: format!("the snapshot of size {}: {why}", stored.tree_size) })
+                }
+            }
+        }
+        drop(stored_snapshot);
+        let restored_from = start.as_ref().map(|r| (r.tree.len(), r.tree.root(r.tree.len()).unwrap_or_default()));
+        if start.is_some() {
+            // Its stored Merkle nodes are the history check's: the tree holds their upper levels.
+            stored_nodes.abort();
+        }
+        let Replayed { state, views, retired, tree, mut corrupt, acts } = replay_stored_from(&self.store, code, mode, start.take()).await?;
         let stored = tree.len();
-        let mut village = Village { state, tree, stored, nodes_stored, views, retired, ..Village::empty(code.clone()) };
+        let mut village =
+            Village { state, tree, stored, nodes_stored, views, retired, snapshot, restored_from, ..Village::empty(code.clone()) };
+        if corrupt.is_none() {
+            corrupt = snapshot_fault.take();
+        }
+        if let (None, Some((size, _))) = (&corrupt, restored_from) {
+            let end = self.store.stored_end(code).await?;
+            if end < size {
+                corrupt =
+                    Some(Corruption::at(end, format!("the snapshot of size {size} covers more than the {end} records stored (truncated)")));
+            }
+        }
         if corrupt.is_none() && nodes_stored > village.len() {
             corrupt = Some(Corruption::at(
                 village.len(),
@@ -78,7 +131,19 @@ impl Villages {
         }
         if corrupt.is_none() {
             if let Some(stored) = latest_stored {
+                let older = restored_from.filter(|(size, _)| stored.tree_size < *size);
                 match self.check_stored_checkpoint(&village, &stored) {
+                    // A snapshot is sealed only once the checkpoint of its records is stored.
+                    _ if older.is_some() => {
+                        corrupt = Some(Corruption {
+                            seq: None,
+                            reason: format!(
+                                "the latest stored checkpoint (size {}) is older than the snapshot of size {}, which is sealed only once its checkpoint is stored",
+                                stored.tree_size,
+                                older.map_or(0, |(s, _)| s)
+                            ),
+                        })
+                    }
                     Ok(view) => {
                         village.latest = Some(view);
                         village.checkpoint_tx.send_replace(stored.tree_size);
@@ -87,7 +152,7 @@ impl Villages {
                 }
             }
         }
-        if corrupt.is_none() {
+        if corrupt.is_none() && restored_from.is_none() {
             let stored = stored_nodes.await.map_err(|e| StoreError::PoolSetup(format!("digesting the Merkle nodes: {e}")))??;
             if Some(stored) != tree_nodes_digest(&village.tree, nodes_stored) {
                 let nodes = self.store.read_nodes(code, nodes_stored).await?;
@@ -96,7 +161,7 @@ impl Villages {
         } else {
             stored_nodes.abort();
         }
-        if corrupt.is_none() && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+        if corrupt.is_none() && how != How::History && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
             // Records stored without their checkpoint (by a version before read models, or by
             // the store alone): signed now, as every append signs its own.
             self.sign_tail(&mut village).await?;
@@ -297,6 +362,18 @@ impl Villages {
     }
 }
 
+/// What a load is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum How {
+    /// To serve: from the latest sealed snapshot, where one opens.
+    Serve,
+    /// Every record replayed (a rebuild).
+    Full,
+    /// Every record replayed, to check what a load from a snapshot did not: nothing is signed
+    /// or stored, and the load is not counted.
+    History,
+}
+
 /// A village's stored rows, replayed: the state and views of the records before the first
 /// bad row, their Merkle tree, and what is wrong with that row, if anything.
 pub struct Replayed {
@@ -390,13 +467,32 @@ impl ActsCheck {
 /// column, and the write-model's decision on it, so no stored row reaches `apply` undecided.
 /// Signatures are left to VerifyLedger. An `Err` is only the store failing.
 pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) -> Result<Replayed, StoreError> {
-    let mut state = VillageState::new();
-    let mut views = Views::serving();
-    let mut retired = if mode == ActsMode::Collect { RetiredBoards::keeping_whole() } else { RetiredBoards::default() };
+    replay_stored_from(store, code, mode, None).await
+}
+
+/// [`replay_stored`] from a snapshot's village, if one is given: only the records after it are
+/// read, their chain checked from the sealed state's head.
+pub(super) async fn replay_stored_from(
+    store: &Store,
+    code: &VillageCode,
+    mode: ActsMode,
+    start: Option<snapshot::Restored>,
+) -> Result<Replayed, StoreError> {
+    let (mut state, mut views, mut retired, mut tree) = match start {
+        Some(r) => (r.state, r.views, r.retired, r.tree),
+        None => {
+            let retired = if mode == ActsMode::Collect { RetiredBoards::keeping_whole() } else { RetiredBoards::default() };
+            (VillageState::new(), Views::serving(), retired, Tree::default())
+        }
+    };
     let mut acts = ActsCheck::new(mode);
     let mut next: Option<tokio::task::JoinHandle<Result<crate::store::AuditRows, StoreError>>> = None;
-    let mut tip = ChainTip::default();
-    let mut tree = Tree::default();
+    let mut tip = ChainTip {
+        next_seq: state.next_seq(),
+        head: state.head(),
+        last_recorded_at: state.last_recorded_at(),
+        ledger: state.genesis().map(|g| g.ledger_id.clone()),
+    };
     let mut corrupt = None;
     'pages: loop {
         let rows = match next.take() {
@@ -657,7 +753,7 @@ impl Villages {
     /// fails, and replaces the read-model rows in one transaction (refused if appends landed
     /// meanwhile: run it again).
     pub async fn rebuild_read_model(&self, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
-        let (village, acts) = self.load_records(code, ActsMode::Collect).await?;
+        let (village, acts) = self.load_records(code, ActsMode::Collect, How::Full).await?;
         if let Some(corruption) = village.corrupt {
             return Err(RebuildError::Records { code: code.clone(), corruption });
         }

@@ -52,6 +52,7 @@ mod export;
 mod load;
 mod log_key;
 mod proofs;
+mod snapshot;
 mod village;
 mod witnessing;
 mod writer;
@@ -60,6 +61,7 @@ pub use error::{Refusal, VillageError};
 pub use load::{acts_difference, nodes_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use proofs::{ConsistencyProof, InclusionProof};
+pub use snapshot::SNAPSHOT_EVERY;
 pub use village::{CheckpointView, Corruption, Village};
 pub use writer::{AppendError, Appended};
 
@@ -75,6 +77,10 @@ pub struct Villages {
     townships: Townships,
     /// Villages loaded from the store since start (first uses and reloads).
     loads: std::sync::atomic::AtomicU64,
+    /// The checks of what lies before the snapshots villages were loaded from.
+    history: snapshot::HistoryChecks,
+    /// [`Villages::set_snapshot_every`].
+    snapshot_every: std::sync::atomic::AtomicU64,
 }
 
 impl Villages {
@@ -112,6 +118,8 @@ impl Villages {
             guard: Guard::default(),
             townships,
             loads: Default::default(),
+            history: snapshot::HistoryChecks::new(),
+            snapshot_every: snapshot::SNAPSHOT_EVERY.into(),
         }
     }
 

@@ -28,6 +28,10 @@ pub struct Village {
     pub(super) views: Views,
     /// The 公示 boards the views retired (closed, of settled months): their digests.
     pub(super) retired: RetiredBoards,
+    /// The size of the latest snapshot sealed or found (0 with none).
+    pub(super) snapshot: u64,
+    /// The size and root of the snapshot this copy was loaded from, if it was.
+    pub(super) restored_from: Option<(u64, Hash)>,
     /// Set when a failed batch could not be undone (the store was unreachable for the
     /// reload): the village is empty and out of the map, and must be loaded again.
     pub(super) stale: bool,
@@ -66,11 +70,22 @@ impl Village {
             checkpoint_tx: watch::channel(0).0,
             views: Views::serving(),
             retired: RetiredBoards::default(),
+            snapshot: 0,
+            restored_from: None,
             stale: false,
             corrupt: None,
         }
     }
 
+    /// The size of the sealed snapshot this copy was loaded from, if it was.
+    pub fn loaded_from_snapshot(&self) -> Option<u64> {
+        self.restored_from.map(|(size, _)| size)
+    }
+    /// The SHA-256 of what a snapshot of this copy would hold (its state, views, retired
+    /// boards and tree, serialised): two copies decide alike when their digests are equal.
+    pub fn digest(&self) -> Result<Hash, String> {
+        super::snapshot::serialise(&self.state, &self.views, &self.retired, &self.tree).map(|b| Hash::of(&b))
+    }
     /// The read models.
     pub fn views(&self) -> &Views {
         &self.views

@@ -197,6 +197,9 @@ impl Villages {
         if let Some(view) = view {
             village.nodes_stored = village.len();
             village.tree.forget_below(village.nodes_stored);
+            if self.snapshot_due(village) {
+                self.snapshot_in_background(village);
+            }
             village.checkpoint_tx.send_replace(view.checkpoint.size);
             village.latest = Some(view);
         }
