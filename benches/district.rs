@@ -10,8 +10,11 @@
 //! 150: about 30,000 records with 17 scores a household a month, 闵行's yearly size per
 //! village), under township 150602101 (village codes 150602101001…). Their records are written
 //! to a fresh embedded PostgreSQL as they are; a first server builds their read models and is
-//! stopped. A second server is started: the first call on each village loads it (chain
-//! checked, write-model and views folded, read model compared). Reported: each first call's
+//! stopped (it sealed a snapshot of each). A server started without the snapshots loads the
+//! first 20 villages by replaying every record (the baseline); a server started with them
+//! loads each village from its snapshot on its first call (the records after it replayed, the
+//! read model compared), and checks each village's history behind its snapshot in the
+//! background. Reported: each first call's
 //! time (median and slowest), and the server's resident memory before, after half and after all
 //! villages are loaded, read from /proc.
 
@@ -102,7 +105,32 @@ fn main() {
         println!("first start, the read models built from the records: {:.1} s", t.elapsed().as_secs_f64());
         first.kill().await.unwrap();
 
-        let mut server = Child::start(env!("CARGO_BIN_EXE_jifen").as_ref(), &db, &dir).await.unwrap();
+        // The baseline, in the same run: the first villages loaded with every record replayed
+        // (their snapshots set aside meanwhile).
+        let owner = db.superuser().await.unwrap();
+        owner.batch_execute("CREATE TABLE saved_snapshots AS SELECT * FROM snapshots; DELETE FROM snapshots;").await.unwrap();
+        let mut full = Child::start(env!("CARGO_BIN_EXE_jifen").as_ref(), &db, &dir).await.unwrap();
+        let mut client = full.client().await.unwrap();
+        let mut replayed = Vec::new();
+        for (ledger, n) in sizes.iter().take(20) {
+            let t = Instant::now();
+            wait_checkpoint(&mut client, ledger, *n).await.unwrap();
+            replayed.push(t.elapsed());
+        }
+        full.kill().await.unwrap();
+        replayed.sort();
+        println!(
+            "first answer with every record replayed (no snapshot; the baseline): median {:.0} ms, slowest {:.0} ms ({} villages)",
+            ms(replayed[replayed.len() / 2]),
+            ms(*replayed.last().unwrap()),
+            replayed.len()
+        );
+        owner.batch_execute("DELETE FROM snapshots; INSERT INTO snapshots SELECT * FROM saved_snapshots;").await.unwrap();
+
+        let exe: &std::path::Path = env!("CARGO_BIN_EXE_jifen").as_ref();
+        let mut server = Child::start_logging(exe, &db, &dir, "jifen::server::villages::snapshot=info").await.unwrap();
+        let mut logs = server.logs().unwrap();
+        let started = Instant::now();
         let pid = server.pid().unwrap();
         let idle = rss_mb(pid);
         let mut client = server.client().await.unwrap();
@@ -121,7 +149,7 @@ fn main() {
         firsts.sort();
         let median = firsts[firsts.len() / 2];
         println!(
-            "first answer of a village not loaded yet ({} records): median {:.0} ms, slowest {:.0} ms ({} villages, one after another)",
+            "first answer of a village not loaded yet, from its snapshot ({} records): median {:.0} ms, slowest {:.0} ms ({} villages, one after another; the history checks behind them running meanwhile)",
             sizes[0].1,
             ms(median),
             ms(slowest),
@@ -131,6 +159,22 @@ fn main() {
             "server memory: {idle:.0} MB before any load, {half:.0} MB serving {} villages, {all:.0} MB serving all {}",
             sizes.len() / 2,
             sizes.len()
+        );
+        // Every village's history before its snapshot is checked in the background, one
+        // village at a time.
+        let mut checked = 0;
+        while checked < sizes.len() {
+            match logs.recv().await {
+                Ok(line) if line.contains("history before the snapshot checked") => checked += 1,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("the server's log ended: {e}"),
+            }
+        }
+        println!(
+            "the histories of all {} villages checked {:.1} s after the start; server memory then {:.0} MB",
+            sizes.len(),
+            started.elapsed().as_secs_f64(),
+            rss_mb(pid)
         );
         server.kill().await.unwrap();
     });

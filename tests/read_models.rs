@@ -702,6 +702,25 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
     s.shutdown().await;
     restore_saved_records(&owner, &ledger).await;
 
+    // An act before the snapshot, deleted: balances are answered from the sealed state (and
+    // the read model compared with it), but the audit trail, which serves the stored acts as
+    // they are, waits for the history check, which names the act.
+    owner.batch_execute("CREATE TABLE saved_acts AS SELECT * FROM rm_acts").await.unwrap();
+    owner.execute("DELETE FROM rm_acts WHERE ledger_id = $1 AND seq = $2", &[&ledger, &(seq as i64)]).await.unwrap();
+    let mut s = Server::start(&db, &sample).await;
+    s.clock.advance_to(last);
+    assert_eq!(query(&s).await.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
+    let trail = api::GetAuditTrailRequest { ledger_id: ledger.clone(), ..Default::default() };
+    let e = query(&s).await.get_audit_trail(s.auth(trail, method::GET_AUDIT_TRAIL, &ledger, &sample.cast.auditor)).await.unwrap_err();
+    assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
+    let (ok, _, reason) = verify(&s, &sample).await;
+    assert!(!ok && reason.contains(&format!("rm_acts: seq {seq} is missing")), "{reason}");
+    s.shutdown().await;
+    owner
+        .batch_execute(&format!("DELETE FROM rm_acts WHERE ledger_id = '{ledger}'; INSERT INTO rm_acts SELECT * FROM saved_acts"))
+        .await
+        .unwrap();
+
     // Records cut off below the snapshot: the load finds the snapshot covering more than is
     // stored.
     owner

@@ -126,6 +126,10 @@ enum Strike {
 }
 
 /// Runs the campaign.
+/// The servers seal a snapshot every 200 records (and an eighth of the ledger): kills land
+/// while one is being sealed or stored, and restarts load from them.
+const SERVE_ARGS: &[&str] = &["--snapshot-every", "200"];
+
 pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Result<Report> {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
@@ -141,7 +145,7 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
     let hs = households(&mut rng, HOUSEHOLDS);
     let (cast, w) = open_village_on(&code, config.seed, &hs, 4, Date::of_micros(now).add_days(-1))?;
     std::fs::write(data_dir.join("townships"), openers_file(&w.records[..1]))?;
-    let mut server = Child::start(&config.exe, &db, &data_dir).await?;
+    let mut server = Child::start_with(&config.exe, &db, &data_dir, SERVE_ARGS).await?;
     let mut client = server.client().await?;
     for r in &w.records {
         client.append(api::AppendRequest { event: Some(SignedEvent::new(r.body().to_vec(), r.signatures())) }).await.context("opening")?;
@@ -244,7 +248,7 @@ pub async fn run(config: &CrashConfig, progress: &dyn Fn(&str)) -> anyhow::Resul
                 .await?
                 .execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = $1", &[&APP_ROLE])
                 .await?;
-            server = Child::start(&config.exe, &db, &data_dir).await?;
+            server = Child::start_with(&config.exe, &db, &data_dir, SERVE_ARGS).await?;
         }
         let restarted = Instant::now();
         let mut client = server.client().await?;

@@ -239,13 +239,18 @@ impl Child {
     /// Starts `exe serve` on `db`, keeping its log key (and its townships file, if the caller
     /// wrote one) in `data_dir`, and waits until it listens (it prints its address once bound).
     pub async fn start(exe: &Path, db: &Db, data_dir: &Path) -> anyhow::Result<Child> {
-        Child::spawn(exe, db, data_dir, None).await
+        Child::spawn(exe, db, data_dir, None, &[]).await
+    }
+
+    /// [`Child::start`] with more arguments for `jifen serve`.
+    pub async fn start_with(exe: &Path, db: &Db, data_dir: &Path, args: &[&str]) -> anyhow::Result<Child> {
+        Child::spawn(exe, db, data_dir, None, args).await
     }
 
     /// [`Child::start`] with the log at `filter` (`RUST_LOG`), each line passed on to this
     /// process's standard error and to [`Child::logs`]' receivers.
     pub async fn start_logging(exe: &Path, db: &Db, data_dir: &Path, filter: &str) -> anyhow::Result<Child> {
-        Child::spawn(exe, db, data_dir, Some(filter)).await
+        Child::spawn(exe, db, data_dir, Some(filter), &[]).await
     }
 
     /// The log lines from now on (with [`Child::start_logging`]).
@@ -253,7 +258,7 @@ impl Child {
         self.logs.as_ref().map(|l| l.subscribe())
     }
 
-    async fn spawn(exe: &Path, db: &Db, data_dir: &Path, filter: Option<&str>) -> anyhow::Result<Child> {
+    async fn spawn(exe: &Path, db: &Db, data_dir: &Path, filter: Option<&str>, args: &[&str]) -> anyhow::Result<Child> {
         let mut command = tokio::process::Command::new(exe);
         if let Some(filter) = filter {
             command.env("RUST_LOG", filter).stderr(Stdio::piped());
@@ -269,6 +274,7 @@ impl Child {
             .arg("--app-database-url")
             .arg(db.cluster.connection_string(APP_ROLE, DATABASE))
             .args(["--listen", "127.0.0.1:0", "--deployment-origin", DEPLOYMENT_ORIGIN])
+            .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -106,6 +106,10 @@ enum ReadModelEdit {
     Alone { period: String, actor: String, delta: i64 },
     /// One byte of a stored Merkle node flipped (proofs are built from the stored nodes).
     MerkleNode { level: i16, idx: i64 },
+    /// One byte of the latest snapshot's body flipped (the next start would load from it).
+    SnapshotBody,
+    /// The latest snapshot's size column moved one record back.
+    SnapshotSize,
 }
 
 /// The read-model rows a campaign can aim at: households, monthly rows, rulebooks.
@@ -142,7 +146,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..17) {
+            return Tampering::ReadModel(match rng.random_range(0..19) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -200,6 +204,8 @@ impl Tampering {
                     let (level, idx) = targets.nodes[rng.random_range(0..targets.nodes.len())];
                     ReadModelEdit::MerkleNode { level, idx }
                 }
+                16 => ReadModelEdit::SnapshotBody,
+                17 => ReadModelEdit::SnapshotSize,
                 _ if targets.alone.is_empty() => ReadModelEdit::DeleteAct { seq: rng.random_range(0..n) },
                 _ => {
                     let (period, actor) = targets.alone[rng.random_range(0..targets.alone.len())].clone();
@@ -259,6 +265,8 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::AuditMonth { .. }) => "read model: a month's score count",
             Tampering::ReadModel(ReadModelEdit::Alone { .. }) => "read model: a lone scorer's count",
             Tampering::ReadModel(ReadModelEdit::MerkleNode { .. }) => "a stored Merkle node",
+            Tampering::ReadModel(ReadModelEdit::SnapshotBody) => "a snapshot's body",
+            Tampering::ReadModel(ReadModelEdit::SnapshotSize) => "a snapshot's size",
         }
     }
 
@@ -287,6 +295,7 @@ impl Tampering {
                     format!("rm_audit_alone: (month, panel member) ({period}, {actor}) is stored as")
                 }
                 ReadModelEdit::MerkleNode { level, idx } => format!("merkle_nodes: node (level, index) ({level}, {idx}) is stored as"),
+                ReadModelEdit::SnapshotBody | ReadModelEdit::SnapshotSize => "the snapshot of size".into(),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
                     "read model: its head is stored as".into()
@@ -405,11 +414,22 @@ impl Tampering {
                     ReadModelEdit::MerkleNode { level, idx } => format!(
                         "UPDATE merkle_nodes SET hash = set_byte(hash, 3, get_byte(hash, 3) # 1) WHERE ledger_id = '{l}' AND level = {level} AND idx = {idx};"
                     ),
+                    ReadModelEdit::SnapshotBody => format!(
+                        "UPDATE snapshots SET body = set_byte(body, length(body) / 3, get_byte(body, length(body) / 3) # 16) \
+                         WHERE ledger_id = '{l}' AND tree_size = (SELECT max(tree_size) FROM snapshots WHERE ledger_id = '{l}');"
+                    ),
+                    ReadModelEdit::SnapshotSize => format!(
+                        "UPDATE snapshots SET tree_size = tree_size - 1 \
+                         WHERE ledger_id = '{l}' AND tree_size = (SELECT max(tree_size) FROM snapshots WHERE ledger_id = '{l}');"
+                    ),
                 }
             }
         }
     }
 }
+
+/// How often the campaign's servers seal a snapshot (records).
+const SNAPSHOT_EVERY: u64 = 40;
 
 /// Runs the campaign.
 pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Result<Report> {
@@ -419,21 +439,37 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     // Large enough that a server's tree forgets the lower levels of its first 256 leaves, and
     // with a settled month whose 公示 boards it no longer keeps.
     let sample = generate(&SampleConfig { seed: config.seed, households: Some(40), months: 2, scores_per_household: 3.0 })?;
-    let mut server = Local::start(&db, openers(&sample.records()[..1])).await?;
+    // Every server seals a snapshot every 40 records (and an eighth of the ledger): a cold
+    // server loads the village from the latest, and checks the history behind it meanwhile.
+    let start = || async {
+        let server = Local::start(&db, openers(&sample.records()[..1])).await?;
+        server.villages.set_snapshot_every(SNAPSHOT_EVERY);
+        anyhow::Ok(server)
+    };
+    let mut server = start().await?;
     let ledger = sample.writer.ledger.clone();
     for r in sample.records() {
         server.replay(r).await?;
     }
     let n = sample.records().len() as u64;
+    server.wait_checkpoint(&ledger, n).await?;
+    // A start after the appends: its load seals the last snapshot if one is due.
+    server.shutdown().await?;
+    server = start().await?;
+    server.clock.advance_to(sample.records().last().map_or(0, |r| r.recorded_at()));
     let held = server.wait_checkpoint(&ledger, n).await?;
+    server.villages.history_checked().await;
     let owner = db.superuser().await?;
+    let snapshot: Option<i64> = owner.query_one("SELECT max(tree_size) FROM snapshots WHERE ledger_id = $1", &[&ledger]).await?.get(0);
+    let snapshot = snapshot.ok_or_else(|| anyhow!("no snapshot was sealed"))? as u64;
     owner
         .batch_execute(&format!(
             "CREATE TABLE saved_records AS SELECT * FROM records;
                  CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
                  CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
                  CREATE TABLE saved_read_models AS SELECT * FROM read_models;
-                 CREATE TABLE saved_merkle_nodes AS SELECT * FROM merkle_nodes; {}",
+                 CREATE TABLE saved_merkle_nodes AS SELECT * FROM merkle_nodes;
+                 CREATE TABLE saved_snapshots AS SELECT * FROM snapshots; {}",
             TABLES.iter().map(|t| format!("CREATE TABLE saved_{t} AS SELECT * FROM {t};")).collect::<String>()
         ))
         .await?;
@@ -490,10 +526,11 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
     let clean = audit.verify_ledger(verify(&server, &held.note)).await?.into_inner();
     ensure!(clean.ok, "the untouched ledger does not verify: {}", clean.reason);
     let mut kinds: BTreeMap<&'static str, u32> = BTreeMap::new();
-    let mut cold_rounds = 0;
+    let (mut cold_rounds, mut answered_from_snapshot) = (0, 0);
     let last_time = sample.records().last().map_or(0, |r| r.recorded_at());
     let mut query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
     let balances = api::ListBalancesRequest { ledger_id: ledger.clone(), ..Default::default() };
+    let honest = query.list_balances(balances.clone()).await?.into_inner().balances;
     for round in 1..=config.rounds {
         let t = Tampering::random(&mut rng, n, &targets);
         let cold = rng.random_bool(0.5);
@@ -511,16 +548,32 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .with_context(|| format!("{t:?}"))?;
         if cold {
             cold_rounds += 1;
-            server = Local::start(&db, openers(&sample.records()[..1])).await?;
+            server = start().await?;
             server.clock.advance_to(last_time);
             audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
             query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
-            let refused = query.list_balances(balances.clone()).await;
-            ensure!(
-                refused.as_ref().err().is_some_and(|e| e.code() == tonic::Code::DataLoss),
-                "round {round} (seed {}, cold): {t:?} — a server started after it answered ListBalances with {refused:?}",
-                config.seed
-            );
+            // Refused from the load on; or, for rows before the snapshot that only the history
+            // check reads, answered with the sealed state's (honest) figures until that check
+            // stops the village, without a restart.
+            match query.list_balances(balances.clone()).await {
+                Err(e) if e.code() == tonic::Code::DataLoss => {}
+                Ok(answer) => {
+                    ensure!(
+                        answer.get_ref().balances == honest,
+                        "round {round} (seed {}, cold): {t:?} — a server started after it answered tampered balances",
+                        config.seed
+                    );
+                    answered_from_snapshot += 1;
+                    server.villages.history_checked().await;
+                    let refused = query.list_balances(balances.clone()).await;
+                    ensure!(
+                        refused.as_ref().err().is_some_and(|e| e.code() == tonic::Code::DataLoss),
+                        "round {round} (seed {}, cold): {t:?} — once the history behind the snapshot was checked, ListBalances answered {refused:?}",
+                        config.seed
+                    );
+                }
+                Err(e) => return Err(anyhow!("round {round} (seed {}, cold): {t:?} — ListBalances answered {e:?}", config.seed)),
+            }
         }
         // A truncation that took its checkpoints along is only visible against the held one.
         let note = if matches!(t, Tampering::TruncateWithCheckpoints(_)) { held.note.as_str() } else { "" };
@@ -563,14 +616,15 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
                  {}
                  DELETE FROM read_models; INSERT INTO read_models SELECT * FROM saved_read_models;
-                 DELETE FROM merkle_nodes; INSERT INTO merkle_nodes SELECT * FROM saved_merkle_nodes; {}",
+                 DELETE FROM merkle_nodes; INSERT INTO merkle_nodes SELECT * FROM saved_merkle_nodes;
+                 DELETE FROM snapshots; INSERT INTO snapshots SELECT * FROM saved_snapshots; {}",
                 TABLES.iter().map(|t| format!("DELETE FROM {t};")).collect::<String>(),
                 TABLES.iter().rev().map(|t| format!("INSERT INTO {t} SELECT * FROM saved_{t};")).collect::<String>()
             ))
             .await?;
         // The next round starts from a server that loaded the restored rows.
         server.shutdown().await?;
-        server = Local::start(&db, openers(&sample.records()[..1])).await?;
+        server = start().await?;
         server.clock.advance_to(last_time);
         audit = AuditServiceClient::connect(format!("http://{}", server.addr)).await?;
         query = QueryServiceClient::connect(format!("http://{}", server.addr)).await?;
@@ -588,9 +642,9 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
         rounds: config.rounds,
         elapsed: started.elapsed(),
         facts: vec![
-            format!("a village of {n} records; each round one random tampering by the database superuser, triggers bypassed"),
+            format!("a village of {n} records, its latest snapshot at {snapshot}; each round one random tampering by the database superuser, triggers bypassed"),
             format!(
-                "{cold_rounds} cold rounds (the server restarted between the tampering and the check: public queries refused with DATA_LOSS from its start), {} warm",
+                "{cold_rounds} cold rounds (the server restarted between the tampering and the check, loading the village from its snapshot: public queries refused with DATA_LOSS from its load, or in {answered_from_snapshot} rounds answered with the honest figures until the check of the history behind the snapshot stopped the village), {} warm",
                 config.rounds - cold_rounds
             ),
             format!(

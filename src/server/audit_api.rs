@@ -96,6 +96,16 @@ impl AuditService for QueryApi {
                         .map_err(|e| status::store(&e))?
                         .map(|reason| Corruption { seq: None, reason }),
                 };
+                // And the snapshot the next start would load from, sealed at the records' root.
+                let difference = match difference {
+                    Some(c) => Some(c),
+                    None => self
+                        .villages
+                        .snapshot_difference(&code, &origin, &hashes)
+                        .await
+                        .map_err(|e| status::store(&e))?
+                        .map(|reason| Corruption { seq: None, reason }),
+                };
                 // And the stored Merkle nodes, which proofs are built from, the records' tree's.
                 let difference = match difference {
                     Some(c) => Some(c),

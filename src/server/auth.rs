@@ -167,6 +167,9 @@ impl Villages {
         let now = self.now().div_euclid(1_000_000);
         let deployment_key = |key: &PublicKey| self.townships().is_enrolled_for(code, key);
         self.guard().check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
+        // These calls serve the stored history (records, acts, bundles) or verify it: never
+        // before the check of a history behind a snapshot (quick for most villages).
+        self.history_checked_for(code).await;
         Ok(arc)
     }
 }

@@ -167,8 +167,11 @@ impl Villages {
             self.sign_tail(&mut village).await?;
         }
         village.corrupt = corrupt;
-        // The lower levels of the stored leaves are in merkle_nodes: a proof fetches them.
-        village.tree.forget_below(village.nodes_stored.min(village.stored));
+        // The lower levels of the stored leaves are in merkle_nodes: a proof fetches them. (A
+        // history check keeps them, to compare a snapshot's root.)
+        if how != How::History {
+            village.tree.forget_below(village.nodes_stored.min(village.stored));
+        }
         Ok((village, acts))
     }
 

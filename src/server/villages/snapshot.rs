@@ -166,20 +166,32 @@ type HistoryCheck = (VillageCode, u64, Hash);
 pub(super) struct HistoryChecks {
     tx: tokio::sync::mpsc::UnboundedSender<HistoryCheck>,
     rx: SyncMutex<Option<tokio::sync::mpsc::UnboundedReceiver<HistoryCheck>>>,
-    /// Checks queued or running.
-    pending: watch::Sender<usize>,
+    /// The villages with a check queued or running, and how many.
+    pending: watch::Sender<HashMap<VillageCode, usize>>,
 }
 
 impl HistoryChecks {
     pub(super) fn new() -> HistoryChecks {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        HistoryChecks { tx, rx: SyncMutex::new(Some(rx)), pending: watch::channel(0).0 }
+        HistoryChecks { tx, rx: SyncMutex::new(Some(rx)), pending: watch::channel(HashMap::new()).0 }
+    }
+
+    fn done(&self, code: &VillageCode) {
+        self.pending.send_modify(|m| {
+            if let Some(n) = m.get_mut(code) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(code);
+                }
+            }
+        });
     }
 }
 
 impl Villages {
     /// Starts the task that checks, one village at a time, what lies before the snapshot each
-    /// village was loaded from (the server starts it; without it the checks wait).
+    /// village was loaded from (the server starts it; without it the checks wait, and so do
+    /// the calls that serve history: [`Villages::history_checked_for`]).
     pub fn start_history_checks(self: &Arc<Self>) {
         let Some(mut rx) = self.history.rx.lock().expect("history checks").take() else { return };
         let villages = Arc::downgrade(self);
@@ -187,7 +199,7 @@ impl Villages {
             while let Some((code, size, root)) = rx.recv().await {
                 let Some(villages) = villages.upgrade() else { return };
                 villages.check_history(&code, size, root).await;
-                villages.history.pending.send_modify(|n| *n = n.saturating_sub(1));
+                villages.history.done(&code);
             }
         });
     }
@@ -195,13 +207,22 @@ impl Villages {
     /// Waits until no history check is queued or running.
     pub async fn history_checked(&self) {
         let mut pending = self.history.pending.subscribe();
-        let _ = pending.wait_for(|n| *n == 0).await;
+        let _ = pending.wait_for(|m| m.is_empty()).await;
+    }
+
+    /// Waits until no history check of `code` is queued or running: the calls that serve the
+    /// stored history as it is (records, acts, bundles) wait for it, so that nothing is served
+    /// that no check has covered. Queries of balances and boards do not: they answer from the
+    /// sealed state and the read model compared with it.
+    pub async fn history_checked_for(&self, code: &VillageCode) {
+        let mut pending = self.history.pending.subscribe();
+        let _ = pending.wait_for(|m| !m.contains_key(code)).await;
     }
 
     pub(super) fn check_history_later(&self, code: &VillageCode, size: u64, root: Hash) {
-        self.history.pending.send_modify(|n| *n += 1);
+        self.history.pending.send_modify(|m| *m.entry(code.clone()).or_default() += 1);
         if self.history.tx.send((code.clone(), size, root)).is_err() {
-            self.history.pending.send_modify(|n| *n = n.saturating_sub(1));
+            self.history.done(code);
         }
     }
 
@@ -216,13 +237,15 @@ impl Villages {
                 tracing::warn!(village = %code, error = %e, "the history check could not read the store; it runs again at the next load");
                 return;
             }
-            Ok((full, _)) => match full.corrupt {
-                Some(c) => Some(c),
-                None if full.len() < size => Some(Corruption::at(
+            Ok((full, acts)) => match (full.corrupt.clone(), acts.difference) {
+                (Some(c), _) => Some(c),
+                // The acts of the records before the snapshot, compared page by page.
+                (None, Some(reason)) => Some(Corruption { seq: None, reason }),
+                (None, None) if full.len() < size => Some(Corruption::at(
                     full.len(),
                     format!("the snapshot of size {size} covers more than the {} records stored", full.len()),
                 )),
-                None => match full.tree.root(size) {
+                (None, None) => match full.tree.root(size) {
                     Ok(r) if r == root => None,
                     Ok(r) => Some(Corruption {
                         seq: None,
@@ -237,5 +260,34 @@ impl Villages {
         if let Some(corruption) = found {
             self.mark_corrupt(code, corruption).await;
         }
+    }
+}
+
+impl Villages {
+    /// How the latest stored snapshot of a village fails to be what the verified records
+    /// (`hashes`, from seq 0) give, if it does: VerifyLedger's check of the snapshot the next
+    /// start would load from. Its seal must open with the log key and name its body, its
+    /// contents must be of its size, and its root must be the records' root at that size.
+    pub async fn snapshot_difference(&self, code: &VillageCode, origin: &str, hashes: &[Hash]) -> Result<Option<String>, StoreError> {
+        let Some(stored) = self.store.latest_snapshot(code).await? else { return Ok(None) };
+        let size = stored.tree_size;
+        if size > hashes.len() as u64 {
+            return Ok(Some(format!("the snapshot of size {size} covers more than the {} records verified", hashes.len())));
+        }
+        let restored = match self.open_snapshot(code, origin, &stored) {
+            Ok(Some(restored)) => restored,
+            // Another format: the next start replays the records instead.
+            Ok(None) => return Ok(None),
+            Err(why) => return Ok(Some(format!("the snapshot of size {size}: {why}"))),
+        };
+        let sealed =
+            restored.tree.root(size).map_err(|e| StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e.to_string() })?;
+        drop(restored);
+        let leaves = hashes[..size as usize].to_vec();
+        let records = tokio::task::spawn_blocking(move || Tree::from_record_hashes(&leaves).root(size))
+            .await
+            .map_err(|e| StoreError::PoolSetup(format!("building the records' tree: {e}")))?
+            .map_err(|e| StoreError::Corrupt { ledger: code.to_string(), seq: -1, error: e.to_string() })?;
+        Ok((records != sealed).then(|| format!("the snapshot of size {size} was sealed at root {sealed}, but the records give {records}")))
     }
 }
