@@ -16,12 +16,16 @@
 //!   record time or root, a 公示 entry's points or status, an objection's finding, a 公示
 //!   window, a supermarket month's stock, an act of the audit trail (a column rewritten, or the
 //!   row deleted), a month's score count or a lone scorer's count; VerifyLedger must name the
-//!   table and the row, as the records verify.
+//!   table and the row, as the records verify;
+//! - a snapshot's body or size column (the next start would load from it).
 //!
 //! Half the rounds are **cold**: the server is stopped before the tampering and started after
-//! it, so it loads the tampered rows (the order of events a tamperer would choose). A cold
-//! server must refuse public queries with DATA_LOSS / LEDGER_CORRUPT from the start, and still
-//! let the supervisors verify. In warm rounds the running server keeps answering from memory
+//! it, so it loads the tampered rows (the order of events a tamperer would choose). Servers
+//! seal a snapshot every 40 records, so a cold server loads the village from the latest one
+//! and checks the history behind it in the background. It must refuse public queries with
+//! DATA_LOSS / LEDGER_CORRUPT from its load, or, for rows before the snapshot, answer the
+//! honest (sealed) figures until the history check stops the village; and it must still let
+//! the supervisors verify. In warm rounds the running server keeps answering from memory
 //! until VerifyLedger finds the tampering; from then on it refuses them too. Below the
 //! auditor's enrolment (seq 2), a cold server's reader is the township key the deployment
 //! enrolled.
