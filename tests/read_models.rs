@@ -680,6 +680,26 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
         owner.batch_execute(restore).await.unwrap();
     }
 
+    // A snapshot the log sealed in another format (an older version's) is not opened: the
+    // records are replayed, and a snapshot in this format replaces it.
+    let log_key = jifen_ledger::note::NoteSigner::new(
+        &format!("jifen.example.cn/village/{ledger}"),
+        ed25519_dalek::SigningKey::from_bytes(&LOG_SEED),
+    )
+    .unwrap();
+    let text = jifen_ledger::note::Note::parse(seal.as_bytes()).unwrap().text().replacen("jifen snapshot v1", "jifen snapshot v0", 1);
+    let mut older = jifen_ledger::note::Note::new(text).unwrap();
+    older.sign(&log_key);
+    owner.batch_execute(&format!("UPDATE snapshots SET seal = '{}' WHERE ledger_id = '{ledger}'", older.encode())).await.unwrap();
+    let mut s = snapshotting(&db, &sample).await;
+    s.clock.advance_to(last);
+    assert_eq!(query(&s).await.list_balances(all()).await.unwrap().into_inner().balances, honest.balances);
+    assert_eq!(held(&s, &ledger).await.1, None, "replayed, not loaded from the older format");
+    let seal_now: String = owner.query_one("SELECT seal FROM snapshots WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
+    assert!(seal_now.starts_with("jifen snapshot v1\n"), "{seal_now}");
+    s.shutdown().await;
+    owner.batch_execute(restore).await.unwrap();
+
     // A record before the snapshot, changed by the superuser: the load starts from the sealed
     // state and answers, and the check of the history behind it stops the village, naming the
     // record, without a restart.
@@ -715,6 +735,10 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
     assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
     let (ok, _, reason) = verify(&s, &sample).await;
     assert!(!ok && reason.contains(&format!("rm_acts: seq {seq} is missing")), "{reason}");
+    // VerifyLedger loaded the stopped village again (from the same snapshot): its history is
+    // checked again, and it stays stopped.
+    s.villages.history_checked().await;
+    assert_status(query(&s).await.list_balances(all()).await.unwrap_err(), Code::DataLoss, "LEDGER_CORRUPT");
     s.shutdown().await;
     owner
         .batch_execute(&format!("DELETE FROM rm_acts WHERE ledger_id = '{ledger}'; INSERT INTO rm_acts SELECT * FROM saved_acts"))

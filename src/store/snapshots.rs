@@ -13,14 +13,15 @@ pub struct StoredSnapshot {
 }
 
 impl Store {
-    /// Stores a snapshot and drops the ledger's older ones (a snapshot of the same size is
-    /// kept as it is: any two of one size describe the same records).
+    /// Stores a snapshot and drops the ledger's older ones (one of the same size is replaced:
+    /// both describe the same records, and the new one is in this version's format).
     pub async fn insert_snapshot(&self, ledger: &VillageCode, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         let size = snapshot.tree_size.min(i64::MAX as u64) as i64;
         tx.execute(
-            "INSERT INTO snapshots (ledger_id, tree_size, seal, body) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            "INSERT INTO snapshots (ledger_id, tree_size, seal, body) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (ledger_id, tree_size) DO UPDATE SET seal = EXCLUDED.seal, body = EXCLUDED.body",
             &[&ledger.as_str(), &size, &snapshot.seal, &snapshot.body],
         )
         .await?;

@@ -2,6 +2,7 @@
 //! the latest checkpoint on the way.
 
 use super::*;
+use snapshot::Opened;
 
 impl Villages {
     /// Loads a village from its stored rows, page by page (the records of a large village
@@ -26,7 +27,7 @@ impl Villages {
         if let (Err(_), Some(task)) = (&loaded, &summary) {
             task.abort();
         }
-        let (mut village, acts) = loaded?;
+        let Loaded { mut village, acts, .. } = loaded?;
         let replayed = started.elapsed();
         if village.corrupt.is_none() && !village.is_empty() {
             village.corrupt = self.compare_read_model(&village, acts, summary, true).await?.map(|reason| Corruption { seq: None, reason });
@@ -35,20 +36,16 @@ impl Villages {
         }
         // Kept whole only to build a missing read model.
         village.retired.forget_whole();
-        if village.corrupt.is_none() && !village.is_empty() {
-            if let Some((size, root)) = village.restored_from {
-                // What lies before the snapshot is checked again by a full replay, meanwhile.
-                self.check_history_later(code, size, root);
-            }
-            if self.snapshot_due(&village) {
-                // Sealed now, so that the next start need not replay what this one did.
-                match self.seal_snapshot(&village) {
-                    Ok(snapshot) => {
-                        self.store.insert_snapshot(code, &snapshot).await?;
-                        village.snapshot = snapshot.tree_size;
-                    }
-                    Err(e) => tracing::warn!(village = %code, error = %e, "a snapshot could not be sealed"),
-                }
+        if village.corrupt.is_none() && !village.is_empty() && self.snapshot_due(&village) {
+            // Sealed now, so that the next start need not replay what this one did (the history
+            // behind a snapshot it was loaded from is checked once it is in the map:
+            // `Villages::village_or_load`, `Villages::reload`).
+            match self.seal_snapshot(&village) {
+                Ok(snapshot) => match self.store.insert_snapshot(code, &snapshot).await {
+                    Ok(()) => village.snapshot = snapshot.tree_size,
+                    Err(e) => tracing::warn!(village = %code, error = %e, "a snapshot could not be stored"),
+                },
+                Err(e) => tracing::warn!(village = %code, error = %e, "a snapshot could not be sealed"),
             }
         }
         if !village.is_empty() {
@@ -69,44 +66,50 @@ impl Villages {
 
     /// [`Villages::load`] but for the read model: the rows, the stored Merkle leaves and the
     /// latest checkpoint checked, records stored without a checkpoint signed.
-    pub(super) async fn load_records(&self, code: &VillageCode, mode: ActsMode, how: How) -> Result<(Village, ActsCheck), StoreError> {
-        if how != How::History {
+    pub(super) async fn load_records(&self, code: &VillageCode, mode: ActsMode, how: How) -> Result<Loaded, StoreError> {
+        if how == How::Serve || how == How::Full {
             self.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        // The latest checkpoint and the stored Merkle leaves are read before the rows: another
-        // process may append and sign meanwhile, and rows read later can only be more.
-        let latest_stored = self.store.checkpoint(code, None).await?;
-        let nodes_stored = self.store.stored_leaves(code).await?;
-        // PostgreSQL digests the stored Merkle nodes while the records replay: proofs are
-        // built from them once the tree forgets its lower levels.
-        let stored_nodes = {
-            let (store, code) = (self.store.clone(), code.clone());
-            tokio::spawn(async move { store.nodes_digest(&code, nodes_stored).await })
-        };
         // A load to serve starts from the latest sealed snapshot, if it opens (only with a read
-        // model to compare: a load that builds one replays every record).
+        // model to compare: a load that builds one replays every record). It is read first: a
+        // snapshot is sealed only once its records and checkpoint are stored, so what is read
+        // after it (another process may append and seal meanwhile) covers it.
         let stored_snapshot = if how == How::Serve && mode == ActsMode::Compare { self.store.latest_snapshot(code).await? } else { None };
         let (mut start, mut snapshot_fault, mut snapshot) = (None, None, 0);
         if let Some(stored) = &stored_snapshot {
             let origin = self.store.origin(code).await?.unwrap_or_default();
             match self.open_snapshot(code, &origin, stored) {
-                Ok(Some(restored)) => {
+                Ok(Opened::Restored(restored)) => {
                     snapshot = stored.tree_size;
-                    start = Some(restored);
+                    start = Some(*restored);
                 }
-                Ok(None) => {}
+                Ok(Opened::Other(why)) => {
+                    tracing::warn!(village = %code, size = stored.tree_size, why = %why, "a snapshot this version does not open: the records are replayed");
+                }
                 Err(why) => {
                     snapshot_fault = Some(Corruption { seq: None, reason: format!("the snapshot of size {}: {why}", stored.tree_size) })
                 }
             }
         }
         drop(stored_snapshot);
+        // The latest checkpoint and the stored Merkle leaves are read before the rows: another
+        // process may append and sign meanwhile, and rows read later can only be more.
+        let latest_stored = self.store.checkpoint(code, None).await?;
+        let nodes_stored = self.store.stored_leaves(code).await?;
+        // PostgreSQL digests the stored Merkle nodes while the records replay: proofs are
+        // built from them once the tree forgets its lower levels. (From a snapshot, whose tree
+        // holds only their upper levels, they are the history check's.)
+        let stored_nodes = start.is_none().then(|| {
+            let (store, code) = (self.store.clone(), code.clone());
+            tokio::spawn(async move { store.nodes_digest(&code, nodes_stored).await })
+        });
         let restored_from = start.as_ref().map(|r| (r.tree.len(), r.tree.root(r.tree.len()).unwrap_or_default()));
-        if start.is_some() {
-            // Its stored Merkle nodes are the history check's: the tree holds their upper levels.
-            stored_nodes.abort();
-        }
-        let Replayed { state, views, retired, tree, mut corrupt, acts } = replay_stored_from(&self.store, code, mode, start.take()).await?;
+        let at = match how {
+            How::History { at } => at,
+            _ => None,
+        };
+        let Replayed { state, views, retired, tree, mut corrupt, acts, at_digest } =
+            replay_stored_from(&self.store, code, mode, start.take(), at).await?;
         let stored = tree.len();
         let mut village =
             Village { state, tree, stored, nodes_stored, views, retired, snapshot, restored_from, ..Village::empty(code.clone()) };
@@ -118,6 +121,21 @@ impl Villages {
             if end < size {
                 corrupt =
                     Some(Corruption::at(end, format!("the snapshot of size {size} covers more than the {end} records stored (truncated)")));
+            } else if nodes_stored < size {
+                // Sealed only once the Merkle nodes of its records were stored.
+                corrupt = Some(Corruption {
+                    seq: None,
+                    reason: format!(
+                        "the snapshot of size {size} covers more records than the {nodes_stored} whose Merkle leaves are stored"
+                    ),
+                });
+            } else if latest_stored.is_none() {
+                corrupt = Some(Corruption {
+                    seq: None,
+                    reason: format!(
+                        "there is a snapshot of size {size} but no stored checkpoint, and one is sealed only once its checkpoint is stored"
+                    ),
+                });
             }
         }
         if corrupt.is_none() && nodes_stored > village.len() {
@@ -152,16 +170,21 @@ impl Villages {
                 }
             }
         }
-        if corrupt.is_none() && restored_from.is_none() {
-            let stored = stored_nodes.await.map_err(|e| StoreError::PoolSetup(format!("digesting the Merkle nodes: {e}")))??;
-            if Some(stored) != tree_nodes_digest(&village.tree, nodes_stored) {
-                let nodes = self.store.read_nodes(code, nodes_stored).await?;
-                corrupt = Some(Corruption { seq: None, reason: first_node_difference(&nodes, &village.tree, nodes_stored) });
+        match (&corrupt, stored_nodes) {
+            (None, Some(task)) => {
+                let stored = task.await.map_err(|e| StoreError::PoolSetup(format!("digesting the Merkle nodes: {e}")))??;
+                if Some(stored) != tree_nodes_digest(&village.tree, nodes_stored) {
+                    let nodes = self.store.read_nodes(code, nodes_stored).await?;
+                    corrupt = Some(Corruption { seq: None, reason: first_node_difference(&nodes, &village.tree, nodes_stored) });
+                }
             }
-        } else {
-            stored_nodes.abort();
+            (Some(_), Some(task)) => task.abort(),
+            (_, None) => {}
         }
-        if corrupt.is_none() && how != How::History && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len() {
+        if corrupt.is_none()
+            && !matches!(how, How::History { .. })
+            && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len()
+        {
             // Records stored without their checkpoint (by a version before read models, or by
             // the store alone): signed now, as every append signs its own.
             self.sign_tail(&mut village).await?;
@@ -169,10 +192,10 @@ impl Villages {
         village.corrupt = corrupt;
         // The lower levels of the stored leaves are in merkle_nodes: a proof fetches them. (A
         // history check keeps them, to compare a snapshot's root.)
-        if how != How::History {
+        if !matches!(how, How::History { .. }) {
             village.tree.forget_below(village.nodes_stored.min(village.stored));
         }
-        Ok((village, acts))
+        Ok(Loaded { village, acts, at_digest })
     }
 
     /// Signs and stores the checkpoint of all of a village's records, with the Merkle nodes
@@ -373,8 +396,18 @@ pub(super) enum How {
     /// Every record replayed (a rebuild).
     Full,
     /// Every record replayed, to check what a load from a snapshot did not: nothing is signed
-    /// or stored, and the load is not counted.
-    History,
+    /// or stored, and the load is not counted. With `at`, what a snapshot at that size would
+    /// hold is digested on the way ([`Loaded::at_digest`]).
+    History { at: Option<u64> },
+}
+
+/// A village loaded ([`Villages::load_records`]).
+pub(super) struct Loaded {
+    pub village: Village,
+    /// Its acts, compared or collected.
+    pub acts: ActsCheck,
+    /// With [`How::History`]'s `at`: what a snapshot there would hold, digested.
+    pub at_digest: Option<Result<Hash, String>>,
 }
 
 /// A village's stored rows, replayed: the state and views of the records before the first
@@ -388,6 +421,8 @@ pub struct Replayed {
     pub corrupt: Option<Corruption>,
     /// The acts of the records replayed, as `mode` asked.
     pub acts: ActsCheck,
+    /// What a snapshot at the size asked for would hold, digested, if the replay got there.
+    pub at_digest: Option<Result<Hash, String>>,
 }
 
 /// What a replay does with the acts of the audit trail, which a server does not keep.
@@ -470,16 +505,19 @@ impl ActsCheck {
 /// column, and the write-model's decision on it, so no stored row reaches `apply` undecided.
 /// Signatures are left to VerifyLedger. An `Err` is only the store failing.
 pub async fn replay_stored(store: &Store, code: &VillageCode, mode: ActsMode) -> Result<Replayed, StoreError> {
-    replay_stored_from(store, code, mode, None).await
+    replay_stored_from(store, code, mode, None, None).await
 }
 
 /// [`replay_stored`] from a snapshot's village, if one is given: only the records after it are
-/// read, their chain checked from the sealed state's head.
+/// read, their chain checked from the sealed state's head. With `at`, the digest of what a
+/// snapshot of the first `at` records would hold ([`snapshot::parts_digest`]) is taken when the
+/// replay passes there.
 pub(super) async fn replay_stored_from(
     store: &Store,
     code: &VillageCode,
     mode: ActsMode,
     start: Option<snapshot::Restored>,
+    at: Option<u64>,
 ) -> Result<Replayed, StoreError> {
     let (mut state, mut views, mut retired, mut tree) = match start {
         Some(r) => (r.state, r.views, r.retired, r.tree),
@@ -497,16 +535,24 @@ pub(super) async fn replay_stored_from(
         ledger: state.genesis().map(|g| g.ledger_id.clone()),
     };
     let mut corrupt = None;
+    let mut at_digest = None;
+    // Pages end at `at` too.
+    let page_end = |from: u64| match at {
+        Some(a) if from < a => (from + LOAD_PAGE).min(a),
+        _ => from + LOAD_PAGE,
+    };
     'pages: loop {
+        let wanted = page_end(tip.next_seq) - tip.next_seq;
         let rows = match next.take() {
             Some(task) => task.await.map_err(|e| StoreError::PoolSetup(format!("reading a page of records: {e}")))??,
-            None => store.read_rows(code, tip.next_seq, tip.next_seq + LOAD_PAGE).await?,
+            None => store.read_rows(code, tip.next_seq, tip.next_seq + wanted).await?,
         };
-        let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= LOAD_PAGE;
+        let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= wanted;
         if full && rows.undecodable.is_none() {
             // The next page is read and decoded on another worker while this one is folded.
-            let (store, code, from) = (store.clone(), code.clone(), tip.next_seq + rows.records.len() as u64);
-            next = Some(tokio::spawn(async move { store.read_rows(&code, from, from + LOAD_PAGE).await }));
+            let from = tip.next_seq + rows.records.len() as u64;
+            let (store, code, to) = (store.clone(), code.clone(), page_end(from));
+            next = Some(tokio::spawn(async move { store.read_rows(&code, from, to).await }));
         }
         let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
         let mut page = rows.records;
@@ -531,6 +577,9 @@ pub(super) async fn replay_stored_from(
         acts.page(store, code, tip.next_seq, views.audit.take_acts(), prefetched).await?;
         retired.add(views.publicity.take_retired());
         tip = next_tip;
+        if at.is_some_and(|a| a == tip.next_seq) && fault.is_none() {
+            at_digest = Some(snapshot::parts_digest(&state, &views, &retired));
+        }
         if let Some(e) = fault {
             corrupt = Some(Corruption { seq: e.seq(), reason: e.to_string() });
             break;
@@ -547,7 +596,7 @@ pub(super) async fn replay_stored_from(
         // Read ahead past a bad row: not needed.
         task.abort();
     }
-    Ok(Replayed { state, views, retired, tree, corrupt, acts })
+    Ok(Replayed { state, views, retired, tree, corrupt, acts, at_digest })
 }
 
 /// How a retired board's stored rows (their digest differs) differ from the records': the
@@ -756,7 +805,7 @@ impl Villages {
     /// fails, and replaces the read-model rows in one transaction (refused if appends landed
     /// meanwhile: run it again).
     pub async fn rebuild_read_model(&self, code: &VillageCode) -> Result<Rebuilt, RebuildError> {
-        let (village, acts) = self.load_records(code, ActsMode::Collect, How::Full).await?;
+        let Loaded { village, acts, .. } = self.load_records(code, ActsMode::Collect, How::Full).await?;
         if let Some(corruption) = village.corrupt {
             return Err(RebuildError::Records { code: code.clone(), corruption });
         }

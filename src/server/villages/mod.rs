@@ -159,7 +159,21 @@ impl Villages {
             return Ok(Arc::new(Mutex::new(loaded)));
         }
         let kept = !loaded.is_empty();
-        let arc = self.map.lock().expect("village map").entry(code.clone()).or_insert_with(|| Arc::new(Mutex::new(loaded))).clone();
+        let mut inserted = false;
+        let arc = self
+            .map
+            .lock()
+            .expect("village map")
+            .entry(code.clone())
+            .or_insert_with(|| {
+                inserted = true;
+                Arc::new(Mutex::new(loaded))
+            })
+            .clone();
+        if inserted {
+            // In the map now: a difference the check finds marks this copy.
+            self.check_history_of(&*arc.lock().await);
+        }
         if kept {
             load::release_freed_memory();
         }

@@ -114,6 +114,11 @@ impl Villages {
     /// stored is ever served and the next use loads it afresh.
     pub(super) async fn reload(&self, village: &mut Village) -> Result<(), StoreError> {
         let code = village.code.clone();
+        if village.corrupt.is_some() {
+            // A copy that failed a check is loaded again: the history behind its snapshot is
+            // checked again too, whatever was checked before.
+            self.forget_history_check(&code);
+        }
         match self.load(&code).await {
             Ok(fresh) => {
                 {
@@ -125,6 +130,7 @@ impl Villages {
                 }
                 // The old copy is gone: what it held goes back to the system too.
                 load::release_freed_memory();
+                self.check_history_of(village);
                 Ok(())
             }
             Err(e) => {

@@ -14,4 +14,4 @@ CREATE TABLE snapshots (
 -- The body is mostly digests, which do not compress: stored out of line, uncompressed.
 ALTER TABLE snapshots ALTER COLUMN body SET STORAGE EXTERNAL;
 
-GRANT SELECT, INSERT, DELETE ON snapshots TO jifen_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON snapshots TO jifen_app;
