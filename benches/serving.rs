@@ -130,7 +130,7 @@ fn main() {
         // models): the first start builds it, and seals a snapshot. The measured starts are the
         // next ones: without the snapshot (every record replayed: the baseline), then with it.
         let exe: &std::path::Path = env!("CARGO_BIN_EXE_jifen").as_ref();
-        let mut first = Child::start(exe, &db, &dir).await.unwrap();
+                let mut first = Child::start_logging(exe, &db, &dir, "jifen::server::villages::load=info").await.unwrap();
         let t = Instant::now();
         jifen::campaign::harness::wait_checkpoint(&mut first.client().await.unwrap(), &ledger, n).await.unwrap();
         println!("first start, the read model built from the records: {:.1} s", t.elapsed().as_secs_f64());
