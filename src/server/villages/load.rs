@@ -36,7 +36,7 @@ impl Villages {
         }
         // Kept whole only to build a missing read model.
         village.retired.forget_whole();
-                let sealing = std::time::Instant::now();
+        let sealing = std::time::Instant::now();
         if village.corrupt.is_none() && !village.is_empty() && self.snapshot_due(&village) {
             // Sealed now, so that the next start need not replay what this one did (the history
             // behind a snapshot it was loaded from is checked once it is in the map:
