@@ -687,8 +687,8 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
         ed25519_dalek::SigningKey::from_bytes(&LOG_SEED),
     )
     .unwrap();
-    let text = jifen_ledger::note::Note::parse(seal.as_bytes()).unwrap().text().replacen("jifen snapshot v1", "jifen snapshot v0", 1);
-    let mut older = jifen_ledger::note::Note::new(text).unwrap();
+    let older_text = jifen_ledger::note::Note::parse(seal.as_bytes()).unwrap().text().replacen("jifen snapshot v1", "jifen snapshot v0", 1);
+    let mut older = jifen_ledger::note::Note::new(older_text).unwrap();
     older.sign(&log_key);
     owner.batch_execute(&format!("UPDATE snapshots SET seal = '{}' WHERE ledger_id = '{ledger}'", older.encode())).await.unwrap();
     let mut s = snapshotting(&db, &sample).await;
@@ -775,6 +775,28 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
         .execute("UPDATE rm_balances SET basic = basic - 3 WHERE ledger_id = $1 AND household_id = $2", &[&ledger, &household])
         .await
         .unwrap();
+
+    // A forged snapshot is repaired like a read model: `jifen rebuild` checks the records,
+    // deletes the village's snapshots with its read model, and the next start replays whole.
+    let forged = format!("UPDATE snapshots SET body = body || '\\x00'::bytea WHERE ledger_id = '{ledger}'");
+    owner.batch_execute(&forged).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    std::fs::write(data.path().join("log.key"), jifen_ledger::hex(&LOG_SEED)).unwrap();
+    let args = vec![
+        "rebuild".to_owned(),
+        "--village".to_owned(),
+        ledger.clone(),
+        "--data-dir".to_owned(),
+        data.path().display().to_string(),
+        "--database-url".to_owned(),
+        db.cluster.connection_string(SUPERUSER, DATABASE),
+        "--app-database-url".to_owned(),
+        db.cluster.connection_string(APP_ROLE, DATABASE),
+    ];
+    let out = jifen(args).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let left: i64 = owner.query_one("SELECT count(*) FROM snapshots WHERE ledger_id = $1", &[&ledger]).await.unwrap().get(0);
+    assert_eq!(left, 0);
 
     // And with every snapshot gone, the village is replayed whole and served as before.
     owner.batch_execute("DELETE FROM snapshots").await.unwrap();
