@@ -138,6 +138,9 @@ fn token_status(e: TokenError) -> Status {
     denied(Code::Unauthenticated, reason, e.to_string())
 }
 
+/// The longest a call that serves stored history waits for its village's history check.
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Villages {
     /// A village that must exist, for a guarded call of `method`: the request must carry a
     /// valid token of an enrolled supervisor, township or auditor (module docs). A village
@@ -169,7 +172,11 @@ impl Villages {
         self.guard().check(request.metadata(), method, code, arc.lock().await.state(), now, &deployment_key)?;
         // These calls serve the stored history (records, acts, bundles) or verify it: never
         // before the check of a history behind a snapshot (quick for most villages).
-        self.history_checked_for(code).await;
+        if tokio::time::timeout(HISTORY_WAIT, self.history_checked_for(code)).await.is_err() {
+            return Err(Status::unavailable(format!(
+                "the history of ledger {code} behind its snapshot is still being checked since the server started; retry in a while"
+            )));
+        }
         Ok(arc)
     }
 }

@@ -42,6 +42,13 @@ impl Store {
         Ok(row.map(|r| StoredSnapshot { tree_size: r.get::<_, i64>(0).max(0) as u64, seal: r.get(1), body: r.get(2) }))
     }
 
+    /// Deletes a ledger's snapshots (derived: the next load replays every record).
+    pub async fn delete_snapshots(&self, ledger: &VillageCode) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client.execute("DELETE FROM snapshots WHERE ledger_id = $1", &[&ledger.as_str()]).await?;
+        Ok(())
+    }
+
     /// The size of a ledger's latest snapshot (0 with none).
     pub async fn snapshot_size(&self, ledger: &VillageCode) -> Result<u64, StoreError> {
         let client = self.pool.get().await?;

@@ -13,6 +13,12 @@ impl Villages {
     /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
     /// an `Err` is only the store failing.
     pub(super) async fn load(&self, code: &VillageCode) -> Result<Village, StoreError> {
+        self.load_from(code, true).await
+    }
+
+    /// [`Villages::load`], from the latest snapshot only if `snapshot` (a copy that failed a
+    /// check is loaded again from its records, so that nothing is served before the verdict).
+    pub(super) async fn load_from(&self, code: &VillageCode, snapshot: bool) -> Result<Village, StoreError> {
         // With a read model, the acts are compared page by page as the records replay;
         // without, they are kept to build it.
         let started = std::time::Instant::now();
@@ -23,7 +29,7 @@ impl Villages {
             let (store, code) = (self.store.clone(), code.clone());
             tokio::spawn(async move { store.read_model_summary(&code).await })
         });
-        let loaded = self.load_records(code, mode, How::Serve).await;
+        let loaded = self.load_records(code, mode, if snapshot { How::Serve } else { How::Full }).await;
         if let (Err(_), Some(task)) = (&loaded, &summary) {
             task.abort();
         }
@@ -37,7 +43,9 @@ impl Villages {
         // Kept whole only to build a missing read model.
         village.retired.forget_whole();
         let sealing = std::time::Instant::now();
-        if village.corrupt.is_none() && !village.is_empty() && self.snapshot_due(&village) {
+        // Not when a stopped copy is loaded again from its records: a snapshot that failed
+        // stays where VerifyLedger names it, until `jifen rebuild`.
+        if snapshot && village.corrupt.is_none() && !village.is_empty() && self.snapshot_due(&village) {
             // Sealed now, so that the next start need not replay what this one did (the history
             // behind a snapshot it was loaded from is checked once it is in the map:
             // `Villages::village_or_load`, `Villages::reload`).

@@ -159,21 +159,20 @@ impl Villages {
             return Ok(Arc::new(Mutex::new(loaded)));
         }
         let kept = !loaded.is_empty();
-        let mut inserted = false;
-        let arc = self
-            .map
-            .lock()
-            .expect("village map")
-            .entry(code.clone())
-            .or_insert_with(|| {
-                inserted = true;
-                Arc::new(Mutex::new(loaded))
-            })
-            .clone();
-        if inserted {
-            // In the map now: a difference the check finds marks this copy.
-            self.check_history_of(&*arc.lock().await);
-        }
+        let arc = {
+            let mut map = self.map.lock().expect("village map");
+            match map.get(code) {
+                Some(winner) => winner.clone(),
+                None => {
+                    // Queued under the map's lock, before anyone can reach the copy: a call that
+                    // serves its history finds the check pending, and the check's verdict (which
+                    // takes the map's lock) finds the copy in the map.
+                    self.check_history_of(&loaded);
+                    map.insert(code.clone(), Arc::new(Mutex::new(loaded)));
+                    map.get(code).expect("just inserted").clone()
+                }
+            }
+        };
         if kept {
             load::release_freed_memory();
         }

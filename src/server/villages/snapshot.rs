@@ -253,6 +253,21 @@ impl HistoryChecks {
     }
 }
 
+/// What a history check found.
+enum Verdict {
+    Clean,
+    /// A difference: the village is stopped.
+    Corrupt(Corruption),
+    /// The snapshot's seal holds and its records are sound, but the state it holds is not
+    /// their replay's ([`Villages::replace_snapshot_state`]).
+    Unlike(String),
+}
+
+fn release_and_log(code: &VillageCode, size: u64, started: std::time::Instant, ok: bool) {
+    load::release_freed_memory();
+    tracing::info!(village = %code, snapshot = size, ms = started.elapsed().as_millis() as u64, ok, "history before the snapshot checked");
+}
+
 /// Longest wait between two attempts at a history check the store failed.
 const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -276,11 +291,18 @@ impl Villages {
                         tokio::spawn(async move { this.check_history(&code, size).await })
                     };
                     match check.await {
-                        Ok(Ok(found)) => {
-                            if let Some(corruption) = found {
-                                this.forget_history_check(&code);
-                                this.mark_corrupt(&code, corruption).await;
-                            }
+                        Ok(Ok(Verdict::Clean)) => break,
+                        Ok(Ok(Verdict::Corrupt(corruption))) => {
+                            this.mark_corrupt(&code, corruption).await;
+                            break;
+                        }
+                        Ok(Ok(Verdict::Unlike(why))) => {
+                            this.replace_snapshot_state(&code, &why).await;
+                            break;
+                        }
+                        // Rows no code writes: a verdict, not a reason to try again.
+                        Ok(Err(StoreError::Corrupt { error, .. })) => {
+                            this.mark_corrupt(&code, Corruption { seq: None, reason: error }).await;
                             break;
                         }
                         Ok(Err(e)) => {
@@ -289,7 +311,6 @@ impl Villages {
                         Err(e) => {
                             // A defect: the village is stopped rather than served unchecked.
                             let reason = format!("the check of the history behind the snapshot of size {size} failed: {e}");
-                            this.forget_history_check(&code);
                             this.mark_corrupt(&code, Corruption { seq: None, reason }).await;
                             break;
                         }
@@ -299,6 +320,9 @@ impl Villages {
                     wait = (wait * 2).min(RETRY_MAX);
                 }
                 if let Some(this) = villages.upgrade() {
+                    // Checks merge only while one is queued or running: a later load from the
+                    // same snapshot is checked again.
+                    this.forget_history_check(&code, size);
                     this.history.done(&code);
                 }
             }
@@ -342,18 +366,48 @@ impl Villages {
         }
     }
 
-    /// Forgets that a village's history was checked: its next load from a snapshot is checked
-    /// again (after a check found a difference, or a reload of a copy that failed one).
-    pub(super) fn forget_history_check(&self, code: &VillageCode) {
-        self.history.checked.lock().expect("history checks").remove(code);
+    /// Forgets the check of a village's history behind its snapshot of `size` (once it ran):
+    /// its next load from a snapshot is checked again.
+    fn forget_history_check(&self, code: &VillageCode, size: u64) {
+        let mut checked = self.history.checked.lock().expect("history checks");
+        if checked.get(code) == Some(&size) {
+            checked.remove(code);
+        }
+    }
+
+    /// The latest snapshot, sealed by the log key, holds a state unlike its records' replay:
+    /// not a forgery (a superuser cannot seal), but another version's state under the same
+    /// format line, or a defect. The village is served from its records instead: its snapshots
+    /// are deleted (derived; the next one is sealed from the replay) and the copy in the map is
+    /// loaded again, every record replayed.
+    async fn replace_snapshot_state(&self, code: &VillageCode, why: &str) {
+        tracing::error!(village = %code, why = %why, "a sealed snapshot holds a state unlike its records' replay: it is deleted and the village replayed from its records");
+        if let Err(e) = self.store.delete_snapshots(code).await {
+            tracing::warn!(village = %code, error = %e, "the snapshots could not be deleted");
+        }
+        let arc = self.map.lock().expect("village map").get(code).cloned();
+        if let Some(arc) = arc {
+            let mut v = arc.lock().await;
+            let code = v.code.clone();
+            match self.load_from(&code, false).await {
+                Ok(fresh) => {
+                    let old = std::mem::replace(&mut *v, fresh);
+                    v.records_tx = old.records_tx;
+                    v.checkpoint_tx = old.checkpoint_tx;
+                }
+                Err(e) => {
+                    v.corrupt = Some(Corruption { seq: None, reason: format!("{why}; and the records could not be read again: {e}") });
+                }
+            }
+        }
     }
 
     /// Replays every stored record of a village loaded from a snapshot of `size` records, as a
     /// load without one does (the chain, each decision, the acts, the stored Merkle nodes, the
     /// latest checkpoint), and checks the latest snapshot against it: its seal, and that the
     /// records before it give what it holds (the same state and views, byte for byte, and the
-    /// same root). The difference found, if any; `Err` only when the store fails.
-    async fn check_history(&self, code: &VillageCode, size: u64) -> Result<Option<Corruption>, StoreError> {
+    /// same root). The verdict; `Err` only when the store fails.
+    async fn check_history(&self, code: &VillageCode, size: u64) -> Result<Verdict, StoreError> {
         let started = std::time::Instant::now();
         // The latest snapshot (the next start loads it): this one or a newer one.
         let sealed = match self.store.latest_snapshot(code).await? {
@@ -362,7 +416,10 @@ impl Villages {
                 let origin = self.store.origin(code).await?.unwrap_or_default();
                 match self.open_snapshot(code, &origin, &stored) {
                     Err(why) => {
-                        return Ok(Some(Corruption { seq: None, reason: format!("the snapshot of size {}: {why}", stored.tree_size) }))
+                        return Ok(Verdict::Corrupt(Corruption {
+                            seq: None,
+                            reason: format!("the snapshot of size {}: {why}", stored.tree_size),
+                        }))
                     }
                     Ok(Opened::Other(_)) => None,
                     Ok(Opened::Restored(r)) => {
@@ -397,10 +454,11 @@ impl Villages {
                         reason: format!("the snapshot of size {at} was sealed at root {root}, but the stored records give {r}"),
                     }),
                     (Ok(_), Some(Ok(replayed))) if replayed == digest => None,
-                    (Ok(_), Some(Ok(_))) => Some(Corruption {
-                        seq: None,
-                        reason: format!("the snapshot of size {at} holds a state that is not what its records give when replayed"),
-                    }),
+                    (Ok(_), Some(Ok(_))) => {
+                        let why = format!("the snapshot of size {at} holds a state that is not what its records give when replayed");
+                        release_and_log(code, size, started, false);
+                        return Ok(Verdict::Unlike(why));
+                    }
                     (Ok(_), Some(Err(e))) => Some(Corruption { seq: None, reason: format!("the replay at the snapshot's size {at}: {e}") }),
                     (Ok(_), None) => Some(Corruption { seq: None, reason: format!("the replay did not reach the snapshot's size {at}") }),
                     (Err(e), _) => Some(Corruption { seq: None, reason: format!("the records' tree at the snapshot's size {at}: {e}") }),
@@ -408,9 +466,8 @@ impl Villages {
             },
         };
         drop(full);
-        load::release_freed_memory();
-        tracing::info!(village = %code, snapshot = size, ms = started.elapsed().as_millis() as u64, ok = found.is_none(), "history before the snapshot checked");
-        Ok(found)
+        release_and_log(code, size, started, found.is_none());
+        Ok(found.map_or(Verdict::Clean, Verdict::Corrupt))
     }
 }
 

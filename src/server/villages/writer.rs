@@ -114,12 +114,10 @@ impl Villages {
     /// stored is ever served and the next use loads it afresh.
     pub(super) async fn reload(&self, village: &mut Village) -> Result<(), StoreError> {
         let code = village.code.clone();
-        if village.corrupt.is_some() {
-            // A copy that failed a check is loaded again: the history behind its snapshot is
-            // checked again too, whatever was checked before.
-            self.forget_history_check(&code);
-        }
-        match self.load(&code).await {
+        // A copy that failed a check is loaded again from its records, every one replayed:
+        // nothing is served before the verdict on the whole history.
+        let snapshot = village.corrupt.is_none();
+        match self.load_from(&code, snapshot).await {
             Ok(fresh) => {
                 {
                     let old = std::mem::replace(village, fresh);
