@@ -48,12 +48,4 @@ impl Store {
         client.execute("DELETE FROM snapshots WHERE ledger_id = $1", &[&ledger.as_str()]).await?;
         Ok(())
     }
-
-    /// The size of a ledger's latest snapshot (0 with none).
-    pub async fn snapshot_size(&self, ledger: &VillageCode) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        let size: Option<i64> =
-            client.query_one("SELECT max(tree_size) FROM snapshots WHERE ledger_id = $1", &[&ledger.as_str()]).await?.get(0);
-        Ok(size.map_or(0, |s| s.max(0) as u64))
-    }
 }

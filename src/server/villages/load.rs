@@ -139,11 +139,13 @@ impl Villages {
                         "the snapshot of size {size} covers more records than the {nodes_stored} whose Merkle leaves are stored"
                     ),
                 });
-            } else if latest_stored.is_none() {
+            } else if latest_stored.as_ref().is_none_or(|c| c.tree_size < size) {
+                // A snapshot is sealed only once the checkpoint of its records is stored.
+                let latest = latest_stored.as_ref().map_or("none".to_owned(), |c| format!("size {}", c.tree_size));
                 corrupt = Some(Corruption {
                     seq: None,
                     reason: format!(
-                        "there is a snapshot of size {size} but no stored checkpoint, and one is sealed only once its checkpoint is stored"
+                        "the latest stored checkpoint ({latest}) is older than the snapshot of size {size}, which is sealed only once its checkpoint is stored"
                     ),
                 });
             }
@@ -159,19 +161,7 @@ impl Villages {
         }
         if corrupt.is_none() {
             if let Some(stored) = latest_stored {
-                let older = restored_from.filter(|(size, _)| stored.tree_size < *size);
                 match self.check_stored_checkpoint(&village, &stored) {
-                    // A snapshot is sealed only once the checkpoint of its records is stored.
-                    _ if older.is_some() => {
-                        corrupt = Some(Corruption {
-                            seq: None,
-                            reason: format!(
-                                "the latest stored checkpoint (size {}) is older than the snapshot of size {}, which is sealed only once its checkpoint is stored",
-                                stored.tree_size,
-                                older.map_or(0, |(s, _)| s)
-                            ),
-                        })
-                    }
                     Ok(view) => {
                         village.latest = Some(view);
                         village.checkpoint_tx.send_replace(stored.tree_size);
