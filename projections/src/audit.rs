@@ -208,9 +208,16 @@ impl Index {
             _ => &mut self.lineage,
         }
     }
-    fn push(&mut self, act: &Act, i: usize) {
+        fn push(&mut self, act: &Act, i: usize) {
         for (kind, key) in Self::keys(act) {
-            self.list(kind).entry(key.clone()).or_default().push(i);
+            // Most keys are there already (an actor's, a household's): no copy of them.
+            let list = self.list(kind);
+            match list.get_mut(key.as_str()) {
+                Some(v) => v.push(i),
+                None => {
+                    list.insert(key.clone(), vec![i]);
+                }
+            }
         }
     }
     fn pop(&mut self, act: &Act) {
@@ -346,8 +353,38 @@ impl AuditTrail {
         monthly_flags(&self.months(balances), self.alone())
     }
 
-    /// Folds an event; `state` is the write-model state after it.
+        /// Folds an event; `state` is the write-model state after it.
     pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
+        self.record(Witnessed::of(a, state));
+    }
+
+    /// Folds what [`Witnessed::of`] took from an event and the state after it: the part of
+    /// [`AuditTrail::apply`] that needs no state, so a replay can run it on another thread.
+    pub fn record(&mut self, w: Witnessed) {
+        if let Some((period, alone)) = w.score {
+            *self.scores.entry_or_default(period) += 1;
+            if let Some(actor) = alone {
+                *self.alone.entry_or_default((period, actor)) += 1;
+            }
+        }
+        if let Some(index) = &mut self.index {
+            index.push(&w.act, self.acts.len());
+        }
+        self.acts.push(w.act);
+    }
+}
+
+/// What the audit trail takes from one event and the write-model state right after it: the
+/// act, and for a score its month and its panel signer if it had only one.
+#[derive(Clone, Debug)]
+pub struct Witnessed {
+    act: Act,
+    score: Option<(Period, Option<String>)>,
+}
+
+impl Witnessed {
+    /// Reads an event and the state after it.
+    pub fn of(a: &Accepted, state: &VillageState) -> Witnessed {
         let r = a.record();
         let signers: Vec<String> = r.signatures().iter().filter_map(|s| state.actor_of_key(&s.public_key)).map(|x| x.id.clone()).collect();
         // The household an act is about, and the household now holding its points if another
@@ -389,8 +426,9 @@ impl AuditTrail {
             Payload::HonourAwarded(p) => (one(&p.household_id), None),
             _ => (Vec::new(), None),
         };
-        let body = a.body();
+                let body = a.body();
         let mut flag = None;
+        let mut score = None;
         match a.payload() {
             Payload::ScoreRecorded(p) if Date::parse("occurred_on", &p.occurred_on).is_ok() => {
                 let day = Date::of_micros(r.recorded_at());
@@ -399,13 +437,12 @@ impl AuditTrail {
                 if days > BACKDATE_DAYS {
                     flag = Some(ActFlag::BackDated { days });
                 }
-                let period = occurred.period();
-                *self.scores.entry_or_default(period) += 1;
-                let panel: Vec<&String> =
-                    signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL))).collect();
-                if let [only] = panel.as_slice() {
-                    *self.alone.entry_or_default((period, (*only).clone())) += 1;
-                }
+                                let mut panel = signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL)));
+                let alone = match (panel.next(), panel.next()) {
+                    (Some(only), None) => Some(only.clone()),
+                    _ => None,
+                };
+                score = Some((occurred.period(), alone));
             }
             Payload::ScoreCorrected(_) => flag = Some(ActFlag::CorrectionWithoutObjection),
             Payload::ActorEnrolled(p) if p.household_id.is_empty() && p.roles.contains(&(jifen_ledger::pb::Role::Panel as i32)) => {
@@ -422,11 +459,8 @@ impl AuditTrail {
             occurred_at: body.occurred_at,
             households,
             entry,
-            flag,
+                        flag,
         };
-        if let Some(index) = &mut self.index {
-            index.push(&act, self.acts.len());
-        }
-        self.acts.push(act);
+        Witnessed { act, score }
     }
 }

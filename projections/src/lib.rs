@@ -15,10 +15,13 @@
 //! - [`publicity`] — the 公示 view of each publication, 红黑榜 and the quarterly column.
 //! - [`supermarket`] — stock, monthly donations and exchanges.
 //! - [`audit`] — acts by actor and household, entry lineage, signers, red flags.
+//! - [`replay`] — a whole ledger's projections, folded as a pipeline on three threads.
+
 
 pub mod audit;
 pub mod balances;
 pub mod publicity;
+pub mod replay;
 pub mod supermarket;
 
 use jifen_ledger::record::Record;
@@ -102,8 +105,18 @@ impl Projections {
         self.views.apply(accepted, &self.state);
     }
 
-    /// Folds verified records (decoding each body once).
-    pub fn from_records<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<Projections, Rejection> {
+        /// Folds verified records (decoding each body once), in a pipeline of three threads
+    /// ([`replay::replay`]); [`Projections::from_records_serially`] gives the same.
+    pub fn from_records<'a, I>(records: I) -> Result<Projections, Rejection>
+    where
+        I: IntoIterator<Item = &'a Record>,
+        I::IntoIter: Send,
+    {
+        replay::replay(records.into_iter().cloned())
+    }
+
+    /// Folds verified records one by one on this thread: decode, state, views, next record.
+    pub fn from_records_serially<'a>(records: impl IntoIterator<Item = &'a Record>) -> Result<Projections, Rejection> {
         let mut p = Projections::new();
         for r in records {
             p.apply(&Accepted::from_verified_record(r.clone())?);

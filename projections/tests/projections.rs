@@ -372,3 +372,59 @@ fn the_views_never_panic_on_any_record_sequence() {
     }
     let _ = Accepted::from_verified_record(records[0].clone()).unwrap();
 }
+
+/// The projections as bytes (the state and views as a snapshot serialises them) and the acts
+/// with each actor's, household's and entry's index, which the snapshot leaves out.
+fn fingerprint(p: &Projections) -> (Vec<u8>, Vec<u8>, Vec<jifen_projections::audit::Act>, Vec<Vec<u64>>) {
+    let acts = p.audit.acts().to_vec();
+    let mut keys: Vec<String> = acts.iter().flat_map(|a| a.signers.iter().chain(&a.households).chain(&a.entry).cloned()).collect();
+    keys.sort();
+    keys.dedup();
+    let seqs = |it: &mut dyn Iterator<Item = &jifen_projections::audit::Act>| it.map(|a| a.seq).collect::<Vec<u64>>();
+    let index = keys
+        .iter()
+        .flat_map(|k| [seqs(&mut p.audit.by_actor(k)), seqs(&mut p.audit.by_household(k)), seqs(&mut p.audit.lineage(k))])
+        .collect();
+    (postcard::to_allocvec(p.state()).unwrap(), postcard::to_allocvec(&p.views).unwrap(), acts, index)
+}
+
+#[test]
+fn the_pipelined_replay_folds_exactly_as_the_serial_fold() {
+    use jifen_ledger::record::Record;
+    use jifen_ledger::village::Accepted;
+    use jifen_projections::replay::{replay_with, CHUNK};
+    // Given a generated year of several chunks, its last one short,
+    let sample = generate(&SampleConfig { seed: 21, households: Some(150), months: 12, scores_per_household: 3.0 }).unwrap();
+    let records = sample.records();
+    assert!(records.len() > 3 * CHUNK && records.len() % CHUNK != 0, "{} records", records.len());
+    // when the pipeline folds it, or any prefix (empty, one record, whole chunks, a chunk and
+    // one), then the state, the views, the acts and their index are the serial fold's,
+    for n in [records.len(), 0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK] {
+        let piped = Projections::from_records(&records[..n]).unwrap();
+        assert!(fingerprint(&piped) == fingerprint(&Projections::from_records_serially(&records[..n]).unwrap()), "{n} records");
+    }
+    // and the records in another order (which no write-model would accept) too,
+    let shuffled: Vec<Record> = records.iter().rev().take(2 * CHUNK + 7).chain(records.iter().take(9)).cloned().collect();
+    let piped = Projections::from_records(&shuffled).unwrap();
+    assert!(fingerprint(&piped) == fingerprint(&Projections::from_records_serially(&shuffled).unwrap()), "out of order");
+
+    // and each event is shown, in order, with the state before it.
+    let mut shown = Vec::new();
+    replay_with(records.iter().cloned(), |a, state| shown.push((a.record().seq(), state.next_seq()))).unwrap();
+    assert_eq!(shown, (0..records.len() as u64).map(|s| (s, s)).collect::<Vec<_>>());
+
+    // Given a record whose body does not decode in the third chunk,
+    let bad = 2 * CHUNK + 5;
+    let r = &records[bad];
+    let mut broken = records.to_vec();
+    broken[bad] = Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), vec![0xff; 9], r.signatures().to_vec()).unwrap();
+    // when the pipeline folds the records, then it fails as the serial fold fails, and no
+    // event from the bad one on reaches the state.
+    let serial = Projections::from_records_serially(&broken).err().expect("the serial fold refuses it");
+    let mut seen = 0;
+    let piped = replay_with(broken.iter().cloned(), |_, _| seen += 1).err().expect("the pipeline refuses it");
+    assert_eq!(piped.to_string(), serial.to_string());
+    assert_eq!(piped.to_string(), Accepted::from_verified_record(broken[bad].clone()).err().unwrap().to_string());
+    assert!(seen <= bad, "{seen} events shown, the bad one is {bad}");
+    assert_eq!(seen % CHUNK, 0, "whole chunks before the bad one's");
+}

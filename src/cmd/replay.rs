@@ -6,8 +6,6 @@ use super::verify::TrustArgs;
 use anyhow::{bail, Context};
 use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::time::{Date, Period};
-use jifen_ledger::village::Accepted;
-use jifen_projections::Projections;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -37,18 +35,19 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         None => Date::from_ymd(args.year, 12, 31).context("--year")?,
     };
     let until = as_of.add_days(1).start_micros();
-    let mut p = Projections::new();
-    let mut settlements = Vec::new();
+        let mut settlements = Vec::new();
     let mut records = 0u64;
-    for r in bundle.records.iter().take_while(|r| r.recorded_at() < until) {
-        let a = Accepted::from_verified_record(r.clone())?;
+    // Folded as a pipeline (decode ∥ state and views ∥ audit trail); each settlement's digest
+    // is compared with the state right before it.
+    let in_view = bundle.records.iter().take_while(|r| r.recorded_at() < until).cloned();
+    let p = jifen_projections::replay::replay_with(in_view, |a, state| {
         if let Payload::PeriodSettled(s) = a.payload() {
-            let replayed = p.state().balance_digest_at(r.recorded_at());
+            let r = a.record();
+            let replayed = state.balance_digest_at(r.recorded_at());
             settlements.push((r.seq(), s.clone(), replayed.as_bytes() == s.balance_digest.as_slice(), replayed));
         }
-        p.apply(&a);
         records += 1;
-    }
+    })?;
     let periods: Vec<Period> = (1..=12).filter_map(|m| Period::from_ym(args.year, m)).collect();
     let flags = p.audit.red_flags(&p.balances);
     let last = report.checkpoints.last().expect("checkpoint");
