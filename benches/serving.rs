@@ -129,7 +129,9 @@ fn main() {
         // The records were stored without their read model (as by a version before read
         // models): the first start builds it, and seals a snapshot. The measured starts are the
         // next ones: without the snapshot (every record replayed: the baseline), then with it.
-        let exe: &std::path::Path = env!("CARGO_BIN_EXE_jifen").as_ref();
+                // JIFEN_EXE: another build's server, measured by the same harness (an A/B of two commits).
+        let exe = std::env::var_os("JIFEN_EXE").map_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_jifen")), Into::into);
+        let exe = exe.as_path();
                 let mut first = Child::start_logging(exe, &db, &dir, "jifen::server::villages::load=info").await.unwrap();
         let t = Instant::now();
         jifen::campaign::harness::wait_checkpoint(&mut first.client().await.unwrap(), &ledger, n).await.unwrap();

@@ -209,8 +209,20 @@ pub fn replay_one(state: &VillageState, record: &Record) -> Result<Accepted, Ver
 /// [`replay_one`] for a record the caller owns, whose hash it computed already (a load's
 /// chain check): nothing is copied or hashed again.
 pub fn replay_stored_one(state: &VillageState, record: Record, hash: Hash) -> Result<Accepted, VerifyError> {
+    let body = crate::body::decode_body(record.body()).map_err(Rejection::from);
+    replay_stored_decoded(state, record, hash, body)
+}
+
+/// [`replay_stored_one`] for a record whose body the caller decoded already
+/// ([`VillageState::decide_stored_decoded`]).
+pub fn replay_stored_decoded(
+    state: &VillageState,
+    record: Record,
+    hash: Hash,
+    body: Result<crate::pb::EventBody, Rejection>,
+) -> Result<Accepted, VerifyError> {
     let seq = record.seq();
-    match state.decide_stored(record, hash) {
+    match state.decide_stored_decoded(record, hash, body) {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(VerifyError::NotReproduced { seq }),
         Err(rejection) => Err(VerifyError::Inadmissible { seq, rejection }),

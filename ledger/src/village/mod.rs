@@ -504,10 +504,17 @@ impl VillageState {
         self.rulebooks.iter().rev().find(|r| r.effective_from <= date)
     }
 
-    /// Everything `decide` checks of an event, on its body bytes and signatures: a duplicate,
-    /// or the ledger id, the decoded body and the canonical signatures of an event to append.
-    fn judge(&self, body_bytes: &[u8], signatures: &[EventSignature], recorded_at: i64, verified: bool) -> Result<Judged, Rejection> {
-        let body = decode_body(body_bytes)?;
+        /// Everything `decide` checks of an event, on its body bytes (decoded, `body`) and
+    /// signatures: a duplicate, or the ledger id, the decoded body and the canonical signatures
+    /// of an event to append.
+    fn judge(
+        &self,
+        body_bytes: &[u8],
+        body: EventBody,
+        signatures: &[EventSignature],
+        recorded_at: i64,
+        verified: bool,
+    ) -> Result<Judged, Rejection> {
         let canonical = canonical_signatures(signatures.to_vec())?;
         let signatures = canonical.as_slice();
         let payload = body.payload.as_ref().expect("decode_body requires a payload");
@@ -600,7 +607,8 @@ impl VillageState {
     /// new calendar year under annual expiry, the decision sees the balances after expiry
     /// ([`VillageState::balances_at`], exactly what `apply` books before the event itself).
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
-        let (ledger_id, body, signatures) = match self.judge(&cmd.body, &cmd.signatures, cmd.recorded_at, cmd.signatures_verified)? {
+                let body = decode_body(&cmd.body)?;
+        let (ledger_id, body, signatures) = match self.judge(&cmd.body, body, &cmd.signatures, cmd.recorded_at, cmd.signatures_verified)? {
             Judged::Duplicate(seq) => return Ok(Decision::Duplicate { seq }),
             Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
         };
@@ -616,9 +624,17 @@ impl VillageState {
     /// or a duplicate. `hash` must be the record's hash (computed once by the caller's chain
     /// check). The same judgement as [`VillageState::decide`], at a fraction of the cost: a
     /// load decides every stored record.
-    pub fn decide_stored(&self, record: Record, hash: Hash) -> Result<Option<Accepted>, Rejection> {
+        pub fn decide_stored(&self, record: Record, hash: Hash) -> Result<Option<Accepted>, Rejection> {
+        let body = decode_body(record.body());
+        self.decide_stored_decoded(record, hash, body.map_err(Rejection::from))
+    }
+
+    /// [`VillageState::decide_stored`] for a record whose body the caller decoded already
+    /// (`body`, what [`decode_body`] gives for it: a load decodes a page's bodies on another
+    /// thread while it decides the page before).
+    pub fn decide_stored_decoded(&self, record: Record, hash: Hash, body: Result<EventBody, Rejection>) -> Result<Option<Accepted>, Rejection> {
         debug_assert_eq!(hash, record.hash());
-        let (ledger_id, body, signatures) = match self.judge(record.body(), record.signatures(), record.recorded_at(), true)? {
+        let (ledger_id, body, signatures) = match self.judge(record.body(), body?, record.signatures(), record.recorded_at(), true)? {
             Judged::Duplicate(_) => return Ok(None),
             Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
         };

@@ -2,6 +2,8 @@
 //! the latest checkpoint on the way.
 
 use super::*;
+use jifen_ledger::body::decode_body;
+use jifen_ledger::pb::EventBody;
 use snapshot::Opened;
 
 impl Villages {
@@ -500,6 +502,24 @@ impl ActsCheck {
     }
 }
 
+/// A page of stored rows with their records' bodies decoded ([`read_page`]).
+struct Page {
+    rows: crate::store::AuditRows,
+    bodies: Vec<Result<EventBody, Rejection>>,
+}
+
+/// Reads the stored rows of seqs `from..to`, and decodes their bodies on every core (off the
+/// async workers): what [`VillageState::decide_stored`] would decode first.
+async fn read_page(store: Store, code: VillageCode, from: u64, to: u64) -> Result<Page, StoreError> {
+    let rows = store.read_rows(&code, from, to).await?;
+    let decode = move || {
+        use rayon::prelude::*;
+        let bodies = rows.records.par_iter().map(|r| decode_body(r.body()).map_err(Rejection::from)).collect();
+        Page { rows, bodies }
+    };
+    tokio::task::spawn_blocking(decode).await.map_err(|e| StoreError::PoolSetup(format!("decoding a page of records: {e}")))
+}
+
 /// Replays a village's stored rows, page by page (the records of a large village never sit in
 /// memory all at once). Each row is checked as it is read: the chain, the stored `record_hash`
 /// column, and the write-model's decision on it, so no stored row reaches `apply` undecided.
@@ -527,7 +547,7 @@ pub(super) async fn replay_stored_from(
         }
     };
     let mut acts = ActsCheck::new(mode);
-    let mut next: Option<tokio::task::JoinHandle<Result<crate::store::AuditRows, StoreError>>> = None;
+        let mut next: Option<tokio::task::JoinHandle<Result<Page, StoreError>>> = None;
     let mut tip = ChainTip {
         next_seq: state.next_seq(),
         head: state.head(),
@@ -543,16 +563,15 @@ pub(super) async fn replay_stored_from(
     };
     'pages: loop {
         let wanted = page_end(tip.next_seq) - tip.next_seq;
-        let rows = match next.take() {
+                let Page { rows, bodies } = match next.take() {
             Some(task) => task.await.map_err(|e| StoreError::PoolSetup(format!("reading a page of records: {e}")))??,
-            None => store.read_rows(code, tip.next_seq, tip.next_seq + wanted).await?,
+            None => read_page(store.clone(), code.clone(), tip.next_seq, tip.next_seq + wanted).await?,
         };
         let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= wanted;
         if full && rows.undecodable.is_none() {
-            // The next page is read and decoded on another worker while this one is folded.
+                        // The next page is read and decoded on other threads while this one is folded.
             let from = tip.next_seq + rows.records.len() as u64;
-            let (store, code, to) = (store.clone(), code.clone(), page_end(from));
-            next = Some(tokio::spawn(async move { store.read_rows(&code, from, to).await }));
+            next = Some(tokio::spawn(read_page(store.clone(), code.clone(), from, page_end(from))));
         }
         let (good, fault) = check_stored_from(&tip, &rows.records, &rows.hashes);
         let mut page = rows.records;
@@ -561,8 +580,8 @@ pub(super) async fn replay_stored_from(
         // PostgreSQL digests the page's stored acts while the page is folded here.
         let prefetched = acts.prefetch(store, code, tip.next_seq, tip.next_seq + page.len() as u64);
         // Each record is decided as it is stored (moved, its hash from the chain check).
-        for (r, h) in page.into_iter().zip(&good) {
-            match replay_stored_one(&state, r, *h) {
+                for ((r, h), body) in page.into_iter().zip(&good).zip(bodies) {
+            match replay_stored_decoded(&state, r, *h, body) {
                 Ok(a) => {
                     state.apply(&a);
                     views.apply(&a, &state);

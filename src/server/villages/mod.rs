@@ -37,7 +37,7 @@ use jifen_ledger::note::NoteVerifier;
 use jifen_ledger::note::{key_id, Note, NoteSignature, NoteSigner};
 use jifen_ledger::record::Record;
 use jifen_ledger::time::Date;
-use jifen_ledger::verify::{check_stored_from, replay_stored_one, ChainTip};
+use jifen_ledger::verify::{check_stored_from, replay_stored_decoded, ChainTip};
 use jifen_ledger::village::{Accepted, Decision, Rejection, Signed, VillageState};
 use jifen_projections::audit::{Act, AuditTrail};
 use jifen_projections::publicity::Board;
