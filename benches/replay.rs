@@ -14,7 +14,8 @@ use jifen_ledger::village::{Accepted, VillageState};
 use jifen_projections::{Projections, Views};
 use std::time::{Duration, Instant};
 
-
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -48,15 +49,22 @@ fn main() {
     let bundle = Bundle::decode(&std::fs::read(path).expect("bundle file")).expect("bundle");
     let records = bundle.records;
     let n = records.len();
+    if std::env::args().any(|a| a == "--pipeline-only") {
+        // For a profiler: the pipeline alone, run after run.
+        let (d, _) = time(runs, || Projections::from_records(&records).expect("replay"));
+        println!("{n} records, the pipeline alone: {:.1} ms (median of {runs})", d.as_secs_f64() * 1e3);
+        return;
+    }
     println!("{n} records, median of {runs} runs, {} threads", rayon::current_num_threads());
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let row = |name: &str, d: Duration| println!("  {name:<52} {:>9.1} ms {:>10.0} records/s", d.as_secs_f64() * 1e3, rate(d));
 
-            // The baseline and the pipeline take turns, so both meet the machine in the same states.
+    // The baseline and the pipeline take turns, so both meet the machine in the same states.
     let (mut serial, mut pipelined) = (Vec::new(), Vec::new());
     let (mut baseline, mut piped) = (None, None);
     for _ in 0..runs.max(1) {
-        (baseline, piped) = (None, None);
+        // Last run's results are freed before this run is timed.
+        drop((baseline.take(), piped.take()));
         let t = Instant::now();
         baseline = Some(Projections::from_records_serially(&records).expect("replay"));
         serial.push(t.elapsed());
@@ -66,7 +74,8 @@ fn main() {
     }
     let (serial, pipelined) = (median(serial), median(pipelined));
     let (baseline, piped) = (baseline.expect("ran"), piped.expect("ran"));
-    let (decoding, decoded) = time(runs, || records.iter().map(|r| Accepted::from_verified_record(r.clone()).expect("decodes")).collect::<Vec<_>>());
+    let (decoding, decoded) =
+        time(runs, || records.iter().map(|r| Accepted::from_verified_record(r.clone()).expect("decodes")).collect::<Vec<_>>());
     let (folding_state, _) = time(runs, || {
         let mut state = VillageState::new();
         decoded.iter().for_each(|a| state.apply(a));
@@ -81,8 +90,8 @@ fn main() {
         }
         views
     });
-        println!("the pipeline: decode ∥ state and views ∥ audit trail's index");
-        row("Projections::from_records", pipelined);
+    println!("the pipeline: decode ∥ state and views ∥ audit trail's index");
+    row("Projections::from_records", pipelined);
     println!("  speed-up over the serial fold: {:.2}×", serial.as_secs_f64() / pipelined.as_secs_f64());
     same(&baseline, &piped);
     println!("baseline: the serial fold");

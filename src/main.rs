@@ -7,6 +7,34 @@
 
 mod cmd;
 
+/// mimalloc, not the system allocator: a replay allocates on one thread and frees on another,
+/// and glibc's malloc spent a fifth of the replay pipeline there and made its time vary
+/// 1.5× from run to run (docs/BENCHMARKS.md, tenth session).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// mimalloc's `mi_option_purge_delay`: in mimalloc.h the option right before
+/// `mi_option_use_numa_nodes`, which libmimalloc-sys names (this one it does not).
+const PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
+
+/// mimalloc's default purge delays: 1 s in mimalloc 3 (libmimalloc-sys's default), 10 ms in 2.
+const DEFAULT_PURGE_DELAYS: [std::ffi::c_long; 2] = [1000, 10];
+
+/// A server returns the memory it frees to the system at once, not after mimalloc's default
+/// delay (1 s): with the delay, a served village held 382 MB (peak 603) once its history was checked,
+/// against 163 MB (peak 449) without, and replayed no faster (docs/BENCHMARKS.md). An
+/// operator's `MIMALLOC_PURGE_DELAY` is left as it is, and so is an option that does not read
+/// as the default (another mimalloc, whose options are numbered otherwise).
+fn return_freed_memory_at_once() {
+    // SAFETY: mimalloc's option calls take a plain integer and may be called at any time.
+    unsafe {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() && DEFAULT_PURGE_DELAYS.contains(&libmimalloc_sys::mi_option_get(PURGE_DELAY))
+        {
+            libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+        }
+    }
+}
+
 use clap::{Parser, Subcommand};
 
 /// jifen — tamper-evident points ledger for village governance (积分制).
@@ -71,7 +99,10 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) if args.offline => cmd::demo_offline::run(args.year),
         Command::Demo(args) => cmd::demo::run(args.grpc),
         Command::Bench(args) => cmd::bench::run(args),
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => {
+            return_freed_memory_at_once();
+            cmd::serve::run(args)
+        }
         Command::Campaign(args) => cmd::campaign::run(args),
         Command::Rebuild(args) => cmd::rebuild::run(args),
         Command::Keygen(args) => cmd::keygen::keygen(args),
@@ -81,5 +112,28 @@ fn main() -> anyhow::Result<()> {
         Command::Replay(args) => cmd::replay::replay(args),
         Command::Submit(args) => cmd::submit::run(args),
         Command::Query(args) => cmd::query::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The option set for a server is mimalloc's purge delay: it reads as its default, and as 0
+    /// once set.
+    #[test]
+    fn the_server_sets_mimallocs_purge_delay() {
+        // SAFETY: as in `return_freed_memory_at_once`.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(super::PURGE_DELAY) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert!(
+                super::DEFAULT_PURGE_DELAYS.contains(&get()),
+                "not mimalloc's default purge delay: option {} reads {}",
+                super::PURGE_DELAY,
+                get()
+            );
+        }
+        super::return_freed_memory_at_once();
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(get(), 0);
+        }
     }
 }

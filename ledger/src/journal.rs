@@ -9,11 +9,22 @@
 //!
 //! `JMap` wraps a `HashMap`, `JOrd` a `BTreeMap` and `JSet` a `HashSet`; each offers the
 //! methods the write-model uses. Reads go through `Deref` to the plain collection.
+//!
+//! The hash tables hash with foldhash (seeded per process, as hashbrown's default), not
+//! SipHash: the keys are short ids and digests, hashed on every event a replay folds, and
+//! SipHash was a tenth of the fold. Nothing depends on their order: a snapshot sorts.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::Hash;
 use std::ops::Deref;
+
+/// The hasher of the journaled hash tables (module docs).
+pub type FastHasher = foldhash::fast::RandomState;
+/// A `HashMap` with the [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, FastHasher>;
+/// A `HashSet` with the [`FastHasher`].
+pub type FastSet<K> = HashSet<K, FastHasher>;
 
 /// The journal of one collection: each change's key and the value it replaced.
 type Undo<K, V> = Option<Vec<(K, Option<V>)>>;
@@ -129,7 +140,7 @@ macro_rules! journaled_map {
     };
 }
 
-journaled_map!(JMap, HashMap, [Hash + Eq]);
+journaled_map!(JMap, FastMap, [Hash + Eq]);
 journaled_map!(JOrd, BTreeMap, [Ord]);
 
 impl<K, V: PartialEq> PartialEq for JOrd<K, V>
@@ -145,19 +156,19 @@ impl<K: Eq, V: Eq> Eq for JOrd<K, V> {}
 /// A set with an undo journal (module docs).
 #[derive(Clone, Debug)]
 pub struct JSet<K> {
-    set: HashSet<K>,
+    set: FastSet<K>,
     undo: Option<Vec<K>>,
 }
 
 impl<K> Default for JSet<K> {
     fn default() -> Self {
-        JSet { set: HashSet::default(), undo: None }
+        JSet { set: FastSet::default(), undo: None }
     }
 }
 
 impl<K> Deref for JSet<K> {
-    type Target = HashSet<K>;
-    fn deref(&self) -> &HashSet<K> {
+    type Target = FastSet<K>;
+    fn deref(&self) -> &FastSet<K> {
         &self.set
     }
 }
@@ -388,7 +399,7 @@ mod serial {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
             let keys: Vec<K> = Vec::deserialize(d)?;
             let n = keys.len();
-            let set: HashSet<K> = keys.into_iter().collect();
+            let set: FastSet<K> = keys.into_iter().collect();
             if set.len() != n {
                 return Err(D::Error::custom("a key is given twice"));
             }

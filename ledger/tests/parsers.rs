@@ -128,7 +128,8 @@ proptest! {
 #[test]
 fn the_kept_fuzz_corpus_passes_every_fuzz_check() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 5] = [
         ("body", jifen_ledger::fuzzing::body),
         ("note", jifen_ledger::fuzzing::note),
         ("bundle", jifen_ledger::fuzzing::bundle),

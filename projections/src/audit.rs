@@ -16,11 +16,10 @@
 
 use crate::balances::Balances;
 use jifen_ledger::body::event_kind;
-use jifen_ledger::journal::JOrd;
+use jifen_ledger::journal::{FastMap, JOrd};
 use jifen_ledger::pb::event_body::Payload;
 use jifen_ledger::time::{Date, Period};
 use jifen_ledger::village::{Accepted, RoleSet, VillageState};
-use std::collections::BTreeMap;
 
 /// Days between act and recording beyond which a score is flagged as back-dated.
 pub const BACKDATE_DAYS: i32 = 14;
@@ -187,12 +186,16 @@ pub struct AuditTrail {
     alone: JOrd<(Period, String), u64>,
 }
 
+/// Positions in `acts`, by id. Hash tables, not B-trees: a replay indexes two or three keys of
+/// every act, and comparing string keys down a tree was most of the audit trail's fold.
+type Lists = FastMap<Box<str>, Vec<usize>>;
+
 /// Acts by actor, household and entry (positions in `acts`).
 #[derive(Clone, Debug, Default)]
 struct Index {
-    by_actor: BTreeMap<String, Vec<usize>>,
-    by_household: BTreeMap<String, Vec<usize>>,
-    lineage: BTreeMap<String, Vec<usize>>,
+    by_actor: Lists,
+    by_household: Lists,
+    lineage: Lists,
 }
 
 impl Index {
@@ -201,21 +204,21 @@ impl Index {
         let households = act.households.iter().map(|h| (1, h));
         signers.chain(households).chain(act.entry.iter().map(|e| (2, e)))
     }
-    fn list(&mut self, kind: u8) -> &mut BTreeMap<String, Vec<usize>> {
+    fn list(&mut self, kind: u8) -> &mut Lists {
         match kind {
             0 => &mut self.by_actor,
             1 => &mut self.by_household,
             _ => &mut self.lineage,
         }
     }
-        fn push(&mut self, act: &Act, i: usize) {
+    fn push(&mut self, act: &Act, i: usize) {
         for (kind, key) in Self::keys(act) {
             // Most keys are there already (an actor's, a household's): no copy of them.
             let list = self.list(kind);
             match list.get_mut(key.as_str()) {
                 Some(v) => v.push(i),
                 None => {
-                    list.insert(key.clone(), vec![i]);
+                    list.insert(key.as_str().into(), vec![i]);
                 }
             }
         }
@@ -223,10 +226,10 @@ impl Index {
     fn pop(&mut self, act: &Act) {
         for (kind, key) in Self::keys(act) {
             let list = self.list(kind);
-            if let Some(v) = list.get_mut(key) {
+            if let Some(v) = list.get_mut(key.as_str()) {
                 v.pop();
                 if v.is_empty() {
-                    list.remove(key);
+                    list.remove(key.as_str());
                 }
             }
         }
@@ -284,7 +287,7 @@ impl AuditTrail {
         self.mark = self.mark.map(|_| 0);
         std::mem::take(&mut self.acts)
     }
-    fn indexed<'a>(&'a self, list: impl Fn(&'a Index) -> &'a BTreeMap<String, Vec<usize>>, key: &str) -> impl Iterator<Item = &'a Act> {
+    fn indexed<'a>(&'a self, list: impl Fn(&'a Index) -> &'a Lists, key: &str) -> impl Iterator<Item = &'a Act> {
         self.index.as_ref().and_then(|i| list(i).get(key)).into_iter().flatten().map(|i| &self.acts[*i])
     }
     /// The acts an actor authored or signed (offline).
@@ -300,9 +303,11 @@ impl AuditTrail {
     pub fn lineage(&self, entry: &str) -> impl Iterator<Item = &Act> {
         self.indexed(|i| &i.lineage, entry)
     }
-    /// Actors with at least one act, and how many (offline).
+    /// Actors with at least one act, and how many, in the order of their ids (offline).
     pub fn actors(&self) -> impl Iterator<Item = (&str, usize)> {
-        self.index.iter().flat_map(|i| i.by_actor.iter().map(|(a, v)| (a.as_str(), v.len())))
+        let mut actors: Vec<(&str, usize)> = self.index.iter().flat_map(|i| i.by_actor.iter().map(|(a, v)| (&**a, v.len()))).collect();
+        actors.sort_unstable();
+        actors.into_iter()
     }
 
     /// Every month's audit figures, in period order: the months with a score or with figures
@@ -353,33 +358,87 @@ impl AuditTrail {
         monthly_flags(&self.months(balances), self.alone())
     }
 
-        /// Folds an event; `state` is the write-model state after it.
+    /// Folds an event; `state` is the write-model state after it.
     pub fn apply(&mut self, a: &Accepted, state: &VillageState) {
-        self.record(Witnessed::of(a, state));
+        self.record(a, Witnessed::of(a, state));
     }
 
-    /// Folds what [`Witnessed::of`] took from an event and the state after it: the part of
-    /// [`AuditTrail::apply`] that needs no state, so a replay can run it on another thread.
-    pub fn record(&mut self, w: Witnessed) {
-        if let Some((period, alone)) = w.score {
-            *self.scores.entry_or_default(period) += 1;
-            if let Some(actor) = alone {
-                *self.alone.entry_or_default((period, actor)) += 1;
+    /// Folds an event with what [`Witnessed::of`] took from the state after it: the part of
+    /// [`AuditTrail::apply`] that needs no state, so a replay runs it on another thread (and
+    /// the ids the act copies from the event are copied there).
+    pub fn record(&mut self, a: &Accepted, w: Witnessed) {
+        let r = a.record();
+        let body = a.body();
+        let mut flag = None;
+        match a.payload() {
+            Payload::ScoreRecorded(p) => {
+                if let Ok(occurred) = Date::parse("occurred_on", &p.occurred_on) {
+                    let days = Date::of_micros(r.recorded_at()).days() - occurred.days();
+                    if days > BACKDATE_DAYS {
+                        flag = Some(ActFlag::BackDated { days });
+                    }
+                    *self.scores.entry_or_default(occurred.period()) += 1;
+                    if let Some(only) = w.alone.and_then(|i| w.signers.get(i)) {
+                        let key = (occurred.period(), only.clone());
+                        *self.alone.entry_or_default(key) += 1;
+                    }
+                }
             }
+            Payload::ScoreCorrected(_) => flag = Some(ActFlag::CorrectionWithoutObjection),
+            Payload::ActorEnrolled(p) if p.household_id.is_empty() && p.roles.contains(&(jifen_ledger::pb::Role::Panel as i32)) => {
+                flag = Some(ActFlag::UncheckableScorer { actor: p.actor_id.clone() })
+            }
+            _ => {}
         }
+        let (households, entry) = w.named.unwrap_or_else(|| named_by_event(a.payload()));
+        let act = Act {
+            seq: r.seq(),
+            kind: event_kind(a.payload()).to_owned(),
+            author: body.actor_id.clone(),
+            signers: w.signers,
+            recorded_at: r.recorded_at(),
+            occurred_at: body.occurred_at,
+            households,
+            entry,
+            flag,
+        };
         if let Some(index) = &mut self.index {
-            index.push(&w.act, self.acts.len());
+            index.push(&act, self.acts.len());
         }
-        self.acts.push(w.act);
+        self.acts.push(act);
     }
 }
 
-/// What the audit trail takes from one event and the write-model state right after it: the
-/// act, and for a score its month and its panel signer if it had only one.
+/// The households and entry an act names when the event names them itself.
+fn named_by_event(payload: &Payload) -> (Vec<String>, Option<String>) {
+    let one = |h: &str| vec![h.to_owned()];
+    match payload {
+        Payload::ScoreRecorded(p) => (one(&p.household_id), Some(p.entry_id.clone())),
+        Payload::PointsClaimed(p) => (one(&p.household_id), None),
+        Payload::ActorHouseholdChanged(p) => (one(&p.household_id), None),
+        Payload::HouseholdRegistered(p) => (one(&p.household_id), None),
+        Payload::MemberAdded(p) => (one(&p.household_id), None),
+        Payload::MemberRemoved(p) => (one(&p.household_id), None),
+        Payload::HouseholdSplit(p) => (vec![p.from_household_id.clone(), p.new_household_id.clone()], None),
+        Payload::HouseholdMerged(p) => (vec![p.from_household_id.clone(), p.into_household_id.clone()], None),
+        Payload::HouseholdClosed(p) => (one(&p.household_id), None),
+        Payload::RedemptionRecorded(p) => (one(&p.household_id), None),
+        Payload::HonourAwarded(p) => (one(&p.household_id), None),
+        _ => (Vec::new(), None),
+    }
+}
+
+/// What the audit trail needs of the write-model state right after an event: the signers'
+/// actor ids, which of them signed a score alone among the panel, and the households and entry
+/// an act names through the state (a correction's, an objection's, a reversal's). The rest of
+/// the act is read from the event by [`AuditTrail::record`].
 #[derive(Clone, Debug)]
 pub struct Witnessed {
-    act: Act,
-    score: Option<(Period, Option<String>)>,
+    signers: Vec<String>,
+    /// For a score: the position in `signers` of its only panel member, if it had one.
+    alone: Option<usize>,
+    /// The households and entry, when the state names them.
+    named: Option<(Vec<String>, Option<String>)>,
 }
 
 impl Witnessed {
@@ -389,78 +448,43 @@ impl Witnessed {
         let signers: Vec<String> = r.signatures().iter().filter_map(|s| state.actor_of_key(&s.public_key)).map(|x| x.id.clone()).collect();
         // The household an act is about, and the household now holding its points if another
         // (after merges): a correction or reversal is credited there.
-        let with_holder = |h: String| {
-            let holder = state.resolve_household(&h).to_owned();
+        let with_holder = |h: &str| {
+            let holder = state.resolve_household(h);
             if holder == h {
-                vec![h]
+                vec![h.to_owned()]
             } else {
-                vec![h, holder]
+                vec![h.to_owned(), holder.to_owned()]
             }
         };
         let one = |h: &str| vec![h.to_owned()];
-        let (households, entry): (Vec<String>, Option<String>) = match a.payload() {
-            Payload::ScoreRecorded(p) => (one(&p.household_id), Some(p.entry_id.clone())),
+        let named = match a.payload() {
             Payload::ScoreCorrected(p) => {
-                (state.entry(&p.entry_id).map(|e| with_holder(e.household.clone())).unwrap_or_default(), Some(p.entry_id.clone()))
+                Some((state.entry(&p.entry_id).map(|e| with_holder(&e.household)).unwrap_or_default(), Some(p.entry_id.clone())))
             }
             Payload::ObjectionFiled(p) => {
-                (state.entry(&p.entry_id).map(|e| one(&e.household)).unwrap_or_default(), Some(p.entry_id.clone()))
+                Some((state.entry(&p.entry_id).map(|e| one(&e.household)).unwrap_or_default(), Some(p.entry_id.clone())))
             }
             Payload::ObjectionDecided(p) => {
                 let entry = state.objection(&p.objection_id).map(|o| o.entry.clone());
-                (entry.as_deref().and_then(|e| state.entry(e)).map(|e| with_holder(e.household.clone())).unwrap_or_default(), entry)
+                Some((entry.as_deref().and_then(|e| state.entry(e)).map(|e| with_holder(&e.household)).unwrap_or_default(), entry))
             }
-            Payload::PointsClaimed(p) => (one(&p.household_id), None),
-            Payload::ClaimDeclined(p) => (state.claim(&p.claim_id).map(|c| one(&c.household)).unwrap_or_default(), None),
-            Payload::ActorHouseholdChanged(p) => (one(&p.household_id), None),
-            Payload::HouseholdRegistered(p) => (one(&p.household_id), None),
-            Payload::MemberAdded(p) => (one(&p.household_id), None),
-            Payload::MemberRemoved(p) => (one(&p.household_id), None),
-            Payload::HouseholdSplit(p) => (vec![p.from_household_id.clone(), p.new_household_id.clone()], None),
-            Payload::HouseholdMerged(p) => (vec![p.from_household_id.clone(), p.into_household_id.clone()], None),
-            Payload::HouseholdClosed(p) => (one(&p.household_id), None),
-            Payload::RedemptionRecorded(p) => (one(&p.household_id), None),
+            Payload::ClaimDeclined(p) => Some((state.claim(&p.claim_id).map(|c| one(&c.household)).unwrap_or_default(), None)),
             Payload::RedemptionReversed(p) => {
-                (state.redemption(&p.redemption_id).map(|x| with_holder(x.household.clone())).unwrap_or_default(), None)
+                Some((state.redemption(&p.redemption_id).map(|x| with_holder(&x.household)).unwrap_or_default(), None))
             }
-            Payload::HonourAwarded(p) => (one(&p.household_id), None),
-            _ => (Vec::new(), None),
+            _ => None,
         };
-                let body = a.body();
-        let mut flag = None;
-        let mut score = None;
-        match a.payload() {
-            Payload::ScoreRecorded(p) if Date::parse("occurred_on", &p.occurred_on).is_ok() => {
-                let day = Date::of_micros(r.recorded_at());
-                let occurred = Date::parse("occurred_on", &p.occurred_on).unwrap_or(day);
-                let days = day.days() - occurred.days();
-                if days > BACKDATE_DAYS {
-                    flag = Some(ActFlag::BackDated { days });
-                }
-                                let mut panel = signers.iter().filter(|s| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL)));
-                let alone = match (panel.next(), panel.next()) {
-                    (Some(only), None) => Some(only.clone()),
+        let alone = match a.payload() {
+            Payload::ScoreRecorded(_) => {
+                let mut panel =
+                    signers.iter().enumerate().filter(|(_, s)| state.actor(s).is_some_and(|x| x.roles.intersects(RoleSet::PANEL)));
+                match (panel.next(), panel.next()) {
+                    (Some((only, _)), None) => Some(only),
                     _ => None,
-                };
-                score = Some((occurred.period(), alone));
+                }
             }
-            Payload::ScoreCorrected(_) => flag = Some(ActFlag::CorrectionWithoutObjection),
-            Payload::ActorEnrolled(p) if p.household_id.is_empty() && p.roles.contains(&(jifen_ledger::pb::Role::Panel as i32)) => {
-                flag = Some(ActFlag::UncheckableScorer { actor: p.actor_id.clone() })
-            }
-            _ => {}
-        }
-        let act = Act {
-            seq: r.seq(),
-            kind: event_kind(a.payload()).to_owned(),
-            author: body.actor_id.clone(),
-            signers,
-            recorded_at: r.recorded_at(),
-            occurred_at: body.occurred_at,
-            households,
-            entry,
-                        flag,
+            _ => None,
         };
-        Witnessed { act, score }
+        Witnessed { signers, alone, named }
     }
 }

@@ -17,7 +17,6 @@
 //! - [`audit`] — acts by actor and household, entry lineage, signers, red flags.
 //! - [`replay`] — a whole ledger's projections, folded as a pipeline on three threads.
 
-
 pub mod audit;
 pub mod balances;
 pub mod publicity;
@@ -105,7 +104,7 @@ impl Projections {
         self.views.apply(accepted, &self.state);
     }
 
-        /// Folds verified records (decoding each body once), in a pipeline of three threads
+    /// Folds verified records (decoding each body once), in a pipeline of three threads
     /// ([`replay::replay`]); [`Projections::from_records_serially`] gives the same.
     pub fn from_records<'a, I>(records: I) -> Result<Projections, Rejection>
     where

@@ -43,28 +43,33 @@ where
     std::thread::scope(|s| {
         let (to_state, decoded) = sync_channel::<Result<Vec<Accepted>, Rejection>>(AHEAD);
         let (to_audit, witnessed) = sync_channel::<(Vec<Accepted>, Vec<Witnessed>)>(AHEAD);
-                let stage = |name: &str| std::thread::Builder::new().name(format!("replay {name}"));
-                // A machine that cannot start a thread cannot replay: as exhausted as out of memory.
+        let stage = |name: &str| std::thread::Builder::new().name(format!("replay {name}"));
+        // A machine that cannot start a thread cannot replay: as exhausted as out of memory.
         const START: &str = "the replay starts its threads";
-        stage("decode").spawn_scoped(s, move || {
-            let mut records = records;
-            loop {
-                let chunk: Result<Vec<Accepted>, Rejection> = records.by_ref().take(CHUNK).map(Accepted::from_verified_record).collect();
-                let last = chunk.as_ref().map_or(true, |c| c.len() < CHUNK);
-                // The state stage stops at a rejection or hangs up: nothing more to decode.
-                                if to_state.send(chunk).is_err() || last {
-                    return;
+        stage("decode")
+            .spawn_scoped(s, move || {
+                let mut records = records;
+                loop {
+                    let chunk: Result<Vec<Accepted>, Rejection> =
+                        records.by_ref().take(CHUNK).map(Accepted::from_verified_record).collect();
+                    let last = chunk.as_ref().map_or(true, |c| c.len() < CHUNK);
+                    // The state stage stops at a rejection or hangs up: nothing more to decode.
+                    if to_state.send(chunk).is_err() || last {
+                        return;
+                    }
                 }
-                        }
-        }).expect(START);
-        let audit = stage("audit").spawn_scoped(s, move || {
-            let mut audit = AuditTrail::default();
-            for (events, acts) in witnessed {
-                acts.into_iter().for_each(|w| audit.record(w));
-                drop(events);
-            }
-                                    audit
-        }).expect(START);
+            })
+            .expect(START);
+        let audit = stage("audit")
+            .spawn_scoped(s, move || {
+                let mut audit = AuditTrail::default();
+                for (events, acts) in witnessed {
+                    // The events are freed here, after the acts took what they name.
+                    events.into_iter().zip(acts).for_each(|(a, w)| audit.record(&a, w));
+                }
+                audit
+            })
+            .expect(START);
         let mut state = VillageState::new();
         let mut views = Views::default();
         let mut failed = None;
@@ -77,7 +82,7 @@ where
                 }
             };
             let mut acts = Vec::with_capacity(events.len());
-                        for a in &events {
+            for a in &events {
                 before(a, &state);
                 state.apply(a);
                 views.balances.apply(a, &state);

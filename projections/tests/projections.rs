@@ -417,7 +417,8 @@ fn the_pipelined_replay_folds_exactly_as_the_serial_fold() {
     let bad = 2 * CHUNK + 5;
     let r = &records[bad];
     let mut broken = records.to_vec();
-    broken[bad] = Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), vec![0xff; 9], r.signatures().to_vec()).unwrap();
+    broken[bad] =
+        Record::new(r.ledger_id().clone(), r.seq(), *r.prev_hash(), r.recorded_at(), vec![0xff; 9], r.signatures().to_vec()).unwrap();
     // when the pipeline folds the records, then it fails as the serial fold fails, and no
     // event from the bad one on reaches the state.
     let serial = Projections::from_records_serially(&broken).err().expect("the serial fold refuses it");

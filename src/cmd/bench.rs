@@ -71,7 +71,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (single, _) = time(args.runs.min(3), || check_signatures(records, SignatureMode::SingleSerial).expect("signatures"));
     let (merkle, _) = time(args.runs, || check_root(&hashes, &checkpoint).expect("root"));
     let (rules, _) = time(args.runs, || replay(records, |_| {}).expect("replay"));
-        let (projections, _) = time(args.runs, || Projections::from_records(records).expect("projections"));
+    let (projections, _) = time(args.runs, || Projections::from_records(records).expect("projections"));
     let (serially, _) = time(args.runs, || Projections::from_records_serially(records).expect("projections"));
     // Where projection replay spends its time: decoding, the write-model state, the views.
     let (decoding, decoded) = time(args.runs, || {
@@ -99,8 +99,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         single.as_secs_f64() / batch.as_secs_f64(),
         baseline.as_secs_f64() / total.as_secs_f64()
     );
-        println!("\nprojection replay (all views from records): {:>9.1} ms  {}", projections.as_secs_f64() * 1e3, rate(n, projections));
-    println!("  (a pipeline: decode ∥ state and views ∥ audit trail; {:.2}× the serial fold)", serially.as_secs_f64() / projections.as_secs_f64());
+    println!("\nprojection replay (all views from records): {:>9.1} ms  {}", projections.as_secs_f64() * 1e3, rate(n, projections));
+    println!(
+        "  (a pipeline: decode ∥ state and views ∥ audit trail; {:.2}× the serial fold)",
+        serially.as_secs_f64() / projections.as_secs_f64()
+    );
     row("baseline: the serial fold, record by record", serially, n);
     row("of which: copy and decode each record", decoding, n);
     row("of which: fold the write-model state", folding_state, n);

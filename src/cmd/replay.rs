@@ -35,7 +35,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         None => Date::from_ymd(args.year, 12, 31).context("--year")?,
     };
     let until = as_of.add_days(1).start_micros();
-        let mut settlements = Vec::new();
+    let mut settlements = Vec::new();
     let mut records = 0u64;
     // Folded as a pipeline (decode ∥ state and views ∥ audit trail); each settlement's digest
     // is compared with the state right before it.

@@ -121,6 +121,22 @@ pub struct Accepted {
     record: Record,
     hash: Hash,
     body: EventBody,
+    idem: Idem,
+}
+
+/// The [`digest16`]s of an event's idempotency key and of its body: what `apply` files it
+/// under. Computed where the event is decoded or judged, so a replay hashes them on the decode
+/// thread, not on the thread that folds the state.
+#[derive(Clone, Copy, Debug)]
+struct Idem {
+    key: [u8; 16],
+    body: [u8; 16],
+}
+
+impl Idem {
+    fn of(body: &EventBody, body_bytes: &[u8]) -> Idem {
+        Idem { key: digest16(body.idempotency_key.as_bytes()), body: digest16(body_bytes) }
+    }
 }
 
 impl Accepted {
@@ -149,7 +165,8 @@ impl Accepted {
     pub fn from_verified_record(record: Record) -> Result<Accepted, Rejection> {
         let body = decode_body(record.body())?;
         let hash = record.hash();
-        Ok(Accepted { record, hash, body })
+        let idem = Idem::of(&body, record.body());
+        Ok(Accepted { record, hash, body, idem })
     }
 }
 
@@ -165,7 +182,7 @@ pub enum Decision {
 /// What [`VillageState::judge`] found.
 enum Judged {
     Duplicate(u64),
-    Accepted(VillageCode, Box<EventBody>, Vec<EventSignature>),
+    Accepted(VillageCode, Box<EventBody>, Vec<EventSignature>, Idem),
 }
 
 /// The actor behind one signature, at this position in the log.
@@ -504,7 +521,7 @@ impl VillageState {
         self.rulebooks.iter().rev().find(|r| r.effective_from <= date)
     }
 
-        /// Everything `decide` checks of an event, on its body bytes (decoded, `body`) and
+    /// Everything `decide` checks of an event, on its body bytes (decoded, `body`) and
     /// signatures: a duplicate, or the ledger id, the decoded body and the canonical signatures
     /// of an event to append.
     fn judge(
@@ -539,9 +556,9 @@ impl VillageState {
         if body.idempotency_key.is_empty() || body.idempotency_key.len() > 128 || body.idempotency_key.chars().any(char::is_control) {
             return Err(Rejection::field("idempotency_key", "must be 1 to 128 bytes without control characters"));
         }
-        let body_hash = digest16(body_bytes);
-        if let Some(&(seq, h)) = self.idempotency.get(&digest16(body.idempotency_key.as_bytes())) {
-            return if h == body_hash {
+        let idem = Idem::of(&body, body_bytes);
+        if let Some(&(seq, h)) = self.idempotency.get(&idem.key) {
+            return if h == idem.body {
                 Ok(Judged::Duplicate(seq))
             } else {
                 Err(Rejection::IdempotencyConflict { key: body.idempotency_key.clone(), seq })
@@ -598,7 +615,7 @@ impl VillageState {
             Payload::InspectionRecorded(p) => self.decide_inspection(&ctx, p),
             Payload::SatisfactionSurveyRecorded(p) => self.decide_survey(&ctx, p),
         }?;
-        Ok(Judged::Accepted(ledger_id, Box::new(body), canonical))
+        Ok(Judged::Accepted(ledger_id, Box::new(body), canonical, idem))
     }
 
     /// Decides a command: the record to append, a duplicate, or the rule it breaks.
@@ -607,14 +624,15 @@ impl VillageState {
     /// new calendar year under annual expiry, the decision sees the balances after expiry
     /// ([`VillageState::balances_at`], exactly what `apply` books before the event itself).
     pub fn decide(&self, cmd: Command) -> Result<Decision, Rejection> {
-                let body = decode_body(&cmd.body)?;
-        let (ledger_id, body, signatures) = match self.judge(&cmd.body, body, &cmd.signatures, cmd.recorded_at, cmd.signatures_verified)? {
-            Judged::Duplicate(seq) => return Ok(Decision::Duplicate { seq }),
-            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
-        };
+        let body = decode_body(&cmd.body)?;
+        let (ledger_id, body, signatures, idem) =
+            match self.judge(&cmd.body, body, &cmd.signatures, cmd.recorded_at, cmd.signatures_verified)? {
+                Judged::Duplicate(seq) => return Ok(Decision::Duplicate { seq }),
+                Judged::Accepted(ledger_id, body, signatures, idem) => (ledger_id, *body, signatures, idem),
+            };
         let record = Record::new(ledger_id, self.next_seq, self.head, cmd.recorded_at, cmd.body, signatures)?;
         let hash = record.hash();
-        Ok(Decision::Append(Box::new(Accepted { record, hash, body })))
+        Ok(Decision::Append(Box::new(Accepted { record, hash, body, idem })))
     }
 
     /// Decides a stored record again, its signatures taken as verified, without building it
@@ -624,7 +642,7 @@ impl VillageState {
     /// or a duplicate. `hash` must be the record's hash (computed once by the caller's chain
     /// check). The same judgement as [`VillageState::decide`], at a fraction of the cost: a
     /// load decides every stored record.
-        pub fn decide_stored(&self, record: Record, hash: Hash) -> Result<Option<Accepted>, Rejection> {
+    pub fn decide_stored(&self, record: Record, hash: Hash) -> Result<Option<Accepted>, Rejection> {
         let body = decode_body(record.body());
         self.decide_stored_decoded(record, hash, body.map_err(Rejection::from))
     }
@@ -632,17 +650,22 @@ impl VillageState {
     /// [`VillageState::decide_stored`] for a record whose body the caller decoded already
     /// (`body`, what [`decode_body`] gives for it: a load decodes a page's bodies on another
     /// thread while it decides the page before).
-    pub fn decide_stored_decoded(&self, record: Record, hash: Hash, body: Result<EventBody, Rejection>) -> Result<Option<Accepted>, Rejection> {
+    pub fn decide_stored_decoded(
+        &self,
+        record: Record,
+        hash: Hash,
+        body: Result<EventBody, Rejection>,
+    ) -> Result<Option<Accepted>, Rejection> {
         debug_assert_eq!(hash, record.hash());
-        let (ledger_id, body, signatures) = match self.judge(record.body(), body?, record.signatures(), record.recorded_at(), true)? {
+        let (ledger_id, body, signatures, idem) = match self.judge(record.body(), body?, record.signatures(), record.recorded_at(), true)? {
             Judged::Duplicate(_) => return Ok(None),
-            Judged::Accepted(ledger_id, body, signatures) => (ledger_id, *body, signatures),
+            Judged::Accepted(ledger_id, body, signatures, idem) => (ledger_id, *body, signatures, idem),
         };
         let same = ledger_id == *record.ledger_id()
             && record.seq() == self.next_seq
             && *record.prev_hash() == self.head
             && signatures.as_slice() == record.signatures();
-        Ok(same.then_some(Accepted { record, hash, body }))
+        Ok(same.then_some(Accepted { record, hash, body, idem }))
     }
 
     /// Applies an accepted event. It must be the event `decide` produced for this state; it
@@ -650,12 +673,11 @@ impl VillageState {
     /// never decided), it never panics: what does not fit the state is left out.
     pub fn apply(&mut self, accepted: &Accepted) {
         let rec = &accepted.record;
-        let body = &accepted.body;
         let recorded_at = rec.recorded_at();
         // The expiry due at this record, exactly as `balances_at` (and so `decide`) saw it.
         let (year, annual) = self.year_at(recorded_at);
         self.book.enter_year(year, annual);
-        self.idempotency.insert(digest16(body.idempotency_key.as_bytes()), (rec.seq(), digest16(rec.body())));
+        self.idempotency.insert(accepted.idem.key, (rec.seq(), accepted.idem.body));
         let seq = rec.seq();
         match accepted.payload() {
             Payload::LedgerOpened(p) => {

@@ -547,7 +547,7 @@ pub(super) async fn replay_stored_from(
         }
     };
     let mut acts = ActsCheck::new(mode);
-        let mut next: Option<tokio::task::JoinHandle<Result<Page, StoreError>>> = None;
+    let mut next: Option<tokio::task::JoinHandle<Result<Page, StoreError>>> = None;
     let mut tip = ChainTip {
         next_seq: state.next_seq(),
         head: state.head(),
@@ -563,13 +563,13 @@ pub(super) async fn replay_stored_from(
     };
     'pages: loop {
         let wanted = page_end(tip.next_seq) - tip.next_seq;
-                let Page { rows, bodies } = match next.take() {
+        let Page { rows, bodies } = match next.take() {
             Some(task) => task.await.map_err(|e| StoreError::PoolSetup(format!("reading a page of records: {e}")))??,
             None => read_page(store.clone(), code.clone(), tip.next_seq, tip.next_seq + wanted).await?,
         };
         let full = (rows.records.len() as u64 + u64::from(rows.undecodable.is_some())) >= wanted;
         if full && rows.undecodable.is_none() {
-                        // The next page is read and decoded on other threads while this one is folded.
+            // The next page is read and decoded on other threads while this one is folded.
             let from = tip.next_seq + rows.records.len() as u64;
             next = Some(tokio::spawn(read_page(store.clone(), code.clone(), from, page_end(from))));
         }
@@ -580,7 +580,7 @@ pub(super) async fn replay_stored_from(
         // PostgreSQL digests the page's stored acts while the page is folded here.
         let prefetched = acts.prefetch(store, code, tip.next_seq, tip.next_seq + page.len() as u64);
         // Each record is decided as it is stored (moved, its hash from the chain check).
-                for ((r, h), body) in page.into_iter().zip(&good).zip(bodies) {
+        for ((r, h), body) in page.into_iter().zip(&good).zip(bodies) {
             match replay_stored_decoded(&state, r, *h, body) {
                 Ok(a) => {
                     state.apply(&a);
