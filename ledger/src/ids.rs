@@ -1,7 +1,36 @@
 //! Validated identifiers, built once at the edge: the village code and pseudonymous ids.
 
+use crate::journal::FastSet;
 use std::fmt;
+use std::sync::Arc;
 use thiserror::Error;
+
+/// An id many events repeat (a household's, an item's, a member's), shared: the write-model
+/// keeps each one once ([`Interner`]), and an entry or a cap that names it holds this handle,
+/// so cloning it copies no string. It serialises as the string it is.
+pub type Id = Arc<str>;
+
+/// The ids the write-model has seen, each kept once (module docs of [`Id`]). Not part of the
+/// state's meaning: it is rebuilt as events are applied, never serialised, and an id it keeps
+/// after a batch was rolled back changes no decision.
+#[derive(Clone, Debug, Default)]
+pub struct Interner(FastSet<Id>);
+
+impl Interner {
+    /// The shared id equal to `s`, if it was seen.
+    pub fn get(&self, s: &str) -> Option<&Id> {
+        self.0.get(s)
+    }
+    /// The shared id equal to `s`, kept from now on if it is new.
+    pub fn intern(&mut self, s: &str) -> Id {
+        if let Some(id) = self.0.get(s) {
+            return id.clone();
+        }
+        let id: Id = Arc::from(s);
+        self.0.insert(id.clone());
+        id
+    }
+}
 
 /// Why an identifier was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

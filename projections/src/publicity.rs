@@ -3,6 +3,7 @@
 
 use crate::balances::{Balances, PeriodFigures};
 use jifen_ledger::balance::Category;
+use jifen_ledger::ids::Id;
 use jifen_ledger::journal::JOrd;
 use jifen_ledger::pb::{correction, event_body::Payload, ObjectionOutcome};
 use jifen_ledger::time::{Date, Period};
@@ -44,8 +45,9 @@ impl EntryStatus {
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct BoardEntry {
     pub entry_id: String,
-    pub household: String,
-    pub item_code: String,
+    /// Shared with the write-model's entry (an [`Id`]).
+    pub household: Id,
+    pub item_code: Id,
     pub item_name: String,
     pub category: Category,
     pub occurred_on: Date,
@@ -188,7 +190,7 @@ impl Publicity {
                         .rulebooks()
                         .iter()
                         .find(|r| r.version == e.rulebook_version)
-                        .and_then(|r| r.items.get(&e.item_code))
+                        .and_then(|r| r.items.get(&*e.item_code))
                         .map_or_else(String::new, |i| i.name.clone());
                     self.index.insert(id.clone(), (p.publication_id.clone(), entries.len()));
                     entries.push(BoardEntry {

@@ -29,7 +29,7 @@ pub struct ReplayArgs {
 
 /// `jifen replay`: verifies the bundle, then rebuilds the projections from it.
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    let (bundle, report) = super::verify::open_bundle(&args.bundle, &args.trust)?;
+    let (mut bundle, report) = super::verify::open_bundle(&args.bundle, &args.trust)?;
     let as_of = match &args.as_of {
         Some(s) => Date::parse("as_of", s)?,
         None => Date::from_ymd(args.year, 12, 31).context("--year")?,
@@ -38,8 +38,8 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let mut settlements = Vec::new();
     let mut records = 0u64;
     // Folded as a pipeline (decode ∥ state and views ∥ audit trail); each settlement's digest
-    // is compared with the state right before it.
-    let in_view = bundle.records.iter().take_while(|r| r.recorded_at() < until).cloned();
+    // is compared with the state right before it. The records are moved in, not copied.
+    let in_view = std::mem::take(&mut bundle.records).into_iter().take_while(move |r| r.recorded_at() < until);
     let p = jifen_projections::replay::replay_with(in_view, |a, state| {
         if let Payload::PeriodSettled(s) = a.payload() {
             let r = a.record();

@@ -69,7 +69,7 @@ pub fn board(b: &Board) -> String {
         .map(|e| {
             vec![
                 e.entry_id.clone(),
-                e.household.clone(),
+                e.household.to_string(),
                 format!("{} {}", e.item_code, e.item_name),
                 e.occurred_on.to_string(),
                 if e.points != e.scored_points { format!("{} → {}", e.scored_points, e.points) } else { e.points.to_string() },

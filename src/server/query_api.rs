@@ -194,7 +194,7 @@ impl QueryService for QueryApi {
         let (head, b) = stored.ok_or_else(|| no_read_model(&code))?;
         reached(&head, req.min_tree_size)?;
         let b = b.ok_or_else(|| status::plain(Code::NotFound, "UNKNOWN_PUBLICATION", format!("no publication {}", req.publication_id)))?;
-        let names = self.names_of(&code, b.entries.iter().map(|e| e.household.as_str())).await?;
+        let names = self.names_of(&code, b.entries.iter().map(|e| &*e.household)).await?;
         Ok(Response::new(api::GetPublicationResponse {
             as_of: Some(stored_as_of(&head)),
             publication_id: b.id.clone(),
@@ -207,9 +207,9 @@ impl QueryService for QueryApi {
                 .iter()
                 .map(|e| api::BoardEntry {
                     entry_id: e.entry_id.clone(),
-                    display_name: names.get(&e.household).cloned().unwrap_or_default(),
-                    household_id: e.household.clone(),
-                    item_code: e.item_code.clone(),
+                    display_name: names.get(&*e.household).cloned().unwrap_or_default(),
+                    household_id: e.household.to_string(),
+                    item_code: e.item_code.to_string(),
                     item_name: e.item_name.clone(),
                     occurred_on: e.occurred_on.to_string(),
                     scored_points: e.scored_points,

@@ -1265,8 +1265,8 @@ async fn boards_in(tx: &Transaction<'_>, ledger: &str, publication: Option<&str>
         let occurred: String = row.get("occurred_on");
         boards[at].entries.push(BoardEntry {
             entry_id: row.get("entry_id"),
-            household: row.get("household_id"),
-            item_code: row.get("item_code"),
+            household: row.get::<_, &str>("household_id").into(),
+            item_code: row.get::<_, &str>("item_code").into(),
             item_name: row.get("item_name"),
             category: category_of(category).ok_or_else(|| corrupt(ledger, format!("read model category {category}")))?,
             occurred_on: Date::parse("occurred_on", &occurred).map_err(|e| corrupt(ledger, format!("read model entry date: {e}")))?,

@@ -127,7 +127,7 @@ impl VillageState {
     /// A household whose scores are still in 公示 or unpublished cannot leave the ledger: its
     /// pending points would have nowhere to go.
     fn check_no_open_entries(&self, household: &str) -> Result<(), Rejection> {
-        if let Some(e) = self.entries.values().find(|e| e.household == household && !e.void && !e.is_final) {
+        if let Some(e) = self.entries.values().find(|e| &*e.household == household && !e.void && !e.is_final) {
             return Err(Rejection::field("household_id", format!("household {household} has entry {} not yet final", e.id)));
         }
         Ok(())

@@ -38,7 +38,7 @@ pub use supermarket::{Goods, Redemption};
 use crate::balance::BalanceBook;
 use crate::body::decode_body;
 use crate::hash::Hash;
-use crate::ids::VillageCode;
+use crate::ids::{Id, Interner, VillageCode};
 use crate::journal::{JDigests, JMap, JOrd, JSet};
 use crate::pb::{event_body::Payload, EventBody};
 use crate::record::{canonical_signatures, Record};
@@ -266,7 +266,7 @@ pub struct VillageState {
     /// Per period, what a settlement needs of its entries (kept as entries change), so it
     /// never scans the ledger's entries.
     pub(crate) period_tally: JOrd<Period, scoring::PeriodTally>,
-    pub(crate) caps: JMap<(String, String, Period), i64>,
+    pub(crate) caps: JMap<(Id, Id, Period), i64>,
     pub(crate) publications: JMap<String, Publication>,
     pub(crate) objections: JMap<String, Objection>,
     pub(crate) settled: JOrd<Period, String>,
@@ -281,6 +281,9 @@ pub struct VillageState {
     answered_claims: JDigests<bool>,
     decided_objections: JDigests<()>,
     closed_publications: JDigests<Period>,
+    /// The ids entries and caps share ([`Interner`]): rebuilt as events are applied.
+    #[serde(skip)]
+    pub(crate) ids: Interner,
     /// While a batch is being decided: the scalars as they were at `begin_batch` (never in a
     /// snapshot: one is taken between requests).
     #[serde(skip)]

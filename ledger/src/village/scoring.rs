@@ -6,7 +6,7 @@
 
 use super::{Ctx, Rejection, RoleSet, VillageState};
 use crate::balance::Category;
-use crate::ids::check_id;
+use crate::ids::{check_id, Id};
 use crate::pb::{score_corrected, ClaimDeclined, PointsClaimed, ScoreCorrected, ScoreRecorded, ScoreSource};
 use crate::time::{Date, Period};
 
@@ -25,9 +25,9 @@ pub struct Claim {
 #[derive(serde::Serialize, serde::Deserialize, Clone, Debug)]
 pub struct Entry {
     pub id: String,
-    pub household: String,
-    pub member: Option<String>,
-    pub item_code: String,
+    pub household: Id,
+    pub member: Option<Id>,
+    pub item_code: Id,
     pub category: Category,
     pub rulebook_version: u32,
     pub points: i64,
@@ -74,7 +74,9 @@ fn check_evidence(hashes: &[Vec<u8>]) -> Result<(), Rejection> {
 impl VillageState {
     /// The points already given under `item` to `household` in `period`, in absolute value.
     fn cap_used(&self, household: &str, item: &str, period: Period) -> i64 {
-        self.caps.get(&(household.to_owned(), item.to_owned(), period)).copied().unwrap_or(0)
+        // An id never seen has no cap used.
+        let (Some(household), Some(item)) = (self.ids.get(household), self.ids.get(item)) else { return 0 };
+        self.caps.get(&(household.clone(), item.clone(), period)).copied().unwrap_or(0)
     }
 
     fn check_cap(&self, item: &super::Item, household: &str, period: Period, add: i64) -> Result<(), Rejection> {
@@ -285,15 +287,17 @@ impl VillageState {
         if let Some(c) = self.claims.get_mut(&p.claim_id) {
             c.scored = true;
         }
-        let cap = self.caps.entry_or_default((p.household_id.clone(), p.item_code.clone(), date.period()));
+        let (household, item_code) = (self.ids.intern(&p.household_id), self.ids.intern(&p.item_code));
+        let member = (!p.member_id.is_empty()).then(|| self.ids.intern(&p.member_id));
+        let cap = self.caps.entry_or_default((household.clone(), item_code.clone(), date.period()));
         *cap = cap.saturating_add(p.points.saturating_abs());
         self.entries.insert(
             p.entry_id.clone(),
             Entry {
                 id: p.entry_id.clone(),
-                household: p.household_id.clone(),
-                member: (!p.member_id.is_empty()).then(|| p.member_id.clone()),
-                item_code: p.item_code.clone(),
+                household,
+                member,
+                item_code,
                 category,
                 rulebook_version: p.rulebook_version,
                 points: p.points,

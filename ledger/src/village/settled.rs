@@ -22,6 +22,7 @@
 //! [`VillageState::entry`] answer for what is still open only.
 
 use super::{digest16, Rejection, VillageState};
+use crate::ids::Id;
 use crate::time::Period;
 
 /// What a settled period keeps of one of its entries.
@@ -106,7 +107,7 @@ impl VillageState {
                 self.closed_publications.insert(digest16(id.as_bytes()), p.period);
             }
         }
-        let caps: Vec<(String, String, Period)> = self.caps.keys().filter(|(_, _, p)| *p == period).cloned().collect();
+        let caps: Vec<(Id, Id, Period)> = self.caps.keys().filter(|(_, _, p)| *p == period).cloned().collect();
         for key in caps {
             self.caps.remove(&key);
         }
