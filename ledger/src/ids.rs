@@ -10,9 +10,11 @@ use thiserror::Error;
 /// so cloning it copies no string. It serialises as the string it is.
 pub type Id = Arc<str>;
 
-/// The ids the write-model has seen, each kept once (module docs of [`Id`]). Not part of the
-/// state's meaning: it is rebuilt as events are applied, never serialised, and an id it keeps
-/// after a batch was rolled back changes no decision.
+/// The ids the write-model has seen, each kept once (module docs of [`Id`]). A cache, not part
+/// of the state's meaning: never serialised, so a state opened from a snapshot starts with it
+/// empty. Nothing may depend on what it holds: a lookup it misses is made with the string (an
+/// id it keeps after a batch was rolled back, or one it lacks after a snapshot, changes no
+/// decision; `tests/write_model.rs` checks caps across a snapshot).
 #[derive(Clone, Debug, Default)]
 pub struct Interner(FastSet<Id>);
 

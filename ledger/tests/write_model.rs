@@ -748,6 +748,32 @@ fn monthly_caps_hold_per_household_and_item() {
     ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0002", "B01", 5)));
 }
 
+/// A state opened from a snapshot (serialised and read back, as a server's cold start does)
+/// holds the caps used so far: a score or a correction past the cap is still refused. Its
+/// interned ids are not in the snapshot; the caps must not depend on them.
+#[test]
+fn caps_hold_across_a_snapshot() {
+    let mut g = given();
+    let p = g.panel(2);
+    // B01 caps at 15 per month.
+    let first = g.scored("H0004", "B01", 1);
+    for pts in [5, 5, 4] {
+        ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0004", "B01", pts)));
+    }
+    let bytes = postcard::to_allocvec(&g.w.state).expect("serialises between requests");
+    g.w.state = postcard::from_bytes(&bytes).expect("reads back");
+    let s = g.score("H0004", "B01", 1);
+    assert_rejects!(g, &p, &[], Payload::ScoreRecorded(s), Rejection::CapExceeded { cap: 15, already: 15, got: 1, .. });
+    let raise = Payload::ScoreCorrected(pb::ScoreCorrected {
+        entry_id: first.clone(),
+        correction: Some(pb::score_corrected::Correction::NewPoints(2)),
+        reason: "复核".into(),
+    });
+    assert_rejects!(g, &p, &[], raise, Rejection::CapExceeded { cap: 15, already: 15, got: 1, .. });
+    // Another household's cap is its own.
+    ok!(g, &p, &[], Payload::ScoreRecorded(g.score("H0002", "B01", 5)));
+}
+
 #[test]
 fn nobody_scores_or_judges_their_own_household() {
     let mut g = given();

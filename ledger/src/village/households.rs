@@ -127,7 +127,9 @@ impl VillageState {
     /// A household whose scores are still in 公示 or unpublished cannot leave the ledger: its
     /// pending points would have nowhere to go.
     fn check_no_open_entries(&self, household: &str) -> Result<(), Rejection> {
-        if let Some(e) = self.entries.values().find(|e| &*e.household == household && !e.void && !e.is_final) {
+        // The earliest such entry, so the refusal names the same one in every process.
+        let open = self.entries.values().filter(|e| &*e.household == household && !e.void && !e.is_final);
+        if let Some(e) = open.min_by_key(|e| e.seq) {
             return Err(Rejection::field("household_id", format!("household {household} has entry {} not yet final", e.id)));
         }
         Ok(())

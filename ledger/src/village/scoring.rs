@@ -74,9 +74,10 @@ fn check_evidence(hashes: &[Vec<u8>]) -> Result<(), Rejection> {
 impl VillageState {
     /// The points already given under `item` to `household` in `period`, in absolute value.
     fn cap_used(&self, household: &str, item: &str, period: Period) -> i64 {
-        // An id never seen has no cap used.
-        let (Some(household), Some(item)) = (self.ids.get(household), self.ids.get(item)) else { return 0 };
-        self.caps.get(&(household.clone(), item.clone(), period)).copied().unwrap_or(0)
+        // The interner is a cache, not the truth: a state opened from a snapshot starts with it
+        // empty while `caps` holds every key, so an id it lacks is looked up by its string.
+        let id = |s: &str| self.ids.get(s).cloned().unwrap_or_else(|| Id::from(s));
+        self.caps.get(&(id(household), id(item), period)).copied().unwrap_or(0)
     }
 
     fn check_cap(&self, item: &super::Item, household: &str, period: Period, add: i64) -> Result<(), Rejection> {
