@@ -806,3 +806,96 @@ async fn a_start_from_a_sealed_snapshot_decides_as_a_full_replay_and_a_forged_or
     assert!(verify(&s, &sample).await.0);
     s.shutdown().await;
 }
+
+/// A signed append of `payload` by `author` at `now`.
+fn append_of(
+    ledger: &str,
+    author: &jifen_ledger::sample::ActorKey,
+    key: &str,
+    now: i64,
+    payload: jifen_ledger::pb::event_body::Payload,
+) -> api::AppendRequest {
+    let (body, sigs) = jifen_ledger::sample::sign(ledger, author, &[], now - 1, key, payload);
+    api::AppendRequest { event: Some(event(body, &sigs)) }
+}
+
+/// In an adversary's order: scores up to an item's monthly cap, a restart, then one more score
+/// and a correction past the cap, to a server that opened the village from its sealed snapshot
+/// (whose write-model's shared ids are not in the snapshot). Both are refused, as the server
+/// that took the scores refuses them, and nothing is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_used_before_a_restart_from_a_snapshot_still_hold() {
+    use jifen_ledger::pb::{self, event_body::Payload};
+    let db = Db::start().await;
+    let sample = small_year(35, 1);
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let first_score = records
+        .iter()
+        .position(|r| {
+            matches!(jifen_ledger::village::Accepted::from_verified_record(r.clone()).unwrap().payload(), Payload::ScoreRecorded(_))
+        })
+        .unwrap();
+    let now = records[first_score].recorded_at();
+    let panel = &sample.cast.panel[1];
+    let score = |entry: &str, household: &str, points: i64| {
+        Payload::ScoreRecorded(pb::ScoreRecorded {
+            entry_id: entry.into(),
+            household_id: household.into(),
+            member_id: String::new(),
+            item_code: "B01".into(),
+            rulebook_version: 1,
+            points,
+            occurred_on: jifen_ledger::time::Date::of_micros(now).to_string(),
+            source: pb::ScoreSource::Inspection as i32,
+            evidence_hashes: vec![],
+            claim_id: String::new(),
+        })
+    };
+    // Given H0020 scored to B01's cap of 15 this month,
+    let mut a = Server::start(&db, &sample).await;
+    for r in &records[..first_score] {
+        a.replay(r).await;
+    }
+    a.clock.advance_to(now);
+    for (entry, points) in [("CAP-1", 1), ("CAP-2", 5), ("CAP-3", 5), ("CAP-4", 4)] {
+        a.client.append(append_of(&ledger, panel, entry, now, score(entry, "H0020", points))).await.unwrap();
+    }
+    let over = score("CAP-5", "H0020", 1);
+    assert_status(
+        a.client.append(append_of(&ledger, panel, "CAP-5", now, over.clone())).await.unwrap_err(),
+        Code::FailedPrecondition,
+        "CAP_EXCEEDED",
+    );
+    a.shutdown().await;
+    // and a restart that seals a snapshot of every record (its load replayed them), then
+    // another that opens the village from it,
+    let mut b = snapshotting(&db, &sample).await;
+    b.villages.set_snapshot_every(1);
+    b.clock.advance_to(now);
+    let (_, _, len) = held(&b, &ledger).await;
+    b.shutdown().await;
+    let mut c = Server::start(&db, &sample).await;
+    c.clock.advance_to(now);
+    assert_eq!(held(&c, &ledger).await.1, Some(len), "opened from the snapshot of every record");
+    // when a score and a correction go past the cap, both are refused and nothing is appended;
+    assert_status(
+        c.client.append(append_of(&ledger, panel, "CAP-5", now, over)).await.unwrap_err(),
+        Code::FailedPrecondition,
+        "CAP_EXCEEDED",
+    );
+    let raise = Payload::ScoreCorrected(pb::ScoreCorrected {
+        entry_id: "CAP-1".into(),
+        correction: Some(pb::score_corrected::Correction::NewPoints(2)),
+        reason: "复核".into(),
+    });
+    assert_status(
+        c.client.append(append_of(&ledger, panel, "CAP-6", now, raise)).await.unwrap_err(),
+        Code::FailedPrecondition,
+        "CAP_EXCEEDED",
+    );
+    assert_eq!(held(&c, &ledger).await.2, len);
+    // another household's cap is its own.
+    c.client.append(append_of(&ledger, panel, "CAP-7", now, score("CAP-7", "H0021", 5))).await.unwrap();
+    c.shutdown().await;
+}
