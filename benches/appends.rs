@@ -6,7 +6,9 @@
 //! - **baseline: esrs stock `PgStore`** persisting the same records, 100 per `persist`;
 //! - **ceiling: bare multi-row INSERT** of the same records (our `Store::append`, nothing else).
 //!
-//! `cargo bench --bench appends --features esrs-baseline [-- EVENTS RUNS]`
+//! `cargo bench --bench appends --features esrs-baseline [-- EVENTS RUNS [batched|concurrent]]`
+//! (`batched` or `concurrent`: that run alone, for a profiler; `JIFEN_BENCH_SQL`: SQL run as
+//! the superuser on each fresh database after its migrations, to measure a schema change).
 //! The workload is pre-signed scores for a village of 600 households, so signing time on the
 //! client is not measured. Medians over RUNS fresh databases.
 
@@ -173,6 +175,12 @@ async fn server(cluster: &jifen::store::embedded::Cluster, db: &str, opening: &[
 async fn server_pool(cluster: &jifen::store::embedded::Cluster, db: &str, openings: &[Vec<Record>], now: i64, pool: usize) -> Server {
     create_database(&cluster.connection_string(SUPERUSER, "postgres"), db).await.unwrap();
     migrate(&cluster.connection_string(SUPERUSER, db)).await.unwrap();
+    if let Ok(sql) = std::env::var("JIFEN_BENCH_SQL") {
+        // An experiment on the schema (docs/BENCHMARKS.md names the ones measured).
+        let (client, conn) = tokio_postgres::connect(&cluster.connection_string(SUPERUSER, db), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(&sql).await.unwrap();
+    }
     let store = Store::connect(&cluster.connection_string("jifen_app", db), pool).unwrap();
     let clock = Arc::new(ManualClock::new(0));
     let townships = jifen::townships::Townships::of_geneses(openings.iter().filter_map(|o| o.first()));
@@ -208,6 +216,7 @@ fn main() {
     let only_concurrent = args.get(2).is_some_and(|a| a == "concurrent");
     // `-- N RUNS batched`: only the batched run (for profiling).
     let only_batched = args.get(2).is_some_and(|a| a == "batched");
+    let _ = tracing_subscriber::fmt().with_env_filter("jifen=warn").try_init();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
@@ -313,7 +322,11 @@ fn main() {
             }
             let _ = s.stop.send(());
             s.task.await.unwrap().unwrap();
-            (c_rate.push(c.rate), c_p50.push(c.p50_ms), c_p99.push(c.p99_ms), cp_p50.push(c.checkpoint_p50_ms), cp_p99.push(c.checkpoint_p99_ms));
+            c_rate.push(c.rate);
+            c_p50.push(c.p50_ms);
+            c_p99.push(c.p99_ms);
+            cp_p50.push(c.checkpoint_p50_ms);
+            cp_p99.push(c.checkpoint_p99_ms);
 
             let db = format!("bench_e16_{run}");
             create_database(&cluster.connection_string(SUPERUSER, "postgres"), &db).await.unwrap();

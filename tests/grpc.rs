@@ -840,7 +840,8 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
     let root = |size: u64| jifen_ledger::merkle::Tree::from_record_hashes(&hashes[..size as usize]).root(size).unwrap();
 
     // when a client asks for proofs of early and late records, at the latest and older sizes,
-    // then each is the whole tree's (the forgotten nodes fetched from PostgreSQL) and verifies;
+    // then each is the whole tree's (the forgotten nodes computed from the stored records'
+    // hashes) and verifies;
     for (seq, size) in [(0, 0), (17, 0), (255, 0), (256, 300), (300, 513), (n - 1, 0), (17, 257), (100, 101)] {
         let p = server
             .client
@@ -865,13 +866,14 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         verify_consistency(old, new, &root(old), &root(new), &path).unwrap();
     }
 
-    // and when the superuser changes a stored node that the tree forgot, a proof that needs it
-    // is refused as DATA_LOSS rather than served wrong (one that does not need it still is).
+    // and when the superuser changes a stored record hash under a node that the tree forgot, a
+    // proof that needs the node is refused as DATA_LOSS rather than served wrong (one that does
+    // not need it still is).
     let owner = db.superuser().await.unwrap();
     owner
         .batch_execute(&format!(
             "SET session_replication_role = replica;
-             UPDATE merkle_nodes SET hash = sha256(hash) WHERE ledger_id = '{ledger}' AND level = 0 AND idx = 17;"
+             UPDATE records SET record_hash = sha256(record_hash) WHERE ledger_id = '{ledger}' AND seq = 17;"
         ))
         .await
         .unwrap();
@@ -892,12 +894,12 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         .get_inclusion_proof(api::GetInclusionProofRequest { ledger_id: ledger.clone(), seq: n - 1, tree_size: 0 })
         .await
         .is_ok());
-    // At an older size, a changed node that both the proof and that size's root use cannot
+    // At an older size, a changed hash that both the proof and that size's root use cannot
     // vouch for itself: the root is proved consistent with the signed one first.
     owner
         .batch_execute(&format!(
             "SET session_replication_role = replica;
-             UPDATE merkle_nodes SET hash = sha256(hash) WHERE ledger_id = '{ledger}' AND level = 2 AND idx = 174;"
+             UPDATE records SET record_hash = sha256(record_hash) WHERE ledger_id = '{ledger}' AND seq = 697;"
         ))
         .await
         .unwrap();
@@ -908,8 +910,8 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         .unwrap_err();
     assert_status(e, Code::DataLoss, "LEDGER_CORRUPT");
     server.shutdown().await;
-    // A server started after the change compares the stored nodes with the records' tree on
-    // its load, names the node, and serves nothing of the village.
+    // A server started after the change compares each stored record hash with the record's on
+    // its load, names the first altered one, and serves nothing of the village.
     let mut server = Server::start(&db, &sample).await;
     server.clock.advance_to(records.last().unwrap().recorded_at());
     let e = server
@@ -918,6 +920,6 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
         .await
         .unwrap_err();
     assert_status(e.clone(), Code::DataLoss, "LEDGER_CORRUPT");
-    assert!(e.message().contains("merkle_nodes: node (level, index) (0, 17) is stored as"), "{}", e.message());
+    assert!(e.message().contains("seq 17: the stored row no longer matches the record hash"), "{}", e.message());
     server.shutdown().await;
 }

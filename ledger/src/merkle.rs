@@ -37,6 +37,20 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     Hash(h.finalize().into())
 }
 
+/// The hash of the complete subtree over `leaves` (leaf hashes, in order), or `None` unless
+/// their number is a power of two: how a store computes a node a [`Tree`] forgot from the
+/// records it covers.
+pub fn subtree_root(leaves: &[Hash]) -> Option<Hash> {
+    if !leaves.len().is_power_of_two() {
+        return None;
+    }
+    let mut level = leaves.to_vec();
+    while level.len() > 1 {
+        level = level.chunks_exact(2).map(|p| node_hash(&p[0], &p[1])).collect();
+    }
+    level.pop()
+}
+
 /// The root of the empty tree: `SHA-256()`.
 pub fn empty_root() -> Hash {
     Hash(Sha256::digest([]).into())

@@ -3,7 +3,9 @@
 //! attacked by flipping every bit of every proof element.
 
 use jifen_ledger::hash::Hash;
-use jifen_ledger::merkle::{empty_root, leaf_hash, node_hash, verify_consistency, verify_inclusion, Nodes, ProofError, Tree};
+use jifen_ledger::merkle::{
+    empty_root, leaf_hash, node_hash, subtree_root, verify_consistency, verify_inclusion, Nodes, ProofError, Tree, FORGETTABLE_LEVELS,
+};
 use proptest::prelude::*;
 
 fn record_hashes(n: u64) -> Vec<Hash> {
@@ -246,11 +248,19 @@ proptest! {
         prop_assert_eq!(tree.len(), len);
         prop_assert_eq!(tree.root(len).unwrap(), whole.root(len).unwrap());
         prop_assert_eq!(tree.nodes_since(n), whole.nodes_since(n));
-        let stored: Nodes = whole.nodes_since(0).into_iter().map(|(k, i, h)| ((k, i), h)).collect();
-        // Fetched: exactly the nodes named, all of them forgotten ones.
+        // Fetched: exactly the nodes named, all of them forgotten ones below the kept levels,
+        // computed as a store computes them, from the leaves they cover.
+        let leaves: Vec<Hash> = hashes.iter().map(leaf_hash).collect();
         let fetch = |missing: &[(u8, u64)]| -> Nodes {
-            assert!(missing.iter().all(|(k, i)| tree.node(*k as usize, *i).is_none()));
-            missing.iter().map(|key| (*key, stored[key])).collect()
+            assert!(missing.iter().all(|(k, i)| tree.node(*k as usize, *i).is_none() && usize::from(*k) < FORGETTABLE_LEVELS));
+            missing
+                .iter()
+                .map(|&(k, i)| {
+                    let node = subtree_root(&leaves[(i << k) as usize..((i + 1) << k) as usize]).unwrap();
+                    assert_eq!(Some(node), whole.node(k.into(), i));
+                    ((k, i), node)
+                })
+                .collect()
         };
         let size = 1 + cut % len;
         let index = seed % size;
@@ -291,4 +301,16 @@ fn a_tree_that_forgot_keeps_its_upper_levels_and_names_the_lower_nodes_a_proof_n
     assert_eq!(missing, vec![(0, 2), (1, 0), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1), (7, 1)]);
     // An older root that the upper levels cover needs nothing.
     assert_eq!(tree.root(512).unwrap(), whole.root(512).unwrap());
+}
+
+#[test]
+fn a_subtree_root_is_the_node_over_a_power_of_two_of_leaves() {
+    let leaves: Vec<Hash> = record_hashes(64).iter().map(leaf_hash).collect();
+    let whole = Tree::from_record_hashes(&record_hashes(64));
+    assert_eq!(subtree_root(&leaves[..1]), Some(leaves[0]));
+    assert_eq!(subtree_root(&leaves[32..64]), whole.node(5, 1));
+    assert_eq!(subtree_root(&leaves), Some(naive_root(&leaves)));
+    // Not a complete subtree: no node.
+    assert_eq!(subtree_root(&leaves[..3]), None);
+    assert_eq!(subtree_root(&[]), None);
 }

@@ -87,7 +87,6 @@ impl Db {
         for (table, order) in [
             ("ledgers", "ledger_id"),
             ("records", "ledger_id, seq"),
-            ("merkle_nodes", "ledger_id, level, idx"),
             ("checkpoints", "ledger_id, tree_size"),
             ("cosignatures", "ledger_id, tree_size, key_name, key_id"),
             ("profiles", "ledger_id, subject_id"),

@@ -108,8 +108,6 @@ enum ReadModelEdit {
     AuditMonth { period: String, delta: i64 },
     /// The scores a panel member signed alone in a month, moved by `delta`.
     Alone { period: String, actor: String, delta: i64 },
-    /// One byte of a stored Merkle node flipped (proofs are built from the stored nodes).
-    MerkleNode { level: i16, idx: i64 },
     /// One byte of the latest snapshot's body flipped (the next start would load from it).
     SnapshotBody,
     /// The latest snapshot's size column moved one record back.
@@ -131,8 +129,6 @@ struct Targets {
     audit_months: Vec<String>,
     /// (period, panel member) of each lone-scorer count.
     alone: Vec<(String, String)>,
-    /// (level, index) of each stored Merkle node.
-    nodes: Vec<(i16, i64)>,
 }
 
 /// What VerifyLedger must say of a tampering.
@@ -150,7 +146,7 @@ impl Tampering {
             let household = targets.households[rng.random_range(0..targets.households.len())].clone();
             let delta = rng.random_range(1..=500i64) * if rng.random_bool(0.5) { 1 } else { -1 };
             let (period, month_of) = targets.months[rng.random_range(0..targets.months.len())].clone();
-            return Tampering::ReadModel(match rng.random_range(0..19) {
+            return Tampering::ReadModel(match rng.random_range(0..18) {
                 0 => ReadModelEdit::Balance {
                     household,
                     column: ["basic", "contribution", "deducted", "redeemed", "carried_in", "expired", "earned_carried_in"]
@@ -204,12 +200,8 @@ impl Tampering {
                     let period = targets.audit_months[rng.random_range(0..targets.audit_months.len())].clone();
                     ReadModelEdit::AuditMonth { period, delta: delta.abs() }
                 }
-                15 => {
-                    let (level, idx) = targets.nodes[rng.random_range(0..targets.nodes.len())];
-                    ReadModelEdit::MerkleNode { level, idx }
-                }
-                16 => ReadModelEdit::SnapshotBody,
-                17 => ReadModelEdit::SnapshotSize,
+                15 => ReadModelEdit::SnapshotBody,
+                16 => ReadModelEdit::SnapshotSize,
                 _ if targets.alone.is_empty() => ReadModelEdit::DeleteAct { seq: rng.random_range(0..n) },
                 _ => {
                     let (period, actor) = targets.alone[rng.random_range(0..targets.alone.len())].clone();
@@ -268,7 +260,6 @@ impl Tampering {
             Tampering::ReadModel(ReadModelEdit::DeleteAct { .. }) => "read model: an act deleted",
             Tampering::ReadModel(ReadModelEdit::AuditMonth { .. }) => "read model: a month's score count",
             Tampering::ReadModel(ReadModelEdit::Alone { .. }) => "read model: a lone scorer's count",
-            Tampering::ReadModel(ReadModelEdit::MerkleNode { .. }) => "a stored Merkle node",
             Tampering::ReadModel(ReadModelEdit::SnapshotBody) => "a snapshot's body",
             Tampering::ReadModel(ReadModelEdit::SnapshotSize) => "a snapshot's size",
         }
@@ -298,7 +289,6 @@ impl Tampering {
                 ReadModelEdit::Alone { period, actor, .. } => {
                     format!("rm_audit_alone: (month, panel member) ({period}, {actor}) is stored as")
                 }
-                ReadModelEdit::MerkleNode { level, idx } => format!("merkle_nodes: node (level, index) ({level}, {idx}) is stored as"),
                 ReadModelEdit::SnapshotBody | ReadModelEdit::SnapshotSize => "the snapshot of size".into(),
                 ReadModelEdit::TreeSize { delta } if *delta > 0 => "read model: it reflects a tree of".into(),
                 ReadModelEdit::TreeSize { .. } | ReadModelEdit::BookYear | ReadModelEdit::LastRecordedAt { .. } | ReadModelEdit::Root => {
@@ -415,9 +405,6 @@ impl Tampering {
                     ReadModelEdit::Alone { period, actor, delta } => format!(
                         "UPDATE rm_audit_alone SET scores = scores + {delta} WHERE ledger_id = '{l}' AND period = '{period}' AND actor_id = '{actor}';"
                     ),
-                    ReadModelEdit::MerkleNode { level, idx } => format!(
-                        "UPDATE merkle_nodes SET hash = set_byte(hash, 3, get_byte(hash, 3) # 1) WHERE ledger_id = '{l}' AND level = {level} AND idx = {idx};"
-                    ),
                     ReadModelEdit::SnapshotBody => format!(
                         "UPDATE snapshots SET body = set_byte(body, length(body) / 3, get_byte(body, length(body) / 3) # 16) \
                          WHERE ledger_id = '{l}' AND tree_size = (SELECT max(tree_size) FROM snapshots WHERE ledger_id = '{l}');"
@@ -472,7 +459,6 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  CREATE TABLE saved_checkpoints AS SELECT * FROM checkpoints;
                  CREATE TABLE saved_cosignatures AS SELECT * FROM cosignatures;
                  CREATE TABLE saved_read_models AS SELECT * FROM read_models;
-                 CREATE TABLE saved_merkle_nodes AS SELECT * FROM merkle_nodes;
                  CREATE TABLE saved_snapshots AS SELECT * FROM snapshots; {}",
             TABLES.iter().map(|t| format!("CREATE TABLE saved_{t} AS SELECT * FROM {t};")).collect::<String>()
         ))
@@ -510,7 +496,6 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
             .iter()
             .map(|r| (r.get(0), r.get(1)))
             .collect(),
-        nodes: rows("SELECT level, idx FROM merkle_nodes WHERE ledger_id = $1").await?.iter().map(|r| (r.get(0), r.get(1))).collect(),
     };
     ensure!(
         !targets.households.is_empty()
@@ -620,7 +605,6 @@ pub async fn run(config: &TamperConfig, progress: &dyn Fn(&str)) -> anyhow::Resu
                  INSERT INTO cosignatures OVERRIDING SYSTEM VALUE SELECT * FROM saved_cosignatures;
                  {}
                  DELETE FROM read_models; INSERT INTO read_models SELECT * FROM saved_read_models;
-                 DELETE FROM merkle_nodes; INSERT INTO merkle_nodes SELECT * FROM saved_merkle_nodes;
                  DELETE FROM snapshots; INSERT INTO snapshots SELECT * FROM saved_snapshots; {}",
                 TABLES.iter().map(|t| format!("DELETE FROM {t};")).collect::<String>(),
                 TABLES.iter().rev().map(|t| format!("INSERT INTO {t} SELECT * FROM saved_{t};")).collect::<String>()

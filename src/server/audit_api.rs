@@ -6,7 +6,7 @@
 use super::ledger_api::ledger_id;
 use super::query_api::QueryApi;
 use super::status;
-use super::villages::{acts_difference, nodes_difference, Corruption};
+use super::villages::{acts_difference, Corruption};
 use crate::api::{self, audit_service_server::AuditService};
 use crate::auth::method;
 use jifen_ledger::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -102,14 +102,6 @@ impl AuditService for QueryApi {
                     None => self
                         .villages
                         .snapshot_difference(&code, &origin, &hashes)
-                        .await
-                        .map_err(|e| status::store(&e))?
-                        .map(|reason| Corruption { seq: None, reason }),
-                };
-                // And the stored Merkle nodes, which proofs are built from, the records' tree's.
-                let difference = match difference {
-                    Some(c) => Some(c),
-                    None => nodes_difference(&store, &code, hashes)
                         .await
                         .map_err(|e| status::store(&e))?
                         .map(|reason| Corruption { seq: None, reason }),

@@ -19,6 +19,7 @@ pub mod storage;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
+use jifen_ledger::merkle::FORGETTABLE_LEVELS;
 use jifen_ledger::record::Record;
 use jifen_ledger::signature::{EventSignature, PublicKey};
 use thiserror::Error;
@@ -36,7 +37,7 @@ pub enum StoreError {
     AppendOnly(String),
     #[error("stored record {ledger}/{seq} is malformed: {error}")]
     Corrupt { ledger: String, seq: i64, error: String },
-    #[error("database: {0}")]
+    #[error("database: {}", database_error(.0))]
     Database(#[from] tokio_postgres::Error),
     #[error("connection pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
@@ -285,12 +286,11 @@ impl Store {
     }
 
     /// Writes batches of different ledgers, and what they derive, in one statement (so one
-    /// transaction and one round trip, [`read_model::APPEND`]). If any part fails, nothing is
-    /// stored.
+    /// transaction and one round trip, [`read_model::append_statement`]). If any part fails,
+    /// nothing is stored.
     async fn write_jobs(&self, jobs: &[Job<'_>]) -> Result<(), StoreError> {
         let Some(first) = jobs.first().and_then(|j| j.records.first()) else { return Ok(()) };
         let client = self.pool.get().await?;
-        let append = client.prepare_cached(read_model::APPEND).await?;
         let (mut new_ids, mut origins) = (Vec::new(), Vec::new());
         for job in jobs {
             if let (Some(origin), Some(r)) = (job.origin, job.records.first()) {
@@ -300,9 +300,14 @@ impl Store {
         }
         let records = Columns::of(jobs.iter().flat_map(|j| j.records.iter()));
         let derived = read_model::Columns::of(jobs.iter().filter_map(|j| Some((j.records.first()?.ledger_id().as_str(), j.derived?))));
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&new_ids, &origins];
-        params.extend(records.params());
-        params.extend(derived.params());
+        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&new_ids, &origins];
+        all.extend(records.params());
+        all.extend(derived.params());
+        // The records are always there (bit 1).
+        let present = derived.present() | u32::from(!new_ids.is_empty()) | 1 << 1;
+        let statement = read_model::append_statement(present);
+        let params: Vec<_> = statement.params.iter().map(|&i| all[i]).collect();
+        let append = client.prepare_cached(&statement.sql).await?;
         client.query_one(&append, &params).await.map_err(|e| conflict(e, first.ledger_id().as_str(), first.seq()))?;
         Ok(())
     }
@@ -411,59 +416,64 @@ pub struct StoredCheckpoint {
 }
 
 impl Store {
-    /// Stores a signed checkpoint and the Merkle nodes completed since the last one, in one
-    /// transaction.
-    pub async fn insert_checkpoint(
-        &self,
-        ledger: &VillageCode,
-        size: u64,
-        root: &Hash,
-        note: &str,
-        nodes: &[(u8, u64, Hash)],
-    ) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[&ledger.as_str(), &(size as i64), &root.0.as_slice(), &note],
-        )
-        .await?;
-        read_model::insert_nodes(&tx, ledger.as_str(), nodes).await?;
-        tx.commit().await?;
+    /// Stores a signed checkpoint (one already stored for that size is left as it is: a
+    /// checkpoint of a size is the same note whoever signs it).
+    pub async fn insert_checkpoint(&self, ledger: &VillageCode, size: u64, root: &Hash, note: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&ledger.as_str(), &(size as i64), &root.0.as_slice(), &note],
+            )
+            .await?;
         Ok(())
     }
 
-    /// The number of leaves whose Merkle nodes are stored.
-    pub async fn stored_leaves(&self, ledger: &VillageCode) -> Result<u64, StoreError> {
-        let client = self.pool.get().await?;
-        let n: i64 =
-            client.query_one("SELECT count(*) FROM merkle_nodes WHERE ledger_id = $1 AND level = 0", &[&ledger.as_str()]).await?.get(0);
-        Ok(n as u64)
-    }
-
-    /// Stored Merkle nodes of a ledger, by `(level, index)`: those a server's tree forgot
-    /// ([`jifen_ledger::merkle::Tree::forget_below`]) and a proof needs. A node not stored is
-    /// absent from the answer.
+    /// Merkle nodes of a ledger by `(level, index)`: those a server's tree forgot
+    /// ([`jifen_ledger::merkle::Tree::forget_below`]) and a proof needs, computed from the
+    /// stored `record_hash` column of the records they cover (a node below level
+    /// [`FORGETTABLE_LEVELS`] covers at most 128 records). A node whose records are not all
+    /// stored, or whose level is not below that, is absent from the answer. Nothing here is
+    /// trusted: a proof built from these nodes is served only if it leads to the signed root.
     pub async fn merkle_nodes(&self, ledger: &VillageCode, wanted: &[(u8, u64)]) -> Result<jifen_ledger::merkle::Nodes, StoreError> {
+        // The records each wanted node covers, merged into ranges of seqs.
+        let mut spans: Vec<(u64, u64)> = wanted
+            .iter()
+            .filter(|(k, _)| usize::from(*k) < FORGETTABLE_LEVELS)
+            .filter_map(|&(k, i)| Some((i.checked_shl(k.into())?, i.checked_add(1)?.checked_shl(k.into())?)))
+            .collect();
+        spans.sort_unstable();
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        for (lo, hi) in spans {
+            match ranges.last_mut() {
+                Some(last) if lo <= last.1 => last.1 = last.1.max(hi),
+                _ => ranges.push((lo, hi)),
+            }
+        }
         let client = self.pool.get().await?;
-        let levels: Vec<i16> = wanted.iter().map(|(k, _)| i16::from(*k)).collect();
-        let indexes: Vec<i64> = wanted.iter().map(|(_, i)| *i as i64).collect();
-        let rows = client
-            .query(
-                "SELECT n.level, n.idx, n.hash FROM merkle_nodes n JOIN unnest($2::smallint[], $3::bigint[]) AS w (level, idx)
-                 ON n.level = w.level AND n.idx = w.idx WHERE n.ledger_id = $1",
-                &[&ledger.as_str(), &levels, &indexes],
-            )
+        let read = client
+            .prepare_cached("SELECT seq, record_hash FROM records WHERE ledger_id = $1 AND seq >= $2 AND seq < $3 ORDER BY seq")
             .await?;
+        let mut leaves: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
+        for (lo, hi) in ranges {
+            let (Ok(lo), Ok(hi)) = (i64::try_from(lo), i64::try_from(hi)) else { continue };
+            for row in client.query(&read, &[&ledger.as_str(), &lo, &hi]).await? {
+                let (seq, hash): (i64, &[u8]) = (row.get(0), row.get(1));
+                if let Some(hash) = Hash::from_slice(hash) {
+                    leaves.insert(seq as u64, jifen_ledger::merkle::leaf_hash(&hash));
+                }
+            }
+        }
         let mut nodes = jifen_ledger::merkle::Nodes::new();
-        for row in rows {
-            let (level, idx, hash): (i16, i64, Vec<u8>) = (row.get(0), row.get(1), row.get(2));
-            let hash = Hash::from_slice(&hash).ok_or_else(|| StoreError::Corrupt {
-                ledger: ledger.to_string(),
-                seq: -1,
-                error: format!("the stored Merkle node ({level}, {idx}) is not 32 bytes"),
-            })?;
-            nodes.insert((level as u8, idx as u64), hash);
+        for &(k, i) in wanted {
+            if usize::from(k) >= FORGETTABLE_LEVELS {
+                continue;
+            }
+            let first = i << k;
+            let covered: Option<Vec<Hash>> = (first..first + (1 << k)).map(|s| leaves.get(&s).copied()).collect();
+            if let Some(hash) = covered.and_then(|l| jifen_ledger::merkle::subtree_root(&l)) {
+                nodes.insert((k, i), hash);
+            }
         }
         Ok(nodes)
     }
@@ -577,6 +587,17 @@ impl Store {
 
 /// Maps a unique violation, or a read-model head not where its writer left it (JF409), to a
 /// conflict, and the append-only trigger to its own error.
+/// A database error as an operator needs it: PostgreSQL's own message and SQLSTATE when the
+/// server answered (tokio-postgres shows only "db error" for those).
+fn database_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            format!("{} (SQLSTATE {}{})", db.message(), db.code().code(), db.detail().map(|d| format!("; {d}")).unwrap_or_default())
+        }
+        None => e.to_string(),
+    }
+}
+
 fn conflict(e: tokio_postgres::Error, ledger: &str, seq: u64) -> StoreError {
     match e.code() {
         Some(c) if *c == SqlState::UNIQUE_VIOLATION || c.code() == "JF409" => StoreError::Conflict { ledger: ledger.to_owned(), seq },

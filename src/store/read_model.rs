@@ -280,7 +280,7 @@ impl Rows {
     /// Only these rows, to store without moving a head (a rebuild).
     fn only(rows: &Rows) -> Derived {
         Derived {
-            tip: Tip { old_size: 0, size: 0, root: Hash::default(), note: String::new(), nodes: Vec::new() },
+            tip: Tip { old_size: 0, size: 0, root: Hash::default(), note: String::new() },
             last_recorded_at: 0,
             book_year: None,
             rows: rows.clone(),
@@ -408,15 +408,15 @@ impl Head {
     }
 }
 
-/// The signed tip stored with a request's records: the checkpoint of the new tree and the
-/// Merkle nodes completed since the old one.
+/// The signed tip stored with a request's records: the checkpoint of the new tree. (No Merkle
+/// node is stored: a proof computes the nodes a server's tree forgot from the records' hashes,
+/// [`super::Store::merkle_nodes`].)
 pub struct Tip {
     pub old_size: u64,
     pub size: u64,
     pub root: Hash,
     /// The signed note.
     pub note: String,
-    pub nodes: Vec<(u8, u64, Hash)>,
 }
 
 /// The positions of the items a request's [`Rows::changed`] keeps, parallel to its boards and
@@ -445,98 +445,154 @@ fn corrupt(ledger: &str, error: String) -> StoreError {
     StoreError::Corrupt { ledger: ledger.to_owned(), seq: -1, error }
 }
 
-const INSERT_NODES: &str = "INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
-     SELECT * FROM UNNEST($1::text[], $2::smallint[], $3::bigint[], $4::bytea[]) ON CONFLICT DO NOTHING";
-
-/// An append as one statement (so one transaction, one round trip): the new ledgers
-/// ($1–$2), the records ($3–$9), and what they derive ($10–$131): new read-model heads, moved
-/// heads, balances, monthly figures, rulebooks, checkpoints, Merkle nodes, 公示 boards
-/// (publications, entries, objections), supermarket months (receipts, goods), and the audit
-/// trail (acts, monthly figures, lone scorers). A rebuild runs it with rows alone. Each head moves
-/// from the size its writer decided on; if one is not there (another process appended first,
-/// or the row was removed), the statement fails with SQLSTATE JF409 and stores nothing, like a
-/// record whose seq another writer took (a unique violation).
-pub(super) const APPEND: &str = "WITH \
-     new_ledgers AS (INSERT INTO ledgers (ledger_id, origin) SELECT * FROM UNNEST($1::text[], $2::text[])), \
-     new_records AS (INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
-       SELECT * FROM UNNEST($3::text[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bytea[], $9::bytea[])), \
-     new_heads AS (INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) \
-       SELECT * FROM UNNEST($10::text[], $11::bigint[], $12::bytea[], $13::bigint[], $14::integer[])), \
-     moved AS (UPDATE read_models rm SET tree_size = u.size, root_hash = u.root, last_recorded_at = u.last, book_year = u.year \
+/// An append as one statement (so one transaction, one round trip) of these parts, each a
+/// multi-row write from arrays: the new ledgers ($1–$2), the records ($3–$9), and what they
+/// derive ($10–$127): new read-model heads, moved heads, balances, monthly figures, rulebooks,
+/// checkpoints, 公示 boards (publications, entries, objections), supermarket months (receipts,
+/// goods), and the audit trail (acts, monthly figures, lone scorers). A statement holds only
+/// the parts that have rows ([`append_statement`]): PostgreSQL sets up every part of a
+/// statement, rows or not, and a score touches eight of the seventeen. A rebuild runs it with
+/// rows alone. Each head moves from the size its writer decided on; if one is not there
+/// (another process appended first, or the row was removed), the statement fails with SQLSTATE
+/// JF409 and stores nothing, like a record whose seq another writer took (a unique violation).
+const APPEND_PARTS: [&str; 17] = [
+    "new_ledgers AS (INSERT INTO ledgers (ledger_id, origin) SELECT * FROM UNNEST($1::text[], $2::text[]))",
+    "new_records AS (INSERT INTO records (ledger_id, seq, prev_hash, recorded_at, body, signatures, record_hash) \
+       SELECT * FROM UNNEST($3::text[], $4::bigint[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bytea[], $9::bytea[]))",
+    "new_heads AS (INSERT INTO read_models (ledger_id, tree_size, root_hash, last_recorded_at, book_year) \
+       SELECT * FROM UNNEST($10::text[], $11::bigint[], $12::bytea[], $13::bigint[], $14::integer[]))",
+    "moved AS (UPDATE read_models rm SET tree_size = u.size, root_hash = u.root, last_recorded_at = u.last, book_year = u.year \
        FROM UNNEST($15::text[], $16::bigint[], $17::bytea[], $18::bigint[], $19::integer[], $20::bigint[]) AS u(id, size, root, last, year, old) \
-       WHERE rm.ledger_id = u.id AND rm.tree_size = u.old RETURNING 1), \
-     balances AS (INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, \
+       WHERE rm.ledger_id = u.id AND rm.tree_size = u.old RETURNING 1)",
+    "balances AS (INSERT INTO rm_balances (ledger_id, household_id, basic, contribution, deducted, redeemed, carried_in, \
        carried_out, earned_carried_in, earned_carried_out, expired) \
        SELECT * FROM UNNEST($21::text[], $22::text[], $23::bigint[], $24::bigint[], $25::bigint[], $26::bigint[], $27::bigint[], \
        $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[]) \
        ON CONFLICT (ledger_id, household_id) DO UPDATE SET basic = EXCLUDED.basic, contribution = EXCLUDED.contribution, \
        deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, carried_in = EXCLUDED.carried_in, \
        carried_out = EXCLUDED.carried_out, earned_carried_in = EXCLUDED.earned_carried_in, \
-       earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired), \
-     periods AS (INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
+       earned_carried_out = EXCLUDED.earned_carried_out, expired = EXCLUDED.expired)",
+    "periods AS (INSERT INTO rm_period_figures (ledger_id, household_id, period, basic, contribution, deducted, redeemed, returned) \
        SELECT * FROM UNNEST($32::text[], $33::text[], $34::text[], $35::bigint[], $36::bigint[], $37::bigint[], $38::bigint[], $39::bigint[]) \
        ON CONFLICT (ledger_id, household_id, period) DO UPDATE SET basic = EXCLUDED.basic, \
-       contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, returned = EXCLUDED.returned), \
-     rulebooks AS (INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) \
+       contribution = EXCLUDED.contribution, deducted = EXCLUDED.deducted, redeemed = EXCLUDED.redeemed, returned = EXCLUDED.returned)",
+    "rulebooks AS (INSERT INTO rm_rulebooks (ledger_id, adopted_at, effective_from, annual_expiry) \
        SELECT * FROM UNNEST($40::text[], $41::bigint[], $42::text[], $43::boolean[]) \
-       ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry), \
-     checkpoints AS (INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) \
-       SELECT * FROM UNNEST($44::text[], $45::bigint[], $46::bytea[], $47::text[])), \
-     nodes AS (INSERT INTO merkle_nodes (ledger_id, level, idx, hash) \
-       SELECT * FROM UNNEST($48::text[], $49::smallint[], $50::bigint[], $51::bytea[]) ON CONFLICT DO NOTHING), \
-     publications AS (INSERT INTO rm_publications (ledger_id, publication_id, period, window_start, window_end, closed) \
-       SELECT * FROM UNNEST($52::text[], $53::text[], $54::text[], $55::bigint[], $56::bigint[], $57::boolean[]) \
+       ON CONFLICT (ledger_id, adopted_at) DO UPDATE SET effective_from = EXCLUDED.effective_from, annual_expiry = EXCLUDED.annual_expiry)",
+    "checkpoints AS (INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) \
+       SELECT * FROM UNNEST($44::text[], $45::bigint[], $46::bytea[], $47::text[]))",
+    "publications AS (INSERT INTO rm_publications (ledger_id, publication_id, period, window_start, window_end, closed) \
+       SELECT * FROM UNNEST($48::text[], $49::text[], $50::text[], $51::bigint[], $52::bigint[], $53::boolean[]) \
        ON CONFLICT (ledger_id, publication_id) DO UPDATE SET period = EXCLUDED.period, window_start = EXCLUDED.window_start, \
-       window_end = EXCLUDED.window_end, closed = EXCLUDED.closed), \
-     board_entries AS (INSERT INTO rm_board_entries (ledger_id, publication_id, position, entry_id, household_id, item_code, \
+       window_end = EXCLUDED.window_end, closed = EXCLUDED.closed)",
+    "board_entries AS (INSERT INTO rm_board_entries (ledger_id, publication_id, position, entry_id, household_id, item_code, \
        item_name, category, occurred_on, scored_points, points, status) \
-       SELECT * FROM UNNEST($58::text[], $59::text[], $60::integer[], $61::text[], $62::text[], $63::text[], $64::text[], \
-       $65::smallint[], $66::text[], $67::bigint[], $68::bigint[], $69::smallint[]) \
+       SELECT * FROM UNNEST($54::text[], $55::text[], $56::integer[], $57::text[], $58::text[], $59::text[], $60::text[], \
+       $61::smallint[], $62::text[], $63::bigint[], $64::bigint[], $65::smallint[]) \
        ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET entry_id = EXCLUDED.entry_id, \
        household_id = EXCLUDED.household_id, item_code = EXCLUDED.item_code, item_name = EXCLUDED.item_name, \
        category = EXCLUDED.category, occurred_on = EXCLUDED.occurred_on, scored_points = EXCLUDED.scored_points, \
        points = EXCLUDED.points, status = EXCLUDED.status \
-       WHERE rm_board_entries IS DISTINCT FROM EXCLUDED), \
-     objections AS (INSERT INTO rm_objections (ledger_id, publication_id, position, objection_id, entry_id, objector, reason, \
+       WHERE rm_board_entries IS DISTINCT FROM EXCLUDED)",
+    "objections AS (INSERT INTO rm_objections (ledger_id, publication_id, position, objection_id, entry_id, objector, reason, \
        filed_at, outcome, finding, decided_at, correction) \
-       SELECT * FROM UNNEST($70::text[], $71::text[], $72::integer[], $73::text[], $74::text[], $75::text[], $76::text[], \
-       $77::bigint[], $78::smallint[], $79::text[], $80::bigint[], $81::text[]) \
+       SELECT * FROM UNNEST($66::text[], $67::text[], $68::integer[], $69::text[], $70::text[], $71::text[], $72::text[], \
+       $73::bigint[], $74::smallint[], $75::text[], $76::bigint[], $77::text[]) \
        ON CONFLICT (ledger_id, publication_id, position) DO UPDATE SET objection_id = EXCLUDED.objection_id, \
        entry_id = EXCLUDED.entry_id, objector = EXCLUDED.objector, reason = EXCLUDED.reason, filed_at = EXCLUDED.filed_at, \
        outcome = EXCLUDED.outcome, finding = EXCLUDED.finding, decided_at = EXCLUDED.decided_at, correction = EXCLUDED.correction \
-       WHERE rm_objections IS DISTINCT FROM EXCLUDED), \
-     supermarket_months AS (INSERT INTO rm_supermarket_months (ledger_id, period, exchanges, reversals, points, points_returned) \
-       SELECT * FROM UNNEST($82::text[], $83::text[], $84::bigint[], $85::bigint[], $86::bigint[], $87::bigint[]) \
+       WHERE rm_objections IS DISTINCT FROM EXCLUDED)",
+    "supermarket_months AS (INSERT INTO rm_supermarket_months (ledger_id, period, exchanges, reversals, points, points_returned) \
+       SELECT * FROM UNNEST($78::text[], $79::text[], $80::bigint[], $81::bigint[], $82::bigint[], $83::bigint[]) \
        ON CONFLICT (ledger_id, period) DO UPDATE SET exchanges = EXCLUDED.exchanges, reversals = EXCLUDED.reversals, \
-       points = EXCLUDED.points, points_returned = EXCLUDED.points_returned), \
-     supermarket_receipts AS (INSERT INTO rm_supermarket_receipts (ledger_id, period, position, receipt_id, goods_code, quantity, \
+       points = EXCLUDED.points, points_returned = EXCLUDED.points_returned)",
+    "supermarket_receipts AS (INSERT INTO rm_supermarket_receipts (ledger_id, period, position, receipt_id, goods_code, quantity, \
        source, donor, recorded_at) \
-       SELECT * FROM UNNEST($88::text[], $89::text[], $90::integer[], $91::text[], $92::text[], $93::bigint[], $94::integer[], \
-       $95::text[], $96::bigint[]) \
+       SELECT * FROM UNNEST($84::text[], $85::text[], $86::integer[], $87::text[], $88::text[], $89::bigint[], $90::integer[], \
+       $91::text[], $92::bigint[]) \
        ON CONFLICT (ledger_id, period, position) DO UPDATE SET receipt_id = EXCLUDED.receipt_id, goods_code = EXCLUDED.goods_code, \
        quantity = EXCLUDED.quantity, source = EXCLUDED.source, donor = EXCLUDED.donor, recorded_at = EXCLUDED.recorded_at \
-       WHERE rm_supermarket_receipts IS DISTINCT FROM EXCLUDED), \
-     supermarket_goods AS (INSERT INTO rm_supermarket_goods (ledger_id, period, goods_code, name, stock, price, received, \
+       WHERE rm_supermarket_receipts IS DISTINCT FROM EXCLUDED)",
+    "supermarket_goods AS (INSERT INTO rm_supermarket_goods (ledger_id, period, goods_code, name, stock, price, received, \
        out_units, returned, points, points_returned, net_out) \
-       SELECT * FROM UNNEST($97::text[], $98::text[], $99::text[], $100::text[], $101::bigint[], $102::bigint[], $103::bigint[], \
-       $104::bigint[], $105::bigint[], $106::bigint[], $107::bigint[], $108::bigint[]) \
+       SELECT * FROM UNNEST($93::text[], $94::text[], $95::text[], $96::text[], $97::bigint[], $98::bigint[], $99::bigint[], \
+       $100::bigint[], $101::bigint[], $102::bigint[], $103::bigint[], $104::bigint[]) \
        ON CONFLICT (ledger_id, period, goods_code) DO UPDATE SET name = EXCLUDED.name, stock = EXCLUDED.stock, \
        price = EXCLUDED.price, received = EXCLUDED.received, out_units = EXCLUDED.out_units, returned = EXCLUDED.returned, \
        points = EXCLUDED.points, points_returned = EXCLUDED.points_returned, net_out = EXCLUDED.net_out \
-       WHERE rm_supermarket_goods IS DISTINCT FROM EXCLUDED), \
-     acts AS (INSERT INTO rm_acts (ledger_id, seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, \
+       WHERE rm_supermarket_goods IS DISTINCT FROM EXCLUDED)",
+    "acts AS (INSERT INTO rm_acts (ledger_id, seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, \
        flag_days, flag_actor) \
-       SELECT * FROM UNNEST($109::text[], $110::bigint[], $111::text[], $112::text[], $113::text[], $114::bigint[], $115::bigint[], \
-       $116::text[], $117::text[], $118::smallint[], $119::integer[], $120::text[])), \
-     audit_months AS (INSERT INTO rm_audit_months (ledger_id, period, scores, gainers, top, top_points, points) \
-       SELECT * FROM UNNEST($121::text[], $122::text[], $123::bigint[], $124::integer[], $125::integer[], $126::bigint[], \
-       $127::bigint[]) \
+       SELECT * FROM UNNEST($105::text[], $106::bigint[], $107::text[], $108::text[], $109::text[], $110::bigint[], $111::bigint[], \
+       $112::text[], $113::text[], $114::smallint[], $115::integer[], $116::text[]))",
+    "audit_months AS (INSERT INTO rm_audit_months (ledger_id, period, scores, gainers, top, top_points, points) \
+       SELECT * FROM UNNEST($117::text[], $118::text[], $119::bigint[], $120::integer[], $121::integer[], $122::bigint[], \
+       $123::bigint[]) \
        ON CONFLICT (ledger_id, period) DO UPDATE SET scores = EXCLUDED.scores, gainers = EXCLUDED.gainers, top = EXCLUDED.top, \
-       top_points = EXCLUDED.top_points, points = EXCLUDED.points), \
-     audit_alone AS (INSERT INTO rm_audit_alone (ledger_id, period, actor_id, scores) \
-       SELECT * FROM UNNEST($128::text[], $129::text[], $130::text[], $131::bigint[]) \
-       ON CONFLICT (ledger_id, period, actor_id) DO UPDATE SET scores = EXCLUDED.scores) \
-     SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
+       top_points = EXCLUDED.top_points, points = EXCLUDED.points)",
+    "audit_alone AS (INSERT INTO rm_audit_alone (ledger_id, period, actor_id, scores) \
+       SELECT * FROM UNNEST($124::text[], $125::text[], $126::text[], $127::bigint[]) \
+       ON CONFLICT (ledger_id, period, actor_id) DO UPDATE SET scores = EXCLUDED.scores)",
+];
+
+/// The end of an append's statement when it moves heads ([`APPEND_PARTS`]' `moved`): it fails
+/// with SQLSTATE JF409 unless every head moved.
+const APPEND_END: &str = "SELECT jifen_heads_moved((SELECT count(*) FROM moved), cardinality($15::text[]))";
+
+/// The index of the `moved` part in [`APPEND_PARTS`].
+const MOVED: usize = 3;
+
+/// An append's statement for the parts that have rows, and which of [`APPEND_PARTS`]'
+/// parameters (0-based, $1 being 0) it takes, in order.
+pub(super) struct AppendStatement {
+    pub sql: String,
+    pub params: Vec<usize>,
+}
+
+/// The numbers of the `$n` parameters in `sql`, in order of appearance.
+fn parameters(sql: &str) -> impl Iterator<Item = (std::ops::Range<usize>, usize)> + '_ {
+    sql.match_indices('$').filter_map(move |(at, _)| {
+        let digits = sql[at + 1..].bytes().take_while(u8::is_ascii_digit).count();
+        Some((at..at + 1 + digits, sql[at + 1..at + 1 + digits].parse().ok()?))
+    })
+}
+
+/// The statement of an append whose parts with rows are those set in `present` (a bit per
+/// part of [`APPEND_PARTS`]), numbered afresh; built once per set of parts.
+pub(super) fn append_statement(present: u32) -> std::sync::Arc<AppendStatement> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    static BUILT: LazyLock<Mutex<HashMap<u32, Arc<AppendStatement>>>> = LazyLock::new(Default::default);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(present)
+        .or_insert_with(|| {
+            let mut params = Vec::new();
+            let mut renumber = |text: &str| {
+                let mut out = String::with_capacity(text.len());
+                let mut last = 0;
+                for (range, n) in parameters(text) {
+                    let new = match params.iter().position(|&p| p == n - 1) {
+                        Some(i) => i + 1,
+                        None => {
+                            params.push(n - 1);
+                            params.len()
+                        }
+                    };
+                    out.push_str(&text[last..range.start]);
+                    out.push_str(&format!("${new}"));
+                    last = range.end;
+                }
+                out.push_str(&text[last..]);
+                out
+            };
+            let parts: Vec<String> =
+                APPEND_PARTS.iter().enumerate().filter(|(i, _)| present & (1 << i) != 0).map(|(_, p)| renumber(p)).collect();
+            let end = if present & (1 << MOVED) != 0 { renumber(APPEND_END) } else { "SELECT 0".to_owned() };
+            Arc::new(AppendStatement { sql: format!("WITH {} {end}", parts.join(", ")), params })
+        })
+        .clone()
+}
 
 /// The read-model rows of several ledgers' appends, as the columns of multi-row statements.
 #[derive(Default)]
@@ -549,7 +605,6 @@ pub(super) struct Columns<'a> {
     period_names: Vec<String>,
     rulebooks: (Vec<&'a str>, Vec<i64>, Vec<String>, Vec<bool>),
     checkpoints: CheckpointColumns<'a>,
-    nodes: NodeColumns<'a>,
     publications: PublicationColumns<'a>,
     entries: EntryColumns<'a>,
     objections: ObjectionColumns<'a>,
@@ -691,40 +746,6 @@ static ENTRY_DIGESTS: LazyLock<String> =
 static OBJECTION_DIGESTS: LazyLock<String> =
     LazyLock::new(|| digest_sql(&OBJECTION_LINE, "rm_objections", "ledger_id = $1", "position", Some("publication_id")));
 
-/// The SHA-256 of a ledger's stored Merkle node hashes of its first `$2` leaves, concatenated
-/// in (level, index) order. The range fixes which (level, index) keys count and the primary
-/// key makes them unique, so any node missing, added, moved or changed changes the digest;
-/// raw bytes, not canonical lines: the large village has two million nodes.
-const NODES_DIGEST: &str = "SELECT sha256(coalesce(string_agg(hash, ''::bytea ORDER BY level, idx), ''::bytea)) \
-     FROM merkle_nodes WHERE ledger_id = $1 AND idx < ($2::bigint >> level)";
-
-/// The Merkle nodes of a tree's first `size` leaves (every complete subtree), in (level, index)
-/// order: the rows `merkle_nodes` must hold, `None` where the tree has forgotten one.
-fn tree_nodes(tree: &jifen_ledger::merkle::Tree, size: u64) -> impl Iterator<Item = (usize, u64, Option<Hash>)> + '_ {
-    (0..64usize).take_while(move |k| size >> k > 0).flat_map(move |k| (0..size >> k).map(move |i| (k, i, tree.node(k, i))))
-}
-
-/// The digest of the Merkle nodes a tree holds for its first `size` leaves, as
-/// [`NODES_DIGEST`] computes it over the stored ones; `None` if the tree has forgotten any.
-pub fn tree_nodes_digest(tree: &jifen_ledger::merkle::Tree, size: u64) -> Option<[u8; 32]> {
-    use sha2::Digest;
-    let mut sha = sha2::Sha256::new();
-    for (_, _, node) in tree_nodes(tree, size) {
-        sha.update(node?.as_bytes());
-    }
-    Some(sha.finalize().into())
-}
-
-/// The first stored Merkle node that differs from `tree`'s for its first `size` leaves (hashes
-/// in hex).
-pub fn first_node_difference(stored: &[(i16, i64, Vec<u8>)], tree: &jifen_ledger::merkle::Tree, size: u64) -> String {
-    let stored: Vec<(i16, i64, String)> = stored.iter().map(|(k, i, h)| (*k, *i, jifen_ledger::hex(h))).collect();
-    let expected: Vec<(i16, i64, String)> =
-        tree_nodes(tree, size).map(|(k, i, h)| (k as i16, i as i64, h.map_or_else(String::new, |h| h.to_hex()))).collect();
-    first_diff("merkle_nodes", "node (level, index)", &stored, &expected, |(k, i, _)| format!("({k}, {i})"))
-        .unwrap_or_else(|| "read model merkle_nodes: the stored nodes differ from the records' tree".to_owned())
-}
-
 /// The digests of a ledger's board entries and of its objections, per publication that has
 /// any, in publication id order.
 pub type BoardDigests = (Vec<(String, [u8; 32])>, Vec<(String, [u8; 32])>);
@@ -775,9 +796,11 @@ pub fn boards_digest<'a>(boards: impl Iterator<Item = &'a Board>) -> BoardDigest
     (entry_digests, objection_digests)
 }
 
-/// The body of `jifen_act_keys` as migration V5 creates it (compared word by word).
-const ACT_KEYS_SOURCE: &str = "SELECT ARRAY(SELECT ledger || ' a ' || s FROM unnest(string_to_array(signers, ' ')) AS s \
-     UNION ALL SELECT ledger || ' h ' || h FROM unnest(string_to_array(households, ' ')) AS h)";
+/// The body of `jifen_act_keys` as migration V7 creates it (compared word by word).
+const ACT_KEYS_SOURCE: &str = "SELECT CASE WHEN signers = '' THEN '{}'::text[] \
+     ELSE string_to_array(ledger || ' a ' || replace(signers, ' ', E'\\n' || ledger || ' a '), E'\\n') END \
+     || CASE WHEN households = '' THEN '{}'::text[] \
+     ELSE string_to_array(ledger || ' h ' || replace(households, ' ', E'\\n' || ledger || ' h '), E'\\n') END";
 
 /// The columns of rm_acts as read.
 const ACT_COLUMNS: &str = "seq, kind, author, signers, recorded_at, occurred_at, households, entry_id, flag, flag_days, flag_actor";
@@ -881,8 +904,6 @@ struct ObjectionColumns<'a> {
 
 /// Ledger ids, tree sizes, roots and notes.
 type CheckpointColumns<'a> = (Vec<&'a str>, Vec<i64>, Vec<&'a [u8]>, Vec<&'a str>);
-/// Ledger ids, levels, indexes and hashes.
-type NodeColumns<'a> = (Vec<&'a str>, Vec<i16>, Vec<i64>, Vec<&'a [u8]>);
 
 #[derive(Default)]
 struct HeadColumns<'a> {
@@ -925,12 +946,6 @@ impl<'a> Columns<'a> {
             c.checkpoints.1.push(d.tip.size as i64);
             c.checkpoints.2.push(d.tip.root.0.as_slice());
             c.checkpoints.3.push(d.tip.note.as_str());
-            for (level, idx, hash) in &d.tip.nodes {
-                c.nodes.0.push(ledger);
-                c.nodes.1.push(*level as i16);
-                c.nodes.2.push(*idx as i64);
-                c.nodes.3.push(hash.0.as_slice());
-            }
         }
         c
     }
@@ -1091,12 +1106,35 @@ impl<'a> Columns<'a> {
         }
     }
 
-    /// The parameters $10–$131 of [`APPEND`].
+    /// Which of the parts of [`APPEND_PARTS`] from the third on (the read-model heads onwards)
+    /// have rows, a bit per part.
+    pub(super) fn present(&self) -> u32 {
+        let rows = [
+            self.new_heads.ids.len(),
+            self.moved_heads.ids.len(),
+            self.balances.ids.len(),
+            self.periods.ids.len(),
+            self.rulebooks.0.len(),
+            self.checkpoints.0.len(),
+            self.publications.ids.len(),
+            self.entries.ids.len(),
+            self.objections.ids.len(),
+            self.months.ids.len(),
+            self.receipts.ids.len(),
+            self.goods.ids.len(),
+            self.acts.ids.len(),
+            self.audit_months.ids.len(),
+            self.alone.0.len(),
+        ];
+        rows.iter().enumerate().filter(|(_, n)| **n > 0).fold(0, |bits, (i, _)| bits | 1 << (i + 2))
+    }
+
+    /// The parameters $10–$127 of [`APPEND_PARTS`].
     #[rustfmt::skip]
     pub(super) fn params(&'a self) -> Vec<&'a Param<'a>> {
         let (n, m) = (&self.new_heads, &self.moved_heads);
         let (b, q) = (&self.balances.figures, &self.periods.figures);
-        let (r, c, x) = (&self.rulebooks, &self.checkpoints, &self.nodes);
+        let (r, c) = (&self.rulebooks, &self.checkpoints);
         let (p, e, o) = (&self.publications, &self.entries, &self.objections);
         let (sm, sr, sg) = (&self.months, &self.receipts, &self.goods);
         let (a, am, al) = (&self.acts, &self.audit_months, &self.alone);
@@ -1107,7 +1145,6 @@ impl<'a> Columns<'a> {
             &self.periods.ids, &self.periods.households, &self.period_names, &q[0], &q[1], &q[2], &q[3], &q[4],
             &r.0, &r.1, &r.2, &r.3,
             &c.0, &c.1, &c.2, &c.3,
-            &x.0, &x.1, &x.2, &x.3,
             &p.ids, &p.publications, &p.periods, &p.starts, &p.ends, &p.closed,
             &e.ids, &e.publications, &e.positions, &e.entries, &e.households, &e.items, &e.item_names,
             &e.categories, &e.occurred, &e.scored, &e.points, &e.statuses,
@@ -1125,39 +1162,32 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Stores Merkle nodes (those already stored are left as they are).
-pub(super) async fn insert_nodes(tx: &Transaction<'_>, ledger: &str, nodes: &[(u8, u64, Hash)]) -> Result<(), StoreError> {
-    if nodes.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = nodes.iter().map(|_| ledger).collect();
-    let levels: Vec<i16> = nodes.iter().map(|n| n.0 as i16).collect();
-    let idxs: Vec<i64> = nodes.iter().map(|n| n.1 as i64).collect();
-    let hashes: Vec<&[u8]> = nodes.iter().map(|n| n.2 .0.as_slice()).collect();
-    let insert = tx.prepare_cached(INSERT_NODES).await?;
-    tx.execute(&insert, &[&ids, &levels, &idxs, &hashes]).await?;
-    Ok(())
-}
-
 /// Acts per statement of a rebuild.
 const ACTS_PER_STATEMENT: usize = 10_000;
 
-/// Inserts acts (a rebuild): [`APPEND`]'s `acts` alone.
+/// Inserts acts (a rebuild): [`APPEND_PARTS`]' `acts` alone.
 const INSERT_ACTS: &str = "INSERT INTO rm_acts (ledger_id, seq, kind, author, signers, recorded_at, occurred_at, households, \
      entry_id, flag, flag_days, flag_actor) \
      SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[], \
      $9::text[], $10::smallint[], $11::integer[], $12::text[])";
 
-/// Inserts or replaces rows (a rebuild, in its own transaction): [`APPEND`] with rows alone.
+/// Inserts or replaces rows (a rebuild, in its own transaction): [`APPEND_PARTS`] with rows
+/// alone.
 async fn upsert_rows(tx: &Transaction<'_>, ledger: &str, rows: &Rows) -> Result<(), StoreError> {
     let derived = Rows::only(rows);
     let c = Columns::of(std::iter::once((ledger, &derived)));
+    let present = c.present();
+    if present == 0 {
+        return Ok(());
+    }
     let none = super::Columns::of(std::iter::empty());
     let empty: Vec<&str> = Vec::new();
-    let mut params: Vec<&Param<'_>> = vec![&empty, &empty];
-    params.extend(none.params());
-    params.extend(c.params());
-    let append = tx.prepare_cached(APPEND).await?;
+    let mut all: Vec<&Param<'_>> = vec![&empty, &empty];
+    all.extend(none.params());
+    all.extend(c.params());
+    let statement = append_statement(present);
+    let params: Vec<&Param<'_>> = statement.params.iter().map(|&i| all[i]).collect();
+    let append = tx.prepare_cached(&statement.sql).await?;
     tx.query_one(&append, &params).await?;
     Ok(())
 }
@@ -1794,29 +1824,6 @@ impl Store {
         digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored acts is not 32 bytes".into()))
     }
 
-    /// The digest of a ledger's stored Merkle nodes ([`NODES_DIGEST`]), as PostgreSQL computes
-    /// it: what a load and VerifyLedger compare with the records' tree.
-    /// Only the nodes of the first `size` leaves count (another process may append meanwhile).
-    pub async fn nodes_digest(&self, ledger: &VillageCode, size: u64) -> Result<[u8; 32], StoreError> {
-        let client = self.pool.get().await?;
-        let row = client.query_one(NODES_DIGEST, &[&ledger.as_str(), &(size as i64)]).await?;
-        let digest: Vec<u8> = row.get(0);
-        digest.try_into().map_err(|_| corrupt(ledger.as_str(), "the digest of the stored Merkle nodes is not 32 bytes".into()))
-    }
-
-    /// A ledger's stored Merkle nodes of its first `size` leaves, in (level, index) order (read
-    /// to name a difference).
-    pub async fn read_nodes(&self, ledger: &VillageCode, size: u64) -> Result<Vec<(i16, i64, Vec<u8>)>, StoreError> {
-        let client = self.pool.get().await?;
-        let rows = client
-            .query(
-                "SELECT level, idx, hash FROM merkle_nodes WHERE ledger_id = $1 AND idx < ($2::bigint >> level) ORDER BY level, idx",
-                &[&ledger.as_str(), &(size as i64)],
-            )
-            .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
-    }
-
     /// The stored acts of seqs `from..to`, in seq order.
     pub async fn read_acts(&self, ledger: &VillageCode, from: u64, to: u64) -> Result<Vec<Act>, StoreError> {
         let id = ledger.as_str();
@@ -1844,7 +1851,7 @@ impl Store {
         Ok(Some((row.get::<_, i64>(0).max(0) as u64, row.get(1), row.get(2))))
     }
 
-    /// Whether the function the acts' index is built on is the one migration V5 created: an
+    /// Whether the function the acts' index is built on is the one migration V7 created: an
     /// index on another function would find other acts, and no digest of the rows would show
     /// it. `None` if it is; what it is otherwise.
     pub async fn act_keys_function(&self) -> Result<Option<String>, StoreError> {
@@ -1919,5 +1926,71 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameter numbers of a statement, in order of first appearance.
+    fn numbers(sql: &str) -> Vec<usize> {
+        let mut seen = Vec::new();
+        for (_, n) in parameters(sql) {
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn each_part_of_an_append_is_one_named_write() {
+        for part in APPEND_PARTS {
+            let (name, rest) = part.split_once(" AS (").unwrap();
+            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{part}");
+            assert!(rest.ends_with(')'), "{part}");
+            // The part's parentheses close where it ends, and nowhere before.
+            let mut depth = 1i32;
+            for (i, c) in rest.char_indices() {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                assert!(depth > 0 || i == rest.len() - 1, "{part}");
+            }
+            assert_eq!(depth, 0, "{part}");
+        }
+    }
+
+    #[test]
+    fn an_append_with_every_part_is_numbered_as_the_parts_are() {
+        let all = append_statement((1 << APPEND_PARTS.len()) - 1);
+        assert_eq!(all.params, (0..127).collect::<Vec<_>>());
+        assert_eq!(numbers(&all.sql), (1..=127).collect::<Vec<_>>());
+        assert!(all.sql.ends_with("cardinality($15::text[]))"), "{}", all.sql);
+    }
+
+    #[test]
+    fn an_append_holds_only_its_parts_with_rows_numbered_afresh() {
+        // A score: records, moved head, balances, monthly figures, checkpoint, acts, audit months.
+        let present = [1, MOVED, 4, 5, 7, 14, 15].iter().fold(0, |b, i| b | 1 << i);
+        let s = append_statement(present);
+        let names: Vec<&str> = APPEND_PARTS.iter().map(|p| p.split(' ').next().unwrap()).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(s.sql.contains(&format!(" {name} AS (")), present & (1 << i) != 0, "{name}: {}", s.sql);
+        }
+        // The parameters are $1.. in order, each taking the part's own column.
+        assert_eq!(numbers(&s.sql), (1..=s.params.len()).collect::<Vec<_>>());
+        assert_eq!(s.params[..7], [2, 3, 4, 5, 6, 7, 8]);
+        // The head check names the moved heads' ids, wherever they are now.
+        let moved_ids = s.params.iter().position(|&p| p == 14).unwrap() + 1;
+        assert!(s.sql.ends_with(&format!("cardinality(${moved_ids}::text[]))")), "{}", s.sql);
+        // Without moved heads (a ledger's first append), there is nothing to check.
+        let first = append_statement(present & !(1 << MOVED) | 1 | 1 << 2);
+        assert!(first.sql.ends_with(" SELECT 0"), "{}", first.sql);
+        // Built once per set of parts.
+        assert!(std::sync::Arc::ptr_eq(&s, &append_statement(present)));
     }
 }

@@ -1,4 +1,4 @@
-//! Loading a village from the store, checking every stored row, the stored Merkle leaves and
+//! Loading a village from the store, checking every stored row and
 //! the latest checkpoint on the way.
 
 use super::*;
@@ -10,7 +10,7 @@ impl Villages {
     /// Loads a village from its stored rows, page by page (the records of a large village
     /// never sit in memory all at once). Each row is checked as it is read: the chain, the
     /// stored `record_hash` column, and the write-model's decision on it (so no stored row
-    /// reaches `apply` undecided); then the stored Merkle leaves and the latest checkpoint, whose
+    /// reaches `apply` undecided); then the latest checkpoint, whose
     /// log signature must open and whose root must match. Signatures are left to VerifyLedger.
     /// Rows that fail leave the village loaded up to the last good record and marked corrupt:
     /// an `Err` is only the store failing.
@@ -76,7 +76,7 @@ impl Villages {
         Ok(village)
     }
 
-    /// [`Villages::load`] but for the read model: the rows, the stored Merkle leaves and the
+    /// [`Villages::load`] but for the read model: the rows and the
     /// latest checkpoint checked, records stored without a checkpoint signed.
     pub(super) async fn load_records(&self, code: &VillageCode, mode: ActsMode, how: How) -> Result<Loaded, StoreError> {
         if how == How::Serve || how == How::Full {
@@ -104,17 +104,9 @@ impl Villages {
             }
         }
         drop(stored_snapshot);
-        // The latest checkpoint and the stored Merkle leaves are read before the rows: another
-        // process may append and sign meanwhile, and rows read later can only be more.
+        // The latest checkpoint is read before the rows: another process may append and sign
+        // meanwhile, and rows read later can only be more.
         let latest_stored = self.store.checkpoint(code, None).await?;
-        let nodes_stored = self.store.stored_leaves(code).await?;
-        // PostgreSQL digests the stored Merkle nodes while the records replay: proofs are
-        // built from them once the tree forgets its lower levels. (From a snapshot, whose tree
-        // holds only their upper levels, they are the history check's.)
-        let stored_nodes = start.is_none().then(|| {
-            let (store, code) = (self.store.clone(), code.clone());
-            tokio::spawn(async move { store.nodes_digest(&code, nodes_stored).await })
-        });
         let restored_from = start.as_ref().map(|r| (r.tree.len(), r.tree.root(r.tree.len()).unwrap_or_default()));
         let at = match how {
             How::History { at } => at,
@@ -123,8 +115,7 @@ impl Villages {
         let Replayed { state, views, retired, tree, mut corrupt, acts, at_digest } =
             replay_stored_from(&self.store, code, mode, start.take(), at).await?;
         let stored = tree.len();
-        let mut village =
-            Village { state, tree, stored, nodes_stored, views, retired, snapshot, restored_from, ..Village::empty(code.clone()) };
+        let mut village = Village { state, tree, stored, views, retired, snapshot, restored_from, ..Village::empty(code.clone()) };
         if corrupt.is_none() {
             corrupt = snapshot_fault.take();
         }
@@ -133,14 +124,6 @@ impl Villages {
             if end < size {
                 corrupt =
                     Some(Corruption::at(end, format!("the snapshot of size {size} covers more than the {end} records stored (truncated)")));
-            } else if nodes_stored < size {
-                // Sealed only once the Merkle nodes of its records were stored.
-                corrupt = Some(Corruption {
-                    seq: None,
-                    reason: format!(
-                        "the snapshot of size {size} covers more records than the {nodes_stored} whose Merkle leaves are stored"
-                    ),
-                });
             } else if latest_stored.as_ref().is_none_or(|c| c.tree_size < size) {
                 // A snapshot is sealed only once the checkpoint of its records is stored.
                 let latest = latest_stored.as_ref().map_or("none".to_owned(), |c| format!("size {}", c.tree_size));
@@ -151,15 +134,6 @@ impl Villages {
                     ),
                 });
             }
-        }
-        if corrupt.is_none() && nodes_stored > village.len() {
-            corrupt = Some(Corruption::at(
-                village.len(),
-                format!(
-                    "Merkle leaves of {nodes_stored} records are stored with the checkpoints, but only {} records (the tail was removed)",
-                    village.len()
-                ),
-            ));
         }
         if corrupt.is_none() {
             if let Some(stored) = latest_stored {
@@ -172,17 +146,6 @@ impl Villages {
                 }
             }
         }
-        match (&corrupt, stored_nodes) {
-            (None, Some(task)) => {
-                let stored = task.await.map_err(|e| StoreError::PoolSetup(format!("digesting the Merkle nodes: {e}")))??;
-                if Some(stored) != tree_nodes_digest(&village.tree, nodes_stored) {
-                    let nodes = self.store.read_nodes(code, nodes_stored).await?;
-                    corrupt = Some(Corruption { seq: None, reason: first_node_difference(&nodes, &village.tree, nodes_stored) });
-                }
-            }
-            (Some(_), Some(task)) => task.abort(),
-            (_, None) => {}
-        }
         if corrupt.is_none()
             && !matches!(how, How::History { .. })
             && village.latest.as_ref().map_or(0, |c| c.checkpoint.size) < village.len()
@@ -192,25 +155,23 @@ impl Villages {
             self.sign_tail(&mut village).await?;
         }
         village.corrupt = corrupt;
-        // The lower levels of the stored leaves are in merkle_nodes: a proof fetches them. (A
-        // history check keeps them, to compare a snapshot's root.)
+        // The lower levels of the stored records' tree are their hashes' (`Store::merkle_nodes`
+        // computes what a proof needs). A history check keeps them, to compare a snapshot's root.
         if !matches!(how, How::History { .. }) {
-            village.tree.forget_below(village.nodes_stored.min(village.stored));
+            village.tree.forget_below(village.stored);
         }
         Ok(Loaded { village, acts, at_digest })
     }
 
-    /// Signs and stores the checkpoint of all of a village's records, with the Merkle nodes
-    /// not stored yet (idempotent: a checkpoint of a size is the same note whoever signs it).
+    /// Signs and stores the checkpoint of all of a village's records (idempotent: a checkpoint
+    /// of a size is the same note whoever signs it).
     async fn sign_tail(&self, v: &mut Village) -> Result<(), StoreError> {
         let size = v.len();
         let Some(origin) = v.origin() else { return Ok(()) };
         let root = v.tree.root(size).map_err(|e| StoreError::Corrupt { ledger: v.code.to_string(), seq: -1, error: e.to_string() })?;
-        let nodes = v.tree.nodes_since(v.nodes_stored);
         let checkpoint = Checkpoint { origin: origin.clone(), size, root };
         let signed = checkpoint.sign(&self.log.signer(&origin));
-        self.store.insert_checkpoint(&v.code, size, &root, &signed.encode(), &nodes).await?;
-        v.nodes_stored = v.nodes_stored.max(size);
+        self.store.insert_checkpoint(&v.code, size, &root, &signed.encode()).await?;
         // No cosignature yet, and every quorum is at least 1.
         v.latest = Some(CheckpointView { checkpoint, note: signed.note().clone(), cosigners: 0, witnessed: false });
         v.checkpoint_tx.send_replace(size);
@@ -759,24 +720,6 @@ pub(super) fn release_freed_memory() {
     }
 }
 
-/// The first stored Merkle node that is not what `hashes` (the verified records' hashes, from
-/// seq 0) give: VerifyLedger's check of the nodes proofs are built from, which a server's tree
-/// no longer holds.
-pub async fn nodes_difference(store: &Store, code: &VillageCode, hashes: Vec<Hash>) -> Result<Option<String>, StoreError> {
-    // Counted after the records were read: appends since then may have stored more (a tail
-    // cut off is the records' check, against the checkpoints).
-    let size = store.stored_leaves(code).await?.min(hashes.len() as u64);
-    let stored = store.nodes_digest(code, size).await?;
-    let tree = tokio::task::spawn_blocking(move || Tree::from_record_hashes(&hashes[..size as usize]))
-        .await
-        .map_err(|e| StoreError::PoolSetup(format!("building the records' tree: {e}")))?;
-    if Some(stored) == tree_nodes_digest(&tree, size) {
-        return Ok(None);
-    }
-    let nodes = store.read_nodes(code, size).await?;
-    Ok(Some(first_node_difference(&nodes, &tree, size)))
-}
-
 /// An act stored outside the tree the read model reflects (below seq 0, or at or beyond its
 /// head, read in the same statement: an append stores its acts with its head), if any.
 async fn acts_out_of_bounds(store: &Store, code: &VillageCode) -> Result<Option<String>, StoreError> {
@@ -819,7 +762,7 @@ pub struct Rebuilt {
 
 impl Villages {
     /// Rebuilds a ledger's read model from its stored records (`jifen rebuild`): loads the
-    /// village with every check of a load but the read model's (rows, stored Merkle leaves,
+    /// village with every check of a load but the read model's (rows,
     /// the log-signed latest checkpoint; a tail stored without one is signed), refuses if one
     /// fails, and replaces the read-model rows in one transaction (refused if appends landed
     /// meanwhile: run it again).

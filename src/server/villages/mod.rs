@@ -9,8 +9,10 @@
 //! reloads the village and decides again, once, and never forks the chain.
 //!
 //! Each append stores, in its own transaction, the read-model rows it changed and the signed
-//! checkpoint of the new tip with the Merkle nodes it completed (docs/adr/0005): every tree a
-//! query names has a signed checkpoint, and no task signs behind the writers.
+//! checkpoint of the new tip (docs/adr/0005): every tree a query names has a signed
+//! checkpoint, and no task signs behind the writers. No Merkle node is stored: the tree keeps
+//! its upper levels, and a proof computes the lower ones it needs from the stored records'
+//! hashes.
 //!
 //! Files, one concept each: `village` (one village in memory), `load` (from the store, every
 //! row checked, the read model too), `writer` (the append path), `witnessing` (checkpoints as
@@ -21,9 +23,7 @@
 use super::clock::Clock;
 use crate::auth::Guard;
 use crate::store::event_store::{aggregate_id, VillageEventStore};
-use crate::store::read_model::{
-    acts_digest, all_boards_digest, first_node_difference, tree_nodes_digest, BoardDigests, Derived, Head, RetiredBoards, Rows, Tip,
-};
+use crate::store::read_model::{acts_digest, all_boards_digest, BoardDigests, Derived, Head, RetiredBoards, Rows, Tip};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::townships::{OpenRefusal, Townships};
 use ed25519_dalek::SigningKey;
@@ -58,7 +58,7 @@ mod witnessing;
 mod writer;
 
 pub use error::{Refusal, VillageError};
-pub use load::{acts_difference, nodes_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
+pub use load::{acts_difference, replay_stored, ActsCheck, ActsMode, RebuildError, Rebuilt, Replayed};
 pub use log_key::LogKey;
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use snapshot::SNAPSHOT_EVERY;

@@ -1,9 +1,9 @@
 //! Inclusion and consistency proofs from a village's tree, which keeps its upper levels and
-//! frontier only ([`Tree::forget_below`]): a proof that needs a forgotten node fetches the
-//! stored ones it names and is computed again. No proof is served that does not lead to the
-//! root of its tree as the log signed it (the latest checkpoint's, or one proved consistent
-//! with it): a stored node or record changed since it was written is refused as `DATA_LOSS`,
-//! never passed on.
+//! frontier only ([`Tree::forget_below`]): a proof that needs a forgotten node has the store
+//! compute the ones it names from the stored records' hashes, and is computed again. No proof
+//! is served that does not lead to the root of its tree as the log signed it (the latest
+//! checkpoint's, or one proved consistent with it): a stored record or hash changed since it
+//! was written is refused as `DATA_LOSS`, never passed on.
 
 use super::*;
 use jifen_ledger::merkle::{leaf_hash, root_from_inclusion_proof, verify_consistency, Nodes, ProofError};
@@ -30,8 +30,8 @@ fn bad_request(e: ProofError) -> VillageError {
 }
 
 impl Villages {
-    /// Computes `f` on a village's tree under its lock, with the stored nodes it names
-    /// fetched between rounds, without the lock.
+    /// Computes `f` on a village's tree under its lock, with the forgotten nodes it names
+    /// computed from the stored records between rounds, without the lock.
     async fn with_stored_nodes<T>(
         &self,
         code: &VillageCode,
@@ -50,7 +50,11 @@ impl Villages {
             };
             let fetched = self.store.merkle_nodes(code, &missing).await?;
             if let Some((k, i)) = missing.iter().find(|key| !fetched.contains_key(key)) {
-                return Err(VillageError::corrupt(code, None, format!("the Merkle node ({k}, {i}) a proof needs is not stored")));
+                return Err(VillageError::corrupt(
+                    code,
+                    None,
+                    format!("the records under the Merkle node ({k}, {i}) a proof needs are not all stored"),
+                ));
             }
             nodes.extend(fetched);
         }
@@ -91,7 +95,7 @@ impl Villages {
             return Err(VillageError::corrupt(
                 &v.code,
                 None,
-                format!("the stored Merkle nodes do not give a tree of {size} records consistent with the signed one of {}", latest.0),
+                format!("the stored records' hashes do not give a tree of {size} records consistent with the signed one of {}", latest.0),
             ));
         }
         Ok(Ok(root))
@@ -117,7 +121,7 @@ impl Villages {
             return Err(VillageError::corrupt(
                 code,
                 Some(seq),
-                format!("the stored record or Merkle nodes do not lead to the root of the tree of {size} records"),
+                format!("the stored record or the stored records' hashes do not lead to the root of the tree of {size} records"),
             ));
         }
         Ok(InclusionProof { size, record_hash, proof })
@@ -142,7 +146,7 @@ impl Villages {
             return Err(VillageError::corrupt(
                 code,
                 None,
-                format!("the stored Merkle nodes do not prove the tree of {old} records a prefix of the tree of {new}"),
+                format!("the stored records' hashes do not prove the tree of {old} records a prefix of the tree of {new}"),
             ));
         }
         Ok(ConsistencyProof { new, proof })

@@ -17,7 +17,7 @@
 //! and name the body's digest; the state must be of `size` records whose tree has that root),
 //! replays only the records after it, checking their chain from the sealed state's head, and
 //! compares the read model with the views as a full load does. What lies before the snapshot
-//! (every record, its decision, the acts, the stored Merkle nodes) is checked again in the
+//! (every record, its stored hash, its decision, the acts) is checked again in the
 //! background by a full replay ([`Villages::start_history_checks`]); a difference stops the
 //! village as a load would have. A superuser can delete a snapshot (the load then replays
 //! everything) but cannot forge one without the log key.
@@ -403,7 +403,7 @@ impl Villages {
     }
 
     /// Replays every stored record of a village loaded from a snapshot of `size` records, as a
-    /// load without one does (the chain, each decision, the acts, the stored Merkle nodes, the
+    /// load without one does (the chain, each stored hash, each decision, the acts, the
     /// latest checkpoint), and checks the latest snapshot against it: its seal, and that the
     /// records before it give what it holds (the same state and views, byte for byte, and the
     /// same root). The verdict; `Err` only when the store fails.

@@ -20,7 +20,6 @@ pub struct Village {
     /// The number of records stored (the tree may hold a request's leaves beyond them while
     /// it is being decided).
     pub(super) stored: u64,
-    pub(super) nodes_stored: u64,
     pub(super) latest: Option<CheckpointView>,
     pub(super) records_tx: broadcast::Sender<Record>,
     pub(super) checkpoint_tx: watch::Sender<u64>,
@@ -64,7 +63,6 @@ impl Village {
             state: VillageState::new(),
             tree: Tree::default(),
             stored: 0,
-            nodes_stored: 0,
             latest: None,
             records_tx: broadcast::channel(1024).0,
             checkpoint_tx: watch::channel(0).0,

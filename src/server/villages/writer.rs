@@ -199,8 +199,8 @@ impl Villages {
         village.retired.add(retired);
         village.stored += accepted.len() as u64;
         if let Some(view) = view {
-            village.nodes_stored = village.len();
-            village.tree.forget_below(village.nodes_stored);
+            // The stored records' hashes give the nodes a proof needs (`Store::merkle_nodes`).
+            village.tree.forget_below(village.stored);
             if self.snapshot_due(village) {
                 self.snapshot_in_background(village);
             }
@@ -241,7 +241,7 @@ impl Villages {
         let signed = checkpoint.sign(&self.log.signer(&origin));
         let (rows, parts) = Rows::changed(&village.state, &village.views, rulebooks_before);
         let derived = Derived {
-            tip: Tip { old_size: before, size, root, note: signed.encode(), nodes: village.tree.nodes_since(village.nodes_stored) },
+            tip: Tip { old_size: before, size, root, note: signed.encode() },
             last_recorded_at: village.state.last_recorded_at(),
             book_year: village.state.balances().year(),
             rows,
