@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The server's own allocator (`src/main.rs`): the server runs in this process.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A record as esrs's PgStore stores events: serde → JSONB.
 #[derive(Clone, Serialize, Deserialize)]
 struct StoredRecord {

@@ -80,6 +80,34 @@ pub fn verify_event(sig: &EventSignature, body: &[u8]) -> Result<(), SignatureEr
     key.verify_strict(&signing_message(body), &Signature::from_bytes(&sig.signature)).map_err(|_| SignatureError::Invalid(sig.public_key))
 }
 
+/// The keys of many signatures, each decompressed once: a request's events are signed by a
+/// few keys, and decompressing a key is a field exponentiation, about a sixth of
+/// `verify_strict`'s work. [`Keys::verify`] is [`verify_event`], exactly.
+pub struct Keys(std::collections::HashMap<[u8; 32], Option<VerifyingKey>>);
+
+impl Keys {
+    /// The keys of `signatures`.
+    pub fn of<'a>(signatures: impl IntoIterator<Item = &'a EventSignature>) -> Keys {
+        let mut keys = std::collections::HashMap::new();
+        for sig in signatures {
+            keys.entry(sig.public_key.0).or_insert_with(|| VerifyingKey::from_bytes(&sig.public_key.0).ok());
+        }
+        Keys(keys)
+    }
+
+    /// [`verify_event`] with the key decompressed once (or decompressed now, if `sig`'s key
+    /// was not among those given).
+    pub fn verify(&self, sig: &EventSignature, body: &[u8]) -> Result<(), SignatureError> {
+        match self.0.get(&sig.public_key.0) {
+            Some(Some(key)) => key
+                .verify_strict(&signing_message(body), &Signature::from_bytes(&sig.signature))
+                .map_err(|_| SignatureError::Invalid(sig.public_key)),
+            Some(None) => Err(SignatureError::BadKey(sig.public_key)),
+            None => verify_event(sig, body),
+        }
+    }
+}
+
 /// 32 secret random bytes from which a batch verification derives its weights. The caller
 /// draws a fresh seed from the operating system for every run (this crate does no I/O): the
 /// weights never follow from the data verified, so whoever made the data cannot grind a

@@ -307,3 +307,46 @@ fn a_non_canonical_r_is_refused_at_the_same_position_in_batch_and_strict_mode() 
         }
     }
 }
+
+/// `Keys::verify` (each key decompressed once, as the server checks a request's events) is
+/// `verify_event`, case by case: valid signatures, every kind of corruption, the signatures
+/// `verify_strict` refuses though an equation holds, a key that is no point, and a key that
+/// was not among those given.
+#[test]
+fn keys_decompressed_once_verify_exactly_as_verify_event() {
+    use jifen_ledger::signature::Keys;
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let body = b"a score".to_vec();
+    let mut cases = signed(&keys(4), 12);
+    let mut flip = |i: usize, byte: usize| {
+        let mut c = cases[i].clone();
+        c.0.signature[byte] ^= 0x10;
+        c
+    };
+    let (r_flipped, s_flipped) = (flip(0, 3), flip(1, 40));
+    let mut wrong_body = cases[2].clone();
+    wrong_body.1[0] ^= 1;
+    let mut other_key = cases[3].clone();
+    other_key.0.public_key = cases[4].0.public_key;
+    let mut not_a_point = cases[5].clone();
+    not_a_point.0.public_key = jifen_ledger::PublicKey(y_above_p(1, false));
+    let mut non_canonical_key = cases[6].clone();
+    non_canonical_key.0.public_key = jifen_ledger::PublicKey(non_canonical_point());
+    cases.extend([r_flipped, s_flipped, wrong_body, other_key, not_a_point, non_canonical_key]);
+    cases.push((torsioned(&key, &body), body.clone()));
+    let keys_given = Keys::of(cases.iter().map(|(s, _)| s));
+    // A signature by a key that was not given is verified all the same.
+    let stranger = sign_event(&SigningKey::from_bytes(&[77; 32]), &body);
+    cases.push((stranger, body));
+    let mut outcomes = (0, 0);
+    for (sig, body) in &cases {
+        let want = verify_event(sig, body);
+        assert_eq!(keys_given.verify(sig, body), want, "{sig:?}");
+        if want.is_ok() {
+            outcomes.0 += 1
+        } else {
+            outcomes.1 += 1
+        }
+    }
+    assert_eq!(outcomes, (13, 7));
+}

@@ -92,10 +92,12 @@ impl Signed {
     /// pass a cofactorless batch with some probability, and strict verifiers, OpenSSL's among
     /// them, reject it), so it would let a key holder append a record that independent
     /// verifiers refuse.
+    /// Each key is decompressed once for all the events ([`crate::signature::Keys`]).
     pub fn verify_all(events: &mut [Signed]) {
         use rayon::prelude::*;
+        let keys = crate::signature::Keys::of(events.iter().flat_map(|e| &e.signatures));
         events.par_iter_mut().with_min_len(8).for_each(|e| {
-            e.verified = e.signatures.iter().all(|s| crate::signature::verify_event(s, &e.body).is_ok());
+            e.verified = e.signatures.iter().all(|s| keys.verify(s, &e.body).is_ok());
         });
     }
 
