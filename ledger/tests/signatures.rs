@@ -318,7 +318,7 @@ fn keys_decompressed_once_verify_exactly_as_verify_event() {
     let key = SigningKey::from_bytes(&[9; 32]);
     let body = b"a score".to_vec();
     let mut cases = signed(&keys(4), 12);
-    let mut flip = |i: usize, byte: usize| {
+    let flip = |i: usize, byte: usize| {
         let mut c = cases[i].clone();
         c.0.signature[byte] ^= 0x10;
         c
