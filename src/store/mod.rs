@@ -433,7 +433,8 @@ impl Store {
     /// ([`jifen_ledger::merkle::Tree::forget_below`]) and a proof needs, computed from the
     /// stored `record_hash` column of the records they cover (a node below level
     /// [`FORGETTABLE_LEVELS`] covers at most 128 records). A node whose records are not all
-    /// stored, or whose level is not below that, is absent from the answer. Nothing here is
+    /// stored, or whose level is not below that, is absent from the answer; a stored hash that
+    /// is not 32 bytes is [`StoreError::Corrupt`], naming its seq. Nothing here is
     /// trusted: a proof built from these nodes is served only if it leads to the signed root.
     pub async fn merkle_nodes(&self, ledger: &VillageCode, wanted: &[(u8, u64)]) -> Result<jifen_ledger::merkle::Nodes, StoreError> {
         // The records each wanted node covers, merged into ranges of seqs.
@@ -459,9 +460,12 @@ impl Store {
             let (Ok(lo), Ok(hi)) = (i64::try_from(lo), i64::try_from(hi)) else { continue };
             for row in client.query(&read, &[&ledger.as_str(), &lo, &hi]).await? {
                 let (seq, hash): (i64, &[u8]) = (row.get(0), row.get(1));
-                if let Some(hash) = Hash::from_slice(hash) {
-                    leaves.insert(seq as u64, jifen_ledger::merkle::leaf_hash(&hash));
-                }
+                let hash = Hash::from_slice(hash).ok_or_else(|| StoreError::Corrupt {
+                    ledger: ledger.to_string(),
+                    seq,
+                    error: format!("its record_hash is {} bytes, not 32 (a proof needs it)", hash.len()),
+                })?;
+                leaves.insert(seq as u64, jifen_ledger::merkle::leaf_hash(&hash));
             }
         }
         let mut nodes = jifen_ledger::merkle::Nodes::new();
