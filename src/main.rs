@@ -61,6 +61,9 @@ enum Command {
     Rebuild(cmd::rebuild::RebuildArgs),
     /// Create a signing key for an actor (or a supervisor's note key).
     Keygen(cmd::keygen::KeygenArgs),
+    /// Print the log's public key and, for a village, the origin and note verifier key its
+    /// checkpoints are signed under (what supervisors and auditors pin).
+    LogKey(cmd::log_key::LogKeyArgs),
     /// Verify a ledger on this machine: served by a jifen server, or offline from a year bundle
     /// (--bundle), or split-view evidence (--evidence).
     Verify(cmd::verify::VerifyArgs),
@@ -106,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         Command::Campaign(args) => cmd::campaign::run(args),
         Command::Rebuild(args) => cmd::rebuild::run(args),
         Command::Keygen(args) => cmd::keygen::keygen(args),
+        Command::LogKey(args) => cmd::log_key::run(args),
         Command::Verify(args) => cmd::verify::verify(args),
         Command::Cosign(args) => cmd::cosign::cosign(args),
         Command::Export(args) => cmd::export::export(args),

@@ -923,3 +923,42 @@ async fn proofs_from_a_tree_that_keeps_only_its_upper_levels_verify_and_a_change
     assert!(e.message().contains("seq 17: the stored row no longer matches the record hash"), "{}", e.message());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_log_key_names_the_key_that_verifies_the_served_checkpoints_and_only_that_one() {
+    let db = Db::start().await;
+    let sample = small_year(5, 1);
+    let mut server = Server::start(&db, &sample).await;
+    let records = sample.records();
+    for r in &records[..20] {
+        server.replay(r).await;
+    }
+    let ledger = jifen_ledger::sample::VILLAGE_CODE.to_string();
+    let key = server.client.get_log_key(api::GetLogKeyRequest { ledger_id: ledger.clone() }).await.unwrap().into_inner();
+    assert_eq!(key.origin, sample.origin);
+    let expected = LogKey::from_seed(LOG_SEED);
+    assert_eq!(key.public_key, expected.public_key().to_vec());
+    assert_eq!(key.note_verifier_key, expected.verifier(&sample.origin).unwrap().to_string());
+
+    // The key it names opens the checkpoint the server serves; under another origin it opens
+    // nothing (a verifier key is bound to its name).
+    let verifier = NoteVerifier::parse(&key.note_verifier_key).unwrap();
+    let cp = server
+        .client
+        .get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger.clone(), tree_size: 0, min_tree_size: 20 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint
+        .unwrap();
+    let (opened, _) = SignedCheckpoint::open(cp.note.as_bytes(), &sample.origin, &verifier, &[]).unwrap();
+    assert_eq!(opened.checkpoint().size, 20);
+    let elsewhere = expected.verifier("jifen.example.cn/village/150602101299").unwrap();
+    assert!(SignedCheckpoint::open(cp.note.as_bytes(), &sample.origin, &elsewhere, &[]).is_err());
+
+    // An unknown village and a malformed id are named as such.
+    let unknown = server.client.get_log_key(api::GetLogKeyRequest { ledger_id: "150602101299".into() }).await.unwrap_err();
+    assert_status(unknown, Code::NotFound, "UNKNOWN_LEDGER");
+    let malformed = server.client.get_log_key(api::GetLogKeyRequest { ledger_id: "15060210".into() }).await.unwrap_err();
+    assert_status(malformed, Code::InvalidArgument, "INVALID_REQUEST");
+}

@@ -6,7 +6,8 @@
 //! - `serve` — the gRPC service on the embedded or an external PostgreSQL; `rebuild` — an
 //!   operator's rebuild of a village's read model from its records.
 //! - `keygen`, `submit`, `query` — an actor's key; signing and appending an event; readable
-//!   queries.
+//!   queries. `log_key` — the log's public key and a village's note verifier key, for the
+//!   people who pin it.
 //! - `cosign`, `export`, `verify`, `replay` — the commands of supervisors and auditors, who
 //!   do not trust the operator: witnessing checkpoints, year bundles, verification against a
 //!   server or offline, a year rebuilt offline.
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod demo_offline;
 pub mod export;
 pub mod keygen;
+pub mod log_key;
 pub mod query;
 pub mod rebuild;
 pub mod replay;

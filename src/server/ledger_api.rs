@@ -337,4 +337,14 @@ impl LedgerService for LedgerApi {
         let view = self.villages.cosign(&code, req.tree_size, &req.signature_line).await?;
         Ok(Response::new(api::AddCosignatureResponse { checkpoint: Some(checkpoint(&view)) }))
     }
+
+    async fn get_log_key(&self, request: Request<api::GetLogKeyRequest>) -> Result<Response<api::GetLogKeyResponse>, Status> {
+        let code = ledger_id("ledger_id", &request.get_ref().ledger_id)?;
+        let (origin, verifier) = self.villages.log_key_of(&code).await?;
+        Ok(Response::new(api::GetLogKeyResponse {
+            origin,
+            note_verifier_key: verifier.to_string(),
+            public_key: verifier.public_key().to_vec(),
+        }))
+    }
 }

@@ -8,6 +8,13 @@
 //! unprivileged user `nobody` (override with `JIFEN_PG_USER`). The server binaries are the
 //! ones the OS packages (`initdb`, `pg_ctl`, `postgres` on `PATH` or in
 //! `/usr/lib/postgresql/<version>/bin`).
+//!
+//! One process owns a data directory: [`Cluster::start`] takes an exclusive lock on
+//! `<data dir>/jifen.lock` (an advisory `flock`, released by the kernel however the process
+//! ends) and writes its pid there. A second start on a directory in use fails with
+//! [`EmbeddedError::InUse`], naming the holder, before it touches anything. A start that takes
+//! the lock and finds a PostgreSQL still running on the cluster (left behind by a jifen that
+//! was killed: `pg_ctl` detaches the server) stops it first, then starts it as usual.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -39,8 +46,35 @@ pub enum EmbeddedError {
          Choose a data directory outside it (e.g. /var/lib/jifen) or `chmod o+x {blocking}`"
     )]
     Unreachable { data_dir: PathBuf, blocking: PathBuf },
+    #[error(
+        "the data directory {data_dir} is in use by another jifen process{}: stop that one first, or give this one another --data-dir",
+        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    InUse { data_dir: PathBuf, pid: Option<u32> },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// The lock file in a data directory.
+pub const LOCK_FILE: &str = "jifen.lock";
+
+/// Takes the data directory's lock for this process and writes its pid into the lock file,
+/// or names the process that holds it.
+fn lock(data_dir: &Path) -> Result<fs::File, EmbeddedError> {
+    use std::io::{Read, Seek, Write};
+    let path = data_dir.join(LOCK_FILE);
+    let mut file = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io(&path))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut held = String::new();
+            let _ = file.read_to_string(&mut held);
+            return Err(EmbeddedError::InUse { data_dir: data_dir.to_owned(), pid: held.trim().parse().ok() });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(EmbeddedError::Io { path, source: e }),
+    }
+    file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{}", std::process::id())).map_err(io(&path))?;
+    Ok(file)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
@@ -97,7 +131,10 @@ pub struct Cluster {
     run_as: Option<(u32, u32)>,
     /// The postmaster's pid, read after start: the fallback for stopping it.
     pid: Option<u32>,
+    /// Whether there is no server of ours to stop (before it started, or once stopped).
     stopped: bool,
+    /// The data directory's lock, held as long as the cluster is ours.
+    _lock: fs::File,
 }
 
 impl Cluster {
@@ -112,9 +149,13 @@ impl Cluster {
         };
         fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let data_dir = data_dir.canonicalize().map_err(io(data_dir))?;
+        // Before anything in the directory is touched.
+        let lock = lock(&data_dir)?;
         let pgdata = data_dir.join("pgdata");
         let socket_dir = data_dir.join("run");
-        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: false };
+        // Nothing to stop until this start has started the server: a failed start never stops
+        // a server it did not start.
+        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: true, _lock: lock };
         for dir in [&cluster.pgdata, &cluster.socket_dir] {
             fs::create_dir_all(dir).map_err(io(dir))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
@@ -150,8 +191,40 @@ impl Cluster {
              -c max_wal_size=1GB -c work_mem=16MB -c max_connections=100",
             cluster.socket_dir.display()
         );
+        cluster.stop_orphan()?;
         cluster.pg_ctl("pg_ctl start", &["-o", &options, "start"])?;
+        cluster.stopped = false;
         Ok(cluster)
+    }
+
+    /// Stops a server left running on this cluster by an earlier process that held the lock
+    /// and was killed (this process holds the lock now, so no live jifen owns that server).
+    fn stop_orphan(&mut self) -> Result<(), EmbeddedError> {
+        let pid_file = self.pgdata.join("postmaster.pid");
+        let Ok(text) = fs::read_to_string(&pid_file) else { return Ok(()) };
+        let mut status = Command::new(self.bin.join("pg_ctl"));
+        status.arg("-D").arg(&self.pgdata).arg("status");
+        if let Some((uid, gid)) = self.run_as {
+            status.uid(uid).gid(gid).current_dir("/");
+        }
+        // 0: running; 3: not running (a stale pid file, which the start handles itself).
+        let running = status.output().map(|o| o.status.success()).unwrap_or(false);
+        if !running {
+            return Ok(());
+        }
+        let postmaster = text.lines().next().unwrap_or("").trim().to_owned();
+        tracing::warn!(
+            postmaster = %postmaster,
+            pgdata = %self.pgdata.display(),
+            "PostgreSQL was left running by an earlier jifen on this data directory (killed before it could stop it): stopping it before this start"
+        );
+        let stop = |mode: &str| {
+            self.run(
+                "pg_ctl stop (a server left running)",
+                Command::new(self.bin.join("pg_ctl")).arg("-D").arg(&self.pgdata).args(["-w", "-t", "60", "-m", mode, "stop"]),
+            )
+        };
+        stop("fast").or_else(|_| stop("immediate"))
     }
 
     fn run(&self, action: &'static str, cmd: &mut Command) -> Result<(), EmbeddedError> {

@@ -55,6 +55,17 @@ impl LogKey {
     pub fn signer(&self, origin: &str) -> NoteSigner {
         NoteSigner::new(origin, self.0.clone()).expect("origins are valid key names")
     }
+
+    /// The key's public half.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    /// The note verifier key of the checkpoints signed under `origin` (its name, key id and
+    /// public key), or why `origin` cannot name a note key.
+    pub fn verifier(&self, origin: &str) -> Result<jifen_ledger::note::NoteVerifier, jifen_ledger::note::NoteError> {
+        jifen_ledger::note::NoteVerifier::new(origin, self.public_key())
+    }
 }
 
 fn getrandom(buf: &mut [u8]) -> std::io::Result<()> {

@@ -197,6 +197,16 @@ impl Villages {
         self.log.signer(origin).verifier().clone()
     }
 
+    /// The origin a village's checkpoints are signed under and the log's verifier key for it:
+    /// the origin of its genesis, or (a village whose stored rows failed their checks before a
+    /// genesis was read) the one the deployment gives it.
+    pub async fn log_key_of(&self, code: &VillageCode) -> Result<(String, NoteVerifier), VillageError> {
+        let arc = self.loaded(code).await?;
+        let origin = arc.lock().await.origin().unwrap_or_else(|| format!("{}/village/{code}", self.deployment));
+        let verifier = self.log_verifier(&origin);
+        Ok((origin, verifier))
+    }
+
     /// A village that must exist and whose stored rows pass the checks of a load.
     pub async fn existing(&self, code: &VillageCode) -> Result<Arc<Mutex<Village>>, VillageError> {
         let arc = self.loaded(code).await?;
