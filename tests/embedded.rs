@@ -133,3 +133,47 @@ async fn one_serve_per_data_directory_and_the_next_start_recovers_from_a_killed_
     assert!(third.wait().await.unwrap().success());
     assert!(!pid_file.exists(), "a stopped server stops its PostgreSQL");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_never_makes_a_new_log_key_for_a_database_holding_checkpoints() {
+    use jifen::campaign::harness::Db;
+    use jifen::store::storage::{APP_ROLE, DATABASE};
+    let db = Db::start().await.unwrap();
+    let owner = db.superuser().await.unwrap();
+    owner
+        .batch_execute(
+            "INSERT INTO ledgers (ledger_id, origin) VALUES ('150602101201', 'jifen.example.cn/village/150602101201'); \
+             INSERT INTO checkpoints (ledger_id, tree_size, root_hash, note) \
+             VALUES ('150602101201', 1, decode(repeat('00', 32), 'hex'), 'a note the old key signed')",
+        )
+        .await
+        .unwrap();
+    // A restore that forgot the key file, or names another data directory.
+    let fresh = tempfile::tempdir().unwrap();
+    let serve = |dir: &std::path::Path| {
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_jifen"));
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .arg("--database-url")
+            .arg(db.cluster.connection_string(SUPERUSER, DATABASE))
+            .arg("--app-database-url")
+            .arg(db.cluster.connection_string(APP_ROLE, DATABASE))
+            .kill_on_drop(true);
+        c
+    };
+    let out = serve(fresh.path()).output().await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log.key does not exist, but the database holds checkpoints"), "{err}");
+    assert!(!fresh.path().join("log.key").exists(), "no key was made");
+
+    // With the key put back, it serves.
+    jifen::server::villages::LogKey::load_or_create(&fresh.path().join("log.key")).unwrap();
+    let mut child = serve(fresh.path()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().unwrap_or_default();
+    assert!(line.starts_with("jifen serving on "), "{line}");
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+}

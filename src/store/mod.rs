@@ -388,6 +388,13 @@ impl Store {
         Ok(client.query_opt("SELECT origin FROM ledgers WHERE ledger_id = $1", &[&ledger.as_str()]).await?.map(|r| r.get(0)))
     }
 
+    /// Whether any checkpoint is stored: something a log key signed, which only that key
+    /// can continue.
+    pub async fn has_checkpoints(&self) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        Ok(client.query_one("SELECT EXISTS (SELECT 1 FROM checkpoints)", &[]).await?.get(0))
+    }
+
     /// The ledgers and their origins.
     pub async fn ledgers(&self) -> Result<Vec<(VillageCode, String)>, StoreError> {
         let client = self.pool.get().await?;
