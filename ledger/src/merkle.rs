@@ -241,7 +241,7 @@ impl Tree {
         let mut k = 0;
         // A forgotten prefix of a level is even (a multiple of 2^(8-k)), so a level's last
         // two kept nodes are the pair its new node completes.
-        while self.level_len(k) % 2 == 0 {
+        while self.level_len(k).is_multiple_of(2) {
             let n = self.levels[k].len();
             let parent = node_hash(&self.levels[k][n - 2], &self.levels[k][n - 1]);
             if self.levels.len() == k + 1 {

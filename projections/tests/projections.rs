@@ -396,7 +396,7 @@ fn the_pipelined_replay_folds_exactly_as_the_serial_fold() {
     // Given a generated year of several chunks, its last one short,
     let sample = generate(&SampleConfig { seed: 21, households: Some(150), months: 12, scores_per_household: 3.0 }).unwrap();
     let records = sample.records();
-    assert!(records.len() > 3 * CHUNK && records.len() % CHUNK != 0, "{} records", records.len());
+    assert!(records.len() > 3 * CHUNK && !records.len().is_multiple_of(CHUNK), "{} records", records.len());
     // when the pipeline folds it, or any prefix (empty, one record, whole chunks, a chunk and
     // one), then the state, the views, the acts and their index are the serial fold's,
     for n in [records.len(), 0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK] {

@@ -100,7 +100,7 @@ fn record_of(row: &Row) -> Result<Record, StoreError> {
     let code = VillageCode::parse(&ledger).map_err(|e| corrupt(e.to_string()))?;
     let prev: Vec<u8> = row.get("prev_hash");
     let sigs: Vec<u8> = row.get("signatures");
-    if sigs.len() % 96 != 0 {
+    if !sigs.len().is_multiple_of(96) {
         return Err(corrupt("signature column is not a multiple of 96 bytes".into()));
     }
     let signatures = sigs
