@@ -962,3 +962,46 @@ async fn get_log_key_names_the_key_that_verifies_the_served_checkpoints_and_only
     let malformed = server.client.get_log_key(api::GetLogKeyRequest { ledger_id: "15060210".into() }).await.unwrap_err();
     assert_status(malformed, Code::InvalidArgument, "INVALID_REQUEST");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_postgresql_is_down_and_serving_again_once_it_is_back() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let mut db = Db::start().await;
+    let sample = small_year(6, 1);
+    let server = Server::start(&db, &sample).await;
+    let channel = Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let services = ["", "jifen.v1.LedgerService", "jifen.v1.QueryService", "jifen.v1.AuditService"];
+    let mut check = async |want: ServingStatus| {
+        for s in services {
+            let got = health.check(HealthCheckRequest { service: s.into() }).await.unwrap().into_inner().status;
+            assert_eq!(got, want as i32, "service {s:?}");
+        }
+    };
+    check(ServingStatus::Serving).await;
+    // The server's own stream of changes, not a timer, says when it noticed.
+    let mut client = HealthClient::new(channel);
+    let mut changes = client.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+    let mut next = async || {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(30), changes.message()).await.expect("a change within 30 s");
+        ServingStatus::try_from(m.unwrap().unwrap().status).unwrap()
+    };
+    assert_eq!(next().await, ServingStatus::Serving);
+
+    db.0.cluster.stop().unwrap();
+    assert_eq!(next().await, ServingStatus::NotServing);
+    check(ServingStatus::NotServing).await;
+
+    db.0.cluster.start_again().unwrap();
+    assert_eq!(next().await, ServingStatus::Serving);
+    check(ServingStatus::Serving).await;
+    // And the service answers from its database again.
+    let mut ledger = server.client.clone();
+    let unknown = ledger
+        .get_checkpoint(api::GetCheckpointRequest { ledger_id: "150602101299".into(), tree_size: 0, min_tree_size: 0 })
+        .await
+        .unwrap_err();
+    assert_status(unknown, Code::NotFound, "UNKNOWN_LEDGER");
+}

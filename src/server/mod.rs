@@ -8,8 +8,10 @@
 //!   the decoder that keeps a request's exact body bytes.
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
-//! Health (`grpc.health.v1`) and reflection are served beside the API. Shutdown stops accepting
-//! calls and lets in-flight appends finish (each stores its own checkpoint).
+//! Health (`grpc.health.v1`) and reflection are served beside the API. Health tells the truth:
+//! every service, and the server as a whole (""), is NOT_SERVING while PostgreSQL does not
+//! answer (checked every [`HEALTH_EVERY`]) and SERVING again once it does. Shutdown stops
+//! accepting calls and lets in-flight appends finish (each stores its own checkpoint).
 
 pub mod audit_api;
 pub mod auth;
@@ -29,6 +31,32 @@ use villages::Villages;
 /// The largest message the server decodes (a full AppendBatch of 1000 events fits).
 pub const MAX_MESSAGE: usize = 80 << 20;
 
+/// How often health asks PostgreSQL whether it answers (and how long it waits for the answer).
+pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keeps health in step with the database: SERVING while it answers, NOT_SERVING while not.
+async fn watch_health(store: crate::store::Store, reporter: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut last = ServingStatus::Serving;
+    let mut every = tokio::time::interval(HEALTH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = if store.reachable(HEALTH_EVERY).await { ServingStatus::Serving } else { ServingStatus::NotServing };
+        if now == last {
+            continue;
+        }
+        match now {
+            ServingStatus::Serving => tracing::warn!("PostgreSQL answers again: SERVING"),
+            _ => tracing::error!("PostgreSQL does not answer: NOT_SERVING until it does"),
+        }
+        for service in ["", "jifen.v1.LedgerService", "jifen.v1.QueryService", "jifen.v1.AuditService"] {
+            reporter.set_service_status(service, now).await;
+        }
+        last = now;
+    }
+}
+
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
     villages.start_history_checks();
@@ -36,6 +64,7 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
     health_reporter.set_serving::<LedgerServiceServer<ledger_api::LedgerApi>>().await;
     health_reporter.set_serving::<crate::api::query_service_server::QueryServiceServer<query_api::QueryApi>>().await;
     health_reporter.set_serving::<crate::api::audit_service_server::AuditServiceServer<query_api::QueryApi>>().await;
+    let health_task = tokio::spawn(watch_health(villages.store().clone(), health_reporter));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -52,7 +81,7 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)
@@ -61,6 +90,7 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         // TCP_NODELAY on accepted sockets: without it, a multi-segment request (an
         // AppendBatch) meets the peer's delayed ACK and waits ~40 ms per call.
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await?;
-    Ok(())
+        .await;
+    health_task.abort();
+    Ok(served?)
 }

@@ -133,6 +133,8 @@ pub struct Cluster {
     pid: Option<u32>,
     /// Whether there is no server of ours to stop (before it started, or once stopped).
     stopped: bool,
+    /// The server's options (`pg_ctl start -o`).
+    options: String,
     /// The data directory's lock, held as long as the cluster is ours.
     _lock: fs::File,
 }
@@ -155,7 +157,7 @@ impl Cluster {
         let socket_dir = data_dir.join("run");
         // Nothing to stop until this start has started the server: a failed start never stops
         // a server it did not start.
-        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: true, _lock: lock };
+        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: true, options: String::new(), _lock: lock };
         for dir in [&cluster.pgdata, &cluster.socket_dir] {
             fs::create_dir_all(dir).map_err(io(dir))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
@@ -191,10 +193,18 @@ impl Cluster {
              -c max_wal_size=1GB -c work_mem=16MB -c max_connections=100",
             cluster.socket_dir.display()
         );
+        cluster.options = options;
         cluster.stop_orphan()?;
-        cluster.pg_ctl("pg_ctl start", &["-o", &options, "start"])?;
-        cluster.stopped = false;
+        cluster.start_again()?;
         Ok(cluster)
+    }
+
+    /// Starts the server again after [`Cluster::stop`] (or starts it the first time).
+    pub fn start_again(&mut self) -> Result<(), EmbeddedError> {
+        let options = self.options.clone();
+        self.pg_ctl("pg_ctl start", &["-o", &options, "start"])?;
+        self.stopped = false;
+        Ok(())
     }
 
     /// Stops a server left running on this cluster by an earlier process that held the lock

@@ -388,6 +388,16 @@ impl Store {
         Ok(client.query_opt("SELECT origin FROM ledgers WHERE ledger_id = $1", &[&ledger.as_str()]).await?.map(|r| r.get(0)))
     }
 
+    /// Whether the database answers: a connection from the pool runs `SELECT 1` within
+    /// `within`.
+    pub async fn reachable(&self, within: std::time::Duration) -> bool {
+        let ping = async {
+            let client = self.pool.get().await.ok()?;
+            client.simple_query("SELECT 1").await.ok()
+        };
+        matches!(tokio::time::timeout(within, ping).await, Ok(Some(_)))
+    }
+
     /// Whether any checkpoint is stored: something a log key signed, which only that key
     /// can continue.
     pub async fn has_checkpoints(&self) -> Result<bool, StoreError> {
