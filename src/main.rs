@@ -41,8 +41,32 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// How diagnostics are written to standard error: readable lines, or one JSON object per
+    /// line (for a log collector). Colours only on a terminal.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Diagnostics on stderr (stdout carries what a command prints: tables, JSON, the address
+/// `serve` listens on). `RUST_LOG` chooses what is logged; by default `serve` logs at `info`
+/// (a line per call and per refused event) and the other commands at `warn`.
+fn init_logging(format: LogFormat, serving: bool) {
+    use std::io::IsTerminal;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| if serving { "info".into() } else { "warn".into() });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -92,13 +116,9 @@ struct DemoArgs {
 }
 
 fn main() -> anyhow::Result<()> {
-    // Diagnostics on stderr: stdout carries what a command prints (tables, JSON, the address
-    // `serve` listens on).
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    match cli.command {
         Command::Demo(args) if args.offline => cmd::demo_offline::run(args.year),
         Command::Demo(args) => cmd::demo::run(args.grpc),
         Command::Bench(args) => cmd::bench::run(args),

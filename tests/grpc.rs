@@ -1005,3 +1005,45 @@ async fn health_is_not_serving_while_postgresql_is_down_and_serving_again_once_i
         .unwrap_err();
     assert_status(unknown, Code::NotFound, "UNKNOWN_LEDGER");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_logs_a_json_line_per_call_and_per_refused_event_without_colours() {
+    use jifen::campaign::harness::{openers_file, Child};
+    let db = Db::start().await;
+    let sample = small_year(7, 1);
+    let genesis = &sample.records()[0];
+    let dir = db.0.dir().join("server");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("townships"), openers_file(&sample.records()[..1])).unwrap();
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_jifen"));
+    let server = Child::start_logging_with(exe, &db.0, &dir, "info", &["--log-format", "json"]).await.unwrap();
+    let mut logs = server.logs().unwrap();
+    let mut client = server.client().await.unwrap();
+
+    // The genesis with its first signature spoiled: refused by the write-model.
+    let mut sigs = genesis.signatures().to_vec();
+    sigs[0].signature[10] ^= 1;
+    let refused = client.append(api::AppendRequest { event: Some(SignedEvent::new(genesis.body().to_vec(), &sigs)) }).await.unwrap_err();
+    let reason = tonic_types::StatusExt::get_details_error_info(&refused).unwrap().reason;
+
+    let (mut call, mut refusal) = (None, None);
+    while call.is_none() || refusal.is_none() {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), logs.recv()).await.expect("log lines").unwrap();
+        assert!(!line.contains('\u{1b}'), "no colour codes off a terminal: {line}");
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let fields = &json["fields"];
+        if json["target"] == "jifen::request" && fields["method"] == "/jifen.v1.LedgerService/Append" {
+            call = Some(fields.clone());
+        }
+        if fields["message"] == "event refused" {
+            refusal = Some(fields.clone());
+        }
+    }
+    let (call, refusal) = (call.unwrap(), refusal.unwrap());
+    assert_eq!(call["status"], format!("{:?}", refused.code()), "{call}");
+    assert!(call["ms"].as_str().is_some_and(|ms| ms.parse::<f64>().is_ok()), "{call}");
+    assert_eq!(refusal["village"], jifen_ledger::sample::VILLAGE_CODE.to_string(), "{refusal}");
+    assert_eq!(refusal["reason"], reason, "{refusal}");
+    assert_eq!(refusal["event"], 0, "{refusal}");
+    assert!(refusal["signers"].as_str().unwrap().contains(&jifen_ledger::hex(&sigs[0].public_key.0)), "{refusal}");
+}

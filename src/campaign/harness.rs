@@ -252,6 +252,11 @@ impl Child {
         Child::spawn(exe, db, data_dir, Some(filter), &[]).await
     }
 
+    /// [`Child::start_logging`] with more arguments for `jifen serve`.
+    pub async fn start_logging_with(exe: &Path, db: &Db, data_dir: &Path, filter: &str, args: &[&str]) -> anyhow::Result<Child> {
+        Child::spawn(exe, db, data_dir, Some(filter), args).await
+    }
+
     /// The log lines from now on (with [`Child::start_logging`]).
     pub fn logs(&self) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.logs.as_ref().map(|l| l.subscribe())
@@ -262,7 +267,8 @@ impl Child {
         if let Some(filter) = filter {
             command.env("RUST_LOG", filter).stderr(Stdio::piped());
         } else {
-            command.stderr(Stdio::inherit());
+            // Warnings and errors only: a line per call would drown a campaign's output.
+            command.env("RUST_LOG", "warn").stderr(Stdio::inherit());
         }
         let mut process = command
             .arg("serve")

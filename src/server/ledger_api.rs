@@ -5,7 +5,7 @@
 //! place ([`super::status`]).
 
 use super::status;
-use super::villages::{Appended, CheckpointView, Villages};
+use super::villages::{AppendError, Appended, CheckpointView, Villages};
 use crate::api::{self, ledger_service_server::LedgerService};
 use crate::auth::method;
 use jifen_ledger::hash::Hash;
@@ -105,9 +105,19 @@ pub fn checkpoint(c: &CheckpointView) -> api::Checkpoint {
 
 /// Appends on a task of its own: a client that goes away mid-append (its call's future is
 /// dropped) must not interrupt the village's writer between deciding and storing.
+/// A refused event is logged (at `info`: refusals are the supervision group's business, not an
+/// operator's alarm) with its village, its place in the request, the rule's reason and its
+/// signers' keys.
 async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, Status> {
     let villages = villages.clone();
-    let task = tokio::spawn(async move { villages.append(&code, events).await });
+    let task = tokio::spawn(async move {
+        let result = villages.append(&code, &events).await;
+        if let Err(AppendError::Rejected { index, rejection }) = &result {
+            let signers: Vec<String> = events.get(*index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect();
+            tracing::info!(village = %code, event = index, reason = status::rejection_reason(rejection), signers = ?signers, refused = %rejection, "event refused");
+        }
+        result
+    });
     Ok(task.await.map_err(|e| Status::internal(format!("append: {e}")))??)
 }
 

@@ -19,6 +19,7 @@ pub mod clock;
 pub mod codec;
 pub mod ledger_api;
 pub mod query_api;
+pub mod request_log;
 pub mod status;
 pub mod villages;
 
@@ -82,6 +83,7 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         let _ = stopping_tx.send(true);
     };
     let served = tonic::transport::Server::builder()
+        .layer(request_log::layer())
         .add_service(health)
         .add_service(reflection)
         .add_service(ledger)

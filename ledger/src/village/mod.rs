@@ -106,6 +106,11 @@ impl Signed {
         &self.body
     }
 
+    /// The keys that signed it, as submitted.
+    pub fn signers(&self) -> impl Iterator<Item = &crate::signature::PublicKey> {
+        self.signatures.iter().map(|s| &s.public_key)
+    }
+
     /// Whether [`Signed::verify_all`] verified every signature.
     pub fn is_verified(&self) -> bool {
         self.verified

@@ -64,7 +64,7 @@ impl Drop for WriterLock {
 
 impl Villages {
     /// Appends signed events to one ledger, all or nothing, in order.
-    pub async fn append(&self, code: &VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, AppendError> {
+    pub async fn append(&self, code: &VillageCode, events: &[Signed]) -> Result<Vec<Appended>, AppendError> {
         let (arc, mut village) = loop {
             // Cached even while it has no record, so that concurrent first appends to a new
             // ledger share one copy (and one lock); dropped again below if nothing lands.
@@ -76,7 +76,7 @@ impl Villages {
         };
         let mut result = None;
         for attempt in 0..2 {
-            match self.try_append(&mut village, &events).await {
+            match self.try_append(&mut village, events).await {
                 Err(AppendError::Store(StoreError::Conflict { .. })) if attempt == 0 => {
                     // Another process appended to this village: reload and decide again.
                     if let Err(e) = self.reload(&mut village).await {
