@@ -453,3 +453,88 @@ async fn replay_checks_a_settlement_that_opens_a_new_year_after_its_expiry() {
     assert!(settlements.iter().any(|x| x["period"] == "2025-12"), "{settlements:?}");
     assert!(settlements.iter().all(|x| x["matches_replay"] == true), "{settlements:?}");
 }
+
+/// deploy/BACKUP.md, run as written: the database dumped with `pg_dump` and the key files kept;
+/// on another cluster, the key files put back into the data directory, the dump restored into a
+/// new database with `pg_restore`, `jifen serve` on it, `jifen log-key` showing the pinned key,
+/// and VerifyLedger passing against a checkpoint the supervisors witnessed before the backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runbooks_backup_and_restore_keep_the_log_key_and_verify_against_a_checkpoint_witnessed_before_the_backup() {
+    use jifen::campaign::harness::{openers_file, Child};
+    use jifen::store::embedded::SUPERUSER;
+    use jifen::store::storage::DATABASE;
+    let db = Db::start().await;
+    let sample = small_year(22, 2);
+    let mut server = Server::start(&db, &sample).await;
+    let records = sample.records();
+    let ledger = sample.writer.ledger.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let k = 120usize;
+    for r in &records[..k] {
+        server.replay(r).await;
+    }
+    wait_checkpoint(&mut server, &ledger, k as u64).await;
+    let sups = &sample.cast.supervisors;
+    for s in &sups[..2] {
+        let out = jifen(cosign_args(&server, &sample, dir.path(), s)).await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(format!("{}.state.json", sups[0].id))).unwrap()).unwrap();
+    let held = state["villages"][ledger.as_str()]["checkpoint"].as_str().unwrap().to_owned();
+    let after = k + 30;
+    for r in &records[k..after] {
+        server.replay(r).await;
+    }
+    wait_checkpoint(&mut server, &ledger, after as u64).await;
+    server.shutdown().await;
+
+    // Backup: the database, and the key files (the in-process server's log key is LOG_SEED).
+    let dump = dir.path().join("jifen.dump");
+    let run = |program: std::path::PathBuf, args: Vec<std::ffi::OsString>| {
+        let out = std::process::Command::new(&program).args(args).output().unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        assert!(out.status.success(), "{}: {}", program.display(), text(&out));
+    };
+    let source = db.0.cluster.connection_string(SUPERUSER, DATABASE);
+    run(
+        db.0.cluster.binary("pg_dump"),
+        vec!["--format".into(), "custom".into(), "--file".into(), dump.clone().into(), "--dbname".into(), source.into()],
+    );
+    let secure = dir.path().join("secure");
+    std::fs::create_dir(&secure).unwrap();
+    std::fs::write(secure.join("log.key"), jifen_ledger::hex(&LOG_SEED)).unwrap();
+    std::fs::write(secure.join("townships"), openers_file(&records[..1])).unwrap();
+    drop(db);
+
+    // Restore on another cluster (one jifen ran on: its role jifen_app exists).
+    let other = Db::start().await;
+    let data = other.0.dir().join("server");
+    std::fs::create_dir(&data).unwrap();
+    let exe = Path::new(env!("CARGO_BIN_EXE_jifen"));
+    let restored = "jifen_restored";
+    let postgres = other.0.cluster.connection_string(SUPERUSER, "postgres");
+    run(other.0.cluster.binary("createdb"), vec!["--maintenance-db".into(), postgres.into(), restored.into()]);
+    let target = other.0.cluster.connection_string(SUPERUSER, restored);
+    run(other.0.cluster.binary("pg_restore"), vec!["--exit-on-error".into(), "--dbname".into(), target.into(), dump.into()]);
+    // Started before the key files are back, serve refuses rather than make a new key.
+    assert!(Child::start_on(exe, &other.0, restored, &data).await.is_err());
+    assert!(!data.join("log.key").exists());
+    for f in ["log.key", "townships"] {
+        std::fs::copy(secure.join(f), data.join(f)).unwrap();
+    }
+    let child = Child::start_on(exe, &other.0, restored, &data).await.unwrap();
+
+    // The key the supervisors pinned, and a verification against what they witnessed.
+    let printed = jifen(vec!["log-key".into(), "--data-dir".into(), data.display().to_string(), "--village".into(), ledger.clone()]).await;
+    assert!(text(&printed).contains(&format!("note verifier key: {}", log_key(&sample))), "{}", text(&printed));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", child.addr)).unwrap().connect().await.unwrap();
+    let mut audit = AuditServiceClient::new(channel);
+    let req = api::VerifyLedgerRequest { ledger_id: ledger.clone(), checkpoint_note: held };
+    let req = jifen::auth::authorized(req, &sample.cast.auditor.key, method::VERIFY_LEDGER, &ledger, jifen::auth::unix_now());
+    let res = audit.verify_ledger(req).await.unwrap().into_inner();
+    assert!(res.ok, "{}", res.reason);
+    let mut client = child.client().await.unwrap();
+    let cp =
+        client.get_checkpoint(api::GetCheckpointRequest { ledger_id: ledger, tree_size: 0, min_tree_size: 0 }).await.unwrap().into_inner();
+    assert_eq!(cp.checkpoint.unwrap().tree_size, after as u64, "every record appended before the backup is back");
+}

@@ -263,6 +263,15 @@ impl Child {
     }
 
     async fn spawn(exe: &Path, db: &Db, data_dir: &Path, filter: Option<&str>, args: &[&str]) -> anyhow::Result<Child> {
+        Child::spawn_on(exe, db, DATABASE, data_dir, filter, args).await
+    }
+
+    /// [`Child::start`] on another database of `db`'s cluster (a restored one, say).
+    pub async fn start_on(exe: &Path, db: &Db, database: &str, data_dir: &Path) -> anyhow::Result<Child> {
+        Child::spawn_on(exe, db, database, data_dir, None, &[]).await
+    }
+
+    async fn spawn_on(exe: &Path, db: &Db, database: &str, data_dir: &Path, filter: Option<&str>, args: &[&str]) -> anyhow::Result<Child> {
         let mut command = tokio::process::Command::new(exe);
         if let Some(filter) = filter {
             command.env("RUST_LOG", filter).stderr(Stdio::piped());
@@ -275,9 +284,9 @@ impl Child {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--database-url")
-            .arg(db.cluster.connection_string(SUPERUSER, DATABASE))
+            .arg(db.cluster.connection_string(SUPERUSER, database))
             .arg("--app-database-url")
-            .arg(db.cluster.connection_string(APP_ROLE, DATABASE))
+            .arg(db.cluster.connection_string(APP_ROLE, database))
             .args(["--listen", "127.0.0.1:0", "--deployment-origin", DEPLOYMENT_ORIGIN])
             .args(args)
             .stdout(Stdio::piped())

@@ -258,6 +258,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// A PostgreSQL program of the cluster's own version (`pg_dump`, `pg_restore`, `createdb` …).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        let here = self.bin.join(name);
+        if here.is_file() {
+            return here;
+        }
+        // The server's programs may be links on PATH into the installation's own directory
+        // (Debian's /usr/lib/postgresql/<version>/bin), which holds the others.
+        fs::canonicalize(self.bin.join("pg_ctl")).ok().and_then(|p| Some(p.parent()?.join(name))).filter(|p| p.is_file()).unwrap_or(here)
+    }
+
     /// The libpq connection string for `dbname` as `user` (over the unix socket).
     pub fn connection_string(&self, user: &str, dbname: &str) -> String {
         format!("host={} port={SOCKET_PORT} user={user} dbname={dbname}", self.socket_dir.display())
