@@ -87,7 +87,7 @@ fn log_key_prints_what_supervisors_pin_and_never_creates_or_replaces_the_key() {
     };
 
     // No key: an error, and still no key.
-    let out = log_key(&["--village", "150602101201"]);
+    let out = log_key(&["--deployment-origin", "jifen.example.cn", "--village", "150602101201"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("never by this command"), "{out:?}");
     assert!(!key_file.exists());
@@ -104,7 +104,7 @@ fn log_key_prints_what_supervisors_pin_and_never_creates_or_replaces_the_key() {
     // that opens the checkpoints signed under that origin, and no other village's.
     std::fs::remove_file(&key_file).unwrap();
     let key = LogKey::load_or_create(&key_file).unwrap();
-    let out = log_key(&["--village", "150602101201", "--village", "150602101202"]);
+    let out = log_key(&["--deployment-origin", "jifen.example.cn", "--village", "150602101201", "--village", "150602101202"]);
     assert!(out.status.success(), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(&format!("public key: {}", jifen_ledger::hex(&key.public_key()))), "{stdout}");
@@ -122,8 +122,13 @@ fn log_key_prints_what_supervisors_pin_and_never_creates_or_replaces_the_key() {
         assert!(jifen_ledger::checkpoint::SignedCheckpoint::open(foreign.as_bytes(), &other, verifier, &[]).is_err());
     }
 
+    // A village's verifier key depends on the deployment's origin: never assumed.
+    let out = log_key(&["--village", "150602101201"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--deployment-origin"), "{out:?}");
+
     // A malformed village code is refused before anything is printed.
-    let out = log_key(&["--village", "150602101201", "--village", "12x"]);
+    let out = log_key(&["--deployment-origin", "jifen.example.cn", "--village", "150602101201", "--village", "12x"]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--village \"12x\""));

@@ -111,9 +111,8 @@ async fn one_serve_per_data_directory_and_the_next_start_recovers_from_a_killed_
     let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_jifen"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
-        .output()
-        .await
-        .unwrap();
+        .output();
+    let second = tokio::time::timeout(std::time::Duration::from_secs(60), second).await.expect("the second serve exits").unwrap();
     assert!(!second.status.success());
     let err = String::from_utf8_lossy(&second.stderr);
     assert!(err.contains(&format!("in use by another jifen process (pid {})", first.id().unwrap())), "{err}");
@@ -161,7 +160,7 @@ async fn serve_never_makes_a_new_log_key_for_a_database_holding_checkpoints() {
             .kill_on_drop(true);
         c
     };
-    let out = serve(fresh.path()).output().await.unwrap();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), serve(fresh.path()).output()).await.expect("serve exits").unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("log.key does not exist, but the database holds checkpoints"), "{err}");

@@ -525,7 +525,20 @@ async fn the_runbooks_backup_and_restore_keep_the_log_key_and_verify_against_a_c
     let child = Child::start_on(exe, &other.0, restored, &data).await.unwrap();
 
     // The key the supervisors pinned, and a verification against what they witnessed.
-    let printed = jifen(vec!["log-key".into(), "--data-dir".into(), data.display().to_string(), "--village".into(), ledger.clone()]).await;
+    let printed = jifen(
+        [
+            "log-key",
+            "--data-dir",
+            &data.display().to_string(),
+            "--deployment-origin",
+            jifen_ledger::sample::DEPLOYMENT_ORIGIN,
+            "--village",
+            &ledger,
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
     assert!(text(&printed).contains(&format!("note verifier key: {}", log_key(&sample))), "{}", text(&printed));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", child.addr)).unwrap().connect().await.unwrap();
     let mut audit = AuditServiceClient::new(channel);

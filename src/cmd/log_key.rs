@@ -12,12 +12,13 @@ pub struct LogKeyArgs {
     /// The data directory of `jifen serve`, which holds the log key (`log.key`).
     #[arg(long, default_value = "jifen-data")]
     data_dir: PathBuf,
-    /// The deployment origin `jifen serve` runs with.
-    #[arg(long, default_value = "jifen.example.cn")]
-    deployment_origin: String,
+    /// The deployment origin `jifen serve` runs with (its `--deployment-origin`): a village's
+    /// origin, and so its verifier key, is named after it. Required with --village.
+    #[arg(long, requires = "village")]
+    deployment_origin: Option<String>,
     /// A village (its 12-digit code): print its origin and the note verifier key its
     /// checkpoints are signed under. Repeatable.
-    #[arg(long)]
+    #[arg(long, requires = "deployment_origin")]
     village: Vec<String>,
 }
 
@@ -35,9 +36,10 @@ pub fn run(args: LogKeyArgs) -> anyhow::Result<()> {
     if args.village.is_empty() {
         println!("each village's checkpoints are signed under its own origin: pass --village <code> for its note verifier key");
     }
+    let deployment = args.deployment_origin.unwrap_or_default();
     for code in villages {
-        let origin = format!("{}/village/{code}", args.deployment_origin);
-        let verifier = key.verifier(&origin).with_context(|| format!("--deployment-origin {:?}", args.deployment_origin))?;
+        let origin = format!("{deployment}/village/{code}");
+        let verifier = key.verifier(&origin).with_context(|| format!("--deployment-origin {deployment:?}"))?;
         println!("origin: {origin}");
         println!("note verifier key: {verifier}");
     }

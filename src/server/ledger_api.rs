@@ -112,9 +112,25 @@ async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>
     let villages = villages.clone();
     let task = tokio::spawn(async move {
         let result = villages.append(&code, &events).await;
-        if let Err(AppendError::Rejected { index, rejection }) = &result {
-            let signers: Vec<String> = events.get(*index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect();
-            tracing::info!(village = %code, event = index, reason = status::rejection_reason(rejection), signers = ?signers, refused = %rejection, "event refused");
+        let signers = |index: usize| -> Vec<String> {
+            events.get(index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect()
+        };
+        match &result {
+            Err(AppendError::Rejected { index, rejection }) => {
+                tracing::info!(village = %code, event = index, reason = status::rejection_reason(rejection), signers = ?signers(*index), refused = %rejection, "event refused");
+            }
+            Err(AppendError::Open(refusal)) => {
+                // The genesis of a village this deployment does not let its signer open.
+                let index = events
+                    .iter()
+                    .position(|e| {
+                        jifen_ledger::body::decode_body(e.body())
+                            .is_ok_and(|b| matches!(b.payload, Some(jifen_ledger::pb::event_body::Payload::LedgerOpened(_))))
+                    })
+                    .unwrap_or(0);
+                tracing::info!(village = %code, event = index, reason = ?refusal, signers = ?signers(index), "event refused");
+            }
+            _ => {}
         }
         result
     });

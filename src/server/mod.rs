@@ -9,8 +9,9 @@
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Health tells the truth:
-//! every service, and the server as a whole (""), is NOT_SERVING while PostgreSQL does not
-//! answer (checked every [`HEALTH_EVERY`]) and SERVING again once it does. Shutdown stops
+//! every service, and the server as a whole (""), is NOT_SERVING once PostgreSQL has not
+//! answered twice in a row (asked every [`HEALTH_EVERY`] over a connection of its own) and
+//! SERVING again at its first answer. Shutdown stops
 //! accepting calls and lets in-flight appends finish (each stores its own checkpoint).
 
 pub mod audit_api;
@@ -39,11 +40,20 @@ pub const HEALTH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 async fn watch_health(store: crate::store::Store, reporter: tonic_health::server::HealthReporter) {
     use tonic_health::ServingStatus;
     let mut last = ServingStatus::Serving;
+    let mut failed = 0u32;
     let mut every = tokio::time::interval(HEALTH_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let now = if store.reachable(HEALTH_EVERY).await { ServingStatus::Serving } else { ServingStatus::NotServing };
+        failed = if store.reachable(HEALTH_EVERY).await { 0 } else { failed + 1 };
+        // Two unanswered pings in a row (one may be a hiccup); one answer is enough.
+        let now = if failed >= 2 {
+            ServingStatus::NotServing
+        } else if failed == 0 {
+            ServingStatus::Serving
+        } else {
+            last
+        };
         if now == last {
             continue;
         }
@@ -51,7 +61,8 @@ async fn watch_health(store: crate::store::Store, reporter: tonic_health::server
             ServingStatus::Serving => tracing::warn!("PostgreSQL answers again: SERVING"),
             _ => tracing::error!("PostgreSQL does not answer: NOT_SERVING until it does"),
         }
-        for service in ["", "jifen.v1.LedgerService", "jifen.v1.QueryService", "jifen.v1.AuditService"] {
+        // The server as a whole ("") last: whoever watches it finds the services already changed.
+        for service in ["jifen.v1.LedgerService", "jifen.v1.QueryService", "jifen.v1.AuditService", ""] {
             reporter.set_service_status(service, now).await;
         }
         last = now;

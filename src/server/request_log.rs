@@ -32,6 +32,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if !tracing::enabled!(target: "jifen::request", tracing::Level::INFO) {
+            return Box::pin(self.0.call(request));
+        }
         let method = request.uri().path().to_owned();
         let peer = request.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|c| c.remote_addr());
         let started = Instant::now();

@@ -202,9 +202,13 @@ impl Cluster {
     /// Starts the server again after [`Cluster::stop`] (or starts it the first time).
     pub fn start_again(&mut self) -> Result<(), EmbeddedError> {
         let options = self.options.clone();
-        self.pg_ctl("pg_ctl start", &["-o", &options, "start"])?;
-        self.stopped = false;
-        Ok(())
+        let started = self.pg_ctl("pg_ctl start", &["-o", &options, "start"]);
+        // A start that failed late (pg_ctl gave up waiting, say during a long recovery) may
+        // have left its server running: it is this start's, stopped with the cluster.
+        if started.is_ok() || self.pgdata.join("postmaster.pid").exists() {
+            self.stopped = false;
+        }
+        started
     }
 
     /// Stops a server left running on this cluster by an earlier process that held the lock
@@ -219,10 +223,14 @@ impl Cluster {
         }
         // 0: running; 3: not running (a stale pid file, which the start handles itself).
         let running = status.output().map(|o| o.status.success()).unwrap_or(false);
-        if !running {
+        let postmaster = text.lines().next().unwrap_or("").trim().to_owned();
+        // `pg_ctl status` only asks whether the pid is alive: after a reboot a stale pid file
+        // may name some other process. A postmaster works in its data directory; anything
+        // else is left alone (and the start then says why it cannot start).
+        let ours = fs::read_link(format!("/proc/{postmaster}/cwd")).ok() == fs::canonicalize(&self.pgdata).ok();
+        if !running || !ours {
             return Ok(());
         }
-        let postmaster = text.lines().next().unwrap_or("").trim().to_owned();
         tracing::warn!(
             postmaster = %postmaster,
             pgdata = %self.pgdata.display(),

@@ -166,6 +166,8 @@ pub struct Store {
     pool: Pool,
     /// The group committer, started on the first append.
     commits: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<CommitJob>>>,
+    /// How the pool connects: health asks over a connection of its own.
+    config: std::sync::Arc<tokio_postgres::Config>,
 }
 
 /// One ledger's batch waiting for the group committer.
@@ -223,9 +225,9 @@ impl Store {
     /// A pool of `size` connections with `conn` (a libpq connection string).
     pub fn connect(conn: &str, size: usize) -> Result<Store, StoreError> {
         let config: tokio_postgres::Config = conn.parse()?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(size).build().map_err(|e| StoreError::PoolSetup(e.to_string()))?;
-        Ok(Store { pool, commits: Default::default() })
+        Ok(Store { pool, commits: Default::default(), config: std::sync::Arc::new(config) })
     }
 
     /// Appends records of one ledger, all or nothing, durably. `origin` registers the ledger
@@ -249,7 +251,7 @@ impl Store {
         let commits = self.commits.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             // The committer holds a store without a committer of its own.
-            let store = Store { pool: self.pool.clone(), commits: Default::default() };
+            let store = Store { pool: self.pool.clone(), commits: Default::default(), config: self.config.clone() };
             tokio::spawn(group_committer(store, rx));
             tx
         });
@@ -388,12 +390,16 @@ impl Store {
         Ok(client.query_opt("SELECT origin FROM ledgers WHERE ledger_id = $1", &[&ledger.as_str()]).await?.map(|r| r.get(0)))
     }
 
-    /// Whether the database answers: a connection from the pool runs `SELECT 1` within
-    /// `within`.
+    /// Whether the database answers: a connection of its own (not one of the pool's, which may
+    /// all be busy, or hung) connects and runs `SELECT 1` within `within`, and is closed.
     pub async fn reachable(&self, within: std::time::Duration) -> bool {
         let ping = async {
-            let client = self.pool.get().await.ok()?;
-            client.simple_query("SELECT 1").await.ok()
+            let (client, connection) = self.config.connect(NoTls).await.ok()?;
+            let connection = tokio::spawn(connection);
+            let answered = client.simple_query("SELECT 1").await.ok();
+            drop(client);
+            connection.abort();
+            answered
         };
         matches!(tokio::time::timeout(within, ping).await, Ok(Some(_)))
     }
