@@ -1047,3 +1047,54 @@ async fn serve_logs_a_json_line_per_call_and_per_refused_event_without_colours()
     assert_eq!(refusal["event"], 0, "{refusal}");
     assert!(refusal["signers"].as_str().unwrap().contains(&jifen_ledger::hex(&sigs[0].public_key.0)), "{refusal}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_events_are_kept_in_an_append_only_refusal_log_bounded_per_signer() {
+    let db = Db::start().await;
+    let sample = small_year(8, 1);
+    let mut server = Server::start(&db, &sample).await;
+    let records = sample.records();
+    for r in &records[..20] {
+        server.replay(r).await;
+    }
+    let ledger = jifen_ledger::sample::VILLAGE_CODE.to_string();
+    let next = &records[20];
+    let mut sigs = next.signatures().to_vec();
+    sigs[0].signature[7] ^= 1;
+    let spoiled = SignedEvent::new(next.body().to_vec(), &sigs);
+    let refused = server.client.append(api::AppendRequest { event: Some(spoiled.clone()) }).await.unwrap_err();
+    let reason = tonic_types::StatusExt::get_details_error_info(&refused).unwrap().reason;
+
+    let owner = db.superuser().await.unwrap();
+    let rows = owner
+        .query("SELECT ledger_id, reason, message, event_index, body, signatures, signer FROM refusals ORDER BY id", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.get::<_, String>("ledger_id"), ledger);
+    assert_eq!(row.get::<_, String>("reason"), reason);
+    assert_eq!(row.get::<_, String>("message"), refused.message());
+    assert_eq!(row.get::<_, i32>("event_index"), 0);
+    assert_eq!(row.get::<_, Vec<u8>>("body"), next.body());
+    let stored_sigs: Vec<u8> = row.get("signatures");
+    assert_eq!(stored_sigs.len(), 96 * sigs.len());
+    assert_eq!(&stored_sigs[..32], &sigs[0].public_key.0);
+    assert_eq!(&stored_sigs[32..96], &sigs[0].signature);
+    assert_eq!(row.get::<_, Vec<u8>>("signer"), sigs[0].public_key.0.to_vec());
+    // Nothing was appended: the ledger is as it was.
+    let cp = server.wait_checkpoint(&ledger, 20).await.unwrap();
+    assert_eq!(cp.tree_size, 20);
+
+    // A flood by one signer keeps at most REFUSALS_PER_SIGNER a day.
+    for _ in 0..jifen::store::REFUSALS_PER_SIGNER + 20 {
+        server.client.append(api::AppendRequest { event: Some(spoiled.clone()) }).await.unwrap_err();
+    }
+    let kept: i64 = owner.query_one("SELECT count(*) FROM refusals", &[]).await.unwrap().get(0);
+    assert_eq!(kept, jifen::store::REFUSALS_PER_SIGNER);
+    // Nobody changes or removes a kept refusal, not even the database's superuser.
+    for sql in ["UPDATE refusals SET reason = 'x'", "DELETE FROM refusals", "TRUNCATE refusals"] {
+        let e = owner.batch_execute(sql).await.unwrap_err();
+        assert!(e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+    }
+}

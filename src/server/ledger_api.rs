@@ -107,34 +107,46 @@ pub fn checkpoint(c: &CheckpointView) -> api::Checkpoint {
 /// dropped) must not interrupt the village's writer between deciding and storing.
 /// A refused event is logged (at `info`: refusals are the supervision group's business, not an
 /// operator's alarm) with its village, its place in the request, the rule's reason and its
-/// signers' keys.
+/// signers' keys, and kept in the refusal log ([`crate::store::Store::log_refusal`]), after
+/// the village's lock is released.
 async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, Status> {
     let villages = villages.clone();
     let task = tokio::spawn(async move {
         let result = villages.append(&code, &events).await;
-        let signers = |index: usize| -> Vec<String> {
-            events.get(index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect()
-        };
-        match &result {
-            Err(AppendError::Rejected { index, rejection }) => {
-                tracing::info!(village = %code, event = index, reason = status::rejection_reason(rejection), signers = ?signers(*index), refused = %rejection, "event refused");
-            }
-            Err(AppendError::Open(refusal)) => {
+        let refused = match &result {
+            Err(AppendError::Rejected { index, rejection }) => Some((*index, status::rejection_reason(rejection), rejection.to_string())),
+            Err(e @ AppendError::Open(refusal)) => {
                 // The genesis of a village this deployment does not let its signer open.
-                let index = events
-                    .iter()
-                    .position(|e| {
-                        jifen_ledger::body::decode_body(e.body())
-                            .is_ok_and(|b| matches!(b.payload, Some(jifen_ledger::pb::event_body::Payload::LedgerOpened(_))))
-                    })
-                    .unwrap_or(0);
-                tracing::info!(village = %code, event = index, reason = ?refusal, signers = ?signers(index), "event refused");
+                let index = events.iter().position(|e| is_genesis(e.body())).unwrap_or(0);
+                Some((index, format!("{refusal:?}"), format!("{e:?}")))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some((index, reason, message)) = refused {
+            let signers: Vec<String> = events.get(index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect();
+            tracing::info!(village = %code, event = index, reason = %reason, signers = ?signers, refused = %message, "event refused");
+            if let Some(event) = events.get(index) {
+                let refusal = crate::store::Refusal {
+                    ledger: &code,
+                    refused_at: villages.now(),
+                    reason: &reason,
+                    message: &message,
+                    index,
+                    body: event.body(),
+                    signatures: event.signatures(),
+                };
+                if let Err(e) = villages.store().log_refusal(&refusal).await {
+                    tracing::warn!(village = %code, error = %e, "a refused event could not be kept in the refusal log");
+                }
+            }
         }
         result
     });
     Ok(task.await.map_err(|e| Status::internal(format!("append: {e}")))??)
+}
+
+fn is_genesis(body: &[u8]) -> bool {
+    jifen_ledger::body::decode_body(body).is_ok_and(|b| matches!(b.payload, Some(jifen_ledger::pb::event_body::Payload::LedgerOpened(_))))
 }
 
 /// Checks the events' signatures on the blocking pool, in parallel, before the village's lock

@@ -160,6 +160,25 @@ pub struct AuditRows {
     pub undecodable: Option<(u64, String)>,
 }
 
+/// A refused event, for the refusal log ([`Store::log_refusal`]).
+pub struct Refusal<'a> {
+    pub ledger: &'a VillageCode,
+    /// The server's clock (µs).
+    pub refused_at: i64,
+    /// The reason the client's ErrorInfo named, and its message.
+    pub reason: &'a str,
+    pub message: &'a str,
+    /// The event's place in its request.
+    pub index: usize,
+    pub body: &'a [u8],
+    pub signatures: &'a [EventSignature],
+}
+
+/// The most refusals the log keeps per ledger and signer in a day.
+pub const REFUSALS_PER_SIGNER: i64 = 100;
+/// The most refusals the log keeps per ledger in a day.
+pub const REFUSALS_PER_LEDGER: i64 = 10_000;
+
 /// The service's store.
 #[derive(Clone)]
 pub struct Store {
@@ -402,6 +421,42 @@ impl Store {
             answered
         };
         matches!(tokio::time::timeout(within, ping).await, Ok(Some(_)))
+    }
+
+    /// Keeps a refused event in the refusal log (migration V8), unless the ledger does not
+    /// exist or a bound is reached: [`REFUSALS_PER_SIGNER`] a day per ledger and signer (the
+    /// event's first key), [`REFUSALS_PER_LEDGER`] a day per ledger. Whether it was kept. (Two
+    /// refusals stored at the same moment may pass a bound by one each: it bounds a flood.)
+    pub async fn log_refusal(&self, r: &Refusal<'_>) -> Result<bool, StoreError> {
+        let client = self.pool.get().await?;
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO refusals (ledger_id, refused_at, signer, reason, message, event_index, body, signatures) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                 WHERE EXISTS (SELECT 1 FROM ledgers WHERE ledger_id = $1) \
+                   AND (SELECT count(*) FROM refusals WHERE ledger_id = $1 AND signer = $3 AND refused_at > $2 - 86400000000) < $9 \
+                   AND (SELECT count(*) FROM refusals WHERE ledger_id = $1 AND refused_at > $2 - 86400000000) < $10",
+            )
+            .await?;
+        let signer = r.signatures.first().map_or([0u8; 32], |s| s.public_key.0);
+        let kept = client
+            .execute(
+                &insert,
+                &[
+                    &r.ledger.as_str(),
+                    &r.refused_at,
+                    &signer.as_slice(),
+                    &r.reason,
+                    &r.message,
+                    &(r.index.min(i32::MAX as usize) as i32),
+                    &r.body,
+                    &signatures_bytes(r.signatures),
+                    &REFUSALS_PER_SIGNER,
+                    &REFUSALS_PER_LEDGER,
+                ],
+            )
+            .await?;
+        Ok(kept == 1)
     }
 
     /// Whether any checkpoint is stored: something a log key signed, which only that key

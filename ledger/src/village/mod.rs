@@ -111,6 +111,11 @@ impl Signed {
         self.signatures.iter().map(|s| &s.public_key)
     }
 
+    /// Its signatures, as submitted.
+    pub fn signatures(&self) -> &[EventSignature] {
+        &self.signatures
+    }
+
     /// Whether [`Signed::verify_all`] verified every signature.
     pub fn is_verified(&self) -> bool {
         self.verified
