@@ -1049,7 +1049,7 @@ async fn serve_logs_a_json_line_per_call_and_per_refused_event_without_colours()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_events_are_kept_in_an_append_only_refusal_log_bounded_per_signer() {
+async fn refused_events_are_kept_in_an_append_only_refusal_log_bounded_per_signer_and_shown_as_attempts() {
     let db = Db::start().await;
     let sample = small_year(8, 1);
     let mut server = Server::start(&db, &sample).await;
@@ -1085,6 +1085,31 @@ async fn refused_events_are_kept_in_an_append_only_refusal_log_bounded_per_signe
     // Nothing was appended: the ledger is as it was.
     let cp = server.wait_checkpoint(&ledger, 20).await.unwrap();
     assert_eq!(cp.tree_size, 20);
+
+    // The audit trail of the signer shows the attempt beside its acts; another actor's does not.
+    let c = &sample.cast;
+    let everyone: Vec<&jifen_ledger::sample::ActorKey> =
+        [&c.township, &c.admin, &c.keeper, &c.auditor].into_iter().chain(&c.panel).chain(&c.supervisors).chain(&c.villagers).collect();
+    let signer = everyone.iter().find(|a| a.key.verifying_key().to_bytes() == sigs[0].public_key.0).expect("the signer is in the cast");
+    let other = everyone.iter().find(|a| a.id != signer.id && a.id != c.auditor.id).unwrap();
+    let mut audit = jifen::api::query_service_client::QueryServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap(),
+    );
+    let trail = |who: &str| {
+        use jifen::api::get_audit_trail_request::Subject;
+        let req =
+            api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject: Some(Subject::ActorId(who.to_owned())), ..Default::default() };
+        server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &c.auditor)
+    };
+    let mine = audit.get_audit_trail(trail(&signer.id)).await.unwrap().into_inner();
+    assert_eq!(mine.attempts.len(), 1, "{mine:?}");
+    let attempt = &mine.attempts[0];
+    assert_eq!((attempt.reason.as_str(), attempt.message.as_str()), (reason.as_str(), refused.message()));
+    assert_eq!(attempt.signer, sigs[0].public_key.0.to_vec());
+    let decoded = jifen_ledger::body::decode_body(next.body()).unwrap().payload.unwrap();
+    assert_eq!(attempt.kind, jifen_ledger::body::event_kind(&decoded));
+    let theirs = audit.get_audit_trail(trail(&other.id)).await.unwrap().into_inner();
+    assert!(theirs.attempts.is_empty(), "{theirs:?}");
 
     // A flood by one signer keeps at most REFUSALS_PER_SIGNER a day.
     for _ in 0..jifen::store::REFUSALS_PER_SIGNER + 20 {

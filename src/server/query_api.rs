@@ -41,6 +41,34 @@ impl QueryApi {
         Ok(self.villages.existing(code).await.map(drop)?)
     }
 
+    /// What an actor attempted and was refused: the refusal log's rows signed first with any
+    /// key the actor has held.
+    async fn attempts(&self, code: &jifen_ledger::VillageCode, actor: &str) -> Result<Vec<api::Attempt>, Status> {
+        let keys: Vec<[u8; 32]> = {
+            let arc = self.villages.existing(code).await?;
+            let village = arc.lock().await;
+            match village.state().actor(actor) {
+                Some(a) => std::iter::once(a.key.0).chain(a.rotations.iter().map(|(k, _)| k.0)).collect(),
+                None => return Ok(Vec::new()),
+            }
+        };
+        let rows = self.villages.store().refusals_by(code, &keys, ATTEMPTS).await.map_err(|e| status::store(&e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| api::Attempt {
+                refused_at: r.refused_at,
+                kind: jifen_ledger::body::decode_body(&r.body)
+                    .ok()
+                    .and_then(|b| b.payload)
+                    .map(|p| jifen_ledger::body::event_kind(&p).to_owned())
+                    .unwrap_or_default(),
+                reason: r.reason,
+                message: r.message,
+                signer: r.signer,
+            })
+            .collect())
+    }
+
     async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {
         self.villages.store().profiles(code).await.map_err(|e| status::store(&e))
     }
@@ -113,6 +141,8 @@ fn period(field: &str, s: &str) -> Result<Period, Status> {
 
 /// Acts per GetAuditTrail answer by default, and at most.
 const AUDIT_PAGE: u32 = 1_000;
+/// The most attempts an audit answer about an actor carries.
+const ATTEMPTS: i64 = 100;
 const AUDIT_PAGE_MAX: u32 = 10_000;
 
 /// A red flag's kind and the record it concerns.
@@ -357,6 +387,10 @@ impl QueryService for QueryApi {
         let trail = self.villages.store().read_audit_trail(&code, subject, req.from_seq, limit).await.map_err(|e| status::store(&e))?;
         let trail = trail.ok_or_else(|| no_read_model(&code))?;
         reached(&trail.head, req.min_tree_size)?;
+        let attempts = match &req.subject {
+            Some(Subject::ActorId(a)) if req.from_seq == 0 => self.attempts(&code, a).await?,
+            _ => Vec::new(),
+        };
         let mut red_flags: Vec<api::RedFlag> = trail.acts.iter().filter_map(Act::red_flag).map(|f| flag(&f)).collect();
         red_flags.extend(monthly_flags(&trail.months, trail.alone.iter().map(|(p, a, n)| (*p, a.as_str(), *n))).iter().map(flag));
         Ok(Response::new(api::GetAuditTrailResponse {
@@ -377,6 +411,7 @@ impl QueryService for QueryApi {
                 .collect(),
             red_flags,
             next_from_seq: trail.next_from_seq.unwrap_or(0),
+            attempts,
         }))
     }
 }

@@ -174,6 +174,15 @@ pub struct Refusal<'a> {
     pub signatures: &'a [EventSignature],
 }
 
+/// A row of the refusal log.
+pub struct StoredRefusal {
+    pub refused_at: i64,
+    pub reason: String,
+    pub message: String,
+    pub signer: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
 /// The most refusals the log keeps per ledger and signer in a day.
 pub const REFUSALS_PER_SIGNER: i64 = 100;
 /// The most refusals the log keeps per ledger in a day.
@@ -457,6 +466,24 @@ impl Store {
             )
             .await?;
         Ok(kept == 1)
+    }
+
+    /// The refusals of a ledger whose first signature is one of `signers`, newest first, at
+    /// most `limit`: (refused_at µs, reason, message, signer, body).
+    pub async fn refusals_by(&self, ledger: &VillageCode, signers: &[[u8; 32]], limit: i64) -> Result<Vec<StoredRefusal>, StoreError> {
+        let client = self.pool.get().await?;
+        let keys: Vec<&[u8]> = signers.iter().map(|k| k.as_slice()).collect();
+        let rows = client
+            .query(
+                "SELECT refused_at, reason, message, signer, body FROM refusals \
+                 WHERE ledger_id = $1 AND signer = ANY($2) ORDER BY refused_at DESC, id DESC LIMIT $3",
+                &[&ledger.as_str(), &keys, &limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredRefusal { refused_at: r.get(0), reason: r.get(1), message: r.get(2), signer: r.get(3), body: r.get(4) })
+            .collect())
     }
 
     /// Whether any checkpoint is stored: something a log key signed, which only that key
