@@ -214,6 +214,27 @@ async fn every_rejection_class_is_its_own_status_and_appends_nothing() {
         let e = server.client.append(req).await.unwrap_err();
         assert_status(e, code, reason);
     }
+    // The panel member's attempt on their own household is in the refusal log: a red flag in
+    // their audit trail and in the village's flagged list, and in no one else's.
+    {
+        use jifen::api::get_audit_trail_request::Subject;
+        let mut query = jifen::api::query_service_client::QueryServiceClient::new(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap(),
+        );
+        let mut flags = async |subject: Option<Subject>| {
+            let req = api::GetAuditTrailRequest { ledger_id: ledger.clone(), subject, ..Default::default() };
+            let trail =
+                query.get_audit_trail(server.auth(req, method::GET_AUDIT_TRAIL, &ledger, &cast.auditor)).await.unwrap().into_inner();
+            trail.red_flags.into_iter().filter(|f| f.kind == "SELF_SCORING_ATTEMPT").collect::<Vec<_>>()
+        };
+        let theirs = flags(Some(Subject::ActorId(cast.panel[0].id.clone()))).await;
+        assert_eq!(theirs.len(), 1, "{theirs:?}");
+        assert!(theirs[0].description.starts_with(&format!("{} 试图为本户记分", cast.panel[0].id)), "{theirs:?}");
+        let village = flags(None).await;
+        assert_eq!(village.len(), 1, "{village:?}");
+        assert_eq!(village[0].description, theirs[0].description);
+        assert!(flags(Some(Subject::ActorId(cast.panel[1].id.clone()))).await.is_empty());
+    }
     // Malformed requests are refused before the write-model.
     let (body, sigs) = sign(&ledger, &cast.admin, &[], now - 1, "h", score("H0020", 2));
     let mut short = event(body.clone(), &sigs);

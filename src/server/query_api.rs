@@ -41,19 +41,46 @@ impl QueryApi {
         Ok(self.villages.existing(code).await.map(drop)?)
     }
 
-    /// What an actor attempted and was refused: the refusal log's rows signed first with any
-    /// key the actor has held.
-    async fn attempts(&self, code: &jifen_ledger::VillageCode, actor: &str) -> Result<Vec<api::Attempt>, Status> {
-        let keys: Vec<[u8; 32]> = {
-            let arc = self.villages.existing(code).await?;
-            let village = arc.lock().await;
-            match village.state().actor(actor) {
-                Some(a) => std::iter::once(a.key.0).chain(a.rotations.iter().map(|(k, _)| k.0)).collect(),
-                None => return Ok(Vec::new()),
-            }
+    /// What an actor attempted and was refused (the refusal log's rows signed first with any
+    /// key the actor has held), or with no actor every actor's self-scoring attempts; and the
+    /// red flags they raise (a SELF_SCORING_ATTEMPT per attempt to score one's own household).
+    async fn attempts(
+        &self,
+        code: &jifen_ledger::VillageCode,
+        actor: Option<&str>,
+    ) -> Result<(Vec<api::Attempt>, Vec<api::RedFlag>), Status> {
+        let arc = self.villages.existing(code).await?;
+        let keys: Option<Vec<[u8; 32]>> = match actor {
+            Some(id) => match arc.lock().await.state().actor(id) {
+                Some(a) => Some(std::iter::once(a.key.0).chain(a.rotations.iter().map(|(k, _)| k.0)).collect()),
+                None => return Ok((Vec::new(), Vec::new())),
+            },
+            None => None,
         };
-        let rows = self.villages.store().refusals_by(code, &keys, ATTEMPTS).await.map_err(|e| status::store(&e))?;
-        Ok(rows
+        let reason = actor.is_none().then_some(SELF_SCORING);
+        let rows = self.villages.store().refusals(code, keys.as_deref(), reason, ATTEMPTS).await.map_err(|e| status::store(&e))?;
+        let mut flags = Vec::new();
+        for r in rows.iter().filter(|r| r.reason == SELF_SCORING) {
+            let who = match (actor, <[u8; 32]>::try_from(r.signer.as_slice())) {
+                (Some(id), _) => id.to_owned(),
+                (None, Ok(key)) => arc
+                    .lock()
+                    .await
+                    .state()
+                    .actor_of_key(&jifen_ledger::PublicKey(key))
+                    .map_or_else(|| jifen_ledger::hex(&key), |a| a.id.clone()),
+                (None, Err(_)) => String::new(),
+            };
+            let when = chrono::DateTime::from_timestamp_micros(r.refused_at + 8 * 3_600_000_000)
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default();
+            flags.push(api::RedFlag {
+                kind: "SELF_SCORING_ATTEMPT".into(),
+                description: format!("{who} 试图为本户记分，已被拒绝（{when}，北京时间）：{}", r.message),
+                seq: 0,
+            });
+        }
+        let attempts = rows
             .into_iter()
             .map(|r| api::Attempt {
                 refused_at: r.refused_at,
@@ -66,7 +93,8 @@ impl QueryApi {
                 message: r.message,
                 signer: r.signer,
             })
-            .collect())
+            .collect();
+        Ok((attempts, flags))
     }
 
     async fn names(&self, code: &jifen_ledger::VillageCode) -> Result<HashMap<String, String>, Status> {
@@ -143,6 +171,8 @@ fn period(field: &str, s: &str) -> Result<Period, Status> {
 const AUDIT_PAGE: u32 = 1_000;
 /// The most attempts an audit answer about an actor carries.
 const ATTEMPTS: i64 = 100;
+/// The refusal reason of an attempt to score one's own household.
+const SELF_SCORING: &str = "SELF_SCORING";
 const AUDIT_PAGE_MAX: u32 = 10_000;
 
 /// A red flag's kind and the record it concerns.
@@ -387,11 +417,15 @@ impl QueryService for QueryApi {
         let trail = self.villages.store().read_audit_trail(&code, subject, req.from_seq, limit).await.map_err(|e| status::store(&e))?;
         let trail = trail.ok_or_else(|| no_read_model(&code))?;
         reached(&trail.head, req.min_tree_size)?;
-        let attempts = match &req.subject {
-            Some(Subject::ActorId(a)) if req.from_seq == 0 => self.attempts(&code, a).await?,
-            _ => Vec::new(),
+        // The refusal log, on the first page: an actor's attempts, or (asked about no subject)
+        // every actor's self-scoring attempts, as red flags only.
+        let (attempts, attempt_flags) = match &req.subject {
+            Some(Subject::ActorId(a)) if req.from_seq == 0 => self.attempts(&code, Some(a)).await?,
+            None if req.from_seq == 0 => (Vec::new(), self.attempts(&code, None).await?.1),
+            _ => (Vec::new(), Vec::new()),
         };
         let mut red_flags: Vec<api::RedFlag> = trail.acts.iter().filter_map(Act::red_flag).map(|f| flag(&f)).collect();
+        red_flags.extend(attempt_flags);
         red_flags.extend(monthly_flags(&trail.months, trail.alone.iter().map(|(p, a, n)| (*p, a.as_str(), *n))).iter().map(flag));
         Ok(Response::new(api::GetAuditTrailResponse {
             as_of: Some(stored_as_of(&trail.head)),

@@ -468,16 +468,23 @@ impl Store {
         Ok(kept == 1)
     }
 
-    /// The refusals of a ledger whose first signature is one of `signers`, newest first, at
-    /// most `limit`: (refused_at µs, reason, message, signer, body).
-    pub async fn refusals_by(&self, ledger: &VillageCode, signers: &[[u8; 32]], limit: i64) -> Result<Vec<StoredRefusal>, StoreError> {
+    /// The refusals of a ledger whose first signature is one of `signers` (any signer with
+    /// `None`) and, if given, whose reason is `reason`, newest first, at most `limit`.
+    pub async fn refusals(
+        &self,
+        ledger: &VillageCode,
+        signers: Option<&[[u8; 32]]>,
+        reason: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredRefusal>, StoreError> {
         let client = self.pool.get().await?;
-        let keys: Vec<&[u8]> = signers.iter().map(|k| k.as_slice()).collect();
+        let keys: Option<Vec<&[u8]>> = signers.map(|s| s.iter().map(|k| k.as_slice()).collect());
         let rows = client
             .query(
                 "SELECT refused_at, reason, message, signer, body FROM refusals \
-                 WHERE ledger_id = $1 AND signer = ANY($2) ORDER BY refused_at DESC, id DESC LIMIT $3",
-                &[&ledger.as_str(), &keys, &limit],
+                 WHERE ledger_id = $1 AND ($2::bytea[] IS NULL OR signer = ANY($2)) AND ($3::text IS NULL OR reason = $3) \
+                 ORDER BY refused_at DESC, id DESC LIMIT $4",
+                &[&ledger.as_str(), &keys, &reason, &limit],
             )
             .await?;
         Ok(rows
