@@ -1107,6 +1107,11 @@ async fn refused_events_are_kept_in_an_append_only_refusal_log_bounded_per_signe
     let cp = server.wait_checkpoint(&ledger, 20).await.unwrap();
     assert_eq!(cp.tree_size, 20);
 
+    // A restarted server (the village loaded cold) still shows it: the log is in PostgreSQL,
+    // and the signer's keys come from the reloaded state.
+    server.shutdown().await;
+    let mut server = Server::start(&db, &sample).await;
+    server.clock.advance_to(records[19].recorded_at());
     // The audit trail of the signer shows the attempt beside its acts; another actor's does not.
     let c = &sample.cast;
     let everyone: Vec<&jifen_ledger::sample::ActorKey> =

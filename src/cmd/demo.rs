@@ -111,7 +111,7 @@ async fn run_async(args: GrpcDemoArgs) -> anyhow::Result<()> {
     let villages = Arc::new(Villages::new(
         storage.store.clone(),
         clock.clone(),
-        LogKey::load_or_create(&data_dir.join("log.key"))?,
+        LogKey::load_or_create_for(&data_dir.join("log.key"), &storage.store).await?,
         DEPLOYMENT_ORIGIN,
         // The demo's deployment enrols the sample township's authority key.
         jifen::townships::Townships::of_geneses(&sample.records()[..1]),

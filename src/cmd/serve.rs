@@ -91,16 +91,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     rt.block_on(async {
         std::fs::create_dir_all(&args.storage.data_dir)?;
         let storage = args.storage.start(16).await?;
-        let key = args.storage.log_key();
-        if !key.exists() && storage.store.has_checkpoints().await? {
-            anyhow::bail!(
-                "{} does not exist, but the database holds checkpoints a log key signed: put that key file back \
-                 (deploy/BACKUP.md) or point --data-dir at the directory that holds it. A new key is made only \
-                 for a database that has none: it would break the key every supervisor and auditor pinned",
-                key.display()
-            );
-        }
-        let log = LogKey::load_or_create(&key)?;
+        let log = LogKey::load_or_create_for(&args.storage.log_key(), &storage.store).await?;
         let townships = load_townships(&args)?;
         let villages = Arc::new(Villages::new(storage.store.clone(), Arc::new(SystemClock), log, &args.deployment_origin, townships));
         villages.set_snapshot_every(args.snapshot_every);

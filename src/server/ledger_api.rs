@@ -114,35 +114,33 @@ async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>
     let task = tokio::spawn(async move {
         let result = villages.append(&code, &events).await;
         let refused = match &result {
-            Err(AppendError::Rejected { index, rejection }) => Some((*index, status::rejection_reason(rejection), rejection.to_string())),
-            Err(e @ AppendError::Open(refusal)) => {
-                // The genesis of a village this deployment does not let its signer open.
-                let index = events.iter().position(|e| is_genesis(e.body())).unwrap_or(0);
-                Some((index, format!("{refusal:?}"), format!("{e:?}")))
-            }
+            Err(AppendError::Rejected { index, .. }) => Some(*index),
+            // The genesis of a village this deployment does not let its signer open.
+            Err(AppendError::Open(_)) => Some(events.iter().position(|e| is_genesis(e.body())).unwrap_or(0)),
             _ => None,
         };
-        if let Some((index, reason, message)) = refused {
-            let signers: Vec<String> = events.get(index).into_iter().flat_map(|e| e.signers()).map(|k| jifen_ledger::hex(&k.0)).collect();
-            tracing::info!(village = %code, event = index, reason = %reason, signers = ?signers, refused = %message, "event refused");
-            if let Some(event) = events.get(index) {
-                let refusal = crate::store::Refusal {
-                    ledger: &code,
-                    refused_at: villages.now(),
-                    reason: &reason,
-                    message: &message,
-                    index,
-                    body: event.body(),
-                    signatures: event.signatures(),
-                };
-                if let Err(e) = villages.store().log_refusal(&refusal).await {
-                    tracing::warn!(village = %code, error = %e, "a refused event could not be kept in the refusal log");
-                }
+        // What is logged and kept is what the client is told: the status's reason and message.
+        let result = result.map_err(Status::from);
+        if let (Some(index), Err(status), Some(event)) = (refused, &result, refused.and_then(|i| events.get(i))) {
+            let reason = tonic_types::StatusExt::get_details_error_info(status).map(|i| i.reason).unwrap_or_default();
+            let signers: Vec<String> = event.signers().map(|k| jifen_ledger::hex(&k.0)).collect();
+            tracing::info!(village = %code, event = index, reason = %reason, signers = ?signers, refused = %status.message(), "event refused");
+            let refusal = crate::store::Refusal {
+                ledger: &code,
+                refused_at: villages.now(),
+                reason: &reason,
+                message: status.message(),
+                index,
+                body: event.body(),
+                signatures: event.signatures(),
+            };
+            if let Err(e) = villages.store().log_refusal(&refusal).await {
+                tracing::warn!(village = %code, error = %e, "a refused event could not be kept in the refusal log");
             }
         }
         result
     });
-    Ok(task.await.map_err(|e| Status::internal(format!("append: {e}")))??)
+    task.await.map_err(|e| Status::internal(format!("append: {e}")))?
 }
 
 fn is_genesis(body: &[u8]) -> bool {

@@ -59,7 +59,7 @@ pub fn rejection(r: &Rejection) -> Status {
     let message = r.to_string();
     let mut details = ErrorDetails::new();
     let metadata = HashMap::from([("message".to_owned(), message.clone())]);
-    details.set_error_info(rejection_reason(r), DOMAIN, metadata);
+    details.set_error_info(reason_of(&format!("{r:?}")), DOMAIN, metadata);
     if let Rejection::InvalidField { field, reason } = r {
         details.add_bad_request_violation(*field, reason.clone());
     }
@@ -67,11 +67,6 @@ pub fn rejection(r: &Rejection) -> Status {
         details.add_bad_request_violation(*field, format!("contains a {what}"));
     }
     Status::with_error_details(code_of(r), message, details)
-}
-
-/// The reason a rejection's status names (its ErrorInfo reason, e.g. `SELF_SCORING`).
-pub fn rejection_reason(r: &Rejection) -> String {
-    reason_of(&format!("{r:?}"))
 }
 
 /// A malformed request, refused before it reaches the write-model.

@@ -36,6 +36,22 @@ impl LogKey {
         }
     }
 
+    /// [`LogKey::load_or_create`] for a deployment whose database is `store`: a key is created
+    /// only for a database that holds no checkpoint. One that does was signed by a key that
+    /// only a backup can give back (deploy/BACKUP.md); a new one would break the key every
+    /// supervisor and auditor pinned, so a missing key file is then an error that says so.
+    pub async fn load_or_create_for(path: &Path, store: &Store) -> anyhow::Result<LogKey> {
+        if !path.exists() && store.has_checkpoints().await? {
+            anyhow::bail!(
+                "{} does not exist, but the database holds checkpoints a log key signed: put that key file back \
+                 (deploy/BACKUP.md) or point --data-dir at the directory that holds it. A new key is made only \
+                 for a database that has none: it would break the key every supervisor and auditor pinned",
+                path.display()
+            );
+        }
+        Ok(LogKey::load_or_create(path)?)
+    }
+
     /// Loads the key from `path`, which must exist (commands that only check what the log
     /// signed, such as `jifen rebuild`, never create one).
     pub fn load(path: &Path) -> std::io::Result<LogKey> {
