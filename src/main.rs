@@ -43,17 +43,14 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// How diagnostics are written to standard error: readable lines, or one JSON object per
     /// line (for a log collector). Colours only on a terminal.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    /// [default: text; for `serve`, log_format of its settings]
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
+use cmd::config::LogFormat;
 
 /// Diagnostics on stderr (stdout carries what a command prints: tables, JSON, the address
 /// `serve` listens on). `RUST_LOG` chooses what is logged; by default `serve` logs at `info`
@@ -117,15 +114,19 @@ struct DemoArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    if let Command::Serve(mut args) = cli.command {
+        args.log_format = cli.log_format;
+        let settings = args.settings()?;
+        init_logging(settings.log_format, true);
+        return_freed_memory_at_once();
+        return cmd::serve::run(settings);
+    }
+    init_logging(cli.log_format.unwrap_or(LogFormat::Text), false);
     match cli.command {
         Command::Demo(args) if args.offline => cmd::demo_offline::run(args.year),
         Command::Demo(args) => cmd::demo::run(args.grpc),
         Command::Bench(args) => cmd::bench::run(args),
-        Command::Serve(args) => {
-            return_freed_memory_at_once();
-            cmd::serve::run(args)
-        }
+        Command::Serve(_) => unreachable!("served above"),
         Command::Campaign(args) => cmd::campaign::run(args),
         Command::Rebuild(args) => cmd::rebuild::run(args),
         Command::Keygen(args) => cmd::keygen::keygen(args),

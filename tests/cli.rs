@@ -124,7 +124,7 @@ fn log_key_prints_what_supervisors_pin_and_never_creates_or_replaces_the_key() {
 
     // A village's verifier key depends on the deployment's origin: never assumed.
     let out = log_key(&["--village", "150602101201"]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--deployment-origin"), "{out:?}");
 
     // A malformed village code is refused before anything is printed.

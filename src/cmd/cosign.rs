@@ -21,9 +21,8 @@ pub struct CosignArgs {
     /// `<deployment>/witness/<actor id>`).
     #[arg(long)]
     actor: String,
-    /// The jifen server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: super::connect::ServerArgs,
     /// The village (12-digit code).
     #[arg(long)]
     village: String,
@@ -87,8 +86,7 @@ pub fn cosign(args: CosignArgs) -> anyhow::Result<()> {
     }
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut client =
-            LedgerServiceClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
+        let mut client = LedgerServiceClient::new(args.server.channel().await?);
         let offered = client
             .get_checkpoint(api::GetCheckpointRequest { ledger_id: args.village.clone(), ..Default::default() })
             .await

@@ -10,9 +10,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
-    /// The jifen server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: super::connect::ServerArgs,
     /// The village (12-digit code).
     #[arg(long)]
     village: String,
@@ -32,8 +31,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let key = super::submit::read_key(&args.key)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut client =
-            AuditServiceClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
+        let mut client = AuditServiceClient::new(args.server.channel().await?);
         let request = authorized(
             api::ExportBundleRequest { ledger_id: args.village.clone(), year: args.year },
             &key,

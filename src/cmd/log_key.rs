@@ -7,18 +7,28 @@ use jifen::server::villages::LogKey;
 use jifen_ledger::ids::VillageCode;
 use std::path::PathBuf;
 
-#[derive(clap::Args)]
+#[derive(clap::Args, serde::Serialize)]
 pub struct LogKeyArgs {
-    /// The data directory of `jifen serve`, which holds the log key (`log.key`).
-    #[arg(long, default_value = "jifen-data")]
-    data_dir: PathBuf,
-    /// The deployment origin `jifen serve` runs with (its `--deployment-origin`): a village's
-    /// origin, and so its verifier key, is named after it. Required with --village.
-    #[arg(long, requires = "village")]
+    /// The config file of `jifen serve` (its data directory and deployment origin are read
+    /// from it, as `serve` reads them); JIFEN_CONFIG names one too.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// The data directory of `jifen serve`, which holds the log key (`log.key`) [default: as
+    /// `serve`'s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// The deployment origin `jifen serve` runs with: a village's origin, and so its verifier
+    /// key, is named after it. With --village it must be given, here, in the config file or as
+    /// JIFEN_DEPLOYMENT_ORIGIN: a default would print a key nobody signs with.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     deployment_origin: Option<String>,
     /// A village (its 12-digit code): print its origin and the note verifier key its
     /// checkpoints are signed under. Repeatable.
-    #[arg(long, requires = "deployment_origin")]
+    #[arg(long)]
+    #[serde(skip)]
     village: Vec<String>,
 }
 
@@ -28,7 +38,13 @@ pub fn run(args: LogKeyArgs) -> anyhow::Result<()> {
         .iter()
         .map(|code| VillageCode::parse(code).with_context(|| format!("--village {code:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let path = args.data_dir.join("log.key");
+    let (settings, given) = super::config::load_layers(args.config.as_deref(), &args)?;
+    if !villages.is_empty() && !given.contains("deployment_origin") {
+        anyhow::bail!(
+            "--village needs the deployment origin `jifen serve` runs with: --deployment-origin, deployment_origin in --config, or JIFEN_DEPLOYMENT_ORIGIN"
+        );
+    }
+    let path = settings.log_key();
     let key = LogKey::load(&path)
         .context("the log key (it is created by the first `jifen serve` on this data directory, never by this command)")?;
     println!("log key file: {}", path.display());
@@ -36,7 +52,7 @@ pub fn run(args: LogKeyArgs) -> anyhow::Result<()> {
     if args.village.is_empty() {
         println!("each village's checkpoints are signed under its own origin: pass --village <code> for its note verifier key");
     }
-    let deployment = args.deployment_origin.unwrap_or_default();
+    let deployment = settings.deployment_origin;
     for code in villages {
         let origin = format!("{deployment}/village/{code}");
         let verifier = key.verifier(&origin).with_context(|| format!("--deployment-origin {deployment:?}"))?;

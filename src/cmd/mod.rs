@@ -13,10 +13,15 @@
 //!   server or offline, a year rebuilt offline.
 //! - `bench`, `campaign` — the ledger core's benchmark; the long mode of the crash, tamper and
 //!   bad-input campaigns.
+//! - `config` — the settings of `serve` (and `rebuild`, `log-key`): defaults, config file,
+//!   environment, command line.
+//! - `connect` — how the client commands reach a server (`--server`, `--ca`, `--plaintext`).
 //! - `tables` — the readable tables (公示 board, balances, audit summary) the commands print.
 
 pub mod bench;
 pub mod campaign;
+pub mod config;
+pub mod connect;
 pub mod cosign;
 pub mod demo;
 pub mod demo_offline;

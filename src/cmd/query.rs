@@ -8,9 +8,8 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
-    /// The jifen server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: super::connect::ServerArgs,
     /// The village (12-digit code).
     #[arg(long)]
     village: String,
@@ -54,7 +53,7 @@ fn as_of(a: &Option<api::AsOf>) -> String {
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut q = QueryServiceClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
+        let mut q = QueryServiceClient::new(args.server.channel().await?);
         let v = args.village.clone();
         match args.what {
             What::Balances { household: Some(h) } => {

@@ -29,8 +29,9 @@ pub fn run(args: RebuildArgs) -> anyhow::Result<()> {
     let code = VillageCode::parse(&args.village).map_err(|e| anyhow::anyhow!("--village: {e}"))?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let storage = args.storage.start(2).await?;
-        let log = LogKey::load(&args.storage.log_key())?;
+        let settings = args.storage.settings()?;
+        let storage = settings.start_storage(2).await?;
+        let log = LogKey::load(&settings.log_key())?;
         // It opens no village and names no witness: no townships, no deployment origin.
         let villages = Villages::new(storage.store.clone(), Arc::new(SystemClock), log, "", Townships::none());
         let result = villages.rebuild_read_model(&code).await;

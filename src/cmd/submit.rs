@@ -20,9 +20,8 @@ use tonic_types::StatusExt;
 
 #[derive(clap::Args)]
 pub struct SubmitArgs {
-    /// The jifen server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: super::connect::ServerArgs,
     /// The village (12-digit code), unless the description names its ledgerId.
     #[arg(long)]
     village: Option<String>,
@@ -105,8 +104,7 @@ pub fn run(args: SubmitArgs) -> anyhow::Result<()> {
         .collect();
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut client =
-            LedgerServiceClient::connect(args.server.clone()).await.with_context(|| format!("connecting to {}", args.server))?;
+        let mut client = LedgerServiceClient::new(args.server.channel().await?);
         match client.append(api::AppendRequest { event: Some(api::SignedEvent { body: bytes, signatures }) }).await {
             Ok(r) => {
                 let r = r.into_inner().result.context("the server answered without a result")?;

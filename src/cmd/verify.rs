@@ -22,9 +22,8 @@ pub struct VerifyArgs {
     /// Check this split-view evidence file (from `jifen cosign`) on its own.
     #[arg(long, conflicts_with_all = ["bundle", "village"])]
     evidence: Option<PathBuf>,
-    /// The jifen server.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    server: String,
+    #[command(flatten)]
+    server: super::connect::ServerArgs,
     /// The village (12-digit code), to verify what a server stores.
     #[arg(long, required_unless_present_any = ["bundle", "evidence"])]
     village: Option<String>,
@@ -50,10 +49,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let args = ServerVerify { server: args.server, village, log_key: args.trust.log_key, mode };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let mut client = LedgerServiceClient::connect(args.server.clone())
-            .await
-            .with_context(|| format!("connecting to {}", args.server))?
-            .max_decoding_message_size(80 << 20);
+        let mut client = LedgerServiceClient::new(args.server.channel().await?).max_decoding_message_size(80 << 20);
         let cp = client
             .get_checkpoint(api::GetCheckpointRequest { ledger_id: args.village.clone(), tree_size: 0, min_tree_size: 0 })
             .await
@@ -115,7 +111,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 struct ServerVerify {
-    server: String,
+    server: super::connect::ServerArgs,
     village: String,
     log_key: Option<String>,
     mode: jifen_ledger::verify::SignatureMode,

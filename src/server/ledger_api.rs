@@ -41,6 +41,7 @@ impl LedgerApi {
 
 /// Parses a ledger id field.
 pub fn ledger_id(field: &str, s: &str) -> Result<VillageCode, Status> {
+    super::request_log::note_village(s);
     VillageCode::parse(s).map_err(|e| status::invalid(field, e.to_string()))
 }
 
@@ -112,7 +113,9 @@ pub fn checkpoint(c: &CheckpointView) -> api::Checkpoint {
 async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>) -> Result<Vec<Appended>, Status> {
     let villages = villages.clone();
     let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
         let result = villages.append(&code, &events).await;
+        let took = started.elapsed();
         let refused = match &result {
             Err(AppendError::Rejected { index, .. }) => Some(*index),
             // The genesis of a village this deployment does not let its signer open.
@@ -121,8 +124,22 @@ async fn append(villages: &Arc<Villages>, code: VillageCode, events: Vec<Signed>
         };
         // What is logged and kept is what the client is told: the status's reason and message.
         let result = result.map_err(Status::from);
+        let reason = match &result {
+            Err(status) => tonic_types::StatusExt::get_details_error_info(status).map(|i| i.reason).unwrap_or_default(),
+            Ok(_) => String::new(),
+        };
+        super::metrics::appended(
+            match (&result, refused) {
+                (Ok(out), _) => {
+                    let duplicates = out.iter().filter(|a| a.duplicate).count() as u64;
+                    super::metrics::Outcome::Stored { new: out.len() as u64 - duplicates, duplicates }
+                }
+                (Err(_), Some(_)) => super::metrics::Outcome::Refused(&reason),
+                (Err(status), None) => super::metrics::Outcome::Failed(status.code()),
+            },
+            took,
+        );
         if let (Some(index), Err(status), Some(event)) = (refused, &result, refused.and_then(|i| events.get(i))) {
-            let reason = tonic_types::StatusExt::get_details_error_info(status).map(|i| i.reason).unwrap_or_default();
             let signers: Vec<String> = event.signers().map(|k| jifen_ledger::hex(&k.0)).collect();
             tracing::info!(village = %code, event = index, reason = %reason, signers = ?signers, refused = %status.message(), "event refused");
             let refusal = crate::store::Refusal {

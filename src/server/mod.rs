@@ -6,6 +6,7 @@
 //! - [`query_api`] — `jifen.v1.QueryService`; [`audit_api`] — `jifen.v1.AuditService`.
 //! - [`auth`] — the guard of the calls for supervisors, townships and auditors; [`codec`] —
 //!   the decoder that keeps a request's exact body bytes.
+//! - [`metrics`] — the Prometheus endpoint; [`request_log`] — a log line per call.
 //! - [`status`] — the one mapping of errors to gRPC statuses with details.
 //!
 //! Health (`grpc.health.v1`) and reflection are served beside the API. Health tells the truth:
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod clock;
 pub mod codec;
 pub mod ledger_api;
+pub mod metrics;
 pub mod query_api;
 pub mod request_log;
 pub mod status;
@@ -69,8 +71,40 @@ async fn watch_health(store: crate::store::Store, reporter: tonic_health::server
     }
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener`, in plaintext, until `shutdown` completes.
 pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    run_with(listener, villages, None, shutdown).await
+}
+
+/// The server's TLS identity from PEM files: the certificate chain (the server's first) and
+/// its private key, checked to belong together, with errors that name the file at fault.
+pub fn tls_identity(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<tonic::transport::Identity> {
+    use anyhow::Context;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let cert_pem = std::fs::read(cert).with_context(|| format!("--tls-cert {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("--tls-key {}", key.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--tls-cert {}: not PEM certificates", cert.display()))?;
+    anyhow::ensure!(!chain.is_empty(), "--tls-cert {}: no certificate in the file", cert.display());
+    let private = PrivateKeyDer::from_pem_slice(&key_pem).with_context(|| format!("--tls-key {}: no PEM private key", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .with_context(|| format!("--tls-key {} does not go with --tls-cert {}", key.display(), cert.display()))?;
+    Ok(tonic::transport::Identity::from_pem(cert_pem, key_pem))
+}
+
+/// Serves the API on `listener` until `shutdown` completes: over TLS with `tls` (the server's
+/// certificate and key), else in plaintext.
+pub async fn run_with(
+    listener: TcpListener,
+    villages: Arc<Villages>,
+    tls: Option<tonic::transport::Identity>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     villages.start_history_checks();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LedgerServiceServer<ledger_api::LedgerApi>>().await;
@@ -88,12 +122,20 @@ pub async fn run(listener: TcpListener, villages: Arc<Villages>, shutdown: impl 
         .max_encoding_message_size(MAX_MESSAGE);
     let query = crate::api::query_service_server::QueryServiceServer::new(query_api::QueryApi::new(villages.clone()));
     let audit = crate::api::audit_service_server::AuditServiceServer::new(query_api::QueryApi::new(villages));
-    tracing::info!(address = %listener.local_addr()?, "serving jifen.v1");
+    let address = listener.local_addr()?;
+    tracing::info!(%address, tls = tls.is_some(), "serving jifen.v1");
+    if tls.is_none() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "serving plaintext beyond this machine: tokens and events travel in clear (give --tls-cert and --tls-key)");
+    }
     let shutdown = async move {
         shutdown.await;
         let _ = stopping_tx.send(true);
     };
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    let served = builder
         .layer(request_log::layer())
         .add_service(health)
         .add_service(reflection)

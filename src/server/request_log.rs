@@ -1,13 +1,32 @@
-//! A log line per call: the method, its gRPC status, how long it took and the peer, at `info`
-//! on the target `jifen::request` (`RUST_LOG=jifen::request=info`). A call that fails has its
+//! A log line per call: the method, the village it names, its gRPC status, how long it took
+//! and the peer, at `info` on the target `jifen::request` (`RUST_LOG=jifen::request=info`).
+//! The village is noted by the handler as it reads the request's ledger id
+//! ([`note_village`]), in a task-local cell the call runs in. A call that fails has its
 //! status in the response headers (trailers-only); one without is OK, or a stream that began
 //! (a stream's own end is not logged here).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tonic::codegen::http;
+
+tokio::task_local! {
+    /// The village the current call names, as its handler read it.
+    static VILLAGE: Arc<Mutex<String>>;
+}
+
+/// Notes the village (ledger id) the current call names, for its log line; outside a logged
+/// call it does nothing. A malformed id is noted as given, cut to 32 characters.
+pub fn note_village(ledger_id: &str) {
+    let _ = VILLAGE.try_with(|v| {
+        let mut v = v.lock().expect("village cell");
+        if v.is_empty() {
+            v.extend(ledger_id.chars().take(32));
+        }
+    });
+}
 
 /// The layer that wraps every service of the server.
 pub fn layer<S>() -> impl tower::Layer<S, Service = RequestLog<S>> + Clone {
@@ -38,9 +57,11 @@ where
         let method = request.uri().path().to_owned();
         let peer = request.extensions().get::<tonic::transport::server::TcpConnectInfo>().and_then(|c| c.remote_addr());
         let started = Instant::now();
-        let call = self.0.call(request);
+        let village = Arc::new(Mutex::new(String::new()));
+        let call = VILLAGE.scope(village.clone(), self.0.call(request));
         Box::pin(async move {
             let response = call.await;
+            let village = std::mem::take(&mut *village.lock().expect("village cell"));
             let ms = started.elapsed().as_secs_f64() * 1e3;
             let status = match &response {
                 Ok(r) => r
@@ -51,7 +72,7 @@ where
                 Err(_) => tonic::Code::Unavailable,
             };
             let peer = peer.map(|p| p.to_string()).unwrap_or_default();
-            tracing::info!(target: "jifen::request", method = %method, status = ?status, ms = format_args!("{ms:.2}"), peer = %peer, "call");
+            tracing::info!(target: "jifen::request", method = %method, village = %village, status = ?status, ms = format_args!("{ms:.2}"), peer = %peer, "call");
             response
         })
     }

@@ -135,6 +135,8 @@ pub struct Cluster {
     stopped: bool,
     /// The server's options (`pg_ctl start -o`).
     options: String,
+    /// Its port (on the unix socket, and on TCP if it listens there).
+    port: u16,
     /// The data directory's lock, held as long as the cluster is ours.
     _lock: fs::File,
 }
@@ -157,7 +159,8 @@ impl Cluster {
         let socket_dir = data_dir.join("run");
         // Nothing to stop until this start has started the server: a failed start never stops
         // a server it did not start.
-        let mut cluster = Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: true, options: String::new(), _lock: lock };
+        let mut cluster =
+            Cluster { bin, pgdata, socket_dir, run_as, pid: None, stopped: true, options: String::new(), port: SOCKET_PORT, _lock: lock };
         for dir in [&cluster.pgdata, &cluster.socket_dir] {
             fs::create_dir_all(dir).map_err(io(dir))?;
             fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
@@ -279,7 +282,31 @@ impl Cluster {
 
     /// The libpq connection string for `dbname` as `user` (over the unix socket).
     pub fn connection_string(&self, user: &str, dbname: &str) -> String {
-        format!("host={} port={SOCKET_PORT} user={user} dbname={dbname}", self.socket_dir.display())
+        format!("host={} port={} user={user} dbname={dbname}", self.socket_dir.display(), self.port)
+    }
+
+    /// A server setting for the next start, after the cluster's own (which it overrides): a
+    /// test has the server listen on TCP with TLS, say. Setting `port` moves the unix socket
+    /// too, and [`Cluster::connection_string`] follows.
+    pub fn set(&mut self, name: &str, value: &str) {
+        if name == "port" {
+            if let Ok(port) = value.parse() {
+                self.port = port;
+            }
+        }
+        self.options.push_str(&format!(" -c {name}='{}'", value.replace('\'', "''")));
+    }
+
+    /// Writes a file into the cluster's data directory, owned by the server's user, with
+    /// `mode` (a TLS key the server reads must be its own and private).
+    pub fn write_file(&self, name: &str, contents: &[u8], mode: u32) -> Result<PathBuf, EmbeddedError> {
+        let path = self.pgdata.join(name);
+        fs::write(&path, contents).map_err(io(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io(&path))?;
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(io(&path))?;
+        }
+        Ok(path)
     }
 
     /// Restarts the server as after a crash: immediate shutdown (no checkpoint, clients cut

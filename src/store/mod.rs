@@ -7,8 +7,11 @@
 //!   [`StoreError::Conflict`], and nothing of the batch is stored.
 //! - [`event_store`] adapts the store to `esrs::store::EventStore` for the village aggregate.
 //! - [`embedded`] is the private PostgreSQL cluster `jifen serve` and the tests run;
-//!   [`storage`] starts storage (that cluster, or an external server), migrated.
+//!   [`storage`] starts storage (that cluster, or an external server), migrated;
+//!   [`connection`] reads a libpq connection string with its TLS options (`sslmode`,
+//!   `sslrootcert`).
 
+pub mod connection;
 pub mod digest;
 pub mod embedded;
 pub mod event_store;
@@ -16,7 +19,8 @@ pub mod read_model;
 pub mod snapshots;
 pub mod storage;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+pub use connection::Connection;
+use deadpool_postgres::Pool;
 use jifen_ledger::hash::Hash;
 use jifen_ledger::ids::VillageCode;
 use jifen_ledger::merkle::FORGETTABLE_LEVELS;
@@ -24,7 +28,7 @@ use jifen_ledger::record::Record;
 use jifen_ledger::signature::{EventSignature, PublicKey};
 use thiserror::Error;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 refinery::embed_migrations!("src/store/migrations");
 
@@ -39,23 +43,19 @@ pub enum StoreError {
     Corrupt { ledger: String, seq: i64, error: String },
     #[error("database: {}", database_error(.0))]
     Database(#[from] tokio_postgres::Error),
-    #[error("connection pool: {0}")]
+    #[error("connection pool: {}", pool_error(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     #[error("connection pool setup: {0}")]
     PoolSetup(String),
     #[error("schema migration: {0}")]
     Migration(String),
+    #[error("database connection string: {0}")]
+    ConnectionString(String),
 }
 
 /// Connects one client (outside the pool), driving its connection on a task.
 async fn connect_one(conn: &str) -> Result<tokio_postgres::Client, StoreError> {
-    let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection ended");
-        }
-    });
-    Ok(client)
+    Ok(Connection::parse(conn)?.connect().await?.0)
 }
 
 /// Creates database `name` if it does not exist (connected to another database as a role
@@ -78,7 +78,16 @@ pub async fn migrate(owner_conn: &str) -> Result<(), StoreError> {
 /// Applies the schema migrations up to `version` (all of them with `None`): the tests of an
 /// upgrade start from an older schema.
 pub async fn migrate_to(owner_conn: &str, version: Option<u32>) -> Result<(), StoreError> {
-    let mut client = connect_one(owner_conn).await?;
+    migrate_connection(&Connection::parse(owner_conn)?, version).await
+}
+
+/// Applies the schema migrations over a parsed connection.
+pub async fn migrate_with(owner: &Connection) -> Result<(), StoreError> {
+    migrate_connection(owner, None).await
+}
+
+async fn migrate_connection(owner: &Connection, version: Option<u32>) -> Result<(), StoreError> {
+    let mut client = owner.connect().await?.0;
     let target = version.map_or(refinery::Target::Latest, |v| refinery::Target::Version(v as _));
     migrations::runner().set_target(target).run_async(&mut client).await.map_err(|e| StoreError::Migration(e.to_string()))?;
     Ok(())
@@ -195,7 +204,7 @@ pub struct Store {
     /// The group committer, started on the first append.
     commits: std::sync::Arc<std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<CommitJob>>>,
     /// How the pool connects: health asks over a connection of its own.
-    config: std::sync::Arc<tokio_postgres::Config>,
+    conn: std::sync::Arc<Connection>,
 }
 
 /// One ledger's batch waiting for the group committer.
@@ -252,10 +261,13 @@ async fn group_committer(store: Store, mut jobs: tokio::sync::mpsc::UnboundedRec
 impl Store {
     /// A pool of `size` connections with `conn` (a libpq connection string).
     pub fn connect(conn: &str, size: usize) -> Result<Store, StoreError> {
-        let config: tokio_postgres::Config = conn.parse()?;
-        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(size).build().map_err(|e| StoreError::PoolSetup(e.to_string()))?;
-        Ok(Store { pool, commits: Default::default(), config: std::sync::Arc::new(config) })
+        Store::connect_with(Connection::parse(conn)?, size)
+    }
+
+    /// A pool of `size` connections with a parsed connection string.
+    pub fn connect_with(conn: Connection, size: usize) -> Result<Store, StoreError> {
+        let pool = Pool::builder(conn.manager()).max_size(size).build().map_err(|e| StoreError::PoolSetup(e.to_string()))?;
+        Ok(Store { pool, commits: Default::default(), conn: std::sync::Arc::new(conn) })
     }
 
     /// Appends records of one ledger, all or nothing, durably. `origin` registers the ledger
@@ -279,7 +291,7 @@ impl Store {
         let commits = self.commits.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             // The committer holds a store without a committer of its own.
-            let store = Store { pool: self.pool.clone(), commits: Default::default(), config: self.config.clone() };
+            let store = Store { pool: self.pool.clone(), commits: Default::default(), conn: self.conn.clone() };
             tokio::spawn(group_committer(store, rx));
             tx
         });
@@ -400,6 +412,24 @@ impl Store {
         Ok(end.map_or(0, |e| e.max(0) as u64))
     }
 
+    /// The stored `recorded_at` of a record (µs), if it is stored.
+    pub async fn recorded_at(&self, ledger: &VillageCode, seq: u64) -> Result<Option<i64>, StoreError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT recorded_at FROM records WHERE ledger_id = $1 AND seq = $2",
+                &[&ledger.as_str(), &(seq.min(i64::MAX as u64) as i64)],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The pool's connections: (in use, idle, the most it opens, tasks waiting for one).
+    pub fn pool_status(&self) -> (usize, usize, usize, usize) {
+        let s = self.pool.status();
+        (s.size - s.available, s.available, s.max_size, s.waiting)
+    }
+
     /// The sizes of a ledger's checkpoints that have at least one cosignature, up to `max`.
     pub async fn cosigned_sizes(&self, ledger: &VillageCode, max: u64) -> Result<Vec<u64>, StoreError> {
         let client = self.pool.get().await?;
@@ -422,8 +452,7 @@ impl Store {
     /// all be busy, or hung) connects and runs `SELECT 1` within `within`, and is closed.
     pub async fn reachable(&self, within: std::time::Duration) -> bool {
         let ping = async {
-            let (client, connection) = self.config.connect(NoTls).await.ok()?;
-            let connection = tokio::spawn(connection);
+            let (client, connection) = self.conn.connect().await.ok()?;
             let answered = client.simple_query("SELECT 1").await.ok();
             drop(client);
             connection.abort();
@@ -710,7 +739,26 @@ fn database_error(e: &tokio_postgres::Error) -> String {
         Some(db) => {
             format!("{} (SQLSTATE {}{})", db.message(), db.code().code(), db.detail().map(|d| format!("; {d}")).unwrap_or_default())
         }
-        None => e.to_string(),
+        None => {
+            // "error performing TLS handshake", "error connecting to server": the why is in the
+            // sources.
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// A pool's error, with the database's own message when the database refused a connection
+/// (deadpool says only "db error").
+fn pool_error(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => format!("cannot connect: {}", database_error(e)),
+        other => other.to_string(),
     }
 }
 

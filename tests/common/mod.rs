@@ -109,3 +109,19 @@ pub async fn drop_read_model(owner: &tokio_postgres::Client, ledger: &str) {
     let sql: String = tables.map(|t| format!("DELETE FROM {t} WHERE ledger_id = '{ledger}';")).collect();
     owner.batch_execute(&sql).await.unwrap();
 }
+
+/// The first `n` lines a `jifen serve` child prints ("jifen serving on ADDR (…)", then
+/// "metrics on http://ADDR/metrics" when it serves metrics), and the gRPC address of the first.
+pub fn serve_lines(child: &mut std::process::Child, n: usize) -> (Vec<String>, String) {
+    use std::io::BufRead;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let lines: Vec<String> = (0..n)
+        .map(|_| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim_end().to_owned()
+        })
+        .collect();
+    let addr = lines[0].strip_prefix("jifen serving on ").and_then(|r| r.split_whitespace().next()).unwrap_or_else(|| panic!("{lines:?}"));
+    (lines.clone(), addr.to_owned())
+}

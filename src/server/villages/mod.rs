@@ -63,6 +63,7 @@ pub use log_key::LogKey;
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use snapshot::SNAPSHOT_EVERY;
 pub use village::{CheckpointView, Corruption, Village};
+pub use witnessing::Backlog;
 pub use writer::{AppendError, Appended};
 
 /// All villages of the deployment.

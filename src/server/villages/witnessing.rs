@@ -127,3 +127,50 @@ pub(super) fn stored_note(stored: &StoredCheckpoint) -> Result<Note, String> {
     }
     Ok(note)
 }
+
+/// How far a loaded village's log is ahead of its signatures and witnesses (the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    pub village: VillageCode,
+    /// Records stored.
+    pub stored: u64,
+    /// The size of the latest signed checkpoint.
+    pub signed: u64,
+    /// When the oldest record not in a signed checkpoint was recorded (µs), if there is one.
+    pub oldest_unsigned_at: Option<i64>,
+    /// The size of the latest checkpoint its witnesses' quorum cosigned (0 with none).
+    pub witnessed: u64,
+}
+
+impl Villages {
+    /// The backlog of every village this process holds (a village whose rows failed a check,
+    /// or that cannot be read now, is left out).
+    pub async fn backlogs(&self) -> Vec<Backlog> {
+        let villages: Vec<(VillageCode, Arc<Mutex<Village>>)> =
+            self.map.lock().expect("village map").iter().map(|(code, v)| (code.clone(), v.clone())).collect();
+        let mut out = Vec::with_capacity(villages.len());
+        for (code, arc) in villages {
+            let (stored, signed) = {
+                let v = arc.lock().await;
+                if v.corrupt.is_some() || v.stale || v.stored == 0 {
+                    continue;
+                }
+                (v.stored, v.latest.as_ref().map_or(0, |l| l.checkpoint.size))
+            };
+            let oldest_unsigned_at = match signed < stored {
+                true => self.store.recorded_at(&code, signed).await.ok().flatten(),
+                false => None,
+            };
+            let Ok(sizes) = self.store.cosigned_sizes(&code, stored).await else { continue };
+            let mut witnessed = 0;
+            for size in sizes.into_iter().rev() {
+                if self.checkpoint_view(&code, Some(size)).await.is_ok_and(|view| view.witnessed) {
+                    witnessed = size;
+                    break;
+                }
+            }
+            out.push(Backlog { village: code, stored, signed, oldest_unsigned_at, witnessed });
+        }
+        out
+    }
+}
